@@ -1,0 +1,112 @@
+"""What every REST endpoint shares: one error shape, pagination, scope permissions.
+
+Error body, everywhere:
+    {"error": {"code": "...", "message": "...", "fields": {"name": ["..."]}, ...}}
+"""
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from governance.errors import DomainError
+from governance.models import ServiceToken
+
+_CODES = {
+    400: "invalid",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "throttled",
+}
+
+
+def error_body(code: str, message: str, *, fields: dict | None = None, **extra) -> dict:
+    error = {"code": code, "message": message}
+    if fields:
+        error["fields"] = fields
+    error.update(extra)
+    return {"error": error}
+
+
+def error_response(status_code: int, code: str, message: str, **kwargs) -> JsonResponse:
+    """The same error shape for plain Django views (the hot paths)."""
+    return JsonResponse(error_body(code, message, **kwargs), status=status_code)
+
+
+def _flatten(detail) -> dict:
+    if isinstance(detail, dict):
+        return {
+            key: [str(m) for m in (v if isinstance(v, list) else [v])] for key, v in detail.items()
+        }
+    return {
+        "non_field_errors": [str(m) for m in (detail if isinstance(detail, list) else [detail])]
+    }
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DomainError):
+        fields = {exc.field: [exc.message]} if exc.field else None
+        return Response(
+            error_body(exc.code, exc.message, fields=fields, **exc.detail), status=exc.status
+        )
+    if isinstance(exc, ValidationError):
+        exc = exceptions.ValidationError(getattr(exc, "message_dict", None) or exc.messages)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    if isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    code = _CODES.get(response.status_code, "error")
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = error_body(
+            code, "The request has invalid fields.", fields=_flatten(exc.detail)
+        )
+    else:
+        message = str(exc.detail) if hasattr(exc, "detail") else str(exc)
+        response.data = error_body(code, message)
+    if response.status_code == status.HTTP_429_TOO_MANY_REQUESTS and getattr(exc, "wait", None):
+        response["Retry-After"] = str(int(exc.wait) + 1)
+    return response
+
+
+class CursorlessPagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class ScopeOrPermission(BasePermission):
+    """Deny by default. A token needs the view's `required_scope`; a user its `required_permission`.
+
+    Views set `required_scope` and `required_permission` (a dict keyed by HTTP method is
+    accepted for both); a view that sets neither is refused.
+    """
+
+    message = "You do not have permission for this."
+
+    @staticmethod
+    def _for_method(value, method):
+        if isinstance(value, dict):
+            return value.get(method) or value.get("*")
+        return value
+
+    def has_permission(self, request, view) -> bool:
+        if not request.user or not request.user.is_authenticated:
+            return False
+        token = request.auth if isinstance(request.auth, ServiceToken) else None
+        if token is not None:
+            scope = self._for_method(getattr(view, "required_scope", None), request.method)
+            return bool(scope) and scope in token.scopes
+        permission = self._for_method(getattr(view, "required_permission", None), request.method)
+        return bool(permission) and request.user.has_perm(permission)

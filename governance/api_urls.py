@@ -1,0 +1,7 @@
+"""Everything under /api/v1/. Each concern adds its routes here."""
+
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("workloads.api_urls")),
+]

@@ -1,0 +1,5 @@
+from governance.models.audit import AuditEvent
+from governance.models.policy import PolicyState
+from governance.models.tokens import ServiceToken
+
+__all__ = ["AuditEvent", "PolicyState", "ServiceToken"]

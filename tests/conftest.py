@@ -1,0 +1,63 @@
+"""The fixed cast: one user per role, plus an outsider with no role."""
+
+import pytest
+from django.contrib.auth.models import Group
+
+from governance.roles import APPROVER, AUDITOR, IAM_ADMIN, OWNER, REVIEWER
+from tests.factories import UserFactory
+
+ROLE_USERS = {
+    "admin": IAM_ADMIN,
+    "owner": OWNER,
+    "approver": APPROVER,
+    "reviewer": REVIEWER,
+    "auditor": AUDITOR,
+    "outsider": None,
+}
+
+
+def make_user(name: str, role: str | None):
+    user = UserFactory(username=name)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def cast(db):
+    return {name: make_user(name, role) for name, role in ROLE_USERS.items()}
+
+
+@pytest.fixture
+def admin_user(cast):
+    return cast["admin"]
+
+
+@pytest.fixture
+def owner(cast):
+    return cast["owner"]
+
+
+@pytest.fixture
+def approver(cast):
+    return cast["approver"]
+
+
+@pytest.fixture
+def reviewer(cast):
+    return cast["reviewer"]
+
+
+@pytest.fixture
+def auditor(cast):
+    return cast["auditor"]
+
+
+@pytest.fixture
+def outsider(cast):
+    return cast["outsider"]
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

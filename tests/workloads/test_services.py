@@ -1,0 +1,69 @@
+import pytest
+
+from governance.errors import Conflict, DomainError, RuleViolation
+from governance.models import AuditEvent
+from governance.policy_version import policy_version_current
+from tests.factories import ClassifiedWorkloadFactory, WorkloadFactory, tier
+from workloads import services
+from workloads.models import Tool, Workload
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_registers_a_draft_workload_and_audits_it(owner):
+    version = policy_version_current()
+    workload = services.workload_register(
+        by=owner,
+        slug="ticket-triage",
+        name="Ticket triage",
+        purpose="Triage tickets",
+        owner=owner,
+        model_family="o1",
+        environment="production",
+    )
+    assert workload.status == Workload.Status.DRAFT
+    assert AuditEvent.objects.filter(
+        action="workload.register", object_id=str(workload.pk)
+    ).exists()
+    assert policy_version_current() == version + 1
+
+
+def test_it_refuses_to_activate_an_unclassified_workload(admin_user):
+    workload = WorkloadFactory()
+    with pytest.raises(Conflict):
+        services.workload_set_status(workload=workload, status="active", by=admin_user)
+
+
+def test_classification_needs_a_rationale(admin_user):
+    workload = WorkloadFactory()
+    with pytest.raises(DomainError):
+        services.workload_classify(workload=workload, tier=tier(), by=admin_user, rationale=" ")
+
+
+def test_a_session_limit_cannot_exceed_the_tier_default(admin_user):
+    workload = ClassifiedWorkloadFactory()
+    ceiling = workload.tier.max_session_seconds
+    with pytest.raises(DomainError) as excinfo:
+        services.session_policy_update(
+            workload=workload, by=admin_user, max_session_seconds=ceiling + 1
+        )
+    assert excinfo.value.field == "max_session_seconds"
+    policy = services.session_policy_update(
+        workload=workload, by=admin_user, max_session_seconds=ceiling - 1
+    )
+    assert policy.effective()["max_session_seconds"] == ceiling - 1
+
+
+def test_a_direct_grant_completing_the_trifecta_needs_an_exception(admin_user):
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-act"))
+    services.entitlement_grant(
+        workload=workload, tool=Tool.objects.get(slug="file-read"), by=admin_user
+    )
+    services.entitlement_grant(
+        workload=workload, tool=Tool.objects.get(slug="web-search"), by=admin_user
+    )
+    with pytest.raises(RuleViolation) as excinfo:
+        services.entitlement_grant(
+            workload=workload, tool=Tool.objects.get(slug="code-exec"), by=admin_user
+        )
+    assert excinfo.value.detail["rule"] == "lethal-trifecta"

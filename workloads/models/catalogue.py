@@ -1,0 +1,291 @@
+"""The catalogue: what each reasoning-model workload is, and what it may touch."""
+
+from django.conf import settings
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+slug_validator = RegexValidator(
+    r"^[a-z0-9]+(?:[-_.][a-z0-9]+)*$",
+    "Use lowercase letters, digits and single - _ . separators.",
+)
+
+
+class CapabilityClass(models.TextChoices):
+    WEB_ACCESS = "web_access", "Web access"
+    FILE_READ = "file_read", "File read"
+    FILE_WRITE = "file_write", "File write"
+    CODE_EXECUTION = "code_execution", "Code execution"
+    DOWNSTREAM_API = "downstream_api", "Downstream API"
+    MESSAGING = "messaging", "Messaging"
+    DATA_STORE = "data_store", "Data store"
+    GENERATION = "generation", "Generation only"
+
+
+class RiskLevel(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
+class LoggingLevel(models.TextChoices):
+    METADATA = "metadata", "Metadata only"
+    FULL_TRACE = "full_trace", "Full trace"
+
+
+class ModelFamily(models.TextChoices):
+    O1 = "o1", "OpenAI o1"
+    CLAUDE_3_7_SONNET = "claude-3-7-sonnet", "Claude 3.7 Sonnet"
+    DEEPSEEK_R1 = "deepseek-r1", "DeepSeek R1"
+    OTHER = "other", "Other"
+
+
+class Environment(models.TextChoices):
+    DEVELOPMENT = "development", "Development"
+    STAGING = "staging", "Staging"
+    PRODUCTION = "production", "Production"
+
+
+class SensitivityTier(models.Model):
+    """An ordered access-sensitivity tier; its defaults bound every workload classified into it."""
+
+    slug = models.SlugField(unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=80)
+    rank = models.PositiveSmallIntegerField(unique=True, help_text="Higher is more sensitive.")
+    description = models.TextField(blank=True)
+    max_session_seconds = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    idle_timeout_seconds = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    max_tool_calls = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    max_reasoning_tokens = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    loop_threshold = models.PositiveSmallIntegerField(validators=[MinValueValidator(2)])
+    logging_level = models.CharField(max_length=16, choices=LoggingLevel.choices)
+    retention_days = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    max_grant_days = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    grant_end_required = models.BooleanField(
+        default=False, help_text="Requests in this tier must give an end date."
+    )
+    suspend_on_critical = models.BooleanField(
+        default=False, help_text="A critical finding suspends the workload."
+    )
+    revoke_on_critical = models.BooleanField(
+        default=False, help_text="A critical finding revokes the grant it abused."
+    )
+
+    class Meta:
+        ordering = ["rank"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Workload(models.Model):
+    """A reasoning-model agent deployment whose tool use Mandate governs."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+        RETIRED = "retired", "Retired"
+
+    slug = models.SlugField(max_length=80, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=120)
+    purpose = models.TextField(help_text="Declared purpose: the yardstick for drift.")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_workloads"
+    )
+    model_family = models.CharField(max_length=32, choices=ModelFamily.choices)
+    environment = models.CharField(max_length=16, choices=Environment.choices)
+    data_categories = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    tier = models.ForeignKey(
+        SensitivityTier, on_delete=models.PROTECT, null=True, blank=True, related_name="workloads"
+    )
+    classification_rationale = models.TextField(blank=True)
+    classified_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="classified_workloads",
+    )
+    classified_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(
+                name="workload_live_requires_tier",
+                condition=~Q(status__in=["active", "suspended"]) | Q(tier__isnull=False),
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "slug"]),
+            models.Index(fields=["tier", "slug"]),
+            models.Index(fields=["owner", "slug"]),
+            models.Index(fields=["name"]),
+        ]
+        permissions = [
+            ("register_workload", "Can register workloads"),
+            ("classify_workload", "Can classify workloads and change their status"),
+            ("view_all_workloads", "Can see every workload, not only owned ones"),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def is_classified(self) -> bool:
+        return self.tier_id is not None
+
+
+class Tool(models.Model):
+    """A tool an agent may call, typed by the capability it grants."""
+
+    slug = models.SlugField(max_length=80, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=120)
+    capability_class = models.CharField(max_length=32, choices=CapabilityClass.choices)
+    risk = models.CharField(max_length=16, choices=RiskLevel.choices, default=RiskLevel.MEDIUM)
+    mcp_server = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["slug"]
+        indexes = [models.Index(fields=["capability_class"])]
+        permissions = [("manage_catalogue", "Can manage tools, rules and session policies")]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class SessionPolicy(models.Model):
+    """A workload's session limits; a blank field takes the tier default, a set one tightens it."""
+
+    LIMIT_FIELDS = (
+        "max_session_seconds",
+        "idle_timeout_seconds",
+        "max_tool_calls",
+        "max_reasoning_tokens",
+        "loop_threshold",
+    )
+
+    workload = models.OneToOneField(
+        Workload, on_delete=models.CASCADE, related_name="session_policy"
+    )
+    max_session_seconds = models.PositiveIntegerField(null=True, blank=True)
+    idle_timeout_seconds = models.PositiveIntegerField(null=True, blank=True)
+    max_tool_calls = models.PositiveIntegerField(null=True, blank=True)
+    max_reasoning_tokens = models.PositiveIntegerField(null=True, blank=True)
+    loop_threshold = models.PositiveSmallIntegerField(null=True, blank=True)
+    logging_level = models.CharField(max_length=16, choices=LoggingLevel.choices, blank=True)
+    retention_days = models.PositiveIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "session policies"
+
+    def __str__(self) -> str:
+        return f"session policy of {self.workload_id}"
+
+    def effective(self, tier: SensitivityTier | None = None) -> dict:
+        """The limits in force: each override, else the tier's default."""
+        tier = tier or self.workload.tier
+        values = {}
+        for name in (*self.LIMIT_FIELDS, "logging_level", "retention_days"):
+            override = getattr(self, name)
+            default = getattr(tier, name) if tier else None
+            values[name] = override if override not in (None, "") else default
+        return values
+
+
+class CombinationRule(models.Model):
+    """Capability classes or tools that must not meet in one workload's grants or one session.
+
+    `groups` is a list of alternatives lists: the rule trips when every group is matched by
+    at least one tool. An entry is a capability class or `tool:<slug>`.
+    """
+
+    class Scope(models.TextChoices):
+        STATIC = "static", "Grants of one workload"
+        DYNAMIC = "dynamic", "Tools used in one session"
+        BOTH = "both", "Both"
+
+    class Effect(models.TextChoices):
+        FORBID = "forbid", "Forbid"
+        EXCEPTION_REQUIRED = "exception_required", "Allow only with an approved exception"
+
+    slug = models.SlugField(max_length=80, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    groups = models.JSONField()
+    scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.BOTH)
+    effect = models.CharField(max_length=24, choices=Effect.choices, default=Effect.FORBID)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Entitlement(models.Model):
+    """A grant: one workload may call one tool, within a validity window."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        EXPIRED = "expired", "Expired"
+        REVOKED = "revoked", "Revoked"
+
+    workload = models.ForeignKey(Workload, on_delete=models.CASCADE, related_name="entitlements")
+    tool = models.ForeignKey(Tool, on_delete=models.PROTECT, related_name="entitlements")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    valid_from = models.DateTimeField(default=timezone.now)
+    valid_until = models.DateTimeField(null=True, blank=True)
+    constraints = models.JSONField(default=dict, blank=True)
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    revoke_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workload", "tool"],
+                condition=Q(status="active"),
+                name="one_active_grant_per_workload_tool",
+            ),
+            models.CheckConstraint(
+                name="grant_window_ordered",
+                condition=Q(valid_until__isnull=True) | Q(valid_until__gt=models.F("valid_from")),
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["workload", "status"]),
+            models.Index(fields=["status", "valid_until"]),
+            models.Index(fields=["tool", "status"]),
+        ]
+        permissions = [("grant_entitlement", "Can grant and revoke entitlements directly")]
+
+    def __str__(self) -> str:
+        return f"{self.workload_id}:{self.tool_id}"
+
+    def is_valid_at(self, moment) -> bool:
+        """Expired grants count as expired even before the expiry job has run."""
+        return (
+            self.status == self.Status.ACTIVE
+            and self.valid_from <= moment
+            and (self.valid_until is None or moment < self.valid_until)
+        )

@@ -1,0 +1,390 @@
+"""State changes to the catalogue: one transaction each, audited, policy version bumped."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from governance.audit import audit_record, audit_snapshot
+from governance.errors import Conflict, DomainError, NotAllowed, RuleViolation
+from governance.policy_version import policy_version_bump
+from workloads.combinations import RuleSpec, rules_completed_by
+from workloads.models import (
+    CombinationRule,
+    Entitlement,
+    SensitivityTier,
+    SessionPolicy,
+    Tool,
+    Workload,
+)
+
+WORKLOAD_AUDIT_FIELDS = (
+    "slug",
+    "name",
+    "purpose",
+    "owner",
+    "model_family",
+    "environment",
+    "data_categories",
+    "status",
+    "tier",
+    "classification_rationale",
+    "classified_by",
+    "classified_at",
+)
+POLICY_AUDIT_FIELDS = (*SessionPolicy.LIMIT_FIELDS, "logging_level", "retention_days")
+RULE_AUDIT_FIELDS = ("slug", "name", "description", "groups", "scope", "effect", "enabled")
+TOOL_AUDIT_FIELDS = ("slug", "name", "capability_class", "risk", "mcp_server", "description")
+GRANT_AUDIT_FIELDS = (
+    "workload",
+    "tool",
+    "status",
+    "valid_from",
+    "valid_until",
+    "constraints",
+    "revoke_reason",
+)
+
+ALLOWED_STATUS_CHANGES = {
+    Workload.Status.DRAFT: {Workload.Status.ACTIVE, Workload.Status.RETIRED},
+    Workload.Status.ACTIVE: {Workload.Status.SUSPENDED, Workload.Status.RETIRED},
+    Workload.Status.SUSPENDED: {Workload.Status.ACTIVE, Workload.Status.RETIRED},
+    Workload.Status.RETIRED: set(),
+}
+
+
+def _locked(workload: Workload) -> Workload:
+    return (
+        Workload.objects.select_for_update(of=("self",)).select_related("tier").get(pk=workload.pk)
+    )
+
+
+@transaction.atomic
+def workload_register(
+    *,
+    by,
+    slug: str,
+    name: str,
+    purpose: str,
+    owner,
+    model_family: str,
+    environment: str,
+    data_categories: list[str] | None = None,
+) -> Workload:
+    """Register a draft workload; it does nothing until an IAM admin classifies it."""
+    if Workload.objects.filter(slug=slug).exists():
+        raise Conflict(f"A workload with slug {slug!r} exists.", field="slug", code="duplicate")
+    workload = Workload(
+        slug=slug,
+        name=name,
+        purpose=purpose,
+        owner=owner,
+        model_family=model_family,
+        environment=environment,
+        data_categories=sorted(set(data_categories or [])),
+    )
+    workload.full_clean()
+    try:
+        with transaction.atomic():
+            workload.save(force_insert=True)
+    except IntegrityError as exc:
+        raise Conflict(f"A workload with slug {slug!r} exists.", field="slug") from exc
+    SessionPolicy.objects.create(workload=workload)
+    audit_record(
+        by=by,
+        action="workload.register",
+        obj=workload,
+        after=audit_snapshot(workload, WORKLOAD_AUDIT_FIELDS),
+    )
+    policy_version_bump()
+    return workload
+
+
+@transaction.atomic
+def workload_update(*, workload: Workload, by, **changes) -> Workload:
+    """Change descriptive fields (name, purpose, model family, environment, data categories)."""
+    editable = {"name", "purpose", "model_family", "environment", "data_categories"}
+    unknown = set(changes) - editable
+    if unknown:
+        raise DomainError(f"Not editable here: {', '.join(sorted(unknown))}")
+    workload = _locked(workload)
+    before = audit_snapshot(workload, WORKLOAD_AUDIT_FIELDS)
+    for name, value in changes.items():
+        if name == "data_categories":
+            value = sorted(set(value or []))
+        setattr(workload, name, value)
+    workload.full_clean()
+    workload.save()
+    after = audit_snapshot(workload, WORKLOAD_AUDIT_FIELDS)
+    if after != before:
+        audit_record(by=by, action="workload.update", obj=workload, before=before, after=after)
+        policy_version_bump()
+    return workload
+
+
+@transaction.atomic
+def workload_classify(*, workload: Workload, tier: SensitivityTier, by, rationale: str) -> Workload:
+    """Place a workload in a tier, with a written rationale; it takes the tier's defaults."""
+    if not rationale.strip():
+        raise DomainError("Say why this tier fits.", field="rationale", code="required")
+    workload = _locked(workload)
+    if workload.status == Workload.Status.RETIRED:
+        raise Conflict("A retired workload cannot be reclassified.")
+    before = audit_snapshot(workload, WORKLOAD_AUDIT_FIELDS)
+    workload.tier = tier
+    workload.classification_rationale = rationale.strip()
+    workload.classified_by = by
+    workload.classified_at = timezone.now()
+    workload.save()
+    _clamp_policy_to_tier(workload)
+    audit_record(
+        by=by,
+        action="workload.classify",
+        obj=workload,
+        before=before,
+        after=audit_snapshot(workload, WORKLOAD_AUDIT_FIELDS),
+    )
+    policy_version_bump()
+    return workload
+
+
+def _clamp_policy_to_tier(workload: Workload) -> None:
+    """A move to a stricter tier drops overrides that the new tier no longer allows."""
+    policy, _ = SessionPolicy.objects.get_or_create(workload=workload)
+    changed = []
+    for name in SessionPolicy.LIMIT_FIELDS:
+        value = getattr(policy, name)
+        if value is not None and value > getattr(workload.tier, name):
+            setattr(policy, name, None)
+            changed.append(name)
+    if changed:
+        policy.save(update_fields=[*changed, "updated_at"])
+
+
+@transaction.atomic
+def workload_set_status(*, workload: Workload, status: str, by, reason: str = "") -> Workload:
+    workload = _locked(workload)
+    if status == workload.status:
+        return workload
+    if status not in ALLOWED_STATUS_CHANGES[workload.status]:
+        raise Conflict(f"A {workload.status} workload cannot become {status}.", field="status")
+    if status == Workload.Status.ACTIVE and not workload.is_classified:
+        raise Conflict(
+            "Classify the workload before activating it.", field="status", code="unclassified"
+        )
+    before = audit_snapshot(workload, WORKLOAD_AUDIT_FIELDS)
+    workload.status = status
+    workload.save()
+    after = audit_snapshot(workload, WORKLOAD_AUDIT_FIELDS) | {"reason": reason}
+    audit_record(by=by, action=f"workload.{status}", obj=workload, before=before, after=after)
+    policy_version_bump()
+    return workload
+
+
+@transaction.atomic
+def session_policy_update(*, workload: Workload, by, **values) -> SessionPolicy:
+    """Override session limits; a limit may tighten the tier default, never loosen it."""
+    workload = _locked(workload)
+    if workload.tier is None:
+        raise Conflict(
+            "Classify the workload before setting its session policy.", code="unclassified"
+        )
+    policy, _ = SessionPolicy.objects.select_for_update().get_or_create(workload=workload)
+    before = audit_snapshot(policy, POLICY_AUDIT_FIELDS)
+    for name, value in values.items():
+        if name not in POLICY_AUDIT_FIELDS:
+            raise DomainError(f"Unknown session setting {name}.", field=name)
+        if name in SessionPolicy.LIMIT_FIELDS and value is not None:
+            ceiling = getattr(workload.tier, name)
+            if value < 1:
+                raise DomainError("Must be at least 1.", field=name)
+            if value > ceiling:
+                raise DomainError(
+                    f"The {workload.tier.name} tier allows at most {ceiling}; "
+                    "request a longer window as an entitlement instead.",
+                    field=name,
+                    code="above_tier",
+                )
+        if name == "retention_days" and value is not None and not 1 <= value <= 3650:
+            raise DomainError("Keep between 1 and 3650 days.", field=name)
+        setattr(policy, name, value if value != "" else ("" if name == "logging_level" else None))
+    policy.save()
+    after = audit_snapshot(policy, POLICY_AUDIT_FIELDS)
+    if after != before:
+        audit_record(
+            by=by,
+            action="session_policy.update",
+            obj=workload,
+            object_type="workloads.sessionpolicy",
+            before=before,
+            after=after,
+        )
+        policy_version_bump()
+    return policy
+
+
+@transaction.atomic
+def tool_save(*, by, tool: Tool | None = None, **fields) -> Tool:
+    """Create a tool, or change one; capability class changes re-evaluate rules next time."""
+    creating = tool is None
+    tool = Tool() if creating else Tool.objects.select_for_update().get(pk=tool.pk)
+    before = None if creating else audit_snapshot(tool, TOOL_AUDIT_FIELDS)
+    for name, value in fields.items():
+        setattr(tool, name, value)
+    tool.full_clean()
+    tool.save()
+    audit_record(
+        by=by,
+        action="tool.create" if creating else "tool.update",
+        obj=tool,
+        before=before,
+        after=audit_snapshot(tool, TOOL_AUDIT_FIELDS),
+    )
+    policy_version_bump()
+    return tool
+
+
+@transaction.atomic
+def combination_rule_save(*, by, rule: CombinationRule | None = None, **fields) -> CombinationRule:
+    creating = rule is None
+    rule = (
+        CombinationRule()
+        if creating
+        else CombinationRule.objects.select_for_update().get(pk=rule.pk)
+    )
+    before = None if creating else audit_snapshot(rule, RULE_AUDIT_FIELDS)
+    for name, value in fields.items():
+        setattr(rule, name, value)
+    groups = rule.groups
+    if (
+        not isinstance(groups, list)
+        or len(groups) < 2
+        or not all(isinstance(g, list) and g and all(isinstance(i, str) for i in g) for g in groups)
+    ):
+        raise DomainError("A rule needs at least two non-empty groups.", field="groups")
+    rule.full_clean()
+    rule.save()
+    audit_record(
+        by=by,
+        action="rule.create" if creating else "rule.update",
+        obj=rule,
+        before=before,
+        after=audit_snapshot(rule, RULE_AUDIT_FIELDS),
+    )
+    policy_version_bump()
+    return rule
+
+
+def rule_specs(scopes: tuple[str, ...]) -> list[RuleSpec]:
+    return [
+        RuleSpec(r.slug, r.name, tuple(frozenset(g) for g in r.groups), r.effect, r.scope)
+        for r in CombinationRule.objects.filter(enabled=True, scope__in=scopes)
+    ]
+
+
+def active_tools_of(workload: Workload, at: datetime) -> dict[str, str]:
+    """Tool slug → capability class for the grants valid at `at`."""
+    grants = Entitlement.objects.filter(workload=workload).select_related("tool")
+    return {g.tool.slug: g.tool.capability_class for g in grants if g.is_valid_at(at)}
+
+
+def static_rules_completed(workload: Workload, tools: list[Tool], at=None) -> list[RuleSpec]:
+    """Static combination rules that granting `tools` would trip with the current grants."""
+    at = at or timezone.now()
+    specs = rule_specs((CombinationRule.Scope.STATIC, CombinationRule.Scope.BOTH))
+    added = {t.slug: t.capability_class for t in tools}
+    return rules_completed_by(specs, active_tools_of(workload, at), added)
+
+
+@transaction.atomic
+def entitlement_grant(
+    *,
+    workload: Workload,
+    tool: Tool,
+    by,
+    valid_from: datetime | None = None,
+    valid_until: datetime | None = None,
+    constraints: dict | None = None,
+    allow_exception_rules: tuple[str, ...] = (),
+) -> Entitlement:
+    """Grant a tool. Combination rules are checked against the workload's current grants:
+    a forbid rule blocks; an exception-required rule blocks unless its slug is in
+    `allow_exception_rules` (the approval flow passes the approved exceptions)."""
+    workload = _locked(workload)
+    now = timezone.now()
+    valid_from = valid_from or now
+    if workload.status == Workload.Status.RETIRED:
+        raise Conflict("A retired workload cannot be granted tools.")
+    if workload.tier is None:
+        raise Conflict("Classify the workload before granting it tools.", code="unclassified")
+    if valid_until is not None and valid_until <= valid_from:
+        raise DomainError("The end must be after the start.", field="valid_until")
+    longest = timedelta(days=workload.tier.max_grant_days)
+    if valid_until is None and workload.tier.grant_end_required:
+        raise DomainError(
+            f"The {workload.tier.name} tier requires an end date.",
+            field="valid_until",
+            code="end_required",
+        )
+    if valid_until is not None and valid_until - valid_from > longest:
+        raise DomainError(
+            f"The {workload.tier.name} tier grants at most {workload.tier.max_grant_days} days.",
+            field="valid_until",
+            code="too_long",
+        )
+    for rule in static_rules_completed(workload, [tool], now):
+        if rule.effect == CombinationRule.Effect.FORBID:
+            raise RuleViolation(
+                f"Blocked by rule {rule.name} ({rule.slug}).", detail={"rule": rule.slug}
+            )
+        if rule.slug not in allow_exception_rules:
+            raise RuleViolation(
+                f"Rule {rule.name} ({rule.slug}) needs an approved exception.",
+                code="exception_required",
+                detail={"rule": rule.slug},
+            )
+    if Entitlement.objects.filter(workload=workload, tool=tool, status="active").exists():
+        raise Conflict(f"{workload.slug} already has an active grant of {tool.slug}.")
+    grant = Entitlement.objects.create(
+        workload=workload,
+        tool=tool,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        constraints=constraints or {},
+        granted_by=by if getattr(by, "pk", None) else None,
+    )
+    audit_record(
+        by=by, action="grant.create", obj=grant, after=audit_snapshot(grant, GRANT_AUDIT_FIELDS)
+    )
+    policy_version_bump()
+    return grant
+
+
+@transaction.atomic
+def entitlement_revoke(*, grant: Entitlement, by, reason: str) -> Entitlement:
+    if not reason.strip():
+        raise DomainError("Say why the grant is revoked.", field="reason", code="required")
+    grant = Entitlement.objects.select_for_update().get(pk=grant.pk)
+    if grant.status != Entitlement.Status.ACTIVE:
+        raise Conflict(f"The grant is already {grant.status}.")
+    if getattr(by, "pk", None) and not (
+        by.has_perm("workloads.grant_entitlement") or grant.workload.owner_id == by.pk
+    ):
+        raise NotAllowed("Only an IAM admin or the workload's owner may revoke a grant.")
+    before = audit_snapshot(grant, GRANT_AUDIT_FIELDS)
+    grant.status = Entitlement.Status.REVOKED
+    grant.revoked_at = timezone.now()
+    grant.revoked_by = by if getattr(by, "pk", None) else None
+    grant.revoke_reason = reason.strip()
+    grant.save()
+    audit_record(
+        by=by,
+        action="grant.revoke",
+        obj=grant,
+        before=before,
+        after=audit_snapshot(grant, GRANT_AUDIT_FIELDS),
+    )
+    policy_version_bump()
+    return grant
