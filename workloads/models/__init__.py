@@ -11,17 +11,21 @@ from workloads.models.catalogue import (
     Tool,
     Workload,
 )
+from workloads.models.usage import EventType, Session, UsageEvent
 
 __all__ = [
     "CapabilityClass",
     "CombinationRule",
     "Entitlement",
     "Environment",
+    "EventType",
     "LoggingLevel",
     "ModelFamily",
     "RiskLevel",
     "SensitivityTier",
+    "Session",
     "SessionPolicy",
     "Tool",
+    "UsageEvent",
     "Workload",
 ]

@@ -1,0 +1,97 @@
+"""What workloads actually did: agent sessions and the usage events services report."""
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from workloads.models.catalogue import Workload
+
+
+class Session(models.Model):
+    """One agent run of a workload, identified by the client's session id."""
+
+    class Source(models.TextChoices):
+        NATIVE = "native", "Mandate JSON"
+        OTLP = "otlp", "OpenTelemetry"
+
+    workload = models.ForeignKey(Workload, on_delete=models.CASCADE, related_name="sessions")
+    external_id = models.CharField(max_length=200)
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.NATIVE)
+    original_request = models.TextField(blank=True)
+    final_action = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_event_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Incremental evaluation state (tools used, counters, recent call hashes); owned by
+    # the evaluator so a run reads one row per session instead of the session's history.
+    evaluation_state = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["workload", "external_id"], name="session_per_workload")
+        ]
+        indexes = [
+            models.Index(fields=["workload", "-started_at"]),
+            models.Index(
+                fields=["last_event_at"], name="open_session_activity", condition=Q(ended_at=None)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workload_id}/{self.external_id}"
+
+
+class EventType(models.TextChoices):
+    SESSION_START = "session_start", "Session start"
+    REASONING_STEP = "reasoning_step", "Reasoning step"
+    TOOL_CALL = "tool_call", "Tool call"
+    TOOL_RESULT = "tool_result", "Tool result"
+    FINAL_ACTION = "final_action", "Final action"
+    SESSION_END = "session_end", "Session end"
+
+
+class UsageEvent(models.Model):
+    """One reported event. Stored before anything evaluates it; `evaluated` marks the work done.
+
+    `event_id` is the client's idempotency key (for OTLP spans `<trace id>:<span id>`), unique
+    per workload. The tool is kept as the reported slug, not a foreign key: use of a tool the
+    catalogue does not know is itself evidence.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    workload = models.ForeignKey(Workload, on_delete=models.CASCADE, related_name="events")
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="events")
+    event_id = models.CharField(max_length=200)
+    type = models.CharField(max_length=16, choices=EventType.choices)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+    tool = models.CharField(max_length=80, blank=True)
+    tool_call_id = models.CharField(max_length=200, blank=True)
+    arguments_hash = models.CharField(
+        max_length=64, blank=True, help_text="SHA-256 of the canonical JSON of the tool arguments"
+    )
+    content = models.TextField(
+        blank=True, help_text="Original request, reasoning text, or the final action described"
+    )
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    evaluated = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["occurred_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["workload", "event_id"], name="event_once_per_workload")
+        ]
+        indexes = [
+            models.Index(fields=["session", "occurred_at"]),
+            models.Index(fields=["workload", "-occurred_at"]),
+            models.Index(fields=["id"], name="unevaluated_events", condition=Q(evaluated=False)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"
