@@ -1,6 +1,6 @@
 """Reads of the catalogue, scoped to what the asking user (or token) may see."""
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 from django.http import Http404
 
 from governance.tokens import ServicePrincipal
@@ -22,20 +22,15 @@ def workloads_visible_to(user) -> QuerySet[Workload]:
     return qs.none()
 
 
-def workload_list(*, user, filters: dict | None = None) -> QuerySet[Workload]:
-    filters = filters or {}
+def workload_list(*, user, filters=None) -> QuerySet[Workload]:
+    """Visible workloads, filtered by WorkloadFilter (invalid filter values match nothing)."""
+    from workloads.filters import WorkloadFilter
+
     qs = workloads_visible_to(user).select_related("tier", "owner")
-    if tier := filters.get("tier"):
-        qs = qs.filter(tier__slug=tier)
-    if status := filters.get("status"):
-        qs = qs.filter(status=status)
-    if owner := filters.get("owner"):
-        qs = qs.filter(owner__username=owner)
-    if filters.get("unclassified"):
-        qs = qs.filter(tier__isnull=True)
-    if q := (filters.get("q") or "").strip():
-        qs = qs.filter(Q(slug__icontains=q) | Q(name__icontains=q) | Q(purpose__icontains=q))
-    return qs
+    if not filters:
+        return qs
+    filterset = WorkloadFilter(filters, queryset=qs)
+    return filterset.qs if filterset.is_valid() else qs.none()
 
 
 def workload_get(*, user, slug: str) -> Workload:
@@ -62,3 +57,16 @@ def workload_counts(*, user) -> dict:
 
 def entitlements_of(*, workload: Workload) -> QuerySet[Entitlement]:
     return workload.entitlements.select_related("tool", "granted_by", "revoked_by")
+
+
+def effective_session_limits(*, workload: Workload, at) -> dict:
+    """The session policy in force: overrides or tier defaults, raised by valid extensions."""
+    limits = workload.session_policy.effective(workload.tier)
+    for extension in workload.extensions.filter(status="active"):
+        if not extension.is_valid_at(at):
+            continue
+        for name in ("max_session_seconds", "max_tool_calls", "max_reasoning_tokens"):
+            granted = getattr(extension, name)
+            if granted is not None and (limits[name] is None or granted > limits[name]):
+                limits[name] = granted
+    return limits

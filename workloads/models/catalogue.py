@@ -289,3 +289,83 @@ class Entitlement(models.Model):
             and self.valid_from <= moment
             and (self.valid_until is None or moment < self.valid_until)
         )
+
+
+class SessionExtension(models.Model):
+    """A longer session window or bigger budget than the policy, granted for a while.
+
+    Created by an approved request; while valid it raises the workload's effective limits.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        EXPIRED = "expired", "Expired"
+        REVOKED = "revoked", "Revoked"
+
+    workload = models.ForeignKey(Workload, on_delete=models.CASCADE, related_name="extensions")
+    max_session_seconds = models.PositiveIntegerField(null=True, blank=True)
+    max_tool_calls = models.PositiveIntegerField(null=True, blank=True)
+    max_reasoning_tokens = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    valid_from = models.DateTimeField(default=timezone.now)
+    valid_until = models.DateTimeField()
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                name="extension_window_ordered", condition=Q(valid_until__gt=models.F("valid_from"))
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["workload", "status"]),
+            models.Index(fields=["status", "valid_until"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"extension of {self.workload_id}"
+
+    def is_valid_at(self, moment) -> bool:
+        return self.status == self.Status.ACTIVE and self.valid_from <= moment < self.valid_until
+
+
+class RuleException(models.Model):
+    """An approved, expiring exception that lets one workload hold a combination a rule guards."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        EXPIRED = "expired", "Expired"
+        REVOKED = "revoked", "Revoked"
+
+    workload = models.ForeignKey(Workload, on_delete=models.CASCADE, related_name="exceptions")
+    rule = models.ForeignKey(CombinationRule, on_delete=models.CASCADE, related_name="exceptions")
+    justification = models.TextField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    valid_from = models.DateTimeField(default=timezone.now)
+    valid_until = models.DateTimeField()
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                name="exception_window_ordered", condition=Q(valid_until__gt=models.F("valid_from"))
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["workload", "status"]),
+            models.Index(fields=["status", "valid_until"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule_id} exception for {self.workload_id}"
+
+    def is_valid_at(self, moment) -> bool:
+        return self.status == self.Status.ACTIVE and self.valid_from <= moment < self.valid_until
