@@ -6,6 +6,8 @@ from django.contrib.auth.models import Group
 from governance.roles import APPROVER, AUDITOR, IAM_ADMIN, OWNER, REVIEWER
 from tests.factories import UserFactory
 
+pytest_plugins = ["tests.ci_guard"]
+
 ROLE_USERS = {
     "admin": IAM_ADMIN,
     "owner": OWNER,

@@ -36,8 +36,14 @@ class Command(BaseCommand):
         schedule = str(settings.VAR_DIR / "celerybeat-schedule")
         children = {
             "web": [python, manage, "runserver", f"{host}:{port}", "--noreload"],
-            "worker": [*celery, "worker", "--loglevel=INFO", "--pool=threads",
-                       "--concurrency=2", "--hostname=mandate-local@%h"],
+            "worker": [
+                *celery,
+                "worker",
+                "--loglevel=INFO",
+                "--pool=threads",
+                "--concurrency=2",
+                "--hostname=mandate-local@%h",
+            ],
             "beat": [*celery, "beat", "--loglevel=INFO", f"--schedule={schedule}"],
         }
         env = os.environ.copy()
@@ -45,9 +51,11 @@ class Command(BaseCommand):
             name: subprocess.Popen(argv, env=env, cwd=settings.BASE_DIR, start_new_session=True)
             for name, argv in children.items()
         }
-        self.stdout.write(self.style.SUCCESS(
-            f"Mandate is starting on http://{host}:{port}/ (web, worker, beat). Ctrl-C stops it."
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Mandate is starting on http://{host}:{port}/ (web, worker, beat). Ctrl-C stops it."
+            )
+        )
         stopping = False
 
         def stop(*_):
@@ -81,8 +89,10 @@ class Command(BaseCommand):
                 process.wait()
 
     def _print_credentials(self, credentials):
-        self.stdout.write(self.style.WARNING(
-            "Demo users created. These passwords are shown once; write them down:"
-        ))
+        self.stdout.write(
+            self.style.WARNING(
+                "Demo users created. These passwords are shown once; write them down:"
+            )
+        )
         for username, password in credentials.items():
             self.stdout.write(f"  {username:<10} {password}")
