@@ -4,13 +4,11 @@ Error body, everywhere:
     {"error": {"code": "...", "message": "...", "fields": {"name": ["..."]}, ...}}
 """
 
-from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, ValidationError
 from django.http import Http404, JsonResponse
 from django.views.defaults import page_not_found
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -58,6 +56,12 @@ def _flatten(detail) -> dict:
     }
 
 
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "too_large"
+
+
 def exception_handler(exc, context):
     if isinstance(exc, DomainError):
         fields = {exc.field: [exc.message]} if exc.field else None
@@ -68,6 +72,8 @@ def exception_handler(exc, context):
         exc = exceptions.ValidationError(getattr(exc, "message_dict", None) or exc.messages)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
+    if isinstance(exc, RequestDataTooBig):  # DATA_UPLOAD_MAX_MEMORY_SIZE, read by request.data
+        exc = PayloadTooLarge()
     if isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
     response = drf_exception_handler(exc, context)
@@ -119,25 +125,6 @@ class ScopeOrPermission(BasePermission):
             return bool(scope) and scope in token.scopes
         permission = self._for_method(getattr(view, "required_permission", None), request.method)
         return bool(permission) and request.user.has_perm(permission)
-
-
-class PayloadTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "The request body is too large."
-    default_code = "too_large"
-
-
-class BoundedJSONParser(JSONParser):
-    """JSON, refused with 413 above DATA_UPLOAD_MAX_MEMORY_SIZE (DRF reads the raw stream,
-    so Django's own limit does not apply to request.data)."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        request = (parser_context or {}).get("request")
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        length = request.META.get("CONTENT_LENGTH") if request is not None else None
-        if limit is not None and length and str(length).isdigit() and int(length) > limit:
-            raise PayloadTooLarge()
-        return super().parse(stream, media_type, parser_context)
 
 
 class WriteThrottle(SimpleRateThrottle):

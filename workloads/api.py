@@ -14,10 +14,11 @@ from drf_spectacular.utils import (
     extend_schema_view,
 )
 from rest_framework import mixins, status, viewsets
+from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from governance.api_common import BoundedJSONParser, ScopeOrPermission, WriteThrottle
+from governance.api_common import ScopeOrPermission, WriteThrottle
 from governance.errors import DomainError, NotAllowed
 from governance.models import ServiceToken
 from governance.openapi import DETAIL_ERRORS, ERROR_400, ERROR_409, ERROR_429, READ_ERRORS
@@ -124,7 +125,7 @@ class CatalogueApi:
 
     permission_classes = [ScopeOrPermission]
     renderer_classes = [JSONRenderer]
-    parser_classes = [BoundedJSONParser]
+    parser_classes = [JSONParser]
     throttle_classes = [WriteThrottle]
     required_scope = "read"
     required_permission = CONSOLE
