@@ -44,6 +44,9 @@ from workloads.serializers import (
     WorkloadUpdateInput,
 )
 
+# Anything else under a detail route answers the JSON 404 (and never reaches the database:
+# PostgreSQL refuses NUL bytes in text with an error, not an empty result).
+SLUG_IN_URL = "[A-Za-z0-9._~-]+"
 # Only an IAM admin may register a workload on someone else's behalf.
 REGISTER_FOR_OTHERS = "workloads.classify_workload"
 
@@ -186,7 +189,7 @@ class WorkloadViewSet(
 ):
     queryset = Workload.objects.none()  # for the schema; get_queryset scopes by caller
     lookup_field = "slug"
-    lookup_value_regex = "[^/]+"
+    lookup_value_regex = SLUG_IN_URL
     filter_backends = [DjangoFilterBackend]
     filterset_class = WorkloadFilter
     required_scope = {"GET": "read", "HEAD": "read", "POST": "write", "PATCH": "write"}
@@ -312,7 +315,7 @@ class TierViewSet(CatalogueApi, viewsets.ReadOnlyModelViewSet):
     queryset = SensitivityTier.objects.none()
     serializer_class = TierOutput
     lookup_field = "slug"
-    lookup_value_regex = "[^/]+"
+    lookup_value_regex = SLUG_IN_URL
 
     def get_queryset(self):
         return tier_list()
@@ -336,7 +339,7 @@ class ToolViewSet(CatalogueApi, viewsets.ReadOnlyModelViewSet):
     queryset = Tool.objects.none()
     serializer_class = ToolOutput
     lookup_field = "slug"
-    lookup_value_regex = "[^/]+"
+    lookup_value_regex = SLUG_IN_URL
     filter_backends = [DjangoFilterBackend]
     filterset_class = ToolFilter
 
@@ -362,7 +365,7 @@ class CombinationRuleViewSet(CatalogueApi, viewsets.ReadOnlyModelViewSet):
     queryset = CombinationRule.objects.none()
     serializer_class = CombinationRuleOutput
     lookup_field = "slug"
-    lookup_value_regex = "[^/]+"
+    lookup_value_regex = SLUG_IN_URL
 
     def get_queryset(self):
         return combination_rule_list()

@@ -10,9 +10,12 @@ class AuditImmutable(RuntimeError):
 
 
 class AuditEventQuerySet(models.QuerySet):
-    """No bulk rewriting of history: `update()` and `delete()` are refused."""
+    """No bulk rewriting of history: `update()`, `bulk_update()` and `delete()` are refused."""
 
     def update(self, **kwargs):
+        raise AuditImmutable("Audit events are append-only; they cannot be updated.")
+
+    def bulk_update(self, objs, fields, batch_size=None):
         raise AuditImmutable("Audit events are append-only; they cannot be updated.")
 
     def delete(self):

@@ -95,7 +95,9 @@ def test_malformed_json_is_a_400(token_api):
     assert error_of(response)["code"] == "malformed"
 
 
-@pytest.mark.parametrize("body", ["[]", '"text"', "null", "42", "[1, 2]"])
+@pytest.mark.parametrize(
+    "body", ["[]", '"text"', "null", "42", "[1, 2]", '{"slug": NaN}', '{"name": Infinity}']
+)
 def test_a_body_that_is_not_an_object_is_a_400(token_api, body):
     response = token_api(scopes=["write"]).generic(
         "POST", "/api/v1/workloads", body, content_type="application/json"
@@ -178,7 +180,11 @@ def fuzz_client(owner, token_api):
 
 
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
     max_leaves=12,
 )
@@ -201,3 +207,28 @@ def test_no_json_body_makes_the_write_endpoints_fail_with_a_500(fuzz_client, bod
         assert response.status_code in {200, 201, 400, 409}, response.content
         if response.status_code >= 400:
             error_of(response)
+
+
+@pytest.mark.parametrize(
+    "url, status",
+    [
+        ("/api/v1/workloads/a%00b", 404),  # PostgreSQL would raise on a NUL in a text lookup
+        ("/api/v1/tiers/%00", 404),
+        ("/api/v1/tools/%E2%80%AE", 404),
+        ("/api/v1/grants/99999999999999999999999", 404),
+        ("/api/v1/grants?workload=%00", 400),
+        ("/api/v1/workloads?q=%00", 400),
+        ("/api/v1/workloads?owner=" + "x" * 10_000, 200),
+        ("/api/v1/workloads?tier=nope", 400),
+        ("/api/v1/workloads?ordering=password", 400),
+        ("/api/v1/workloads?unclassified=maybe", 200),
+        ("/api/v1/workloads?page=%00", 404),
+        ("/api/v1/workloads?page_size=-1", 200),
+        ("/api/v1/grants?status=pending", 400),
+    ],
+)
+def test_hostile_urls_get_a_4xx_in_the_error_shape(token_api, url, status):
+    response = token_api(all_workloads=True).get(url)
+    assert response.status_code == status, response.content
+    if status >= 400:
+        error_of(response)
