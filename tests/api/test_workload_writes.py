@@ -1,4 +1,5 @@
 import pytest
+from rest_framework.test import APIClient
 
 from governance.models import AuditEvent
 from tests.factories import UserFactory, WorkloadFactory
@@ -150,3 +151,12 @@ def test_a_read_only_role_may_not_write(user_api, approver):
     client = user_api(approver)
     assert client.post("/api/v1/workloads", NEW, format="json").status_code == 403
     assert client.patch("/api/v1/workloads/w", {"purpose": "x"}, format="json").status_code == 403
+
+
+def test_a_session_write_without_the_csrf_token_is_refused(owner):
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(owner)
+    response = client.post("/api/v1/workloads", NEW, format="json")
+    assert response.status_code == 403
+    assert "CSRF" in response.json()["error"]["message"]
+    assert not Workload.objects.exists()
