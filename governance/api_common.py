@@ -4,12 +4,15 @@ Error body, everywhere:
     {"error": {"code": "...", "message": "...", "fields": {"name": ["..."]}, ...}}
 """
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, ValidationError
 from django.http import Http404, JsonResponse
+from django.views.defaults import page_not_found
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from governance.errors import DomainError
@@ -53,6 +56,12 @@ def _flatten(detail) -> dict:
     }
 
 
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "too_large"
+
+
 def exception_handler(exc, context):
     if isinstance(exc, DomainError):
         fields = {exc.field: [exc.message]} if exc.field else None
@@ -63,12 +72,16 @@ def exception_handler(exc, context):
         exc = exceptions.ValidationError(getattr(exc, "message_dict", None) or exc.messages)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
+    if isinstance(exc, RequestDataTooBig):  # DATA_UPLOAD_MAX_MEMORY_SIZE, read by request.data
+        exc = PayloadTooLarge()
     if isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
     code = _CODES.get(response.status_code, "error")
+    if isinstance(exc, exceptions.ParseError):
+        code = "malformed"
     if isinstance(exc, exceptions.ValidationError):
         response.data = error_body(
             code, "The request has invalid fields.", fields=_flatten(exc.detail)
@@ -104,9 +117,46 @@ class ScopeOrPermission(BasePermission):
     def has_permission(self, request, view) -> bool:
         if not request.user or not request.user.is_authenticated:
             return False
+        if request.method not in getattr(view, "allowed_methods", (request.method,)):
+            return True  # let the view answer 405 rather than a misleading 403
         token = request.auth if isinstance(request.auth, ServiceToken) else None
         if token is not None:
             scope = self._for_method(getattr(view, "required_scope", None), request.method)
             return bool(scope) and scope in token.scopes
         permission = self._for_method(getattr(view, "required_permission", None), request.method)
         return bool(permission) and request.user.has_perm(permission)
+
+
+class WriteThrottle(SimpleRateThrottle):
+    """Rate-limits unsafe methods per token (or user, or address) at the `write` rate."""
+
+    scope = "write"
+
+    def get_rate(self):
+        # Read at request time so settings overrides (tests, env) take effect.
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+    def allow_request(self, request, view):
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return True
+        self.rate = self.get_rate()
+        if self.rate is None:
+            return True
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request, view)
+
+    def get_cache_key(self, request, view):
+        if isinstance(request.auth, ServiceToken):
+            ident = f"token:{request.auth.pk}"
+        elif request.user and request.user.is_authenticated:
+            ident = f"user:{request.user.pk}"
+        else:
+            ident = f"addr:{self.get_ident(request)}"
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+def not_found(request, exception=None):
+    """handler404: the JSON error shape under /api/, Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return error_response(404, "not_found", "Not found.")
+    return page_not_found(request, exception)

@@ -181,17 +181,20 @@ SECURE_CSP = {
 }
 
 # --- email (Django 6.1 MAILERS) ----------------------------------------------------
-# Console by default; EMAIL_HOST switches to SMTP.
-if os.environ.get("EMAIL_HOST"):
+# Console while DEBUG is on; otherwise SMTP, to EMAIL_HOST (a local MTA by default), so a
+# production deploy never silently prints its mail.
+_email_host = os.environ.get("EMAIL_HOST", "" if DEBUG else "localhost")
+_email_relay = "EMAIL_HOST" in os.environ  # a named relay: submission port with TLS
+if _email_host:
     MAILERS = {
         "default": {
             "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
             "OPTIONS": {
-                "host": os.environ["EMAIL_HOST"],
-                "port": env_int("EMAIL_PORT", 587),
+                "host": _email_host,
+                "port": env_int("EMAIL_PORT", 587 if _email_relay else 25),
                 "username": os.environ.get("EMAIL_HOST_USER", ""),
                 "password": env_str("EMAIL_HOST_PASSWORD"),
-                "use_tls": env_bool("EMAIL_USE_TLS", True),
+                "use_tls": env_bool("EMAIL_USE_TLS", _email_relay),
             },
         }
     }
@@ -214,6 +217,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "ingest": os.environ.get("INGEST_RATE", "600/min"),
         "decide": os.environ.get("DECIDE_RATE", "100000/min"),
+        "write": os.environ.get("WRITE_RATE", "120/min"),
     },
 }
 SPECTACULAR_SETTINGS = {
@@ -229,6 +233,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a `status`; name each choice set (add yours here).
+    "ENUM_NAME_OVERRIDES": {
+        "WorkloadStatusEnum": "workloads.models.catalogue.Workload.Status",
+        "GrantStatusEnum": "workloads.models.catalogue.Entitlement.Status",
+    },
 }
 
 # --- Celery -------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from governance import views
 from governance.permissions import public
@@ -16,5 +16,8 @@ urlpatterns = [
     path("workloads/", include("workloads.urls")),
     path("api/v1/", include("governance.api_urls")),
     path("api/schema/", public(SpectacularAPIView.as_view()), name="schema"),
-    path("api/docs/", public(SpectacularSwaggerView.as_view(url_name="schema")), name="api-docs"),
+    path(
+        "api/docs/", public(SpectacularSwaggerSplitView.as_view(url_name="schema")), name="api-docs"
+    ),
 ]
+handler404 = "governance.api_common.not_found"

@@ -2,8 +2,10 @@
 
 import django_filters
 from django.db.models import Q
+from django.utils import timezone
 
-from workloads.models import SensitivityTier, Workload
+from workloads.models import CapabilityClass, Entitlement, SensitivityTier, Tool, Workload
+from workloads.selectors import grants_with_status
 
 
 class WorkloadFilter(django_filters.FilterSet):
@@ -35,3 +37,28 @@ class WorkloadFilter(django_filters.FilterSet):
         return queryset.filter(
             Q(slug__icontains=value) | Q(name__icontains=value) | Q(purpose__icontains=value)
         )
+
+
+class ToolFilter(django_filters.FilterSet):
+    capability_class = django_filters.ChoiceFilter(choices=CapabilityClass.choices)
+
+    class Meta:
+        model = Tool
+        fields = ["capability_class"]
+
+
+class GrantFilter(django_filters.FilterSet):
+    """Status is the status a reader sees: an active grant past its end is `expired`."""
+
+    workload = django_filters.CharFilter(field_name="workload__slug", label="Workload slug")
+    tool = django_filters.CharFilter(field_name="tool__slug", label="Tool slug")
+    status = django_filters.ChoiceFilter(
+        choices=Entitlement.Status.choices, method="with_status", label="Status"
+    )
+
+    class Meta:
+        model = Entitlement
+        fields = ["workload", "tool", "status"]
+
+    def with_status(self, queryset, name, value: str):
+        return grants_with_status(queryset, value, timezone.now())

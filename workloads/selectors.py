@@ -1,10 +1,10 @@
 """Reads of the catalogue, scoped to what the asking user (or token) may see."""
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
 from governance.tokens import ServicePrincipal
-from workloads.models import Entitlement, Workload
+from workloads.models import CombinationRule, Entitlement, SensitivityTier, Tool, Workload
 
 
 def workloads_visible_to(user) -> QuerySet[Workload]:
@@ -70,3 +70,59 @@ def effective_session_limits(*, workload: Workload, at) -> dict:
             if granted is not None and (limits[name] is None or granted > limits[name]):
                 limits[name] = granted
     return limits
+
+
+# --- catalogue reference data: the same for everyone allowed to read the catalogue -----------
+
+
+def tier_list() -> QuerySet[SensitivityTier]:
+    return SensitivityTier.objects.order_by("rank")
+
+
+def tool_list() -> QuerySet[Tool]:
+    return Tool.objects.order_by("slug")
+
+
+def combination_rule_list() -> QuerySet[CombinationRule]:
+    return CombinationRule.objects.order_by("slug")
+
+
+# --- grants -------------------------------------------------------------------------------
+
+
+def grant_status_at(grant: Entitlement, at) -> str:
+    """The status a reader should see: an active grant past its end reads as expired even
+    before the expiry job has flipped it."""
+    if grant.status == Entitlement.Status.ACTIVE and grant.valid_until and grant.valid_until <= at:
+        return Entitlement.Status.EXPIRED
+    return grant.status
+
+
+def grants_with_status(qs: QuerySet[Entitlement], status: str, at) -> QuerySet[Entitlement]:
+    """Filter by the status `grant_status_at` reports (uses the (status, valid_until) index)."""
+    active = Q(status=Entitlement.Status.ACTIVE)
+    ended = Q(valid_until__isnull=False, valid_until__lte=at)
+    if status == Entitlement.Status.ACTIVE:
+        return qs.filter(active & ~ended)
+    if status == Entitlement.Status.EXPIRED:
+        return qs.filter(Q(status=Entitlement.Status.EXPIRED) | (active & ended))
+    return qs.filter(status=status)
+
+
+def grant_list(*, user) -> QuerySet[Entitlement]:
+    """Grants of the workloads `user` may see."""
+    return (
+        Entitlement.objects.filter(workload__in=workloads_visible_to(user))
+        .select_related("workload", "tool", "granted_by")
+        .order_by("-created_at", "-id")
+    )
+
+
+def grants_valid_at(*, workload: Workload, at) -> QuerySet[Entitlement]:
+    """The grants a workload may use at `at` (what `Entitlement.is_valid_at` says, in SQL)."""
+    return (
+        workload.entitlements.filter(status=Entitlement.Status.ACTIVE, valid_from__lte=at)
+        .filter(Q(valid_until__isnull=True) | Q(valid_until__gt=at))
+        .select_related("tool")
+        .order_by("tool__slug")
+    )

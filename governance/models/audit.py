@@ -5,8 +5,32 @@ from django.db import models
 from django.utils import timezone
 
 
+class AuditImmutable(RuntimeError):
+    """Raised on any ORM attempt to change or remove an audit event."""
+
+
+class AuditEventQuerySet(models.QuerySet):
+    """No bulk rewriting of history: `update()`, `bulk_update()` and `delete()` are refused."""
+
+    def update(self, **kwargs):
+        raise AuditImmutable("Audit events are append-only; they cannot be updated.")
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise AuditImmutable("Audit events are append-only; they cannot be updated.")
+
+    def delete(self):
+        raise AuditImmutable("Audit events are append-only; they cannot be deleted.")
+
+    update.queryset_only = True
+    delete.queryset_only = True
+
+
 class AuditEvent(models.Model):
-    """One state change, hash-chained to the one before so an edited row breaks the chain."""
+    """One state change, hash-chained to the one before so an edited row breaks the chain.
+
+    Append-only at the model level: saving an existing row and deleting are refused. What
+    the ORM cannot stop (direct SQL) is what `manage.py verify_audit` detects.
+    """
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -23,6 +47,8 @@ class AuditEvent(models.Model):
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
 
+    objects = AuditEventQuerySet.as_manager()
+
     class Meta:
         ordering = ["-id"]
         indexes = [
@@ -35,3 +61,12 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.object_type}:{self.object_id}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding or kwargs.get("force_update") or kwargs.get("update_fields"):
+            raise AuditImmutable("Audit events are append-only; they cannot be updated.")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AuditImmutable("Audit events are append-only; they cannot be deleted.")

@@ -1,5 +1,5 @@
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from governance.audit import audit_record, audit_verify
 from governance.models import AuditEvent
@@ -31,7 +31,11 @@ def test_it_chains_each_event_to_the_previous_one():
 def test_verify_reports_the_first_edited_row():
     _record(4)
     third = AuditEvent.objects.order_by("id")[2]
-    AuditEvent.objects.filter(pk=third.pk).update(after={"i": 999})
+    with connection.cursor() as cursor:  # the ORM refuses; tampering happens in SQL
+        cursor.execute(
+            f"UPDATE {AuditEvent._meta.db_table} SET after = %s WHERE id = %s",
+            ['{"i": 999}', third.pk],
+        )
     broken = audit_verify()
     assert broken is not None
     assert broken.event_id == third.pk
