@@ -1,10 +1,11 @@
 """Reads of the catalogue, scoped to what the asking user (or token) may see."""
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
+from governance.models import AuditEvent
 from governance.tokens import ServicePrincipal
-from workloads.models import Entitlement, Workload
+from workloads.models import CombinationRule, Entitlement, Tool, Workload
 
 
 def workloads_visible_to(user) -> QuerySet[Workload]:
@@ -70,3 +71,23 @@ def effective_session_limits(*, workload: Workload, at) -> dict:
             if granted is not None and (limits[name] is None or granted > limits[name]):
                 limits[name] = granted
     return limits
+
+
+def workload_audit_trail(*, workload: Workload):
+    """Audit events about a workload: itself, its session policy and its grants, newest first."""
+    grant_ids = [str(pk) for pk in workload.entitlements.values_list("pk", flat=True)]
+    return AuditEvent.objects.filter(
+        Q(object_type__in=("workloads.workload", "workloads.sessionpolicy"), object_id=workload.pk)
+        | Q(object_type="workloads.entitlement", object_id__in=grant_ids)
+    ).order_by("-id")
+
+
+def tool_list():
+    """Tools with how many active grants each has (one query)."""
+    return Tool.objects.annotate(
+        active_grants=Count("entitlements", filter=Q(entitlements__status="active"))
+    ).order_by("slug")
+
+
+def combination_rule_list():
+    return CombinationRule.objects.order_by("slug")
