@@ -10,7 +10,7 @@ from governance.models import AuditEvent, ServiceToken
 def audit_event_list(*, filters=None) -> tuple[QuerySet[AuditEvent], AuditEventFilter]:
     """Newest first; invalid filter values match nothing (the form shows why)."""
     qs = AuditEvent.objects.select_related("actor").order_by("-id")
-    filterset = AuditEventFilter(filters or None, queryset=qs)
+    filterset = AuditEventFilter(filters or {}, queryset=qs)
     return (filterset.qs if filterset.is_valid() else qs.none()), filterset
 
 

@@ -44,6 +44,15 @@ def test_the_audit_log_filters_by_actor_action_object_and_date(client, auditor, 
     assert _actions(client.get(url, {"until": earlier})) == ["workload.update"]
 
 
+def test_the_unfiltered_audit_log_shows_the_newest_events_first(client, auditor, admin_user):
+    first, second = WorkloadFactory(), WorkloadFactory()
+    services.workload_classify(workload=first, tier=tier(), by=admin_user, rationale="One.")
+    services.workload_classify(workload=second, tier=tier(), by=admin_user, rationale="Two.")
+    client.force_login(auditor)
+    events = list(client.get(reverse("audit:log")).context["page"])
+    assert [e.object_id for e in events] == [str(second.pk), str(first.pk)]
+
+
 def test_an_invalid_date_filter_matches_nothing_and_says_why(client, auditor):
     client.force_login(auditor)
     response = client.get(reverse("audit:log"), {"since": "yesterday"})
