@@ -139,7 +139,8 @@ RETIRE_CONFIRM = "Retire this workload? This cannot be undone."
 
 def _transitions(workload: Workload) -> list[dict]:
     rows = []
-    for target in sorted(services.ALLOWED_STATUS_CHANGES[workload.status]):
+    allowed = services.ALLOWED_STATUS_CHANGES[workload.status]
+    for target in [s for s in Workload.Status.values if s in allowed]:  # lifecycle order
         label, confirm = TRANSITION_LABELS.get(
             (workload.status, target), ("Retire", RETIRE_CONFIRM)
         )
