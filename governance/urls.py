@@ -13,7 +13,9 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", public(auth_views.LogoutView.as_view()), name="logout"),
-    path("workloads/", include("workloads.urls")),
+    path("", include("workloads.urls")),
+    path("audit/", include("governance.console.audit_urls")),
+    path("tokens/", include("governance.console.token_urls")),
     path("api/v1/", include("governance.api_urls")),
     path("api/schema/", public(SpectacularAPIView.as_view()), name="schema"),
     path(

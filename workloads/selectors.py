@@ -3,6 +3,7 @@
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
+from governance.models import AuditEvent
 from governance.tokens import ServicePrincipal
 from workloads.models import CombinationRule, Entitlement, SensitivityTier, Tool, Workload
 
@@ -80,7 +81,10 @@ def tier_list() -> QuerySet[SensitivityTier]:
 
 
 def tool_list() -> QuerySet[Tool]:
-    return Tool.objects.order_by("slug")
+    """Tools with how many active grants each has (one query)."""
+    return Tool.objects.annotate(
+        active_grants=Count("entitlements", filter=Q(entitlements__status="active"))
+    ).order_by("slug")
 
 
 def combination_rule_list() -> QuerySet[CombinationRule]:
@@ -126,3 +130,12 @@ def grants_valid_at(*, workload: Workload, at) -> QuerySet[Entitlement]:
         .select_related("tool")
         .order_by("tool__slug")
     )
+
+
+def workload_audit_trail(*, workload: Workload):
+    """Audit events about a workload: itself, its session policy and its grants, newest first."""
+    grant_ids = [str(pk) for pk in workload.entitlements.values_list("pk", flat=True)]
+    return AuditEvent.objects.filter(
+        Q(object_type__in=("workloads.workload", "workloads.sessionpolicy"), object_id=workload.pk)
+        | Q(object_type="workloads.entitlement", object_id__in=grant_ids)
+    ).order_by("-id")

@@ -53,7 +53,8 @@ class Command(BaseCommand):
         }
         self.stdout.write(
             self.style.SUCCESS(
-                f"Mandate is starting on http://{host}:{port}/ (web, worker, beat). Ctrl-C stops it."
+                f"Mandate is starting on http://{host}:{port}/ (web, worker, beat). "
+                "Ctrl-C stops it."
             )
         )
         stopping = False

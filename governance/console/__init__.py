@@ -1,0 +1,1 @@
+"""Governance console pages that are not about one workload: the audit log and service tokens."""

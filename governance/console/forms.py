@@ -1,0 +1,39 @@
+from django import forms
+
+from governance.forms import DateTimeLocalInput, comma_list
+from governance.models.tokens import TokenScope
+from workloads.models import Workload
+
+
+class ServiceTokenCreateForm(forms.Form):
+    name = forms.CharField(max_length=120, help_text="Who uses it, e.g. gateway-prod")
+    scopes = forms.MultipleChoiceField(
+        choices=TokenScope.choices, widget=forms.CheckboxSelectMultiple
+    )
+    all_workloads = forms.BooleanField(
+        required=False, label="Any workload", help_text="Not bound: may act for every workload."
+    )
+    workloads = forms.CharField(
+        required=False,
+        label="Bound workloads",
+        help_text="Workload slugs, comma-separated. Leave empty with “Any workload”.",
+    )
+    expires_at = forms.DateTimeField(
+        required=False, widget=DateTimeLocalInput(), label="Expires", help_text="Empty: never."
+    )
+
+    def clean_workloads(self) -> list[Workload]:
+        slugs = sorted(set(comma_list(self.cleaned_data["workloads"])))
+        found = list(Workload.objects.filter(slug__in=slugs))
+        missing = sorted(set(slugs) - {w.slug for w in found})
+        if missing:
+            raise forms.ValidationError(f"Unknown workloads: {', '.join(missing)}")
+        return found
+
+    def clean(self):
+        data = super().clean()
+        if data.get("all_workloads") and data.get("workloads"):
+            self.add_error("workloads", "Either bind workloads or choose “Any workload”, not both.")
+        elif not data.get("all_workloads") and not data.get("workloads") and not self.errors:
+            self.add_error("workloads", "Bind at least one workload, or choose “Any workload”.")
+        return data

@@ -1,0 +1,69 @@
+"""The dashboard: counts drawn as server-rendered SVG bars, plus panels other concerns add.
+
+To add a panel (findings, requests …) append a DashboardPanel to PANELS from your own module
+(imported by your app's `ready()` or listed here): a template rendered in the dashboard's
+panel slot, shown to users with `permission`, with the context `context(request)` returns.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+BAR_CHART_WIDTH = 360
+BAR_LABEL_WIDTH = 130
+BAR_HEIGHT = 22
+BAR_GAP = 8
+
+
+@dataclass(frozen=True)
+class DashboardPanel:
+    template: str
+    permission: str
+    context: Callable = field(default=lambda request: {})
+
+
+PANELS: list[DashboardPanel] = []
+
+
+def panels_for(request) -> list[dict]:
+    """The panels this user may see, each with its template and context, in PANELS order."""
+    return [
+        {"template": panel.template, "context": panel.context(request)}
+        for panel in PANELS
+        if request.user.has_perm(panel.permission)
+    ]
+
+
+def bar_chart(rows: list[tuple[str, int, str]]) -> dict:
+    """Horizontal bars as SVG geometry: rows of (label, count, css class).
+
+    Geometry goes in SVG attributes, colours in CSS classes: nothing needs a style attribute,
+    so the page keeps its strict CSP.
+    """
+    largest = max((count for _, count, _ in rows), default=0) or 1
+    span = BAR_CHART_WIDTH - BAR_LABEL_WIDTH - 40
+    bars = []
+    for index, (label, count, css) in enumerate(rows):
+        y = index * (BAR_HEIGHT + BAR_GAP)
+        width = round(span * count / largest) if count else 0
+        bars.append(
+            {
+                "label": label,
+                "count": count,
+                "css": css,
+                "y": y,
+                "text_y": y + BAR_HEIGHT // 2 + 5,
+                "x": BAR_LABEL_WIDTH,
+                "width": max(width, 2 if count else 0),
+                "count_x": BAR_LABEL_WIDTH + width + 6,
+            }
+        )
+    height = max(len(rows) * (BAR_HEIGHT + BAR_GAP) - BAR_GAP, BAR_HEIGHT)
+    return {
+        "bars": bars,
+        "width": BAR_CHART_WIDTH,
+        "track_width": span,
+        "height": height,
+        "bar_height": BAR_HEIGHT,
+        "label_x": BAR_LABEL_WIDTH - 8,
+        "total": sum(count for _, count, _ in rows),
+    }

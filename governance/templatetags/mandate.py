@@ -1,0 +1,34 @@
+"""Template helpers for the console: audit changes, and the dashboard's SVG bars."""
+
+from django import template
+
+register = template.Library()
+
+_HIDDEN = object()
+
+
+@register.filter
+def audit_changes(event) -> list[dict]:
+    """The fields an audit event changed, with their value before and after."""
+    before = event.before or {}
+    after = event.after or {}
+    changes = []
+    for field in sorted(set(before) | set(after)):
+        old, new = before.get(field, _HIDDEN), after.get(field, _HIDDEN)
+        if old == new:
+            continue
+        changes.append(
+            {
+                "field": field,
+                "before": None if old is _HIDDEN else _short(old),
+                "after": None if new is _HIDDEN else _short(new),
+            }
+        )
+    return changes
+
+
+def _short(value, limit: int = 80) -> str:
+    if isinstance(value, list):
+        value = ", ".join(str(v) for v in value)
+    text = "—" if value in (None, "") else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

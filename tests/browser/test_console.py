@@ -1,0 +1,147 @@
+"""The console in a real browser: Playwright driving Debian's Chromium against live_server.
+
+Skips with the reason when Chromium is missing (CI turns that skip into a failure).
+"""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from governance.models import AuditEvent
+from governance.roles import roles_sync
+from tests.factories import ClassifiedWorkloadFactory, WorkloadFactory
+from workloads.models import SessionPolicy, Workload
+from workloads.seed import seed_reference_data
+
+CHROMIUM = Path("/usr/bin/chromium")
+PASSWORD = "pw-for-tests-only"  # tests.factories.UserFactory
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def reference_data(transactional_db):
+    """live_server needs real commits, so each of these tests ends with a flush that takes the
+    seeded tiers, tools and rule with it: put them back first. (serialized_rollback cannot:
+    under Playwright's event loop Django hands the test a connection without the copy.)"""
+    seed_reference_data()
+    roles_sync()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
+    # between browser steps are ordinary blocking calls, so Django's async guard is lifted.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.csp_errors = errors
+    yield page
+    context.close()
+
+
+def log_in(page, live_server, user):
+    page.goto(f"{live_server.url}/login/")
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{live_server.url}/")
+
+
+def test_an_iam_admin_registers_classifies_and_tightens_a_workload(page, live_server, admin_user):
+    log_in(page, live_server, admin_user)
+    page.get_by_role("link", name="Workloads", exact=True).click()
+    page.get_by_role("link", name="Register workload").click()
+
+    page.get_by_label("Slug").fill("browser-agent")
+    page.get_by_label("Name").fill("Browser agent")
+    page.get_by_label("Purpose").fill("Answers questions about the handbook.")
+    page.get_by_label("Model family").select_option("claude-3-7-sonnet")
+    page.get_by_role("button", name="Register").click()
+    page.wait_for_url(re.compile(r"/workloads/browser-agent/$"))
+    assert page.locator("#classification").get_by_text("Unclassified").is_visible()
+
+    classify = page.locator("#classify-form")
+    classify.get_by_label("Tier").select_option("internal-read")
+    classify.get_by_label("Rationale").fill("Reads the handbook; changes nothing.")
+    classify.get_by_role("button", name="Save classification").click()
+    page.locator("#classification .facts").get_by_text("Internal read").wait_for()
+    assert Workload.objects.get(slug="browser-agent").tier.slug == "internal-read"
+
+    policy = page.locator("#policy")
+    policy.get_by_label("Max tool calls").fill("20")
+    policy.get_by_role("button", name="Save session policy").click()
+    page.locator('#policy [data-effective="max_tool_calls"]', has_text="20").wait_for()
+    assert SessionPolicy.objects.get(workload__slug="browser-agent").max_tool_calls == 20
+
+    trail = page.locator("#audit-trail")
+    for action in ("workload.register", "workload.classify", "session_policy.update"):
+        assert trail.get_by_text(action, exact=True).is_visible()
+    page.get_by_role("link", name="Audit log").click()
+    page.wait_for_url(re.compile(r"/audit/$"))
+    page.get_by_role("cell", name="session_policy.update").first.wait_for()
+    assert not [e for e in page.csp_errors if "Content Security Policy" in e]
+
+
+def test_a_field_error_appears_in_place_with_422(page, live_server, admin_user):
+    workload = ClassifiedWorkloadFactory(slug="tight", name="Tight")
+    log_in(page, live_server, admin_user)
+    page.goto(f"{live_server.url}/workloads/{workload.slug}/")
+    statuses = []
+    page.on("response", lambda r: statuses.append(r.status) if "session-policy" in r.url else None)
+    policy = page.locator("#policy")
+    policy.get_by_label("Max tool calls").fill("999999")
+    policy.get_by_role("button", name="Save session policy").click()
+    error = page.locator("#policy .errorlist")
+    error.wait_for()
+    assert "allows at most" in error.inner_text()
+    assert statuses == [422]
+    # In place: still the same page, the rest of it untouched, the typed value kept.
+    assert page.url.endswith(f"/workloads/{workload.slug}/")
+    assert page.locator("#audit-trail").is_visible()
+    assert policy.get_by_label("Max tool calls").input_value() == "999999"
+
+
+def test_an_owner_cannot_classify(page, live_server, owner):
+    workload = WorkloadFactory(owner=owner, slug="owned-draft")
+    log_in(page, live_server, owner)
+    page.goto(f"{live_server.url}/workloads/{workload.slug}/")
+    page.get_by_role("heading", name=workload.name).wait_for()
+    assert page.locator("#classify-form").count() == 0
+    assert page.get_by_role("button", name="Save classification").count() == 0
+
+    # A forged request from the owner's own session, with a valid CSRF token, is refused.
+    csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+    response = page.request.post(
+        f"{live_server.url}/workloads/{workload.slug}/classify/",
+        form={"tier": "generation-only", "rationale": "Trust me."},
+        headers={"X-CSRFToken": csrf, "Referer": f"{live_server.url}/"},
+    )
+    assert response.status == 403
+    workload.refresh_from_db()
+    assert workload.tier is None
+    assert not AuditEvent.objects.filter(action="workload.classify").exists()

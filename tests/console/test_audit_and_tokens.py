@@ -1,0 +1,122 @@
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from governance.errors import DomainError, RuleViolation
+from governance.forms import form_add_service_error
+from governance.models import AuditEvent, ServiceToken
+from governance.tokens import service_token_lookup
+from tests.factories import ClassifiedWorkloadFactory, WorkloadFactory, tier
+from workloads import services
+from workloads.forms import GrantForm
+
+pytestmark = pytest.mark.django_db
+HX = {"HX-Request": "true"}
+
+
+def _actions(response) -> list[str]:
+    return [e.action for e in response.context["page"]]
+
+
+def test_the_audit_log_filters_by_actor_action_object_and_date(client, auditor, admin_user):
+    workload = WorkloadFactory()
+    services.workload_update(workload=workload, by=admin_user, name="Renamed")
+    services.workload_classify(workload=workload, tier=tier(), by=admin_user, rationale="Reads.")
+    AuditEvent.objects.filter(action="workload.update").update(
+        created_at=timezone.now() - timedelta(days=3)
+    )
+    client.force_login(auditor)
+    url = reverse("audit:log")
+    assert set(_actions(client.get(url, {"actor": admin_user.username}))) == {
+        "workload.update",
+        "workload.classify",
+    }
+    assert _actions(client.get(url, {"action": "workload.classify"})) == ["workload.classify"]
+    assert len(_actions(client.get(url, {"object_type": "workloads.workload"}))) == 2
+    assert _actions(client.get(url, {"object_id": "0"})) == []
+    today = timezone.localdate().isoformat()
+    assert _actions(client.get(url, {"since": today, "actor": admin_user.username})) == [
+        "workload.classify"
+    ]
+    earlier = (timezone.localdate() - timedelta(days=2)).isoformat()
+    assert _actions(client.get(url, {"until": earlier})) == ["workload.update"]
+
+
+def test_the_unfiltered_audit_log_shows_the_newest_events_first(client, auditor, admin_user):
+    first, second = WorkloadFactory(), WorkloadFactory()
+    services.workload_classify(workload=first, tier=tier(), by=admin_user, rationale="One.")
+    services.workload_classify(workload=second, tier=tier(), by=admin_user, rationale="Two.")
+    client.force_login(auditor)
+    events = list(client.get(reverse("audit:log")).context["page"])
+    assert [e.object_id for e in events] == [str(second.pk), str(first.pk)]
+
+
+def test_an_invalid_date_filter_matches_nothing_and_says_why(client, auditor):
+    client.force_login(auditor)
+    response = client.get(reverse("audit:log"), {"since": "yesterday"})
+    assert list(response.context["page"]) == []
+    assert "Enter a valid date" in response.content.decode()
+
+
+def test_a_token_secret_is_shown_once_and_only_its_hash_is_kept(admin_client):
+    workload = ClassifiedWorkloadFactory(slug="bound-one")
+    response = admin_client.post(
+        reverse("tokens:create"),
+        {"name": "gateway", "scopes": ["decide", "ingest"], "workloads": "bound-one"},
+        headers=HX,
+    )
+    assert response.status_code == 201 and response["Cache-Control"] == "no-store"
+    secret = response.context["issued"].secret
+    assert secret in response.content.decode()
+    token = ServiceToken.objects.get(name="gateway")
+    assert list(token.workloads.all()) == [workload] and token.scopes == ["decide", "ingest"]
+    assert service_token_lookup(secret) == token
+    listing = admin_client.get(reverse("tokens:list")).content.decode()
+    assert token.prefix in listing and secret not in listing
+
+
+def test_a_token_must_be_bound_or_explicitly_unbound(admin_client):
+    response = admin_client.post(
+        reverse("tokens:create"), {"name": "loose", "scopes": ["read"]}, headers=HX
+    )
+    assert response.status_code == 422 and response["HX-Retarget"] == "#token-form"
+    assert "Bind at least one workload" in response.content.decode()
+    assert not ServiceToken.objects.exists()
+
+
+def test_a_duplicate_token_name_is_shown_on_the_name_field(admin_client):
+    data = {"name": "dup", "scopes": ["read"], "all_workloads": "on"}
+    admin_client.post(reverse("tokens:create"), data)
+    response = admin_client.post(reverse("tokens:create"), data)
+    assert response.status_code == 422
+    assert response.context["form"].errors["name"] == ["A token with this name exists."]
+
+
+def test_revoking_a_token_stops_it_working(admin_client):
+    admin_client.post(
+        reverse("tokens:create"), {"name": "t", "scopes": ["read"], "all_workloads": "on"}
+    )
+    token = ServiceToken.objects.get(name="t")
+    page = admin_client.get(reverse("tokens:list")).content.decode()
+    assert "hx-confirm=" in page
+    admin_client.post(reverse("tokens:revoke", args=[token.pk]))
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    assert AuditEvent.objects.filter(action="token.revoke").exists()
+
+
+def test_a_domain_error_lands_on_its_field_or_on_the_form():
+    form = GrantForm({"tool": ""})
+    form.is_valid()
+    form_add_service_error(form, DomainError("Too long.", field="valid_until"))
+    form_add_service_error(
+        form, RuleViolation("Blocked by rule Lethal trifecta (lethal-trifecta).")
+    )
+    form_add_service_error(form, DomainError("Elsewhere.", field="not_on_this_form"))
+    assert form.errors["valid_until"] == ["Too long."]
+    assert form.non_field_errors() == [
+        "Blocked by rule Lethal trifecta (lethal-trifecta).",
+        "Elsewhere.",
+    ]

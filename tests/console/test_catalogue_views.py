@@ -1,0 +1,78 @@
+import pytest
+from django.urls import reverse
+
+from governance.models import AuditEvent
+from workloads.models import CombinationRule, Tool
+
+pytestmark = pytest.mark.django_db
+HX = {"HX-Request": "true"}
+
+TOOL = {"slug": "jira", "name": "Jira", "capability_class": "downstream_api", "risk": "medium"}
+
+
+def test_an_iam_admin_creates_a_tool_and_it_is_audited(admin_client):
+    response = admin_client.post(reverse("workloads:tool_create"), TOOL, headers=HX)
+    assert response.status_code == 200 and response["HX-Redirect"] == reverse("workloads:tools")
+    assert Tool.objects.filter(slug="jira", capability_class="downstream_api").exists()
+    assert AuditEvent.objects.filter(action="tool.create").exists()
+
+
+def test_a_duplicate_tool_slug_is_a_field_error(admin_client):
+    response = admin_client.post(reverse("workloads:tool_create"), {**TOOL, "slug": "web-search"})
+    assert response.status_code == 422
+    assert response.context["form"].errors["slug"]
+
+
+def test_editing_a_tool_keeps_its_slug(admin_client):
+    url = reverse("workloads:tool_edit", args=["web-search"])
+    admin_client.post(url, {**TOOL, "slug": "renamed", "name": "Search the web"})
+    tool = Tool.objects.get(slug="web-search")
+    assert tool.name == "Search the web" and tool.capability_class == "downstream_api"
+    assert not Tool.objects.filter(slug="renamed").exists()
+
+
+def test_the_tools_page_shows_create_and_edit_only_to_catalogue_managers(client, cast):
+    client.force_login(cast["approver"])
+    page = client.get(reverse("workloads:tools")).content.decode()
+    assert "Web search" in page and reverse("workloads:tool_create") not in page
+    client.force_login(cast["admin"])
+    page = client.get(reverse("workloads:tools")).content.decode()
+    assert reverse("workloads:tool_create") in page
+
+
+RULE = {
+    "slug": "no-exfil",
+    "name": "No exfiltration",
+    "groups": "data_store, file_read\nmessaging | tool:web-fetch",
+    "scope": "static",
+    "effect": "forbid",
+    "enabled": "on",
+}
+
+
+def test_rule_groups_are_entered_one_per_line_with_alternatives(admin_client):
+    response = admin_client.post(reverse("workloads:rule_create"), RULE)
+    assert response.status_code == 303
+    rule = CombinationRule.objects.get(slug="no-exfil")
+    assert rule.groups == [["data_store", "file_read"], ["messaging", "tool:web-fetch"]]
+    assert rule.enabled and rule.effect == "forbid"
+
+
+def test_an_unknown_group_entry_is_shown_on_the_groups_field(admin_client):
+    response = admin_client.post(
+        reverse("workloads:rule_create"), {**RULE, "groups": "web_access\nteleport"}, headers=HX
+    )
+    assert response.status_code == 422
+    assert response["HX-Retarget"] == "#catalogue-form"
+    assert "Line 2: unknown teleport" in response.content.decode()
+    assert not CombinationRule.objects.filter(slug="no-exfil").exists()
+
+
+def test_editing_a_rule_shows_its_groups_as_lines_and_saves_changes(admin_client):
+    url = reverse("workloads:rule_edit", args=["lethal-trifecta"])
+    form = admin_client.get(url).context["form"]
+    assert form.initial["groups"].splitlines()[1] == "web_access"
+    admin_client.post(url, {**RULE, "slug": "ignored", "enabled": ""})
+    rule = CombinationRule.objects.get(slug="lethal-trifecta")
+    assert rule.enabled is False and rule.name == "No exfiltration"
+    assert AuditEvent.objects.filter(action="rule.update", object_id=rule.pk).exists()

@@ -1,0 +1,112 @@
+"""Every console list page runs the same number of queries for 5 rows as for 50."""
+
+import pytest
+from django.db import transaction
+from django.urls import reverse
+
+from governance.audit import audit_record
+from governance.tokens import service_token_create
+from tests.factories import (
+    ClassifiedWorkloadFactory,
+    EntitlementFactory,
+    ToolFactory,
+    UserFactory,
+    WorkloadFactory,
+)
+from workloads.models import CombinationRule, Entitlement
+
+pytestmark = pytest.mark.django_db
+MAX_QUERIES = 14
+
+
+def _grow_workloads(n, start):
+    for i in range(start, start + n):
+        factory = ClassifiedWorkloadFactory if i % 2 else WorkloadFactory
+        factory(slug=f"qc-{i}", owner=UserFactory(username=f"qc-owner-{i}"))
+
+
+def _grow_tools(n, start):
+    for i in range(start, start + n):
+        tool = ToolFactory(slug=f"qc-tool-{i}")
+        EntitlementFactory(tool=tool)
+
+
+def _grow_rules(n, start):
+    for i in range(start, start + n):
+        CombinationRule.objects.create(
+            slug=f"qc-rule-{i}", name=f"Rule {i}", groups=[["web_access"], ["messaging"]]
+        )
+
+
+def _grow_audit(n, start, user=None):
+    with transaction.atomic():
+        for i in range(start, start + n):
+            audit_record(
+                by=user,
+                action="test.event",
+                object_type="test.thing",
+                object_id=str(i),
+                before={"n": i},
+                after={"n": i + 1},
+            )
+
+
+def _grow_tokens(n, start):
+    bound = [ClassifiedWorkloadFactory(slug=f"qc-bound-{start}")]
+    for i in range(start, start + n):
+        service_token_create(name=f"qc-token-{i}", scopes=["read"], workloads=bound)
+
+
+def _queries(client, url, django_assert_max_num_queries) -> int:
+    with django_assert_max_num_queries(MAX_QUERIES) as captured:
+        response = client.get(url)
+    assert response.status_code == 200
+    shown = response.context.get("page") or response.context.get("unclassified")
+    assert shown is None or len(shown) > 0, "the page must actually show the rows it grew"
+    return len(captured.captured_queries)
+
+
+@pytest.mark.parametrize(
+    ("url_name", "grow"),
+    [
+        ("workloads:list", _grow_workloads),
+        ("workloads:tools", _grow_tools),
+        ("workloads:rules", _grow_rules),
+        ("audit:log", _grow_audit),
+        ("tokens:list", _grow_tokens),
+        ("dashboard", _grow_workloads),
+    ],
+)
+def test_list_pages_query_count_is_constant(
+    url_name, grow, admin_client, django_assert_max_num_queries
+):
+    url = reverse(url_name)
+    grow(5, 0)
+    few = _queries(admin_client, url, django_assert_max_num_queries)
+    grow(45, 5)
+    many = _queries(admin_client, url, django_assert_max_num_queries)
+    assert few == many
+
+
+def test_workload_detail_query_count_is_constant(
+    admin_client, admin_user, django_assert_max_num_queries
+):
+    workload = ClassifiedWorkloadFactory()
+    url = reverse("workloads:detail", args=[workload.slug])
+
+    def grow(n, start):
+        for i in range(start, start + n):
+            grant = EntitlementFactory(workload=workload, tool=ToolFactory(slug=f"qc-d-{i}"))
+            if i % 2:
+                Entitlement.objects.filter(pk=grant.pk).update(
+                    status="revoked", revoked_by=admin_user, revoke_reason="test"
+                )
+        with transaction.atomic():
+            for i in range(start, start + n):
+                audit_record(by=admin_user, action="workload.update", obj=workload, after={"i": i})
+
+    grow(5, 0)
+    few = _queries(admin_client, url, django_assert_max_num_queries)
+    grow(45, 5)
+    many = _queries(admin_client, url, django_assert_max_num_queries)
+    assert few == many
