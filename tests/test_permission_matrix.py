@@ -58,6 +58,10 @@ SAMPLE_KWARGS: dict[str, Callable[[SimpleNamespace, Callable], dict]] = {
     "workloads:rule_edit": lambda w, fx: {"slug": w.rule.slug},
     "tokens:revoke": lambda w, fx: {"pk": w.token.pk},
     "workload-detail": lambda w, fx: {"slug": w.workload.slug},
+    "tier-detail": lambda w, fx: {"slug": w.workload.tier.slug},
+    "tool-detail": lambda w, fx: {"slug": w.tool.slug},
+    "rule-detail": lambda w, fx: {"slug": w.rule.slug},
+    "grant-detail": lambda w, fx: {"pk": w.grant.pk},
 }
 
 # route name → form/JSON data for the forged POST: (world) → dict. Default: empty.
