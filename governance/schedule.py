@@ -1,3 +1,15 @@
 """Celery beat entries. Every entry carries `expires` so a backlog never piles up."""
 
 BEAT_SCHEDULE: dict[str, dict] = {}
+
+# Approvals: remind approvers and expire stale requests; warn owners and expire grants.
+BEAT_SCHEDULE["approvals-requests-expire"] = {
+    "task": "approvals.requests_expire",
+    "schedule": 15 * 60,
+    "options": {"expires": 14 * 60},
+}
+BEAT_SCHEDULE["approvals-grants-expire"] = {
+    "task": "approvals.grants_expire",
+    "schedule": 5 * 60,
+    "options": {"expires": 4 * 60},
+}
