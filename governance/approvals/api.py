@@ -193,7 +193,7 @@ class AccessRequestListCreateApi(_RequestApi, generics.ListAPIView):
         values = data.validated_data
         workload = workloads_visible_to(request.user).filter(slug=values["workload"]).first()
         if workload is None:
-            raise DomainError("No such workload.", field="workload", code="not_found")
+            raise DomainError("No such workload.", field="workload", code="not_found", status=404)
         tools = list(Tool.objects.filter(slug__in=values["tools"]))
         unknown = sorted(set(values["tools"]) - {t.slug for t in tools})
         if unknown:

@@ -262,6 +262,11 @@ def grant_revoke_view(request, pk):
         pk=pk,
         workload__in=workloads_visible_to(request.user),
     )
+    if not (
+        request.user.has_perm("workloads.grant_entitlement")
+        or grant.workload.owner_id == request.user.pk
+    ):
+        raise PermissionDenied("Only an IAM admin or the workload's owner may revoke a grant.")
     form = RevokeForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Say why the grant is revoked.")
@@ -273,5 +278,5 @@ def grant_revoke_view(request, pk):
         except DomainError as exc:
             messages.error(request, exc.message)
         else:
-            messages.success(request, f"Revoked {grant.tool_id and grant.tool.slug}.")
+            messages.success(request, f"Revoked {grant.tool.slug}.")
     return redirect("workloads:detail", slug=grant.workload.slug)
