@@ -7,10 +7,15 @@ from governance.models import AccessRequest
 from workloads.models import Tool
 
 
+class ToolChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj):
+        return f"{obj.name} ({obj.get_capability_class_display()}, {obj.risk} risk)"
+
+
 class RequestForm(forms.Form):
     workload = forms.ModelChoiceField(queryset=None, to_field_name="slug")
     kind = forms.ChoiceField(choices=AccessRequest.Kind.choices, initial=AccessRequest.Kind.TOOLS)
-    tools = forms.ModelMultipleChoiceField(
+    tools = ToolChoiceField(
         queryset=Tool.objects.order_by("capability_class", "slug"),
         to_field_name="slug",
         required=False,
