@@ -476,9 +476,13 @@ def access_request_deny(*, access_request: AccessRequest, by, comment: str) -> A
 def access_request_cancel(*, access_request: AccessRequest, by, reason: str = "") -> AccessRequest:
     """The requester or the workload's owner withdraws a pending request."""
     req = _locked(access_request)
+    filed_by_token = isinstance(by, ServiceToken) and req.via_token_id == by.pk
     user = by.acts_for if isinstance(by, ServiceToken) else by
-    if getattr(user, "pk", None) not in (req.requested_by_id, req.workload.owner_id):
-        raise NotAllowed("Only the requester or the workload's owner may cancel it.")
+    if not filed_by_token and getattr(user, "pk", None) not in (
+        req.requested_by_id,
+        req.workload.owner_id,
+    ):
+        raise NotAllowed("Only the requester, the workload's owner or the filing token may cancel.")
     if req.status != AccessRequest.Status.PENDING:
         raise Conflict(f"The request is already {req.status}.", code="not_pending")
     before = _snapshot(req)
@@ -521,29 +525,30 @@ def access_requests_expire(*, now: datetime | None = None, limit: int = 500) -> 
     return expired
 
 
+def _notify_once(candidates, *, stamp: str, task, now, limit: int) -> int:
+    """Claim each candidate by setting `stamp` where it is still empty (a conditional UPDATE:
+    a second run or a parallel worker finds nothing), then notify after commit."""
+    sent = 0
+    for pk in list(candidates.values_list("pk", flat=True)[:limit]):
+        with transaction.atomic():
+            if candidates.filter(pk=pk).update(**{stamp: now}):
+                _after_commit(task, pk)
+                sent += 1
+    return sent
+
+
 def access_requests_remind(*, now: datetime | None = None, limit: int = 500) -> int:
     """Remind approvers once about pending requests that expire within the reminder window."""
     now = now or timezone.now()
-    soon = now + timedelta(hours=settings.APPROVAL_REMINDER_HOURS)
-    ids = list(
-        AccessRequest.objects.filter(
-            status=AccessRequest.Status.PENDING,
-            reminded_at__isnull=True,
-            expires_at__gt=now,
-            expires_at__lte=soon,
-        ).values_list("pk", flat=True)[:limit]
+    candidates = AccessRequest.objects.filter(
+        status=AccessRequest.Status.PENDING,
+        reminded_at__isnull=True,
+        expires_at__gt=now,
+        expires_at__lte=now + timedelta(hours=settings.APPROVAL_REMINDER_HOURS),
     )
-    reminded = 0
-    for pk in ids:
-        with transaction.atomic():
-            # The conditional update is the claim: a second run finds nothing to remind.
-            claimed = AccessRequest.objects.filter(
-                pk=pk, status=AccessRequest.Status.PENDING, reminded_at__isnull=True
-            ).update(reminded_at=now)
-            if claimed:
-                _after_commit(tasks.request_reminder_notify, pk)
-                reminded += 1
-    return reminded
+    return _notify_once(
+        candidates, stamp="reminded_at", task=tasks.request_reminder_notify, now=now, limit=limit
+    )
 
 
 _EXPIRING = (
@@ -594,22 +599,16 @@ def grants_expire(*, now: datetime | None = None, limit: int = 1000) -> int:
 def grants_warn_expiring(*, now: datetime | None = None, limit: int = 1000) -> int:
     """Tell owners, once per grant, that a grant ends within GRANT_EXPIRY_WARNING_DAYS."""
     now = now or timezone.now()
-    soon = now + timedelta(days=settings.GRANT_EXPIRY_WARNING_DAYS)
-    ids = list(
-        Entitlement.objects.filter(
-            status=Entitlement.Status.ACTIVE,
-            expiry_notified_at__isnull=True,
-            valid_until__gt=now,
-            valid_until__lte=soon,
-        ).values_list("pk", flat=True)[:limit]
+    candidates = Entitlement.objects.filter(
+        status=Entitlement.Status.ACTIVE,
+        expiry_notified_at__isnull=True,
+        valid_until__gt=now,
+        valid_until__lte=now + timedelta(days=settings.GRANT_EXPIRY_WARNING_DAYS),
     )
-    warned = 0
-    for pk in ids:
-        with transaction.atomic():
-            claimed = Entitlement.objects.filter(pk=pk, expiry_notified_at__isnull=True).update(
-                expiry_notified_at=now
-            )
-            if claimed:
-                _after_commit(tasks.grant_expiring_notify, pk)
-                warned += 1
-    return warned
+    return _notify_once(
+        candidates,
+        stamp="expiry_notified_at",
+        task=tasks.grant_expiring_notify,
+        now=now,
+        limit=limit,
+    )

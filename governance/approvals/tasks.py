@@ -35,18 +35,28 @@ def grant_expiring_notify(self, grant_id: int) -> int:
     return notifications.notify_grant_expiring(grant_id)
 
 
+@shared_task(name="approvals.requests_remind", **_RETRY)
+def requests_remind(self) -> int:
+    return services().access_requests_remind()
+
+
 @shared_task(name="approvals.requests_expire", **_RETRY)
 def requests_expire(self) -> int:
-    from governance.approvals.services import access_requests_expire, access_requests_remind
+    return services().access_requests_expire()
 
-    access_requests_remind()
-    return access_requests_expire()
+
+@shared_task(name="approvals.grants_warn_expiring", **_RETRY)
+def grants_warn_expiring(self) -> int:
+    return services().grants_warn_expiring()
 
 
 @shared_task(name="approvals.grants_expire", **_RETRY)
 def grants_expire(self) -> int:
-    from governance.approvals.services import grants_expire as expire
-    from governance.approvals.services import grants_warn_expiring
+    return services().grants_expire()
 
-    grants_warn_expiring()
-    return expire()
+
+def services():
+    # The services module enqueues these tasks, so it is imported when first needed.
+    from governance.approvals import services as module
+
+    return module

@@ -89,6 +89,7 @@ class AccessRequest(models.Model):
             models.Index(fields=["status", "-created_at"]),
             models.Index(fields=["status", "expires_at"]),
             models.Index(fields=["workload", "status"]),
+            models.Index(fields=["kind", "status"]),
             models.Index(fields=["requested_by", "-created_at"]),
         ]
         permissions = [

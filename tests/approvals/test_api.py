@@ -238,3 +238,24 @@ def test_every_request_endpoint_is_in_the_openapi_schema_with_examples(client):
     assert approve["requestBody"]["content"]["application/json"]["examples"]
     create = paths["/api/v1/requests"]["post"]
     assert create["requestBody"]["content"]["application/json"]["examples"]
+
+
+def test_the_token_that_filed_a_request_may_cancel_it(owner, boundary_workload):
+    issued = service_token_create(
+        name="ci2", scopes=["write", "read"], workloads=[boundary_workload]
+    )
+    client = api(token=issued.secret)
+    created = client.post(
+        "/api/v1/requests",
+        {
+            "workload": boundary_workload.slug,
+            "tools": ["crm-api"],
+            "justification": "x",
+            "duration_days": 2,
+            "on_behalf_of": "owner",
+        },
+        format="json",
+    ).json()
+    response = client.post(f"/api/v1/requests/{created['id']}/cancel", {}, format="json")
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
