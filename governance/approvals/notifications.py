@@ -16,7 +16,7 @@ SUBJECT_PREFIX = "[Mandate] "
 
 
 def _link(path: str) -> str:
-    base = getattr(settings, "MANDATE_BASE_URL", "").rstrip("/")
+    base = settings.MANDATE_BASE_URL.rstrip("/")
     return f"{base}{path}"
 
 
