@@ -176,7 +176,8 @@ def decide_view(request, pk):
         except NotAllowed as exc:
             raise PermissionDenied(exc.message) from exc
         except DomainError as exc:
-            error, status = exc.message, exc.status if exc.status >= 400 else 422
+            # 422 for every refusal: mandate.js swaps 422 bodies, so the row shows why.
+            error, status = exc.message, 422
     if request.htmx and request.POST.get("from") == "queue":
         fresh = selectors.request_get(user=request.user, pk=pk)
         row = selectors.queue_row(access_request=fresh, user=request.user)
@@ -184,7 +185,7 @@ def decide_view(request, pk):
             request,
             "approvals/queue.html#row",
             {"row": row, "error": error, "may_approve": True},
-            status=status if error else 200,
+            status=status,
         )
     if error:
         messages.error(request, error)
