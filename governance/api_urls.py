@@ -4,4 +4,5 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("workloads.api_urls")),
+    path("", include("governance.approvals.api_urls")),
 ]

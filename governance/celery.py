@@ -9,3 +9,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "governance.settings")
 app = Celery("mandate")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Concerns that live in packages under governance/ (not apps) register their tasks here.
+app.autodiscover_tasks(["governance.approvals"])
+
+
+@app.on_after_configure.connect
+def _beat_schedule(sender, **_kwargs) -> None:
+    from governance.schedule import BEAT_SCHEDULE
+
+    sender.conf.beat_schedule = {**BEAT_SCHEDULE, **(sender.conf.beat_schedule or {})}

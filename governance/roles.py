@@ -24,15 +24,20 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         "workloads.grant_entitlement",
         "governance.view_audit_log",
         "governance.manage_tokens",
+        "governance.request_entitlement",
+        "governance.approve_request",
+        "governance.grant_exception",
     },
     OWNER: {
         CONSOLE,
         "workloads.register_workload",
         "workloads.change_workload",
+        "governance.request_entitlement",
     },
     APPROVER: {
         CONSOLE,
         "workloads.view_all_workloads",
+        "governance.approve_request",
     },
     REVIEWER: {
         CONSOLE,

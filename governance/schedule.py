@@ -1,3 +1,25 @@
 """Celery beat entries. Every entry carries `expires` so a backlog never piles up."""
 
 BEAT_SCHEDULE: dict[str, dict] = {}
+
+# Approvals: remind approvers and expire stale requests; warn owners and expire grants.
+BEAT_SCHEDULE["approvals-requests-remind"] = {
+    "task": "approvals.requests_remind",
+    "schedule": 15 * 60,
+    "options": {"expires": 14 * 60},
+}
+BEAT_SCHEDULE["approvals-requests-expire"] = {
+    "task": "approvals.requests_expire",
+    "schedule": 5 * 60,
+    "options": {"expires": 4 * 60},
+}
+BEAT_SCHEDULE["approvals-grants-warn-expiring"] = {
+    "task": "approvals.grants_warn_expiring",
+    "schedule": 60 * 60,
+    "options": {"expires": 55 * 60},
+}
+BEAT_SCHEDULE["approvals-grants-expire"] = {
+    "task": "approvals.grants_expire",
+    "schedule": 60,
+    "options": {"expires": 55},
+}

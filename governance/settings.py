@@ -264,6 +264,21 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = TIME_ZONE
 # Beat entries are added by each concern in governance/schedule.py.
 
+# --- approvals ------------------------------------------------------------------------
+# A pending request expires after this long; approvers are reminded REMINDER hours before.
+APPROVAL_REQUEST_TTL_HOURS = env_int("APPROVAL_REQUEST_TTL_HOURS", 7 * 24)
+APPROVAL_REMINDER_HOURS = env_int("APPROVAL_REMINDER_HOURS", 24)
+# Owners hear about a grant, exception or session window this many days before it ends.
+GRANT_EXPIRY_WARNING_DAYS = env_int("GRANT_EXPIRY_WARNING_DAYS", 3)
+# Absolute links in emails, e.g. https://mandate.example.com (relative links without it).
+MANDATE_BASE_URL = os.environ.get("MANDATE_BASE_URL", "")
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
+    {
+        "AccessRequestKindEnum": "governance.models.requests.AccessRequest.Kind",
+        "ApprovalStepKindEnum": "governance.models.requests.ApprovalStep.Kind",
+    }
+)
+
 # --- logging ----------------------------------------------------------------------------
 LOGGING = {
     "version": 1,

@@ -16,6 +16,7 @@ urlpatterns = [
     path("", include("workloads.urls")),
     path("audit/", include("governance.console.audit_urls")),
     path("tokens/", include("governance.console.token_urls")),
+    path("requests/", include("governance.approvals.urls")),
     path("api/v1/", include("governance.api_urls")),
     path("api/schema/", public(SpectacularAPIView.as_view()), name="schema"),
     path(

@@ -63,3 +63,27 @@ def outsider(cast):
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+TRANSACTIONAL_FIXTURES = {"transactional_db", "live_server", "django_db_reset_sequences"}
+
+
+@pytest.fixture(autouse=True)
+def _restore_reference_data(request, django_db_blocker):
+    """A transactional test (live_server, real workers) ends by flushing every table, which
+    takes the rows data migrations seeded with it; put them back for the tests that follow."""
+    yield
+    marker = request.node.get_closest_marker("django_db")
+    transactional = bool(TRANSACTIONAL_FIXTURES & set(request.fixturenames)) or bool(
+        marker and (marker.kwargs.get("transaction") or (marker.args and marker.args[0]))
+    )
+    if not transactional:
+        return
+    from governance.models import PolicyState
+    from governance.roles import roles_sync
+    from workloads.seed import seed_reference_data
+
+    with django_db_blocker.unblock():
+        seed_reference_data()
+        PolicyState.objects.get_or_create(id=1)
+        roles_sync()

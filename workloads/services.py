@@ -308,6 +308,7 @@ def entitlement_grant(
     valid_until: datetime | None = None,
     constraints: dict | None = None,
     allow_exception_rules: tuple[str, ...] = (),
+    request=None,
 ) -> Entitlement:
     """Grant a tool. Combination rules are checked against the workload's current grants:
     a forbid rule blocks; an exception-required rule blocks unless its slug is in
@@ -354,6 +355,7 @@ def entitlement_grant(
         valid_until=valid_until,
         constraints=constraints or {},
         granted_by=by if getattr(by, "pk", None) else None,
+        request=request,
     )
     audit_record(
         by=by, action="grant.create", obj=grant, after=audit_snapshot(grant, GRANT_AUDIT_FIELDS)

@@ -1,5 +1,13 @@
 from governance.models.audit import AuditEvent
 from governance.models.policy import PolicyState
+from governance.models.requests import AccessRequest, ApprovalDecision, ApprovalStep
 from governance.models.tokens import ServiceToken
 
-__all__ = ["AuditEvent", "PolicyState", "ServiceToken"]
+__all__ = [
+    "AccessRequest",
+    "ApprovalDecision",
+    "ApprovalStep",
+    "AuditEvent",
+    "PolicyState",
+    "ServiceToken",
+]

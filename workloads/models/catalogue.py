@@ -48,6 +48,13 @@ class Environment(models.TextChoices):
     PRODUCTION = "production", "Production"
 
 
+def _effective_status(obj) -> str:
+    """Expired means expired even before the expiry job has run."""
+    if obj.status == "active" and obj.valid_until is not None and obj.valid_until <= timezone.now():
+        return "expired"
+    return obj.status
+
+
 class SensitivityTier(models.Model):
     """An ordered access-sensitivity tier; its defaults bound every workload classified into it."""
 
@@ -258,6 +265,17 @@ class Entitlement(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     revoke_reason = models.TextField(blank=True)
+    request = models.ForeignKey(
+        "governance.AccessRequest",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="grants",
+        help_text="The approved request that created it.",
+    )
+    expiry_notified_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the owner was told it is about to expire."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -290,6 +308,11 @@ class Entitlement(models.Model):
             and (self.valid_until is None or moment < self.valid_until)
         )
 
+    @property
+    def effective_status(self) -> str:
+        """The status as of now: an active grant past its end reads as expired."""
+        return _effective_status(self)
+
 
 class SessionExtension(models.Model):
     """A longer session window or bigger budget than the policy, granted for a while.
@@ -313,6 +336,14 @@ class SessionExtension(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now)
+    request = models.ForeignKey(
+        "governance.AccessRequest",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="extensions",
+        help_text="The approved request that created it.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -331,6 +362,10 @@ class SessionExtension(models.Model):
 
     def is_valid_at(self, moment) -> bool:
         return self.status == self.Status.ACTIVE and self.valid_from <= moment < self.valid_until
+
+    @property
+    def effective_status(self) -> str:
+        return _effective_status(self)
 
 
 class RuleException(models.Model):
@@ -351,6 +386,14 @@ class RuleException(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now)
+    request = models.ForeignKey(
+        "governance.AccessRequest",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="exceptions",
+        help_text="The approved request that created it.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -369,3 +412,7 @@ class RuleException(models.Model):
 
     def is_valid_at(self, moment) -> bool:
         return self.status == self.Status.ACTIVE and self.valid_from <= moment < self.valid_until
+
+    @property
+    def effective_status(self) -> str:
+        return _effective_status(self)

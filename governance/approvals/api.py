@@ -1,0 +1,360 @@
+"""Access-request REST endpoints: thin; selectors read, services write.
+
+Tokens with the write scope file and cancel requests for a named owner; deciding is for
+approver users signed in to the console (session auth), never for tokens.
+"""
+
+from django.contrib.auth import get_user_model
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from governance.api_common import ScopeOrPermission
+from governance.approvals import selectors, services
+from governance.approvals.filters import AccessRequestFilter
+from governance.approvals.serializers import (
+    AccessRequestInput,
+    AccessRequestOutput,
+    ApproveInput,
+    CancelInput,
+    DenyInput,
+)
+from governance.errors import DomainError
+from governance.roles import CONSOLE
+from governance.tokens import ServicePrincipal
+from workloads.models import Tool
+from workloads.selectors import workloads_visible_to
+
+ERROR = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "fields": {"type": "object"},
+            },
+        }
+    },
+}
+NOT_PENDING = OpenApiExample(
+    "Not pending",
+    value={"error": {"code": "not_pending", "message": "The request is already approved."}},
+    response_only=True,
+    status_codes=["409"],
+)
+BLOCKED = OpenApiExample(
+    "Blocked combination",
+    value={
+        "error": {
+            "code": "rule_violation",
+            "message": "Blocked by rule No exfiltration (no-exfiltration): this combination "
+            "is forbidden.",
+            "rule": "no-exfiltration",
+        }
+    },
+    response_only=True,
+    status_codes=["422"],
+)
+REQUEST_EXAMPLE = OpenApiExample(
+    "Pending tools request",
+    value={
+        "id": 42,
+        "workload": "research-agent",
+        "kind": "tools",
+        "tools": ["code-exec", "file-read", "web-search"],
+        "justification": "Analyse uploaded datasets with fresh web context.",
+        "duration_days": 14,
+        "valid_until": None,
+        "max_session_seconds": None,
+        "max_tool_calls": None,
+        "max_reasoning_tokens": None,
+        "status": "pending",
+        "requested_by": "owner",
+        "created_at": "2025-03-01T09:00:00Z",
+        "expires_at": "2025-03-08T09:00:00Z",
+        "decided_at": None,
+        "decision_reason": "",
+        "impact": {
+            "forbidden": [],
+            "exceptions_needed": [
+                {
+                    "slug": "lethal-trifecta",
+                    "name": "Lethal trifecta",
+                    "effect": "exception_required",
+                }
+            ],
+            "exceptions_in_force": [],
+            "redundant_grants": [],
+            "approvals_required": 2,
+            "blocked": False,
+        },
+        "steps": [
+            {
+                "position": 1,
+                "kind": "approval",
+                "rules": [],
+                "reason": "Required by the tier",
+                "decided_by": "approver",
+                "decided_at": "2025-03-01T10:00:00Z",
+            },
+            {
+                "position": 2,
+                "kind": "approval",
+                "rules": [],
+                "reason": "Required by the tier",
+                "decided_by": None,
+                "decided_at": None,
+            },
+            {
+                "position": 3,
+                "kind": "exception",
+                "rules": ["lethal-trifecta"],
+                "reason": "Exception to Lethal trifecta (iam_admin, with justification)",
+                "decided_by": None,
+                "decided_at": None,
+            },
+        ],
+        "decisions": [
+            {
+                "approver": "approver",
+                "verdict": "approve",
+                "comment": "Scoped to the sandbox.",
+                "justification": "",
+                "created_at": "2025-03-01T10:00:00Z",
+            }
+        ],
+    },
+    response_only=True,
+)
+
+
+class _RequestApi:
+    permission_classes = [ScopeOrPermission]
+
+    def get_object(self):
+        return selectors.request_get(user=self.request.user, pk=self.kwargs["pk"])
+
+
+@extend_schema(tags=["requests"])
+@extend_schema(methods=["GET"], examples=[REQUEST_EXAMPLE])
+class AccessRequestListCreateApi(_RequestApi, generics.ListAPIView):
+    """List the requests you may see (`view=awaiting` for the ones waiting on you), or file one."""
+
+    serializer_class = AccessRequestOutput
+    filterset_class = AccessRequestFilter
+    required_scope = {"GET": "read", "POST": "write"}
+    required_permission = {"GET": CONSOLE, "POST": selectors.REQUEST}
+
+    def get_queryset(self):
+        view = self.request.query_params.get("view", "")
+        return selectors.request_list(user=self.request.user, filters={"view": view})
+
+    @extend_schema(
+        request=AccessRequestInput,
+        responses={
+            201: AccessRequestOutput,
+            400: OpenApiResponse(ERROR, description="Invalid fields"),
+            403: OpenApiResponse(ERROR, description="Not the workload's owner"),
+            422: OpenApiResponse(ERROR, description="A forbid rule blocks the combination"),
+        },
+        examples=[
+            OpenApiExample(
+                "Tools for a boundary-crossing workload",
+                value={
+                    "workload": "research-agent",
+                    "tools": ["web-search", "file-read", "code-exec"],
+                    "justification": "Analyse uploaded datasets with fresh web context.",
+                    "duration_days": 14,
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "A longer session window, filed by a token for its owner",
+                value={
+                    "workload": "research-agent",
+                    "kind": "session_window",
+                    "max_session_seconds": 5400,
+                    "max_tool_calls": 300,
+                    "justification": "Quarter-end reconciliation runs longer.",
+                    "duration_days": 7,
+                    "on_behalf_of": "owner",
+                },
+                request_only=True,
+            ),
+            REQUEST_EXAMPLE,
+            BLOCKED,
+        ],
+    )
+    def post(self, request):
+        data = AccessRequestInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        workload = workloads_visible_to(request.user).filter(slug=values["workload"]).first()
+        if workload is None:
+            raise DomainError("No such workload.", field="workload", code="not_found", status=404)
+        tools = list(Tool.objects.filter(slug__in=values["tools"]))
+        unknown = sorted(set(values["tools"]) - {t.slug for t in tools})
+        if unknown:
+            raise DomainError(f"Unknown tools: {', '.join(unknown)}", field="tools")
+        by, requested_by = request.user, None
+        if isinstance(request.user, ServicePrincipal):
+            by = request.user.token
+            name = values.get("on_behalf_of")
+            requested_by = (
+                get_user_model().objects.filter(username=name, is_active=True).first()
+                if name
+                else by.acts_for
+            )
+        created = services.access_request_create(
+            by=by,
+            requested_by=requested_by,
+            workload=workload,
+            kind=values["kind"],
+            tools=tools,
+            justification=values["justification"],
+            duration_days=values.get("duration_days"),
+            valid_until=values.get("valid_until"),
+            session_limits={
+                name: values.get(name)
+                for name in ("max_session_seconds", "max_tool_calls", "max_reasoning_tokens")
+            },
+        )
+        output = AccessRequestOutput(
+            selectors.request_get(user=request.user, pk=created.pk)
+            if not isinstance(request.user, ServicePrincipal)
+            else created
+        )
+        return Response(output.data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["requests"], examples=[REQUEST_EXAMPLE])
+class AccessRequestDetailApi(_RequestApi, generics.RetrieveAPIView):
+    """One request with its steps and decisions (404 if you may not see it)."""
+
+    serializer_class = AccessRequestOutput
+    required_scope = "read"
+    required_permission = CONSOLE
+
+
+def _decided(view, request, service, payload):
+    access_request = view.get_object()
+    result = service(access_request=access_request, **payload)
+    fresh = selectors.request_get(user=request.user, pk=result.pk)
+    return Response(AccessRequestOutput(fresh).data)
+
+
+@extend_schema(
+    tags=["requests"],
+    request=CancelInput,
+    responses={
+        200: AccessRequestOutput,
+        403: OpenApiResponse(ERROR),
+        409: OpenApiResponse(ERROR, description="No longer pending"),
+    },
+    examples=[
+        OpenApiExample("Cancel", value={"reason": "No longer needed."}, request_only=True),
+        NOT_PENDING,
+        REQUEST_EXAMPLE,
+    ],
+)
+class AccessRequestCancelApi(_RequestApi, APIView):
+    """Withdraw a pending request (its requester or the workload's owner)."""
+
+    required_scope = "write"
+    required_permission = selectors.REQUEST
+
+    def post(self, request, pk):
+        data = CancelInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        access_request = self.get_object()
+        by = request.user.token if isinstance(request.user, ServicePrincipal) else request.user
+        result = services.access_request_cancel(
+            access_request=access_request, by=by, reason=data.validated_data.get("reason", "")
+        )
+        fresh = selectors.request_get(user=request.user, pk=result.pk)
+        return Response(AccessRequestOutput(fresh).data)
+
+
+@extend_schema(
+    tags=["requests"],
+    request=ApproveInput,
+    responses={
+        200: AccessRequestOutput,
+        403: OpenApiResponse(ERROR, description="Requester, owner or not an approver"),
+        409: OpenApiResponse(ERROR, description="No longer pending, or already decided by you"),
+        422: OpenApiResponse(ERROR, description="A combination rule blocks the grant"),
+    },
+    examples=[
+        OpenApiExample("Approve", value={"comment": "Scoped to the sandbox."}, request_only=True),
+        OpenApiExample(
+            "Approve the exception (iam_admin)",
+            value={
+                "comment": "Sandboxed runner.",
+                "justification": "Code runs in a network-isolated sandbox; web content is "
+                "read-only and files are the team's own datasets.",
+            },
+            request_only=True,
+        ),
+        NOT_PENDING,
+        REQUEST_EXAMPLE,
+        BLOCKED,
+    ],
+)
+class AccessRequestApproveApi(_RequestApi, APIView):
+    """Approve one step (session auth, approvers only). The last step creates the grants."""
+
+    required_permission = selectors.APPROVE
+
+    def post(self, request, pk):
+        data = ApproveInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        return _decided(
+            self,
+            request,
+            services.access_request_approve,
+            {"by": request.user, **data.validated_data},
+        )
+
+
+@extend_schema(
+    tags=["requests"],
+    request=DenyInput,
+    responses={
+        200: AccessRequestOutput,
+        403: OpenApiResponse(ERROR),
+        409: OpenApiResponse(ERROR, description="No longer pending"),
+    },
+    examples=[
+        OpenApiExample(
+            "Deny", value={"comment": "Use the read-only API instead."}, request_only=True
+        ),
+        NOT_PENDING,
+        REQUEST_EXAMPLE,
+    ],
+)
+class AccessRequestDenyApi(_RequestApi, APIView):
+    """Deny a request with a reason (session auth, approvers only)."""
+
+    required_permission = selectors.APPROVE
+
+    def post(self, request, pk):
+        data = DenyInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        return _decided(
+            self,
+            request,
+            services.access_request_deny,
+            {"by": request.user, "comment": data.validated_data["comment"]},
+        )
+
+
+__all__ = [
+    "AccessRequestApproveApi",
+    "AccessRequestCancelApi",
+    "AccessRequestDenyApi",
+    "AccessRequestDetailApi",
+    "AccessRequestListCreateApi",
+]

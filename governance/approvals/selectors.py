@@ -1,0 +1,180 @@
+"""Reads for the approval workflow, scoped to what the asking user (or token) may see."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from governance.approvals.impact import EXCEPTION, Impact, request_impact
+from governance.models import AccessRequest, ApprovalDecision, ApprovalStep
+from governance.tokens import ServicePrincipal
+from workloads.models import CombinationRule, RuleException, Tool, Workload
+from workloads.selectors import workloads_visible_to
+from workloads.services import active_tools_of, rule_specs
+
+APPROVE = "governance.approve_request"
+GRANT_EXCEPTION = "governance.grant_exception"
+REQUEST = "governance.request_entitlement"
+
+
+def workload_has_open_high_findings(workload: Workload) -> bool:
+    """LEAD: wire this to the findings concern (open findings of severity high or critical on
+    `workload`). It is the single place the approval flow asks; True adds one approval step."""
+    return False
+
+
+def impact_for(*, workload: Workload, tools: list[Tool], at=None) -> Impact:
+    """The impact of granting `tools` to `workload` now; no tools gives the bare steps."""
+    at = at or timezone.now()
+    in_force = [
+        e.rule.slug
+        for e in RuleException.objects.filter(workload=workload, status="active").select_related(
+            "rule"
+        )
+        if e.is_valid_at(at)
+    ]
+    return request_impact(
+        rules=rule_specs((CombinationRule.Scope.STATIC, CombinationRule.Scope.BOTH)),
+        current_tools=active_tools_of(workload, at),
+        requested_tools={t.slug: t.capability_class for t in tools},
+        exceptions_in_force=in_force,
+        approvals_required=workload.tier.approvals_required if workload.tier else 1,
+        has_open_high_findings=workload_has_open_high_findings(workload),
+    )
+
+
+def requests_visible_to(user) -> QuerySet[AccessRequest]:
+    """Approvers and those who see every workload see every request; an owner sees the
+    requests they filed or that concern their workloads; a token those of its workloads."""
+    qs = AccessRequest.objects.all()
+    if isinstance(user, ServicePrincipal):
+        return qs.filter(workload__in=workloads_visible_to(user))
+    if not user.is_authenticated or not user.has_perm("governance.access_console"):
+        return qs.none()
+    if user.has_perm(APPROVE) or user.has_perm("workloads.view_all_workloads"):
+        return qs
+    return qs.filter(Q(requested_by=user) | Q(workload__owner=user))
+
+
+def _awaiting(qs: QuerySet[AccessRequest], user) -> QuerySet[AccessRequest]:
+    """Pending requests this user may still decide: not theirs, not their workload's."""
+    decided = ApprovalDecision.objects.filter(request=OuterRef("pk"), approver=user)
+    return (
+        qs.filter(status=AccessRequest.Status.PENDING)
+        .exclude(requested_by=user)
+        .exclude(workload__owner=user)
+        .exclude(Exists(decided))
+    )
+
+
+def request_list(*, user, filters=None) -> QuerySet[AccessRequest]:
+    from governance.approvals.filters import AccessRequestFilter
+
+    qs = (
+        requests_visible_to(user)
+        .select_related("workload__tier", "workload__owner", "requested_by")
+        .prefetch_related(
+            Prefetch("tools", queryset=Tool.objects.order_by("slug")),
+            Prefetch(
+                "steps",
+                queryset=ApprovalStep.objects.select_related("decision__approver").order_by(
+                    "position"
+                ),
+            ),
+            Prefetch(
+                "decisions",
+                queryset=ApprovalDecision.objects.select_related("approver", "step"),
+            ),
+        )
+    )
+    filters = dict(filters or {})
+    view = filters.pop("view", "")
+    if view == "awaiting" and not isinstance(user, ServicePrincipal):
+        qs = _awaiting(qs, user)
+    elif view == "mine" and not isinstance(user, ServicePrincipal):
+        qs = qs.filter(Q(requested_by=user) | Q(workload__owner=user))
+    filterset = AccessRequestFilter(filters, queryset=qs)
+    return filterset.qs if filterset.is_valid() else qs.none()
+
+
+def request_get(*, user, pk) -> AccessRequest:
+    """404 for a request the user may not see."""
+    try:
+        pk = int(pk)
+    except (TypeError, ValueError):
+        raise Http404("No such request.") from None
+    obj = request_list(user=user).filter(pk=pk).first()
+    if obj is None:
+        raise Http404("No such request.")
+    return obj
+
+
+@dataclass(frozen=True)
+class DecisionOptions:
+    """What one user may do on one request, for showing buttons (the service re-checks)."""
+
+    may_decide: bool
+    fills_exception: bool
+    may_cancel: bool
+    why_not: str = ""
+
+
+def decision_options(*, access_request: AccessRequest, user) -> DecisionOptions:
+    """Uses the request's prefetched steps; one query for the user's own decision at most."""
+    pending = access_request.status == AccessRequest.Status.PENDING
+    is_party = user.pk in (access_request.requested_by_id, access_request.workload.owner_id)
+    may_cancel = pending and is_party
+    if not pending:
+        return DecisionOptions(False, False, False, f"The request is {access_request.status}.")
+    if not user.has_perm(APPROVE):
+        return DecisionOptions(False, False, may_cancel, "You are not an approver.")
+    if is_party:
+        return DecisionOptions(
+            False, False, may_cancel, "You requested it or own the workload: someone else decides."
+        )
+    open_steps = [s for s in access_request.steps.all() if not _has_decision(s)]
+    if any(
+        _has_decision(s) and s.decision.approver_id == user.pk for s in access_request.steps.all()
+    ):
+        return DecisionOptions(False, False, may_cancel, "You have already approved it.")
+    fills_exception = user.has_perm(GRANT_EXCEPTION) and any(
+        s.kind == EXCEPTION for s in open_steps
+    )
+    if not fills_exception and not any(s.kind != EXCEPTION for s in open_steps):
+        return DecisionOptions(
+            False, False, may_cancel, "Only an iam_admin can give the remaining exception."
+        )
+    return DecisionOptions(True, fills_exception, may_cancel)
+
+
+def queue_row(*, access_request: AccessRequest, user) -> dict:
+    """One queue row: the request, what `user` may do, and its step progress."""
+    steps = list(access_request.steps.all())
+    return {
+        "r": access_request,
+        "options": decision_options(access_request=access_request, user=user),
+        "done": sum(1 for s in steps if _has_decision(s)),
+        "total": len(steps),
+    }
+
+
+def _has_decision(step: ApprovalStep) -> bool:
+    try:
+        return step.decision is not None
+    except ApprovalDecision.DoesNotExist:
+        return False
+
+
+def workload_access(*, workload: Workload) -> dict:
+    """Session windows, exceptions and recent requests of a workload (its grants table is the
+    workload page's own)."""
+    return {
+        "extensions": workload.extensions.select_related("granted_by"),
+        "exceptions": workload.exceptions.select_related("rule", "approved_by"),
+        "requests": workload.access_requests.select_related("requested_by").order_by("-created_at")[
+            :10
+        ],
+    }

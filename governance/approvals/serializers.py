@@ -1,0 +1,113 @@
+"""REST shapes for access requests: explicit input and output, fields listed."""
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from governance.models import AccessRequest, ApprovalDecision, ApprovalStep
+
+
+class StepOutput(serializers.ModelSerializer):
+    decided_by = serializers.SerializerMethodField()
+    decided_at = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ApprovalStep
+        fields = ["position", "kind", "rules", "reason", "decided_by", "decided_at"]
+        read_only_fields = fields
+
+    def _decision(self, step):
+        try:
+            return step.decision
+        except ApprovalDecision.DoesNotExist:
+            return None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_decided_by(self, step):
+        decision = self._decision(step)
+        return decision.approver.get_username() if decision else None
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_decided_at(self, step):
+        decision = self._decision(step)
+        return decision.created_at if decision else None
+
+
+class DecisionOutput(serializers.ModelSerializer):
+    approver = serializers.CharField(source="approver.get_username")
+
+    class Meta:
+        model = ApprovalDecision
+        fields = ["approver", "verdict", "comment", "justification", "created_at"]
+        read_only_fields = fields
+
+
+class AccessRequestOutput(serializers.ModelSerializer):
+    workload = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    tools = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
+    requested_by = serializers.CharField(source="requested_by.get_username", read_only=True)
+    steps = StepOutput(many=True, read_only=True)
+    decisions = DecisionOutput(many=True, read_only=True)
+
+    class Meta:
+        model = AccessRequest
+        fields = [
+            "id",
+            "workload",
+            "kind",
+            "tools",
+            "justification",
+            "duration_days",
+            "valid_until",
+            "max_session_seconds",
+            "max_tool_calls",
+            "max_reasoning_tokens",
+            "status",
+            "requested_by",
+            "created_at",
+            "expires_at",
+            "decided_at",
+            "decision_reason",
+            "impact",
+            "steps",
+            "decisions",
+        ]
+        read_only_fields = fields
+
+
+class AccessRequestInput(serializers.Serializer):
+    workload = serializers.SlugField(max_length=80)
+    kind = serializers.ChoiceField(
+        choices=AccessRequest.Kind.choices, default=AccessRequest.Kind.TOOLS
+    )
+    tools = serializers.ListField(
+        child=serializers.SlugField(max_length=80), required=False, default=list, max_length=50
+    )
+    justification = serializers.CharField(max_length=4000)
+    duration_days = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    valid_until = serializers.DateTimeField(required=False, allow_null=True)
+    max_session_seconds = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    max_tool_calls = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    max_reasoning_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    on_behalf_of = serializers.CharField(
+        required=False,
+        max_length=150,
+        help_text="Service tokens only: the owner's username (defaults to the token's user).",
+    )
+
+
+class CancelInput(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+class ApproveInput(serializers.Serializer):
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=4000)
+    justification = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=4000,
+        help_text="Required when an iam_admin approves the rule-exception step.",
+    )
+
+
+class DenyInput(serializers.Serializer):
+    comment = serializers.CharField(max_length=4000, help_text="Why; kept on the request.")

@@ -1,0 +1,614 @@
+"""The approval workflow's state changes: one transaction each, audited.
+
+Separation of duties is enforced here with the request row locked (SELECT ... FOR UPDATE),
+and again by the database constraints on ApprovalDecision. Refusals that matter (a blocked
+combination, a self-approval) are audited in their own committed transaction, then raised.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from governance.approvals import tasks
+from governance.approvals.impact import EXCEPTION
+from governance.approvals.selectors import APPROVE, GRANT_EXCEPTION, REQUEST, impact_for
+from governance.audit import audit_record, audit_snapshot
+from governance.errors import Conflict, DomainError, NotAllowed, RuleViolation
+from governance.models import AccessRequest, ApprovalDecision, ApprovalStep, ServiceToken
+from governance.policy_version import policy_version_bump
+from workloads.models import (
+    CombinationRule,
+    Entitlement,
+    RuleException,
+    SessionExtension,
+    Tool,
+    Workload,
+)
+from workloads.selectors import effective_session_limits
+from workloads.services import GRANT_AUDIT_FIELDS, entitlement_grant
+
+logger = logging.getLogger(__name__)
+
+REQUEST_AUDIT_FIELDS = (
+    "workload",
+    "kind",
+    "justification",
+    "duration_days",
+    "valid_until",
+    "max_session_seconds",
+    "max_tool_calls",
+    "max_reasoning_tokens",
+    "status",
+    "requested_by",
+    "via_token",
+    "expires_at",
+    "decided_at",
+    "decision_reason",
+)
+WINDOW_FIELDS = ("max_session_seconds", "max_tool_calls", "max_reasoning_tokens")
+EXTENSION_AUDIT_FIELDS = ("workload", *WINDOW_FIELDS, "status", "valid_from", "valid_until")
+EXCEPTION_AUDIT_FIELDS = (
+    "workload",
+    "rule",
+    "justification",
+    "status",
+    "valid_from",
+    "valid_until",
+)
+
+
+def _enqueue(task, *args) -> None:
+    """Follow-up work after commit; a broker outage must not fail a committed change."""
+    try:
+        task.delay(*args)
+    except Exception:
+        logger.exception("Could not enqueue %s%r", task.name, args)
+
+
+def _after_commit(task, *args) -> None:
+    transaction.on_commit(partial(_enqueue, task, *args))
+
+
+def _snapshot(req: AccessRequest) -> dict:
+    return audit_snapshot(req, REQUEST_AUDIT_FIELDS) | {
+        "tools": sorted(req.tools.values_list("slug", flat=True))
+    }
+
+
+def _audit_refusal(*, by, action: str, obj, detail: dict) -> None:
+    """Record a refused attempt so it survives the refusal (its own committed transaction)."""
+    with transaction.atomic():
+        audit_record(by=by, action=action, obj=obj, after=detail)
+
+
+def _grant_end(tier, *, duration_days, valid_until, now) -> None:
+    """Validate a requested duration against the tier (end date required, longest grant)."""
+    if duration_days is not None and valid_until is not None:
+        raise DomainError("Give a duration or an end date, not both.", field="valid_until")
+    if tier.grant_end_required and duration_days is None and valid_until is None:
+        raise DomainError(
+            f"The {tier.name} tier requires an end date or a duration.",
+            field="valid_until",
+            code="end_required",
+        )
+    if duration_days is not None and not 1 <= duration_days <= tier.max_grant_days:
+        raise DomainError(
+            f"The {tier.name} tier grants between 1 and {tier.max_grant_days} days.",
+            field="duration_days",
+            code="too_long",
+        )
+    if valid_until is not None:
+        if valid_until <= now:
+            raise DomainError("The end date must be in the future.", field="valid_until")
+        if valid_until - now > timedelta(days=tier.max_grant_days):
+            raise DomainError(
+                f"The {tier.name} tier grants at most {tier.max_grant_days} days.",
+                field="valid_until",
+                code="too_long",
+            )
+
+
+def access_request_create(
+    *,
+    by,
+    workload: Workload,
+    justification: str,
+    kind: str = AccessRequest.Kind.TOOLS,
+    tools: list[Tool] | tuple[Tool, ...] = (),
+    duration_days: int | None = None,
+    valid_until: datetime | None = None,
+    session_limits: dict | None = None,
+    requested_by=None,
+) -> AccessRequest:
+    """File a request. `by` is the owner, or a service token filing for `requested_by`.
+
+    A request that trips a forbid rule is refused (422, the rule named) and the attempt audited.
+    """
+    via_token = by if isinstance(by, ServiceToken) else None
+    requester = requested_by if via_token else by
+    now = timezone.now()
+    if requester is None or not getattr(requester, "pk", None):
+        raise DomainError("Name the owner the request is for.", field="requested_by")
+    if not requester.has_perm(REQUEST):
+        raise NotAllowed(f"{requester.get_username()} may not request access.")
+    if workload.owner_id != requester.pk:
+        raise NotAllowed("Only the workload's owner may request access for it.", code="not_owner")
+    if workload.tier is None:
+        raise Conflict("Classify the workload before requesting access.", code="unclassified")
+    if workload.status in (Workload.Status.RETIRED, Workload.Status.SUSPENDED):
+        raise Conflict(f"A {workload.status} workload cannot request access.")
+    if not justification.strip():
+        raise DomainError(
+            "Say why the workload needs this.", field="justification", code="required"
+        )
+    tools = sorted(set(tools), key=lambda t: t.slug)
+    limits = {k: v for k, v in (session_limits or {}).items() if v is not None}
+    if kind == AccessRequest.Kind.TOOLS:
+        if not tools:
+            raise DomainError("Pick at least one tool.", field="tools", code="required")
+        if limits:
+            raise DomainError("A tools request asks for no session limits.", field="kind")
+    elif kind == AccessRequest.Kind.SESSION_WINDOW:
+        if tools:
+            raise DomainError("A session-window request asks for no tools.", field="tools")
+        _check_window(workload, limits, now)
+        if duration_days is None and valid_until is None:
+            duration_days = workload.tier.max_grant_days  # a window always ends
+    else:
+        raise DomainError(f"Unknown request kind {kind!r}.", field="kind")
+    _grant_end(workload.tier, duration_days=duration_days, valid_until=valid_until, now=now)
+
+    impact = impact_for(workload=workload, tools=tools, at=now)
+    if impact.blocked:
+        rule = impact.forbidden[0]
+        _audit_refusal(
+            by=by,
+            action="request.blocked",
+            obj=workload,
+            detail={"rule": rule.slug, "tools": [t.slug for t in tools]},
+        )
+        raise RuleViolation(
+            f"Blocked by rule {rule.name} ({rule.slug}): this combination is forbidden.",
+            detail={"rule": rule.slug},
+        )
+    ttl_end = now + timedelta(hours=settings.APPROVAL_REQUEST_TTL_HOURS)
+    with transaction.atomic():
+        req = AccessRequest.objects.create(
+            workload=workload,
+            kind=kind,
+            justification=justification.strip(),
+            duration_days=duration_days,
+            valid_until=valid_until,
+            requested_by=requester,
+            via_token=via_token,
+            impact=impact.as_dict(),
+            created_at=now,
+            expires_at=min(ttl_end, valid_until) if valid_until else ttl_end,
+            **limits,
+        )
+        req.tools.set(tools)
+        ApprovalStep.objects.bulk_create(
+            ApprovalStep(
+                request=req,
+                position=position,
+                kind=spec.kind,
+                rules=list(spec.rules),
+                reason=spec.reason[:200],
+            )
+            for position, spec in enumerate(impact.steps, start=1)
+        )
+        audit_record(by=by, action="request.create", obj=req, after=_snapshot(req))
+        _after_commit(tasks.request_filed_notify, req.pk)
+    return req
+
+
+def _check_window(workload: Workload, limits: dict, now) -> None:
+    unknown = set(limits) - set(WINDOW_FIELDS)
+    if unknown:
+        raise DomainError(f"Unknown session limit {', '.join(sorted(unknown))}.", field="kind")
+    if not limits:
+        raise DomainError(
+            "Ask for a longer window, more tool calls or more reasoning tokens.",
+            field="max_session_seconds",
+            code="required",
+        )
+    current = effective_session_limits(workload=workload, at=now)
+    for name, value in limits.items():
+        if value < 1 or (current.get(name) is not None and value <= current[name]):
+            raise DomainError(
+                f"Ask for more than the current {current.get(name)}.", field=name, code="not_more"
+            )
+
+
+def _locked(access_request: AccessRequest) -> AccessRequest:
+    return (
+        AccessRequest.objects.select_for_update(of=("self",))
+        .select_related("workload__tier", "requested_by")
+        .get(pk=access_request.pk)
+    )
+
+
+def _refusal_to_decide(req: AccessRequest, by) -> DomainError | None:
+    """Why `by` may not decide `req` now, or None. Called with the request row locked."""
+    if req.status != AccessRequest.Status.PENDING:
+        return Conflict(f"The request is already {req.status}.", code="not_pending")
+    if isinstance(by, ServiceToken) or not getattr(by, "pk", None) or not by.has_perm(APPROVE):
+        return NotAllowed("Only approvers decide requests.")
+    if by.pk == req.requested_by_id:
+        return NotAllowed(
+            "You filed this request: someone else must decide it.", code="self_approval"
+        )
+    if by.pk == req.workload.owner_id:
+        return NotAllowed("You own this workload: someone else must decide.", code="owner_approval")
+    if req.decisions.filter(approver=by).exists():
+        return Conflict("You have already decided on this request.", code="already_decided")
+    return None
+
+
+def _audit_sod_refusal(req, by, error: DomainError) -> None:
+    if error.code in ("self_approval", "owner_approval", "already_decided"):
+        audit_record(
+            by=by,
+            action="request.decision_refused",
+            obj=req,
+            after={"code": error.code, "message": error.message},
+        )
+
+
+def access_request_approve(
+    *, access_request: AccessRequest, by, comment: str = "", justification: str = ""
+) -> AccessRequest:
+    """Fill the next open step `by` may fill; the last step grants. An iam_admin fills the
+    exception step when one is open, and must write a justification for it."""
+    error: DomainError | None = None
+    with transaction.atomic():
+        req = _locked(access_request)
+        error = _refusal_to_decide(req, by)
+        if error is None:
+            error = _approve_locked(req, by, comment=comment, justification=justification)
+        else:
+            _audit_sod_refusal(req, by, error)
+    if error is not None:
+        raise error
+    return req
+
+
+def _approve_locked(req: AccessRequest, by, *, comment: str, justification: str):
+    """Returns a refusal (already audited, to raise after commit) or None after approving."""
+    open_steps = list(req.steps.filter(decision__isnull=True).order_by("position"))
+    exception_steps = [s for s in open_steps if s.kind == EXCEPTION]
+    if exception_steps and by.has_perm(GRANT_EXCEPTION):
+        if not justification.strip():
+            raise DomainError(
+                "Write the justification for the exception.",
+                field="justification",
+                code="required",
+            )
+        step = exception_steps[0]
+    else:
+        approval_steps = [s for s in open_steps if s.kind != EXCEPTION]
+        if not approval_steps:
+            raise NotAllowed(
+                "Only an iam_admin can give the remaining rule exception.",
+                code="exception_needs_iam_admin",
+            )
+        step = approval_steps[0]
+        justification = ""
+
+    tools = list(req.tools.all())
+    impact = impact_for(workload=req.workload, tools=tools)
+    excepted = {rule for s in req.steps.all() if s.kind == EXCEPTION for rule in s.rules}
+    uncovered = [hit for hit in impact.exceptions_needed if hit.slug not in excepted]
+    blocking = impact.forbidden or uncovered
+    if blocking:
+        rule = blocking[0]
+        audit_record(by=by, action="request.approval_blocked", obj=req, after={"rule": rule.slug})
+        if impact.forbidden:
+            message = f"Blocked by rule {rule.name} ({rule.slug}): this combination is forbidden."
+            return RuleViolation(message, detail={"rule": rule.slug})
+        return RuleViolation(
+            f"Rule {rule.name} ({rule.slug}) now needs an exception this request did not ask "
+            "for: deny it and file a new one.",
+            code="exception_required",
+            detail={"rule": rule.slug},
+        )
+
+    try:
+        with transaction.atomic():
+            ApprovalDecision.objects.create(
+                request=req,
+                step=step,
+                approver=by,
+                requester_id=req.requested_by_id,
+                workload_owner_id=req.workload.owner_id,
+                verdict=ApprovalDecision.Verdict.APPROVE,
+                comment=comment.strip(),
+                justification=justification.strip(),
+            )
+    except IntegrityError:
+        # The lock makes this unreachable in practice; the constraints are the backstop.
+        return Conflict("This decision breaks separation of duties.", code="already_decided")
+    audit_record(
+        by=by,
+        action="request.exception_approve" if step.kind == EXCEPTION else "request.step_approve",
+        obj=req,
+        after={
+            "step": step.position,
+            "kind": step.kind,
+            "rules": step.rules,
+            "comment": comment.strip(),
+            "justification": justification.strip(),
+        },
+    )
+    if len(open_steps) == 1:
+        _grant(req, by, excepted | {hit.slug for hit in impact.exceptions_in_force}, tools)
+    return None
+
+
+def _grant(req: AccessRequest, by, allowed_rules: set[str], tools: list[Tool]) -> None:
+    """The final approval: exceptions, then grants (or the session window), then the status."""
+    now = timezone.now()
+    tier = req.workload.tier
+    if req.valid_until is not None:
+        end = req.valid_until
+    elif req.duration_days is not None:
+        end = now + timedelta(days=req.duration_days)
+    else:
+        end = None
+    if req.kind == AccessRequest.Kind.TOOLS:
+        exception_decision = (
+            req.decisions.filter(step__kind=EXCEPTION).select_related("step").first()
+        )
+        if exception_decision is not None:
+            for rule in CombinationRule.objects.filter(slug__in=exception_decision.step.rules):
+                exception = RuleException.objects.create(
+                    workload=req.workload,
+                    rule=rule,
+                    justification=exception_decision.justification,
+                    valid_from=now,
+                    valid_until=end or now + timedelta(days=tier.max_grant_days),
+                    approved_by=exception_decision.approver,
+                    request=req,
+                )
+                audit_record(
+                    by=exception_decision.approver,
+                    action="exception.create",
+                    obj=exception,
+                    after=audit_snapshot(exception, EXCEPTION_AUDIT_FIELDS) | {"request": req.pk},
+                )
+        for tool in tools:
+            _supersede(req, tool, by, now)
+            entitlement_grant(
+                workload=req.workload,
+                tool=tool,
+                by=by,
+                valid_from=now,
+                valid_until=end,
+                allow_exception_rules=tuple(sorted(allowed_rules)),
+                request=req,
+            )
+    else:
+        extension = SessionExtension.objects.create(
+            workload=req.workload,
+            valid_from=now,
+            valid_until=end or now + timedelta(days=tier.max_grant_days),
+            granted_by=by,
+            request=req,
+            **{name: getattr(req, name) for name in WINDOW_FIELDS},
+        )
+        audit_record(
+            by=by,
+            action="extension.create",
+            obj=extension,
+            after=audit_snapshot(extension, EXTENSION_AUDIT_FIELDS) | {"request": req.pk},
+        )
+    before = _snapshot(req)
+    req.status = AccessRequest.Status.APPROVED
+    req.decided_at = now
+    req.save(update_fields=["status", "decided_at"])
+    audit_record(by=by, action="request.approve", obj=req, before=before, after=_snapshot(req))
+    policy_version_bump()
+    _after_commit(tasks.request_decided_notify, req.pk)
+
+
+def _supersede(req: AccessRequest, tool: Tool, by, now) -> None:
+    """A new grant of a tool the workload already holds replaces the old one."""
+    old = (
+        Entitlement.objects.select_for_update()
+        .filter(workload=req.workload, tool=tool, status=Entitlement.Status.ACTIVE)
+        .first()
+    )
+    if old is None:
+        return
+    before = audit_snapshot(old, GRANT_AUDIT_FIELDS)
+    old.status = Entitlement.Status.REVOKED
+    old.revoked_at = now
+    old.revoked_by = by
+    old.revoke_reason = f"Superseded by request #{req.pk}."
+    old.save(update_fields=["status", "revoked_at", "revoked_by", "revoke_reason"])
+    audit_record(
+        by=by,
+        action="grant.supersede",
+        obj=old,
+        before=before,
+        after=audit_snapshot(old, GRANT_AUDIT_FIELDS),
+    )
+
+
+def access_request_deny(*, access_request: AccessRequest, by, comment: str) -> AccessRequest:
+    """Deny with a reason (kept on the request); final."""
+    if not comment.strip():
+        raise DomainError("Say why the request is denied.", field="comment", code="required")
+    error: DomainError | None = None
+    with transaction.atomic():
+        req = _locked(access_request)
+        error = _refusal_to_decide(req, by)
+        if error is None:
+            before = _snapshot(req)
+            ApprovalDecision.objects.create(
+                request=req,
+                approver=by,
+                requester_id=req.requested_by_id,
+                workload_owner_id=req.workload.owner_id,
+                verdict=ApprovalDecision.Verdict.DENY,
+                comment=comment.strip(),
+            )
+            req.status = AccessRequest.Status.DENIED
+            req.decided_at = timezone.now()
+            req.decision_reason = comment.strip()
+            req.save(update_fields=["status", "decided_at", "decision_reason"])
+            audit_record(by=by, action="request.deny", obj=req, before=before, after=_snapshot(req))
+            _after_commit(tasks.request_decided_notify, req.pk)
+        else:
+            _audit_sod_refusal(req, by, error)
+    if error is not None:
+        raise error
+    return req
+
+
+@transaction.atomic
+def access_request_cancel(*, access_request: AccessRequest, by, reason: str = "") -> AccessRequest:
+    """The requester or the workload's owner withdraws a pending request."""
+    req = _locked(access_request)
+    filed_by_token = isinstance(by, ServiceToken) and req.via_token_id == by.pk
+    user = by.acts_for if isinstance(by, ServiceToken) else by
+    if not filed_by_token and getattr(user, "pk", None) not in (
+        req.requested_by_id,
+        req.workload.owner_id,
+    ):
+        raise NotAllowed("Only the requester, the workload's owner or the filing token may cancel.")
+    if req.status != AccessRequest.Status.PENDING:
+        raise Conflict(f"The request is already {req.status}.", code="not_pending")
+    before = _snapshot(req)
+    req.status = AccessRequest.Status.CANCELLED
+    req.decided_at = timezone.now()
+    req.decision_reason = reason.strip() or "Cancelled by the requester."
+    req.save(update_fields=["status", "decided_at", "decision_reason"])
+    audit_record(by=by, action="request.cancel", obj=req, before=before, after=_snapshot(req))
+    return req
+
+
+def access_requests_expire(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Expire pending requests past their deadline. Idempotent: each row is claimed locked."""
+    now = now or timezone.now()
+    ids = list(
+        AccessRequest.objects.filter(
+            status=AccessRequest.Status.PENDING, expires_at__lte=now
+        ).values_list("pk", flat=True)[:limit]
+    )
+    expired = 0
+    for pk in ids:
+        with transaction.atomic():
+            req = (
+                AccessRequest.objects.select_for_update(skip_locked=True)
+                .filter(pk=pk, status=AccessRequest.Status.PENDING)
+                .first()
+            )
+            if req is None:
+                continue
+            before = _snapshot(req)
+            req.status = AccessRequest.Status.EXPIRED
+            req.decided_at = now
+            req.decision_reason = "No decision before the request's deadline."
+            req.save(update_fields=["status", "decided_at", "decision_reason"])
+            audit_record(
+                by=None, action="request.expire", obj=req, before=before, after=_snapshot(req)
+            )
+            _after_commit(tasks.request_decided_notify, req.pk)
+            expired += 1
+    return expired
+
+
+def _notify_once(candidates, *, stamp: str, task, now, limit: int) -> int:
+    """Claim each candidate by setting `stamp` where it is still empty (a conditional UPDATE:
+    a second run or a parallel worker finds nothing), then notify after commit."""
+    sent = 0
+    for pk in list(candidates.values_list("pk", flat=True)[:limit]):
+        with transaction.atomic():
+            if candidates.filter(pk=pk).update(**{stamp: now}):
+                _after_commit(task, pk)
+                sent += 1
+    return sent
+
+
+def access_requests_remind(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Remind approvers once about pending requests that expire within the reminder window."""
+    now = now or timezone.now()
+    candidates = AccessRequest.objects.filter(
+        status=AccessRequest.Status.PENDING,
+        reminded_at__isnull=True,
+        expires_at__gt=now,
+        expires_at__lte=now + timedelta(hours=settings.APPROVAL_REMINDER_HOURS),
+    )
+    return _notify_once(
+        candidates, stamp="reminded_at", task=tasks.request_reminder_notify, now=now, limit=limit
+    )
+
+
+_EXPIRING = (
+    (Entitlement, "grant.expire", GRANT_AUDIT_FIELDS),
+    (RuleException, "exception.expire", EXCEPTION_AUDIT_FIELDS),
+    (SessionExtension, "extension.expire", EXTENSION_AUDIT_FIELDS),
+)
+
+
+def grants_expire(*, now: datetime | None = None, limit: int = 1000) -> int:
+    """Mark grants, rule exceptions and session windows past their end as expired.
+
+    Readers already treat them as expired (`is_valid_at`); this makes the status say so,
+    audits it and bumps the policy version. Idempotent: each row is claimed locked.
+    """
+    now = now or timezone.now()
+    count = 0
+    for model, action, fields in _EXPIRING:
+        ids = list(
+            model.objects.filter(status="active", valid_until__lte=now).values_list(
+                "pk", flat=True
+            )[:limit]
+        )
+        for pk in ids:
+            with transaction.atomic():
+                obj = (
+                    model.objects.select_for_update(skip_locked=True)
+                    .filter(pk=pk, status="active", valid_until__lte=now)
+                    .first()
+                )
+                if obj is None:
+                    continue
+                before = audit_snapshot(obj, fields)
+                obj.status = "expired"
+                obj.save(update_fields=["status"])
+                audit_record(
+                    by=None,
+                    action=action,
+                    obj=obj,
+                    before=before,
+                    after=audit_snapshot(obj, fields),
+                )
+                policy_version_bump()
+                count += 1
+    return count
+
+
+def grants_warn_expiring(*, now: datetime | None = None, limit: int = 1000) -> int:
+    """Tell owners, once per grant, that a grant ends within GRANT_EXPIRY_WARNING_DAYS."""
+    now = now or timezone.now()
+    candidates = Entitlement.objects.filter(
+        status=Entitlement.Status.ACTIVE,
+        expiry_notified_at__isnull=True,
+        valid_until__gt=now,
+        valid_until__lte=now + timedelta(days=settings.GRANT_EXPIRY_WARNING_DAYS),
+    )
+    return _notify_once(
+        candidates,
+        stamp="expiry_notified_at",
+        task=tasks.grant_expiring_notify,
+        now=now,
+        limit=limit,
+    )

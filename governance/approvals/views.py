@@ -1,0 +1,283 @@
+"""Request pages: the approver queue, filing with a live impact preview, deciding.
+
+Thin: parse, call a selector or service, render. A NotAllowed from a service is a 403; other
+domain errors re-render the form fragment (422) or come back as a message.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
+
+from governance.approvals import selectors, services
+from governance.approvals.forms import (
+    BulkDecisionForm,
+    CancelForm,
+    DecisionForm,
+    RequestForm,
+    RevokeForm,
+)
+from governance.errors import DomainError, NotAllowed
+from governance.models import AccessRequest
+from governance.permissions import requires
+from governance.roles import CONSOLE
+from workloads.models import Entitlement, Tool
+from workloads.selectors import workloads_visible_to
+from workloads.services import entitlement_revoke
+
+APPROVE = selectors.APPROVE
+REQUEST = selectors.REQUEST
+PAGE_SIZE = 25
+
+
+def _fragment(request, template: str, name: str) -> str:
+    return f"{template}#{name}" if request.htmx and not request.htmx.boosted else template
+
+
+def _rows(page, user) -> list[dict]:
+    return [selectors.queue_row(access_request=r, user=user) for r in page.object_list]
+
+
+@requires(CONSOLE)
+def queue_view(request):
+    default_view = "awaiting" if request.user.has_perm(APPROVE) else "mine"
+    filters = {key: request.GET.get(key, "") for key in ("status", "kind", "workload")}
+    filters["view"] = request.GET.get("view", default_view)
+    if filters["view"] == "awaiting":
+        filters["status"] = ""
+    qs = selectors.request_list(user=request.user, filters=filters)
+    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "rows": _rows(page, request.user),
+        "filters": filters,
+        "statuses": AccessRequest.Status.choices,
+        "may_approve": request.user.has_perm(APPROVE),
+    }
+    return render(request, _fragment(request, "approvals/queue.html", "table"), context)
+
+
+def _requestable(user):
+    return workloads_visible_to(user).filter(owner=user, tier__isnull=False).order_by("slug")
+
+
+@requires(REQUEST)
+@require_http_methods(["GET", "POST"])
+def new_view(request):
+    workloads = _requestable(request.user)
+    if request.method == "POST":
+        form = RequestForm(request.POST, workloads=workloads)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                created = services.access_request_create(
+                    by=request.user,
+                    workload=data["workload"],
+                    kind=data["kind"],
+                    tools=list(data["tools"]),
+                    justification=data["justification"],
+                    duration_days=data["duration_days"],
+                    valid_until=data["valid_until"],
+                    session_limits=form.session_limits()
+                    if data["kind"] == AccessRequest.Kind.SESSION_WINDOW
+                    else None,
+                )
+            except NotAllowed as exc:
+                raise PermissionDenied(exc.message) from exc
+            except DomainError as exc:
+                field = exc.field if exc.field in form.fields else None
+                form.add_error(field, exc.message)
+            else:
+                messages.success(request, f"Request #{created.pk} filed.")
+                url = reverse("approvals:detail", args=[created.pk])
+                if request.htmx:
+                    response = HttpResponse(status=204)
+                    response["HX-Redirect"] = url
+                    return response
+                return redirect(url)
+        context = {"form": form, "impact": _impact_from(request.POST, workloads)}
+        template = _fragment(request, "approvals/new.html", "form")
+        return render(request, template, context, status=422)
+    initial = {"workload": request.GET.get("workload", "")}
+    form = RequestForm(initial=initial, workloads=workloads)
+    return render(
+        request,
+        "approvals/new.html",
+        {"form": form, "impact": _impact_from(request.GET, workloads)},
+    )
+
+
+def _impact_from(data, workloads):
+    """The preview for the workload and tools in `data`, or None when it names no workload."""
+    workload = workloads.select_related("tier").filter(slug=data.get("workload", "")).first()
+    if workload is None:
+        return None
+    kind = data.get("kind", AccessRequest.Kind.TOOLS)
+    tools = []
+    if kind == AccessRequest.Kind.TOOLS:
+        tools = list(Tool.objects.filter(slug__in=data.getlist("tools")))
+    return {
+        "workload": workload,
+        "tools": tools,
+        "kind": kind,
+        "result": selectors.impact_for(workload=workload, tools=tools),
+    }
+
+
+@requires(REQUEST)
+def impact_view(request):
+    """The live preview fragment, fetched as tools are picked."""
+    impact = _impact_from(request.GET, _requestable(request.user))
+    return render(request, "approvals/new.html#impact", {"impact": impact})
+
+
+@requires(CONSOLE)
+def detail_view(request, pk):
+    access_request = selectors.request_get(user=request.user, pk=pk)
+    options = selectors.decision_options(access_request=access_request, user=request.user)
+    return render(
+        request,
+        "approvals/detail.html",
+        {"r": access_request, "options": options, "decisions": access_request.decisions.all()},
+    )
+
+
+def _decide(access_request, user, form: DecisionForm):
+    data = form.cleaned_data
+    if data["verdict"] == "approve":
+        return services.access_request_approve(
+            access_request=access_request,
+            by=user,
+            comment=data["comment"],
+            justification=data["justification"],
+        )
+    return services.access_request_deny(
+        access_request=access_request, by=user, comment=data["comment"]
+    )
+
+
+@requires(APPROVE)
+@require_POST
+def decide_view(request, pk):
+    access_request = selectors.request_get(user=request.user, pk=pk)
+    form = DecisionForm(request.POST)
+    error = ""
+    status = 200
+    if not form.is_valid():
+        error, status = "Choose approve or deny.", 422
+    else:
+        try:
+            _decide(access_request, request.user, form)
+        except NotAllowed as exc:
+            raise PermissionDenied(exc.message) from exc
+        except DomainError as exc:
+            # 422 for every refusal: mandate.js swaps 422 bodies, so the row shows why.
+            error, status = exc.message, 422
+    if request.htmx and request.POST.get("from") == "queue":
+        fresh = selectors.request_get(user=request.user, pk=pk)
+        row = selectors.queue_row(access_request=fresh, user=request.user)
+        return render(
+            request,
+            "approvals/queue.html#row",
+            {"row": row, "error": error, "may_approve": True},
+            status=status,
+        )
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, f"Request #{access_request.pk}: {form.cleaned_data['verdict']}d.")
+    return redirect("approvals:detail", pk=access_request.pk)
+
+
+@requires(APPROVE)
+@require_POST
+def bulk_view(request):
+    """Bulk approve or deny. Safe only where no written justification is needed: rows that
+    would fill an exception step are skipped and must be decided one by one."""
+    form = BulkDecisionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Pick requests and a verdict.")
+        return redirect("approvals:queue")
+    verdict = form.cleaned_data["verdict"]
+    comment = form.cleaned_data["comment"]
+    done, skipped = 0, []
+    qs = selectors.request_list(user=request.user).filter(pk__in=form.cleaned_data["ids"])
+    for access_request in qs:
+        options = selectors.decision_options(access_request=access_request, user=request.user)
+        if not options.may_decide:
+            skipped.append(f"#{access_request.pk}: {options.why_not}")
+            continue
+        if verdict == "approve" and options.fills_exception:
+            skipped.append(f"#{access_request.pk}: an exception needs its own justification")
+            continue
+        try:
+            if verdict == "approve":
+                services.access_request_approve(
+                    access_request=access_request, by=request.user, comment=comment
+                )
+            else:
+                services.access_request_deny(
+                    access_request=access_request, by=request.user, comment=comment
+                )
+            done += 1
+        except DomainError as exc:
+            skipped.append(f"#{access_request.pk}: {exc.message}")
+    messages.success(request, f"{verdict.title()}d {done} request(s).")
+    for line in skipped:
+        messages.warning(request, line)
+    return redirect(reverse("approvals:queue") + "?view=awaiting")
+
+
+@requires(REQUEST)
+@require_POST
+def cancel_view(request, pk):
+    access_request = selectors.request_get(user=request.user, pk=pk)
+    form = CancelForm(request.POST)
+    form.is_valid()
+    try:
+        services.access_request_cancel(
+            access_request=access_request,
+            by=request.user,
+            reason=form.cleaned_data.get("reason", ""),
+        )
+    except NotAllowed as exc:
+        raise PermissionDenied(exc.message) from exc
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Request #{access_request.pk} cancelled.")
+    return redirect("approvals:detail", pk=access_request.pk)
+
+
+@requires(CONSOLE)
+@require_POST
+def grant_revoke_view(request, pk):
+    """Revoke a grant with a reason: an iam_admin, or the workload's owner (the service checks)."""
+    grant = get_object_or_404(
+        Entitlement.objects.select_related("workload"),
+        pk=pk,
+        workload__in=workloads_visible_to(request.user),
+    )
+    if not (
+        request.user.has_perm("workloads.grant_entitlement")
+        or grant.workload.owner_id == request.user.pk
+    ):
+        raise PermissionDenied("Only an IAM admin or the workload's owner may revoke a grant.")
+    form = RevokeForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Say why the grant is revoked.")
+    else:
+        try:
+            entitlement_revoke(grant=grant, by=request.user, reason=form.cleaned_data["reason"])
+        except NotAllowed as exc:
+            raise PermissionDenied(exc.message) from exc
+        except DomainError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"Revoked {grant.tool.slug}.")
+    return redirect("workloads:detail", slug=grant.workload.slug)

@@ -1,0 +1,463 @@
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from governance.approvals import services
+from governance.approvals.impact import approval_steps_required
+from governance.errors import Conflict, DomainError, NotAllowed, RuleViolation
+from governance.models import AccessRequest, ApprovalDecision, AuditEvent
+from governance.policy_version import policy_version_current
+from governance.roles import APPROVER
+from tests.factories import ClassifiedWorkloadFactory, EntitlementFactory, WorkloadFactory, tier
+from workloads import services as catalogue
+from workloads.models import CombinationRule, Entitlement, RuleException, SessionExtension, Tool
+from workloads.selectors import effective_session_limits
+from workloads.services import active_tools_of
+
+from .conftest import user_with
+
+pytestmark = pytest.mark.django_db
+
+TRIFECTA = ["web-search", "file-read", "code-exec"]
+
+
+def tools(*slugs):
+    return list(Tool.objects.filter(slug__in=slugs))
+
+
+def file_request(workload, by, slugs=("crm-api",), **kwargs):
+    kwargs.setdefault("justification", "Needed for the quarterly review.")
+    kwargs.setdefault("duration_days", 10)
+    return services.access_request_create(by=by, workload=workload, tools=tools(*slugs), **kwargs)
+
+
+def audited(action, obj=None):
+    qs = AuditEvent.objects.filter(action=action)
+    if obj is not None:
+        qs = qs.filter(object_id=str(obj.pk))
+    return qs.count()
+
+
+def forbid_crm_with_email():
+    return CombinationRule.objects.create(
+        slug="no-crm-mail",
+        name="No CRM mail-out",
+        groups=[["tool:crm-api"], ["tool:send-email"]],
+        scope="static",
+        effect="forbid",
+    )
+
+
+# --- filing ---------------------------------------------------------------------------
+
+
+def test_an_internal_read_request_needs_one_approval(read_workload, owner, approver):
+    req = file_request(read_workload, owner)
+    assert req.status == "pending"
+    assert [s.kind for s in req.steps.all()] == ["approval"]
+    assert audited("request.create", req) == 1
+
+
+def test_a_trifecta_request_needs_the_tier_approvals_plus_an_iam_admin_exception(
+    boundary_workload, owner
+):
+    req = file_request(boundary_workload, owner, TRIFECTA)
+    steps = list(req.steps.order_by("position"))
+    assert [s.kind for s in steps] == ["approval", "approval", "exception"]
+    assert steps[2].rules == ["lethal-trifecta"]
+    assert req.impact["exceptions_needed"][0]["slug"] == "lethal-trifecta"
+
+
+def test_only_the_workloads_owner_may_request(read_workload, admin_user, approver):
+    with pytest.raises(NotAllowed):
+        file_request(read_workload, admin_user)
+    with pytest.raises(NotAllowed):
+        file_request(read_workload, approver)
+
+
+def test_an_unclassified_workload_cannot_request(owner):
+    with pytest.raises(Conflict):
+        file_request(WorkloadFactory(owner=owner), owner)
+
+
+def test_a_boundary_crossing_request_must_give_an_end(boundary_workload, owner):
+    with pytest.raises(DomainError) as excinfo:
+        file_request(boundary_workload, owner, duration_days=None)
+    assert excinfo.value.code == "end_required"
+
+
+def test_a_request_cannot_outlast_the_tiers_longest_grant(boundary_workload, owner):
+    with pytest.raises(DomainError) as excinfo:
+        file_request(boundary_workload, owner, duration_days=31)
+    assert excinfo.value.code == "too_long"
+    with pytest.raises(DomainError):
+        file_request(
+            boundary_workload,
+            owner,
+            duration_days=None,
+            valid_until=timezone.now() + timedelta(days=31),
+        )
+
+
+def test_a_forbidden_combination_is_refused_at_filing_and_audited(read_workload, owner, admin_user):
+    forbid_crm_with_email()
+    with pytest.raises(RuleViolation) as excinfo:
+        file_request(read_workload, owner, ("crm-api", "send-email"))
+    assert excinfo.value.detail["rule"] == "no-crm-mail"
+    assert not AccessRequest.objects.exists()
+    assert audited("request.blocked") == 1
+
+
+def test_approvers_are_emailed_after_commit_when_a_request_is_filed(
+    read_workload, owner, approver, admin_user, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        req = file_request(read_workload, owner, ("crm-api",))
+    assert mail.outbox == []
+    for callback in callbacks:
+        callback()
+    recipients = sorted(m.to[0] for m in mail.outbox)
+    assert recipients == [admin_user.email, approver.email]
+    message = mail.outbox[0]
+    assert f"Request #{req.pk}" in message.subject
+    assert "crm-api" in message.body and "reader" in message.body
+    assert "Needed for the quarterly review." in message.body
+    assert owner.email not in recipients
+
+
+# --- approving --------------------------------------------------------------------------
+
+
+def test_the_last_approval_grants_the_tools_and_tells_the_requester(
+    read_workload, owner, approver, django_capture_on_commit_callbacks
+):
+    req = file_request(read_workload, owner, ("crm-api", "sql-query"))
+    version = policy_version_current()
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.access_request_approve(access_request=req, by=approver, comment="Fine.")
+    req.refresh_from_db()
+    assert req.status == "approved" and req.decided_at is not None
+    grants = Entitlement.objects.filter(request=req, status="active")
+    assert sorted(g.tool.slug for g in grants) == ["crm-api", "sql-query"]
+    assert all(g.valid_until is not None for g in grants)
+    assert policy_version_current() > version
+    assert audited("request.approve", req) == 1
+    assert audited("grant.create") == 2
+    assert [m.to for m in mail.outbox] == [[owner.email]]
+    assert "approved" in mail.outbox[0].subject
+    assert "crm-api" in mail.outbox[0].body
+
+
+def test_two_approval_tier_needs_two_distinct_approvers(
+    boundary_workload, owner, approver, approver2
+):
+    req = file_request(boundary_workload, owner, ("crm-api",))
+    services.access_request_approve(access_request=req, by=approver)
+    req.refresh_from_db()
+    assert req.status == "pending"
+    with pytest.raises(Conflict) as excinfo:
+        services.access_request_approve(access_request=req, by=approver)
+    assert excinfo.value.code == "already_decided"
+    services.access_request_approve(access_request=req, by=approver2)
+    req.refresh_from_db()
+    assert req.status == "approved"
+
+
+def test_it_denies_self_approval_and_owner_approval(read_workload, owner, approver, admin_user):
+    owner.groups.add(*approver.groups.all())  # even an owner who is also an approver
+    req = file_request(read_workload, owner)
+    with pytest.raises(NotAllowed) as excinfo:
+        services.access_request_approve(access_request=req, by=owner)
+    assert excinfo.value.code == "self_approval"
+    # Ownership moves to someone else: the new owner may not approve either.
+    read_workload.owner = approver
+    read_workload.save()
+    with pytest.raises(NotAllowed) as excinfo:
+        services.access_request_approve(access_request=req, by=approver)
+    assert excinfo.value.code == "owner_approval"
+    assert audited("request.decision_refused", req) == 2
+    assert not ApprovalDecision.objects.exists()
+
+
+def test_a_user_without_the_approve_permission_cannot_decide(read_workload, owner, reviewer):
+    req = file_request(read_workload, owner)
+    with pytest.raises(NotAllowed):
+        services.access_request_approve(access_request=req, by=reviewer)
+    with pytest.raises(NotAllowed):
+        services.access_request_deny(access_request=req, by=reviewer, comment="no")
+
+
+def test_the_database_refuses_self_approval_and_double_decisions(read_workload, owner, approver):
+    req = file_request(read_workload, owner)
+    step = req.steps.get()
+    base = dict(request=req, requester=owner, workload_owner=owner, verdict="approve")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ApprovalDecision.objects.create(step=step, approver=owner, **base)
+    ApprovalDecision.objects.create(step=step, approver=approver, **base)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ApprovalDecision.objects.create(
+            approver=approver, **{**base, "verdict": "deny"}
+        )  # one decision per approver per request
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ApprovalDecision.objects.create(step=None, approver=approver, **base)
+
+
+def test_an_approver_cannot_fill_the_exception_step(
+    boundary_workload, owner, approver, approver2, admin_user
+):
+    req = file_request(boundary_workload, owner, TRIFECTA)
+    services.access_request_approve(access_request=req, by=approver)
+    services.access_request_approve(access_request=req, by=approver2)
+    req.refresh_from_db()
+    assert req.status == "pending"
+    third = user_with("approver3", APPROVER)
+    with pytest.raises(NotAllowed) as excinfo:
+        services.access_request_approve(access_request=req, by=third)
+    assert excinfo.value.code == "exception_needs_iam_admin"
+    services.access_request_approve(access_request=req, by=admin_user, justification="Sandboxed.")
+    req.refresh_from_db()
+    assert req.status == "approved"
+
+
+def test_the_exception_needs_an_iam_admins_written_justification_and_expires(
+    boundary_workload, owner, approver, approver2, admin_user
+):
+    req = file_request(boundary_workload, owner, TRIFECTA, duration_days=14)
+    services.access_request_approve(access_request=req, by=approver)
+    with pytest.raises(DomainError) as excinfo:
+        services.access_request_approve(access_request=req, by=admin_user, justification=" ")
+    assert excinfo.value.field == "justification"
+    services.access_request_approve(
+        access_request=req, by=admin_user, justification="Sandboxed runner, own datasets."
+    )
+    req.refresh_from_db()
+    assert req.status == "pending"  # the second tier approval is still open
+    services.access_request_approve(access_request=req, by=approver2)
+    req.refresh_from_db()
+    assert req.status == "approved"
+    exception = RuleException.objects.get(request=req)
+    assert exception.rule.slug == "lethal-trifecta"
+    assert exception.justification == "Sandboxed runner, own datasets."
+    assert exception.approved_by == admin_user
+    assert timedelta(days=13) < exception.valid_until - timezone.now() <= timedelta(days=14)
+    assert sorted(active_tools_of(boundary_workload, timezone.now())) == sorted(TRIFECTA)
+    assert audited("exception.create", exception) == 1
+
+
+def test_a_forbid_rule_that_appears_after_filing_blocks_approval_with_the_rule_named(
+    read_workload, owner, approver, admin_user
+):
+    req = file_request(read_workload, owner, ("crm-api",))
+    forbid_crm_with_email()
+    catalogue.entitlement_grant(
+        workload=read_workload, tool=Tool.objects.get(slug="send-email"), by=admin_user
+    )
+    with pytest.raises(RuleViolation) as excinfo:
+        services.access_request_approve(access_request=req, by=approver)
+    assert excinfo.value.detail == {"rule": "no-crm-mail"}
+    assert "No CRM mail-out" in excinfo.value.message
+    req.refresh_from_db()
+    assert req.status == "pending"
+    assert audited("request.approval_blocked", req) == 1
+    assert not ApprovalDecision.objects.exists()
+
+
+def test_approval_replaces_a_grant_it_makes_redundant(read_workload, owner, approver):
+    old = EntitlementFactory(workload=read_workload, tool=Tool.objects.get(slug="crm-api"))
+    req = file_request(read_workload, owner, ("crm-api",))
+    assert req.impact["redundant_grants"] == ["crm-api"]
+    services.access_request_approve(access_request=req, by=approver)
+    old.refresh_from_db()
+    assert old.status == "revoked" and f"#{req.pk}" in old.revoke_reason
+    assert Entitlement.objects.get(workload=read_workload, status="active").request == req
+
+
+def test_a_session_window_request_creates_an_expiring_extension(read_workload, owner, approver):
+    current = effective_session_limits(workload=read_workload, at=timezone.now())
+    req = services.access_request_create(
+        by=owner,
+        workload=read_workload,
+        kind="session_window",
+        justification="Month-end runs are long.",
+        session_limits={"max_session_seconds": current["max_session_seconds"] * 2},
+        duration_days=5,
+    )
+    services.access_request_approve(access_request=req, by=approver)
+    extension = SessionExtension.objects.get(request=req)
+    assert extension.valid_until - timezone.now() <= timedelta(days=5)
+    limits = effective_session_limits(workload=read_workload, at=timezone.now())
+    assert limits["max_session_seconds"] == current["max_session_seconds"] * 2
+
+
+def test_a_session_window_must_ask_for_more_than_now(read_workload, owner):
+    current = effective_session_limits(workload=read_workload, at=timezone.now())
+    with pytest.raises(DomainError) as excinfo:
+        services.access_request_create(
+            by=owner,
+            workload=read_workload,
+            kind="session_window",
+            justification="x",
+            session_limits={"max_tool_calls": current["max_tool_calls"]},
+        )
+    assert excinfo.value.code == "not_more"
+
+
+# --- the state machine --------------------------------------------------------------------
+
+
+def _close(req, how, owner, approver):
+    if how == "approved":
+        services.access_request_approve(access_request=req, by=approver)
+    elif how == "denied":
+        services.access_request_deny(access_request=req, by=approver, comment="Not needed.")
+    elif how == "cancelled":
+        services.access_request_cancel(access_request=req, by=owner, reason="Changed my mind.")
+    elif how == "expired":
+        AccessRequest.objects.filter(pk=req.pk).update(expires_at=timezone.now())
+        assert services.access_requests_expire() == 1
+    req.refresh_from_db()
+    return req
+
+
+@pytest.mark.parametrize("how", ["approved", "denied", "cancelled", "expired"])
+def test_a_pending_request_moves_once_and_then_refuses_every_transition(
+    how, read_workload, owner, approver, approver2
+):
+    req = _close(file_request(read_workload, owner), how, owner, approver)
+    assert req.status == how and req.decided_at is not None
+    with pytest.raises(Conflict):
+        services.access_request_approve(access_request=req, by=approver2)
+    with pytest.raises(Conflict):
+        services.access_request_deny(access_request=req, by=approver2, comment="late")
+    with pytest.raises(Conflict):
+        services.access_request_cancel(access_request=req, by=owner)
+    AccessRequest.objects.filter(pk=req.pk).update(expires_at=timezone.now())
+    assert services.access_requests_expire() == 0
+    req.refresh_from_db()
+    assert req.status == how
+    action = {"approved": "approve", "denied": "deny", "cancelled": "cancel", "expired": "expire"}
+    assert audited(f"request.{action[how]}", req) == 1
+
+
+def test_a_denial_keeps_its_reason_and_needs_one(read_workload, owner, approver):
+    req = file_request(read_workload, owner)
+    with pytest.raises(DomainError):
+        services.access_request_deny(access_request=req, by=approver, comment=" ")
+    services.access_request_deny(access_request=req, by=approver, comment="Use the read API.")
+    req.refresh_from_db()
+    assert req.status == "denied" and req.decision_reason == "Use the read API."
+    assert audited("request.deny", req) == 1
+
+
+def test_only_the_requester_or_owner_may_cancel(read_workload, owner, approver):
+    req = file_request(read_workload, owner)
+    with pytest.raises(NotAllowed):
+        services.access_request_cancel(access_request=req, by=approver)
+
+
+# --- jobs ---------------------------------------------------------------------------------
+
+
+def test_approvers_are_reminded_once_before_a_request_expires(
+    read_workload, owner, approver, django_capture_on_commit_callbacks
+):
+    req = file_request(read_workload, owner)
+    AccessRequest.objects.filter(pk=req.pk).update(expires_at=timezone.now() + timedelta(hours=2))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.access_requests_remind() == 1
+        assert services.access_requests_remind() == 0
+    reminder = [m for m in mail.outbox if "Reminder" in m.subject]
+    assert reminder and approver.email in {m.to[0] for m in reminder}
+    assert f"#{req.pk}" in reminder[0].body
+
+
+def test_expired_requests_are_audited_and_the_requester_told(
+    read_workload, owner, django_capture_on_commit_callbacks
+):
+    req = file_request(read_workload, owner)
+    AccessRequest.objects.filter(pk=req.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.access_requests_expire() == 1
+    assert audited("request.expire", req) == 1
+    assert [m.to for m in mail.outbox] == [[owner.email]]
+    assert "expired" in mail.outbox[0].subject
+
+
+def test_an_expired_grant_reads_as_expired_before_and_after_the_job(read_workload):
+    grant = EntitlementFactory(
+        workload=read_workload,
+        tool=Tool.objects.get(slug="crm-api"),
+        valid_from=timezone.now() - timedelta(days=2),
+        valid_until=timezone.now() - timedelta(seconds=1),
+    )
+    assert grant.status == "active"
+    assert grant.effective_status == "expired"
+    assert "crm-api" not in active_tools_of(read_workload, timezone.now())
+    version = policy_version_current()
+    assert services.grants_expire() == 1
+    assert services.grants_expire() == 0
+    grant.refresh_from_db()
+    assert grant.status == "expired"
+    assert audited("grant.expire", grant) == 1
+    assert policy_version_current() == version + 1
+
+
+def test_an_exception_expires_and_the_rule_needs_one_again(boundary_workload, owner, admin_user):
+    rule = CombinationRule.objects.get(slug="lethal-trifecta")
+    exception = RuleException.objects.create(
+        workload=boundary_workload,
+        rule=rule,
+        justification="Pilot.",
+        valid_from=timezone.now() - timedelta(days=3),
+        valid_until=timezone.now() + timedelta(days=1),
+    )
+    req = file_request(boundary_workload, owner, TRIFECTA)
+    assert [h["slug"] for h in req.impact["exceptions_in_force"]] == ["lethal-trifecta"]
+    assert "exception" not in [s.kind for s in req.steps.all()]
+    RuleException.objects.filter(pk=exception.pk).update(valid_until=timezone.now())
+    assert services.grants_expire() == 1
+    exception.refresh_from_db()
+    assert exception.status == "expired"
+    again = file_request(boundary_workload, owner, TRIFECTA)
+    assert [s.kind for s in again.steps.all()][-1] == "exception"
+
+
+def test_owners_are_warned_once_before_a_grant_expires(
+    read_workload, owner, django_capture_on_commit_callbacks
+):
+    grant = EntitlementFactory(
+        workload=read_workload,
+        tool=Tool.objects.get(slug="crm-api"),
+        valid_until=timezone.now() + timedelta(days=1),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.grants_warn_expiring() == 1
+        assert services.grants_warn_expiring() == 0
+    assert [m.to for m in mail.outbox] == [[owner.email]]
+    assert "crm-api" in mail.outbox[0].subject and "reader" in mail.outbox[0].subject
+    grant.refresh_from_db()
+    assert grant.expiry_notified_at is not None
+
+
+# --- pure step computation ------------------------------------------------------------
+
+
+def test_open_high_findings_add_one_approval_step():
+    plain = approval_steps_required(approvals_required=2)
+    flagged = approval_steps_required(approvals_required=2, has_open_high_findings=True)
+    assert len(flagged) == len(plain) + 1
+    with_exception = approval_steps_required(
+        approvals_required=1, exception_rules=[("lethal-trifecta", "Lethal trifecta")]
+    )
+    assert [s.kind for s in with_exception] == ["approval", "exception"]
+    assert with_exception[1].rules == ("lethal-trifecta",)
+
+
+def test_tier_gates_come_from_the_tier(owner):
+    act = ClassifiedWorkloadFactory(owner=owner, tier=tier("internal-act"))
+    req = file_request(act, owner)
+    assert req.steps.count() == act.tier.approvals_required == 2

@@ -1,0 +1,267 @@
+import pytest
+from django.urls import reverse
+
+from governance.approvals import services
+from governance.models import AccessRequest, ApprovalDecision, AuditEvent
+from tests.factories import ClassifiedWorkloadFactory, EntitlementFactory, tier
+from workloads.models import Entitlement, Tool
+
+pytestmark = pytest.mark.django_db
+
+TRIFECTA = ["web-search", "file-read", "code-exec"]
+
+
+def file_request(workload, by, slugs=("crm-api",), **kwargs):
+    kwargs.setdefault("duration_days", 10)
+    return services.access_request_create(
+        by=by,
+        workload=workload,
+        tools=list(Tool.objects.filter(slug__in=slugs)),
+        justification="For the review.",
+        **kwargs,
+    )
+
+
+def many_requests(n, owner):
+    for i in range(n):
+        workload = ClassifiedWorkloadFactory(
+            slug=f"w-{i}-{AccessRequest.objects.count()}", owner=owner, tier=tier("internal-read")
+        )
+        file_request(workload, owner, ("crm-api", "sql-query"))
+
+
+def test_the_queue_shows_pending_requests_with_tier_purpose_tools_and_age(
+    client, approver, read_workload, owner
+):
+    req = file_request(read_workload, owner, ("crm-api",))
+    client.force_login(approver)
+    response = client.get(reverse("approvals:queue"))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert f"#{req.pk}" in body and "Internal read" in body and "crm-api" in body
+    assert read_workload.purpose[:40] in body
+    assert f'hx-post="/requests/{req.pk}/decide/"' in body
+
+
+@pytest.mark.parametrize("rows", [2, 12])
+def test_the_queue_runs_a_constant_number_of_queries(
+    client, approver, owner, rows, django_assert_max_num_queries
+):
+    many_requests(rows, owner)
+    client.force_login(approver)
+    with django_assert_max_num_queries(9):
+        response = client.get(reverse("approvals:queue"))
+    assert response.content.decode().count('class="request-row"') == rows
+
+
+def test_the_queue_answers_htmx_with_the_table_fragment(client, approver, read_workload, owner):
+    file_request(read_workload, owner)
+    client.force_login(approver)
+    response = client.get(reverse("approvals:queue") + "?view=all", headers={"HX-Request": "true"})
+    body = response.content.decode()
+    assert 'id="request-table"' in body and "<html" not in body
+
+
+def test_the_owner_sees_their_requests_status_but_no_decision_form(client, owner, read_workload):
+    req = file_request(read_workload, owner)
+    client.force_login(owner)
+    body = client.get(reverse("approvals:queue")).content.decode()
+    assert f"#{req.pk}" in body and "Pending" in body
+    assert "decide" not in body
+    detail = client.get(reverse("approvals:detail", args=[req.pk])).content.decode()
+    assert 'value="approve"' not in detail
+    assert "You are not an approver" in detail
+
+
+def test_the_impact_preview_warns_about_the_trifecta_as_tools_are_picked(
+    client, owner, boundary_workload
+):
+    client.force_login(owner)
+    url = reverse("approvals:impact")
+    response = client.get(url, {"workload": boundary_workload.slug, "tools": TRIFECTA})
+    body = response.content.decode()
+    assert response.status_code == 200 and "<html" not in body
+    assert "Lethal trifecta" in body and "iam_admin" in body
+    assert "3 approvals needed" in body
+    quiet = client.get(url, {"workload": boundary_workload.slug, "tools": ["crm-api"]})
+    assert "Lethal trifecta" not in quiet.content.decode()
+    assert "2 approvals needed" in quiet.content.decode()
+
+
+def test_the_impact_preview_names_a_forbid_rule_and_redundant_grants(client, owner, read_workload):
+    from workloads.models import CombinationRule
+
+    CombinationRule.objects.create(
+        slug="no-crm-mail",
+        name="No CRM mail-out",
+        groups=[["tool:crm-api"], ["tool:send-email"]],
+        scope="static",
+        effect="forbid",
+    )
+    EntitlementFactory(workload=read_workload, tool=Tool.objects.get(slug="crm-api"))
+    client.force_login(owner)
+    body = client.get(
+        reverse("approvals:impact"),
+        {"workload": read_workload.slug, "tools": ["send-email", "crm-api"]},
+    ).content.decode()
+    assert "Forbidden by rule" in body and "No CRM mail-out" in body
+    assert "replace the existing grants of: crm-api" in body
+
+
+def test_filing_from_the_form_redirects_to_the_request(client, owner, boundary_workload):
+    client.force_login(owner)
+    response = client.post(
+        reverse("approvals:new"),
+        {
+            "workload": boundary_workload.slug,
+            "kind": "tools",
+            "tools": TRIFECTA,
+            "justification": "Analyse datasets.",
+            "duration_days": 14,
+        },
+    )
+    req = AccessRequest.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("approvals:detail", args=[req.pk])
+
+
+def test_form_errors_come_back_as_the_form_fragment_with_422(client, owner, boundary_workload):
+    client.force_login(owner)
+    response = client.post(
+        reverse("approvals:new"),
+        {
+            "workload": boundary_workload.slug,
+            "kind": "tools",
+            "tools": ["crm-api"],
+            "justification": "No end.",
+        },
+        headers={"HX-Request": "true"},
+    )
+    body = response.content.decode()
+    assert response.status_code == 422
+    assert 'id="request-form"' in body and "<html" not in body
+    assert "requires an end date" in body
+    assert not AccessRequest.objects.exists()
+
+
+def test_an_htmx_filing_answers_with_hx_redirect(client, owner, read_workload):
+    client.force_login(owner)
+    response = client.post(
+        reverse("approvals:new"),
+        {
+            "workload": read_workload.slug,
+            "kind": "tools",
+            "tools": ["crm-api"],
+            "justification": "Go.",
+        },
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 204
+    assert response["HX-Redirect"].startswith("/requests/")
+
+
+def test_an_inline_approval_answers_with_the_updated_row(client, approver, read_workload, owner):
+    req = file_request(read_workload, owner)
+    client.force_login(approver)
+    response = client.post(
+        reverse("approvals:decide", args=[req.pk]),
+        {"verdict": "approve", "comment": "ok", "from": "queue"},
+        headers={"HX-Request": "true"},
+    )
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert f'id="request-{req.pk}"' in body and "Approved" in body and "<html" not in body
+    assert Entitlement.objects.filter(request=req).exists()
+
+
+def test_a_late_inline_decision_shows_the_conflict_in_the_row(
+    client, approver, approver2, read_workload, owner
+):
+    req = file_request(read_workload, owner)
+    services.access_request_approve(access_request=req, by=approver2)
+    client.force_login(approver)
+    response = client.post(
+        reverse("approvals:decide", args=[req.pk]),
+        {"verdict": "deny", "comment": "late", "from": "queue"},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 422  # swapped into the row by mandate.js
+    assert "already approved" in response.content.decode()
+
+
+def test_the_server_refuses_a_forged_approval_by_the_owner(client, owner, read_workload):
+    req = file_request(read_workload, owner)
+    client.force_login(owner)
+    response = client.post(reverse("approvals:decide", args=[req.pk]), {"verdict": "approve"})
+    assert response.status_code == 403
+    assert not ApprovalDecision.objects.exists()
+
+
+def test_an_owner_who_is_also_an_approver_is_refused_and_audited(
+    client, owner, approver, read_workload
+):
+    owner.groups.add(*approver.groups.all())
+    req = file_request(read_workload, owner)
+    client.force_login(owner)
+    response = client.post(reverse("approvals:decide", args=[req.pk]), {"verdict": "approve"})
+    assert response.status_code == 403
+    assert AuditEvent.objects.filter(action="request.decision_refused").exists()
+
+
+def test_bulk_approval_skips_requests_that_need_an_exception(
+    client, admin_user, owner, read_workload, boundary_workload
+):
+    simple = file_request(read_workload, owner)
+    risky = file_request(boundary_workload, owner, TRIFECTA)
+    client.force_login(admin_user)
+    response = client.post(
+        reverse("approvals:bulk"), {"verdict": "approve", "ids": [simple.pk, risky.pk]}
+    )
+    assert response.status_code == 302
+    simple.refresh_from_db()
+    risky.refresh_from_db()
+    assert simple.status == "approved"
+    assert risky.status == "pending" and not risky.decisions.exists()
+
+
+def test_bulk_denial_needs_a_comment(client, approver, owner, read_workload):
+    req = file_request(read_workload, owner)
+    client.force_login(approver)
+    client.post(reverse("approvals:bulk"), {"verdict": "deny", "ids": [req.pk]})
+    req.refresh_from_db()
+    assert req.status == "pending"
+    client.post(reverse("approvals:bulk"), {"verdict": "deny", "ids": [req.pk], "comment": "No."})
+    req.refresh_from_db()
+    assert req.status == "denied"
+
+
+def test_the_owner_cancels_a_pending_request(client, owner, read_workload):
+    req = file_request(read_workload, owner)
+    client.force_login(owner)
+    client.post(reverse("approvals:cancel", args=[req.pk]), {"reason": "Not needed"})
+    req.refresh_from_db()
+    assert req.status == "cancelled" and req.decision_reason == "Not needed"
+
+
+def test_the_workload_page_lists_grants_with_history_and_lets_the_owner_revoke(
+    client, owner, approver, read_workload
+):
+    grant = EntitlementFactory(workload=read_workload, tool=Tool.objects.get(slug="crm-api"))
+    client.force_login(owner)
+    page = client.get(reverse("workloads:detail", args=[read_workload.slug])).content.decode()
+    assert "CRM API" in page and reverse("approvals:grant_revoke", args=[grant.pk]) in page
+    response = client.post(reverse("approvals:grant_revoke", args=[grant.pk]), {"reason": "Unused"})
+    assert response.status_code == 302
+    grant.refresh_from_db()
+    assert grant.status == "revoked" and grant.revoke_reason == "Unused"
+    page = client.get(reverse("workloads:detail", args=[read_workload.slug])).content.decode()
+    assert "revoked" in page and "Unused" in page
+
+
+def test_an_approver_may_not_revoke_a_grant(client, approver, read_workload):
+    grant = EntitlementFactory(workload=read_workload, tool=Tool.objects.get(slug="crm-api"))
+    client.force_login(approver)
+    response = client.post(reverse("approvals:grant_revoke", args=[grant.pk]), {"reason": "x"})
+    assert response.status_code == 403
+    grant.refresh_from_db()
+    assert grant.status == "active"
