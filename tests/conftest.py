@@ -68,22 +68,28 @@ def _fast_passwords(settings):
 TRANSACTIONAL_FIXTURES = {"transactional_db", "live_server", "django_db_reset_sequences"}
 
 
-@pytest.fixture(autouse=True)
-def _restore_reference_data(request, django_db_blocker):
-    """A transactional test (live_server, real workers) ends by flushing every table, which
-    takes the rows data migrations seeded with it; put them back for the tests that follow."""
-    yield
-    marker = request.node.get_closest_marker("django_db")
-    transactional = bool(TRANSACTIONAL_FIXTURES & set(request.fixturenames)) or bool(
-        marker and (marker.kwargs.get("transaction") or (marker.args and marker.args[0]))
-    )
-    if not transactional:
-        return
-    from governance.models import PolicyState
-    from governance.roles import roles_sync
-    from workloads.seed import seed_reference_data
+def _is_transactional(item) -> bool:
+    marker = item.get_closest_marker("django_db")
+    if TRANSACTIONAL_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    return bool(marker and (marker.kwargs.get("transaction") or (marker.args and marker.args[0])))
 
-    with django_db_blocker.unblock():
-        seed_reference_data()
-        PolicyState.objects.get_or_create(id=1)
-        roles_sync()
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """A transactional test (live_server, real workers) ends by flushing every table, which
+    takes the rows data migrations seeded with it; put them back for the tests that follow.
+    A hook, not a fixture: it must run after pytest-django's own teardown has flushed."""
+    result = yield
+    if _is_transactional(item):
+        from pytest_django.plugin import blocking_manager_key
+
+        from governance.models import PolicyState
+        from governance.roles import roles_sync
+        from workloads.seed import seed_reference_data
+
+        with item.config.stash[blocking_manager_key].unblock():
+            seed_reference_data()
+            PolicyState.objects.get_or_create(id=1)
+            roles_sync()
+    return result
