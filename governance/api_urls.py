@@ -2,6 +2,9 @@
 
 from django.urls import include, path
 
+from governance.decisions.view import decide_view
+
 urlpatterns = [
     path("", include("workloads.api_urls")),
+    path("decisions", decide_view, name="decisions"),
 ]

@@ -24,6 +24,7 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         "workloads.grant_entitlement",
         "governance.view_audit_log",
         "governance.manage_tokens",
+        "governance.view_decisions",
     },
     OWNER: {
         CONSOLE,
@@ -37,11 +38,13 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
     REVIEWER: {
         CONSOLE,
         "workloads.view_all_workloads",
+        "governance.view_decisions",
     },
     AUDITOR: {
         CONSOLE,
         "workloads.view_all_workloads",
         "governance.view_audit_log",
+        "governance.view_decisions",
     },
 }
 ROLES = tuple(ROLE_PERMISSIONS)
