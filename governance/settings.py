@@ -244,6 +244,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "PREPROCESSING_HOOKS": ["governance.decisions.schema.decision_endpoint_hook"],
 }
 
 # --- Celery -------------------------------------------------------------------------

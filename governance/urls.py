@@ -14,6 +14,7 @@ urlpatterns = [
     ),
     path("logout/", public(auth_views.LogoutView.as_view()), name="logout"),
     path("workloads/", include("workloads.urls")),
+    path("decisions/", include("governance.decisions.urls")),
     path("api/v1/", include("governance.api_urls")),
     path("api/schema/", public(SpectacularAPIView.as_view()), name="schema"),
     path("api/docs/", public(SpectacularSwaggerView.as_view(url_name="schema")), name="api-docs"),
