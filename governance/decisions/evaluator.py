@@ -107,30 +107,22 @@ def static_verdict(
     """A final verdict, or the plan for the session check when everything static allows."""
     if token is not None and not token.may_act_for(workload):
         return _deny("token_not_bound")
-    entry = snapshot.workloads.get(workload)
-    if entry is None:
-        return _deny("workload_unknown")
-    if not entry.classified:
-        return _deny("workload_unclassified")
-    if entry.status != "active":
-        return _deny("workload_not_active", entry.log_level, f"It is {entry.status}.")
-    tool_entry = snapshot.tools.get(tool)
-    if tool_entry is None:
-        return _deny("tool_unknown", entry.log_level)
-    window = entry.grants.get(tool)
-    if window is None:
-        return _deny("tool_not_granted", entry.log_level)
-    if now < window[0]:
+    hit = snapshot.grant_index.get((workload, tool))
+    if hit is None:
+        return _static_deny(snapshot, workload, tool)
+    valid_from, valid_until, entry = hit
+    if now < valid_from:
         return _deny("grant_not_yet_valid", entry.log_level)
-    if now >= window[1]:
+    if now >= valid_until:
         return _deny("grant_expired", entry.log_level)
-    seconds, calls = _limits(entry, now)
     if not session:
         return Verdict(
             ALLOW,
             [_REASON_OBJECTS["allowed"]],
             {"session_seconds_left": None, "tool_calls_left": None, "log_level": entry.log_level},
         )
+    seconds, calls = _limits(entry, now)
+    tool_entry = snapshot.tools[tool]
     rules = tuple(
         rule for rule in snapshot.rules_by_tool.get(tool, ()) if not _excepted(entry, rule, now)
     )
@@ -148,6 +140,20 @@ def static_verdict(
 
 def combination_code(effect: str) -> str:
     return "combination_forbidden" if effect == "forbid" else "combination_needs_exception"
+
+
+def _static_deny(snapshot: Snapshot, workload: str, tool: str) -> Verdict:
+    """Why a (workload, tool) pair has no usable grant."""
+    entry = snapshot.workloads.get(workload)
+    if entry is None:
+        return _deny("workload_unknown")
+    if not entry.classified:
+        return _deny("workload_unclassified")
+    if entry.status != "active":
+        return _deny("workload_not_active", entry.log_level, f"It is {entry.status}.")
+    if tool not in snapshot.tools:
+        return _deny("tool_unknown", entry.log_level)
+    return _deny("tool_not_granted", entry.log_level)
 
 
 def _tripped(rule: RuleEntry, labels) -> bool:

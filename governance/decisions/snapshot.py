@@ -81,6 +81,11 @@ class Snapshot:
     rules: tuple[RuleEntry, ...]
     rules_by_tool: dict[str, tuple[RuleEntry, ...]]
     tokens: dict[str, TokenEntry]
+    # (workload, tool) -> (valid_from, valid_until, entry) for the grants of active, classified
+    # workloads only: the common case is one lookup; a miss falls back to find the reason.
+    grant_index: dict[tuple[str, str], tuple[float, float, WorkloadEntry]] = field(
+        default_factory=dict
+    )
 
 
 def _ts(value) -> float:
@@ -186,7 +191,14 @@ def snapshot_build(
         )
         for row in tokens
     }
+    grant_index = {
+        (slug, tool): (*window, entry)
+        for slug, entry in entries.items()
+        if entry.status == "active" and entry.classified
+        for tool, window in entry.grants.items()
+    }
     return Snapshot(
+        grant_index=grant_index,
         version=version,
         compiled_at=time.time() if compiled_at is None else compiled_at,
         workloads=entries,
