@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 from django.conf import settings
 
@@ -16,6 +17,14 @@ class Runtime:
     store: RedisSessionStore | LocalSessionStore
     holder: SnapshotHolder
     log: DecisionLog
+    listening_in: int | None = field(default=None)
+
+    def listen(self) -> None:
+        """Start this process's version listener (once per process: threads do not survive
+        a fork, so it starts on the first decision, in the worker)."""
+        if self.listening_in != os.getpid() and hasattr(self.store, "subscribe"):
+            self.listening_in = os.getpid()
+            self.store.subscribe(self.holder.check_soon)
 
 
 _runtime: Runtime | None = None
@@ -45,6 +54,8 @@ def runtime() -> Runtime:
     global _runtime
     if _runtime is None:
         _runtime = _build()
+    if settings.DECISIONS_VERSION_LISTENER and _runtime.listening_in != os.getpid():
+        _runtime.listen()
     return _runtime
 
 

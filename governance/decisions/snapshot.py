@@ -7,11 +7,15 @@ as epoch seconds, so an expiry takes effect at its exact instant without a recom
 Each process holds one snapshot (`SnapshotHolder`). How a process learns of a new version:
 - a change in this process marks the holder dirty at once (`policy_version_bump` calls
   `snapshot_mark_dirty`), so the next decision here re-reads the version from the database;
-- after commit the new version is published to Redis (`governance.decisions.state`);
-- every session check compares its snapshot's version with the published one inside the
-  same Lua script that checks the session, so it never acts on a stale policy;
-- other checks re-read the published version at most every DECISIONS_VERSION_CHECK_MS
-  (default 250 ms): the bound on how late a change reaches a sessionless check elsewhere.
+- after commit the new version is published to Redis (SET if higher, and PUBLISH on the same
+  key); every process's listener thread hears it and makes its next decision re-read the
+  version: a change, revocations included, reaches every process at once (milliseconds);
+- every session check also compares its snapshot's version with the published one inside
+  the Lua script that checks the session, so it never acts on a stale policy;
+- as the safety net (a lost message, a listener reconnecting), every process re-reads the
+  published version at least every DECISIONS_VERSION_CHECK_MS (default 250 ms): the bound on
+  how late a change can reach a sessionless check;
+- a beat task republishes the database's version every 30 s (a publish lost to a crash).
 When the version cannot be read or the snapshot cannot be compiled, the holder raises
 `PolicyUnavailable` and the endpoint answers 503: it never answers from a policy it could
 not confirm for longer than the check interval.
@@ -341,7 +345,12 @@ class SnapshotHolder:
         self._lock = threading.Lock()
 
     def mark_dirty(self) -> None:
+        """Re-read the version from the source of truth on the next decision."""
         self._dirty = True
+
+    def check_soon(self) -> None:
+        """Re-read the published version on the next decision (a new one was announced)."""
+        self._checked_at = -INF
 
     def peek(self) -> Snapshot | None:
         return self._snapshot

@@ -92,7 +92,11 @@ return {'allowed', s, calls, ''}
 
 PUBLISH_SCRIPT = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1]) return ARGV[1] end
+if tonumber(ARGV[1]) > current then
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('PUBLISH', KEYS[1], ARGV[1])
+  return ARGV[1]
+end
 return tostring(current)
 """
 
@@ -126,6 +130,7 @@ class RedisSessionStore:
         self.client = redis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
+        self.url = url
         self.prefix = prefix
         self.version_key = f"{prefix}policy_version"
         self._session_sha = self._sha(SESSION_SCRIPT)
@@ -219,6 +224,34 @@ class RedisSessionStore:
 
     def floor(self) -> None:
         self._evalsha(self._floor_sha, FLOOR_SCRIPT, [], [])
+
+    def subscribe(self, on_change) -> threading.Thread:
+        """Call `on_change()` whenever a new version is published (and after a reconnect,
+        when messages may have been missed). The push path that makes a change reach every
+        process at once; the periodic check stays as the safety net."""
+
+        import redis
+
+        # Its own connection, without the read timeout: it waits for messages.
+        listener = redis.Redis.from_url(
+            self.url, socket_timeout=None, socket_connect_timeout=1, health_check_interval=30
+        )
+
+        def listen():
+            while True:
+                try:
+                    pubsub = listener.pubsub(ignore_subscribe_messages=True)
+                    pubsub.subscribe(self.version_key)
+                    on_change()
+                    for message in pubsub.listen():
+                        if message and message.get("type") == "message":
+                            on_change()
+                except Exception:  # Redis gone: retry; decisions fail closed meanwhile
+                    time.sleep(1)
+
+        thread = threading.Thread(target=listen, name="policy-version-listener", daemon=True)
+        thread.start()
+        return thread
 
 
 class LocalSessionStore:

@@ -28,6 +28,7 @@ def redis_reachable() -> bool:
 @pytest.fixture(autouse=True)
 def _decision_runtime(settings):
     settings.DECISIONS_LOG_BACKGROUND = False
+    settings.DECISIONS_VERSION_LISTENER = False  # one test turns it on
     settings.DECISIONS_REDIS_URL = ""
     settings.REDIS_URL = ""
     runtime_reset()

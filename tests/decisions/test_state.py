@@ -116,3 +116,30 @@ def test_the_beat_task_publishes_the_database_version(redis_state):
     decisions_publish_policy_version()
     store = runtime().store
     assert int(store.client.get(store.version_key)) == policy_version_current()
+
+
+@pytest.mark.django_db
+def test_a_published_version_reaches_another_process_at_once(redis_state):
+    import threading
+
+    from governance.decisions.runtime import _build
+    from governance.policy_version import policy_version_bump, policy_version_current
+
+    here = runtime()
+    elsewhere = _build()  # another process's machinery: its own snapshot and listener
+    elsewhere.holder.check_interval = 3600  # only the push can make it look again
+    before = elsewhere.holder.current().version
+    heard = threading.Event()
+
+    def on_change():
+        elsewhere.holder.check_soon()
+        heard.set()
+
+    elsewhere.store.subscribe(on_change)
+    assert heard.wait(5)  # subscribed (it also checks once on (re)connect)
+    elsewhere.holder.current()
+    heard.clear()
+    policy_version_bump()
+    here.store.publish(policy_version_current())
+    assert heard.wait(5)
+    assert elsewhere.holder.current().version == before + 1
