@@ -86,22 +86,30 @@ def time_cedar(snapshot, reqs) -> tuple[float, list[bool]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--cedar-requests", type=int, default=300)
+    parser.add_argument("--cedar-requests", type=int, default=100)
     args = parser.parse_args()
     rng = random.Random(7)
     print(f"python {platform.python_version()} on {platform.machine()}, cedarpy")
     print(f"{'workloads':>9} {'mandate µs':>11} {'cedarpy µs':>11} {'ratio':>7} {'agree':>6}")
-    results = {}
-    for n in (50, 5000):
+    sizes = (50, 5000)
+    cases = {}
+    for n in sizes:
         snapshot = catalogue(n, rng)
-        reqs = requests(n, args.requests, rng)
-        mandate_us, mandate_answers = time_mandate(snapshot, reqs)
+        cases[n] = (snapshot, requests(n, args.requests, rng))
+    # Mandate first, the sizes interleaved (best of rounds): the machine may be shared.
+    results = {n: INF for n in sizes}
+    answers = {}
+    for _round in range(3):
+        for n in sizes:
+            us, answers[n] = time_mandate(*cases[n])
+            results[n] = min(results[n], us)
+    for n in sizes:
+        snapshot, reqs = cases[n]
         cedar_reqs = reqs[: args.cedar_requests]
         cedar_us, cedar_answers = time_cedar(snapshot, cedar_reqs)
-        agree = mandate_answers[: len(cedar_reqs)] == cedar_answers
-        results[n] = mandate_us
-        ratio = mandate_us / cedar_us
-        print(f"{n:>9} {mandate_us:>11.2f} {cedar_us:>11.1f} {ratio:>7.4f} {agree!s:>6}")
+        agree = answers[n][: len(cedar_reqs)] == cedar_answers
+        ratio = results[n] / cedar_us
+        print(f"{n:>9} {results[n]:>11.2f} {cedar_us:>11.1f} {ratio:>7.4f} {agree!s:>6}")
     print(f"mandate at 5,000 / at 50: {results[5000] / results[50]:.2f}x (target <= 1.5x)")
 
 
