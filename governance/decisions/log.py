@@ -95,6 +95,7 @@ class DecisionLog:
         self._thread: threading.Thread | None = None
         self._pid = None
         self._flush_lock = threading.Lock()
+        self._stopped = False
 
     def record(self, row: tuple) -> None:
         if not self.enabled:
@@ -122,7 +123,7 @@ class DecisionLog:
     def _run(self) -> None:
         from django.db import connection
 
-        while True:
+        while not self._stopped:
             self._wake.wait(self.interval)
             self._wake.clear()
             try:
@@ -131,6 +132,14 @@ class DecisionLog:
                 logger.exception("decision log flush failed")
             finally:
                 connection.close()
+
+    def stop(self) -> None:
+        """Flush and end the writer thread (tests; an exiting process flushes via atexit)."""
+        self._stopped = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.flush()
 
     def flush(self, limit: int | None = None) -> int:
         """Write what is buffered now (at most `limit` rows), in batches. Returns rows written."""
