@@ -123,8 +123,11 @@ def decide_view(request):
         return error_response(403, "forbidden", "This token lacks the decide scope.")
     if int(request.META.get("CONTENT_LENGTH") or 0) > settings.DECISIONS_MAX_BODY:
         return error_response(413, "too_large", "The request body is too large.")
+    body = request.body
+    if len(body) > settings.DECISIONS_MAX_BODY:  # a body sent without Content-Length
+        return error_response(413, "too_large", "The request body is too large.")
     try:
-        data = _decode(request.body)
+        data = _decode(body)
     except msgspec.DecodeError:
         return error_response(400, "invalid", "The body is not valid JSON.")
     batch = isinstance(data, dict) and "checks" in data
