@@ -233,9 +233,12 @@ def measure(secret: str, log: bool, scenarios, connections, duration, rounds) ->
         for path, _sessions in SCENARIOS.values():
             warm(path, secret)
         results = {}
-        for _round in range(rounds):
+        for round_number in range(rounds):
+            # Rotate the order each round so no scenario always runs first.
+            shift = round_number % len(scenarios)
+            order = [*scenarios[shift:], *scenarios[:shift]]
             for c in connections:
-                for name in scenarios:
+                for name in order:
                     run = run_wrk(SCENARIOS[name][0], scripts[name], c, duration)
                     best = results.get((name, c))
                     if best is None or run["rps"] > best["rps"]:
