@@ -2,7 +2,10 @@
 
 from django.urls import include, path
 
+from governance.decisions.view import decide_view
+
 urlpatterns = [
     path("", include("workloads.api_urls")),
     path("", include("governance.approvals.api_urls")),
+    path("decisions", decide_view, name="decisions"),
 ]

@@ -10,7 +10,7 @@ app = Celery("mandate")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # Concerns that live in packages under governance/ (not apps) register their tasks here.
-app.autodiscover_tasks(["governance.approvals"])
+app.autodiscover_tasks(["governance.approvals", "governance.decisions"])
 
 
 @app.on_after_configure.connect

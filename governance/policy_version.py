@@ -16,6 +16,11 @@ def policy_version_bump() -> None:
     )
     if not updated:
         PolicyState.objects.get_or_create(id=1, defaults={"version": 2})
+    # Decision snapshots: this process re-checks at once, every process after commit.
+    from governance.decisions.runtime import policy_version_announce, snapshot_mark_dirty
+
+    snapshot_mark_dirty()
+    transaction.on_commit(policy_version_announce)
 
 
 def policy_version_current() -> int:

@@ -27,6 +27,7 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         "governance.request_entitlement",
         "governance.approve_request",
         "governance.grant_exception",
+        "governance.view_decisions",
     },
     OWNER: {
         CONSOLE,
@@ -42,11 +43,13 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
     REVIEWER: {
         CONSOLE,
         "workloads.view_all_workloads",
+        "governance.view_decisions",
     },
     AUDITOR: {
         CONSOLE,
         "workloads.view_all_workloads",
         "governance.view_audit_log",
+        "governance.view_decisions",
     },
 }
 ROLES = tuple(ROLE_PERMISSIONS)

@@ -23,3 +23,8 @@ BEAT_SCHEDULE["approvals-grants-expire"] = {
     "schedule": 60,
     "options": {"expires": 55},
 }
+BEAT_SCHEDULE["decisions-publish-policy-version"] = {
+    "task": "governance.decisions.tasks.decisions_publish_policy_version",
+    "schedule": 30.0,
+    "options": {"expires": 25},
+}

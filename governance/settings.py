@@ -75,6 +75,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Answers /api/v1/decisions itself, so the middleware below does no work for it.
+    "governance.decisions.middleware.DecisionFastPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "governance.request_id.RequestIdMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -137,6 +139,20 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- decisions (governance/decisions; figures and trade-offs in bench/README.md) ---
+DECISIONS_FAST_PATH = env_bool("DECISIONS_FAST_PATH", True)
+DECISIONS_REDIS_PREFIX = os.environ.get("DECISIONS_REDIS_PREFIX", "mandate:")
+DECISIONS_VERSION_CHECK_MS = env_int("DECISIONS_VERSION_CHECK_MS", 250)
+DECISIONS_VERSION_LISTENER = env_bool("DECISIONS_VERSION_LISTENER", True)  # Redis pub/sub push
+DECISIONS_BATCH_MAX = env_int("DECISIONS_BATCH_MAX", 100)
+DECISIONS_MAX_BODY = env_int("DECISIONS_MAX_BODY", 256 * 1024)
+DECISIONS_LOG_ENABLED = env_bool("DECISIONS_LOG", True)
+DECISIONS_LOG_BACKGROUND = True
+DECISIONS_LOG_FLUSH_MS = env_int("DECISIONS_LOG_FLUSH_MS", 500)
+DECISIONS_LOG_BATCH = env_int("DECISIONS_LOG_BATCH", 2000)
+# Benchmark-only floor views (bench/decisions.py); never set in a deployment.
+DECISIONS_BENCH_FLOORS = env_bool("MANDATE_BENCH_FLOORS", False)
 
 # --- auth ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -238,6 +254,7 @@ SPECTACULAR_SETTINGS = {
         "WorkloadStatusEnum": "workloads.models.catalogue.Workload.Status",
         "GrantStatusEnum": "workloads.models.catalogue.Entitlement.Status",
     },
+    "PREPROCESSING_HOOKS": ["governance.decisions.schema.decision_endpoint_hook"],
 }
 
 # --- Celery -------------------------------------------------------------------------

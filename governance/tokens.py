@@ -19,6 +19,7 @@ from governance.audit import audit_record, audit_snapshot
 from governance.errors import DomainError
 from governance.models import ServiceToken
 from governance.models.tokens import TokenScope
+from governance.policy_version import policy_version_bump
 
 TOKEN_PREFIX = "mnd_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -72,6 +73,7 @@ def service_token_create(
         token.workloads.set(workloads)
     after = audit_snapshot(token, _AUDIT_FIELDS) | {"workloads": [w.slug for w in workloads]}
     audit_record(by=by, action="token.create", obj=token, after=after)
+    policy_version_bump()  # decision snapshots hold the tokens
     return IssuedToken(token=token, secret=secret)
 
 
@@ -90,6 +92,7 @@ def service_token_revoke(*, token: ServiceToken, by) -> ServiceToken:
         before=before,
         after=audit_snapshot(token, _AUDIT_FIELDS),
     )
+    policy_version_bump()  # a revoked token stops deciding on the next call
     return token
 
 

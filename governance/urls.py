@@ -17,6 +17,7 @@ urlpatterns = [
     path("audit/", include("governance.console.audit_urls")),
     path("tokens/", include("governance.console.token_urls")),
     path("requests/", include("governance.approvals.urls")),
+    path("decisions/", include("governance.decisions.urls")),
     path("api/v1/", include("governance.api_urls")),
     path("api/schema/", public(SpectacularAPIView.as_view()), name="schema"),
     path(

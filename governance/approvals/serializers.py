@@ -32,7 +32,7 @@ class StepOutput(serializers.ModelSerializer):
         return decision.created_at if decision else None
 
 
-class DecisionOutput(serializers.ModelSerializer):
+class ApprovalDecisionOutput(serializers.ModelSerializer):
     approver = serializers.CharField(source="approver.get_username")
 
     class Meta:
@@ -46,7 +46,7 @@ class AccessRequestOutput(serializers.ModelSerializer):
     tools = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
     requested_by = serializers.CharField(source="requested_by.get_username", read_only=True)
     steps = StepOutput(many=True, read_only=True)
-    decisions = DecisionOutput(many=True, read_only=True)
+    decisions = ApprovalDecisionOutput(many=True, read_only=True)
 
     class Meta:
         model = AccessRequest

@@ -1,4 +1,5 @@
 from governance.models.audit import AuditEvent
+from governance.models.decisions import Decision
 from governance.models.policy import PolicyState
 from governance.models.requests import AccessRequest, ApprovalDecision, ApprovalStep
 from governance.models.tokens import ServiceToken
@@ -8,6 +9,7 @@ __all__ = [
     "ApprovalDecision",
     "ApprovalStep",
     "AuditEvent",
+    "Decision",
     "PolicyState",
     "ServiceToken",
 ]

@@ -1,0 +1,318 @@
+"""The decision endpoint under load, next to its two floors, served by the same server.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/mandate_bench \\
+    REDIS_URL=redis://127.0.0.1:6379/7 uv run python bench/decisions.py [--duration 8]
+
+Starts gunicorn (2 sync workers, the production server) with MANDATE_BENCH_FLOORS=1, which
+routes the two floor views through the same fast path as the endpoint (they are never routed
+otherwise), seeds a bench workload, a token and a big session budget, then runs wrk on
+loopback at 16 and 32 connections for each of:
+  trivial  — a constant JsonResponse                       (/bench/floor/trivial)
+  state    — the same plus ONE EVALSHA of `return 1`       (/bench/floor/state)
+  nosess   — a sessionless decision                        (/api/v1/decisions)
+  session  — a session check: one Lua check-and-record     (/api/v1/decisions, 1,000 sessions)
+with token auth and the decision log on; then restarts with DECISIONS_LOG=0 to measure the
+log's cost. Prints requests/s, p50, p99 and the ratios the issue sets targets for.
+Needs wrk (`apt-get install -y wrk`), PostgreSQL and Redis.
+"""
+
+import argparse
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PORT = 8765
+WORKLOAD = "bench-agent"
+TOOL = "crm-api"
+PREFIX = "mandate-bench:"
+
+
+def env_for_server(log: bool) -> dict:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "governance.settings",
+            "SECRET_KEY": env.get("SECRET_KEY", "bench-only-secret-key-0123456789-abcdefghijkl"),
+            "DEBUG": "0",
+            "SECURE_SSL_REDIRECT": "0",
+            "MANDATE_BENCH_FLOORS": "1",
+            "DECISIONS_LOG": "1" if log else "0",
+            "DECISIONS_REDIS_PREFIX": PREFIX,
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    return env
+
+
+def seed() -> str:
+    """Migrate, create the bench workload, grant and token; return the token's secret."""
+    os.environ.update(env_for_server(log=True))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import transaction
+
+    call_command("migrate", verbosity=0)
+    from django.contrib.auth import get_user_model
+
+    from governance.models import ServiceToken
+    from governance.policy_version import policy_version_bump
+    from governance.tokens import service_token_create
+    from workloads.models import Entitlement, SensitivityTier, SessionPolicy, Tool, Workload
+
+    with transaction.atomic():
+        owner, _ = get_user_model().objects.get_or_create(username="bench-owner")
+        workload, _ = Workload.objects.update_or_create(
+            slug=WORKLOAD,
+            defaults={
+                "name": "Bench agent",
+                "purpose": "Benchmarks",
+                "owner": owner,
+                "model_family": "o1",
+                "environment": "staging",
+                "status": "active",
+                "tier": SensitivityTier.objects.get(slug="internal-act"),
+            },
+        )
+        SessionPolicy.objects.update_or_create(
+            workload=workload,
+            defaults={
+                "max_tool_calls": 10**9,
+                "max_session_seconds": 3600,
+                "idle_timeout_seconds": 3600,
+            },
+        )
+        tool = Tool.objects.get(slug=TOOL)
+        if not Entitlement.objects.filter(workload=workload, tool=tool, status="active").exists():
+            Entitlement.objects.create(workload=workload, tool=tool)
+        ServiceToken.objects.filter(name="bench").delete()
+        secret = service_token_create(name="bench", scopes=["decide"], all_workloads=True).secret
+        policy_version_bump()
+    import redis
+
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    keys = list(client.scan_iter(match=f"{PREFIX}*"))
+    if keys:
+        client.delete(*keys)
+    return secret
+
+
+def start_server(log: bool) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "governance.wsgi:application",
+        "--workers",
+        "2",
+        "--worker-class",
+        "sync",
+        "--bind",
+        f"127.0.0.1:{PORT}",
+        "--log-level",
+        "warning",
+    ]
+    server = subprocess.Popen(command, cwd=ROOT, env=env_for_server(log), start_new_session=True)
+    # Ready when both workers answer (each imports Django and the URLconf on its own).
+    deadline = time.time() + 90
+    answered = 0
+    while time.time() < deadline and answered < 8:
+        try:
+            url = f"http://127.0.0.1:{PORT}/bench/floor/trivial"
+            with urllib.request.urlopen(urllib.request.Request(url, data=b""), timeout=30):
+                answered += 1
+        except (OSError, urllib.error.URLError):
+            time.sleep(0.5)
+    if answered >= 8:
+        return server
+    stop_server(server)
+    raise RuntimeError("gunicorn did not start")
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=30)
+
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {secret}"
+local sessions = {sessions}
+local counter = 0
+if sessions == 0 then
+  wrk.body = '{body}'
+else
+  request = function()
+    counter = counter + 1
+    local body = '{{"workload":"{workload}","tool":"{tool}","session":"s-' ..
+      (counter % sessions) .. '-' .. math.random(1, 1000000000) % 7 .. '"}}'
+    return wrk.format(nil, nil, nil, body)
+  end
+end
+"""
+
+SCENARIOS = {
+    "trivial": ("/bench/floor/trivial", 0),
+    "state": ("/bench/floor/state", 0),
+    "nosess": ("/api/v1/decisions", 0),
+    "session": ("/api/v1/decisions", 1000),
+}
+
+
+def wrk_script(secret: str, sessions: int) -> str:
+    body = f'{{"workload":"{WORKLOAD}","tool":"{TOOL}"}}'
+    text = WRK_SCRIPT.format(
+        secret=secret, sessions=sessions, body=body, workload=WORKLOAD, tool=TOOL
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(text)
+    return handle.name
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(path: str, script: str, connections: int, duration: int) -> dict:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "-s",
+            script,
+            f"http://127.0.0.1:{PORT}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),
+        "p99": _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),
+        "errors": int(errors.group(1)) if errors else 0,
+    }
+
+
+def warm(path: str, secret: str) -> None:
+    body = f'{{"workload":"{WORKLOAD}","tool":"{TOOL}","session":"warm"}}'.encode()
+    for _ in range(20):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{PORT}{path}",
+            data=body,
+            headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+
+
+def measure(secret: str, log: bool, scenarios, connections, duration, rounds) -> dict:
+    """Best of `rounds` per scenario; scenarios interleaved so drift in the machine's load
+    hits them alike (it is shared: see bench/README.md)."""
+    server = start_server(log)
+    scripts = {name: wrk_script(secret, SCENARIOS[name][1]) for name in scenarios}
+    try:
+        for path, _sessions in SCENARIOS.values():
+            warm(path, secret)
+        results = {}
+        for round_number in range(rounds):
+            # Rotate the order each round so no scenario always runs first.
+            shift = round_number % len(scenarios)
+            order = [*scenarios[shift:], *scenarios[:shift]]
+            for c in connections:
+                for name in order:
+                    run = run_wrk(SCENARIOS[name][0], scripts[name], c, duration)
+                    best = results.get((name, c))
+                    if best is None or run["rps"] > best["rps"]:
+                        results[name, c] = run
+        return results
+    finally:
+        stop_server(server)
+        for script in scripts.values():
+            os.unlink(script)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Decision endpoint vs its floors")
+    parser.add_argument("--duration", type=int, default=6, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=2, help="best of this many runs")
+    args = parser.parse_args()
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/7")
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        sys.exit("Set DATABASE_URL to a PostgreSQL database (the bench migrates and seeds it).")
+    secret = seed()
+    connections = (16, 32)
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"python {platform.python_version()}; gunicorn 2 sync workers; wrk -t2 on loopback; "
+        f"best of {args.rounds} runs of {args.duration}s; load average {os.getloadavg()[0]:.1f}"
+    )
+    on = measure(secret, True, list(SCENARIOS), connections, args.duration, args.rounds)
+    off = measure(secret, False, ["nosess", "session"], (16,), args.duration, args.rounds)
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM governance_decision")
+        logged = cursor.fetchone()[0]
+        # Mandate's own time per decision, as the log records it (view entry to response).
+        cursor.execute(
+            "SELECT session <> '', percentile_disc(0.5) WITHIN GROUP (ORDER BY latency_us), "
+            "percentile_disc(0.99) WITHIN GROUP (ORDER BY latency_us) FROM governance_decision "
+            "WHERE token_id = (SELECT id FROM governance_servicetoken WHERE name = 'bench') "
+            "GROUP BY 1 ORDER BY 1"
+        )
+        own_time = cursor.fetchall()
+
+    print(f"\n{'scenario':<10}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
+    for (name, c), r in on.items():
+        print(f"{name:<10}{c:>6}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['errors']:>9}")
+    for (name, c), r in off.items():
+        label = f"{name}-nolog"
+        print(f"{label:<10}{c:>6}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['errors']:>9}")
+    print("\nratios (target)")
+    for c in connections:
+        t, s = on["trivial", c], on["state", c]
+        n, d = on["nosess", c], on["session", c]
+        print(
+            f"  c={c}: sessionless/trivial {n['rps'] / t['rps']:.2f} (>=0.90)  "
+            f"session/state {d['rps'] / s['rps']:.2f} (>=0.85)  "
+            f"state/trivial {s['rps'] / t['rps']:.2f}"
+        )
+        print(
+            f"        p50 sessionless/trivial {n['p50'] / t['p50']:.2f} (<=1.25)  "
+            f"session/state {d['p50'] / s['p50']:.2f} (<=1.25)  "
+            f"p99 {n['p99'] / t['p99']:.2f} / {d['p99'] / s['p99']:.2f} (<=1.5)"
+        )
+    for name in ("nosess", "session"):
+        ratio = on[name, 16]["rps"] / off[name, 16]["rps"]
+        print(f"  decision log on/off, {name}, c=16: {ratio:.2f} (>=0.90)")
+    print(f"  decision rows in the log after the run: {logged}")
+    for with_session, p50, p99 in own_time:
+        kind = "session check" if with_session else "sessionless"
+        print(f"  Mandate's own time ({kind}, from the log): p50 {p50} µs, p99 {p99} µs")
+    print(f"  load average at the end: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (urllib.error.URLError, subprocess.CalledProcessError) as exc:
+        sys.exit(f"bench failed: {exc}")

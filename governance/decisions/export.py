@@ -1,0 +1,139 @@
+"""Exports of the compiled policy: Cedar (for Cedar-based gateways) and the snapshot as JSON.
+
+Cedar model (no namespace, no schema needed):
+- entities `Workload::"<slug>"` {status, classified}, `Tool::"<slug>"` {capability},
+  `Action::"call"`;
+- one forbid: a workload that is not active and classified may call nothing;
+- one permit per active grant, bounded by its validity window on `context.now`
+  (epoch seconds, a Long). Request: principal Workload, action Action::"call", resource Tool.
+This is the static part only: session windows, budgets, dynamic combinations and token
+binding need shared session state and stay with Mandate's endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from governance.decisions.snapshot import Snapshot
+
+ACTION = 'Action::"call"'
+_FORBID_INACTIVE = """@id("workload-must-be-active-and-classified")
+forbid (principal, action == Action::"call", resource)
+unless { principal has status && principal.status == "active" && principal.classified };
+"""
+
+
+def _cedar_time(value: float) -> int:
+    # Cedar compares whole seconds: now >= from ⇔ now >= ceil(from); likewise for until.
+    return math.ceil(value)
+
+
+def cedar_policies(snapshot: Snapshot) -> str:
+    parts = [
+        f"// Mandate policy version {snapshot.version}: static part (grants, workload status).",
+        "// context.now: the request time in epoch seconds (Long).",
+        _FORBID_INACTIVE,
+    ]
+    for slug in sorted(snapshot.workloads):
+        entry = snapshot.workloads[slug]
+        for tool in sorted(entry.grants):
+            valid_from, valid_until = entry.grants[tool]
+            conditions = [f"context.now >= {_cedar_time(valid_from)}"]
+            if valid_until != math.inf:
+                conditions.append(f"context.now < {_cedar_time(valid_until)}")
+            parts.append(
+                f'@id("grant:{slug}:{tool}")\n'
+                f'permit (principal == Workload::"{slug}", action == {ACTION}, '
+                f'resource == Tool::"{tool}")\n'
+                f"when {{ {' && '.join(conditions)} }};\n"
+            )
+    return "\n".join(parts)
+
+
+def cedar_entities(snapshot: Snapshot) -> list[dict]:
+    entities = [{"uid": {"type": "Action", "id": "call"}, "attrs": {}, "parents": []}]
+    for slug, entry in sorted(snapshot.workloads.items()):
+        entities.append(
+            {
+                "uid": {"type": "Workload", "id": slug},
+                "attrs": {"status": entry.status, "classified": entry.classified},
+                "parents": [],
+            }
+        )
+    for slug, (capability, _labels) in sorted(snapshot.tools.items()):
+        entities.append(
+            {
+                "uid": {"type": "Tool", "id": slug},
+                "attrs": {"capability": capability},
+                "parents": [],
+            }
+        )
+    return entities
+
+
+def cedar_request(workload: str, tool: str, now: float) -> dict:
+    return {
+        "principal": f'Workload::"{workload}"',
+        "action": ACTION,
+        "resource": f'Tool::"{tool}"',
+        "context": {"now": math.floor(now)},
+    }
+
+
+def _finite(value: float) -> float | None:
+    return None if value == math.inf else value
+
+
+def snapshot_json(snapshot: Snapshot) -> dict:
+    """The compiled snapshot as plain JSON (tokens left out), for gateways that cache."""
+    return {
+        "format": "mandate.snapshot/1",
+        "policy_version": snapshot.version,
+        "compiled_at": snapshot.compiled_at,
+        "times": "epoch seconds; null is an open end",
+        "workloads": {
+            slug: {
+                "status": entry.status,
+                "classified": entry.classified,
+                "grants": {
+                    tool: {"valid_from": start, "valid_until": _finite(end)}
+                    for tool, (start, end) in sorted(entry.grants.items())
+                },
+                "session": {
+                    "max_session_seconds": entry.max_session_seconds,
+                    "idle_timeout_seconds": entry.idle_timeout_seconds,
+                    "max_tool_calls": entry.max_tool_calls,
+                    "log_level": entry.log_level,
+                },
+                "extensions": [
+                    {
+                        "valid_from": start,
+                        "valid_until": _finite(end),
+                        "max_session_seconds": seconds,
+                        "max_tool_calls": calls,
+                    }
+                    for start, end, seconds, calls in entry.extensions
+                ],
+                "exceptions": {
+                    rule: [{"valid_from": s, "valid_until": _finite(e)} for s, e in windows]
+                    for rule, windows in sorted(entry.exceptions.items())
+                },
+            }
+            for slug, entry in sorted(snapshot.workloads.items())
+        },
+        "tools": {slug: capability for slug, (capability, _l) in sorted(snapshot.tools.items())},
+        "dynamic_rules": [
+            {
+                "slug": rule.slug,
+                "name": rule.name,
+                "effect": rule.effect,
+                "groups": [sorted(group) for group in rule.groups],
+            }
+            for rule in snapshot.rules
+        ],
+    }
+
+
+def snapshot_json_text(snapshot: Snapshot) -> str:
+    return json.dumps(snapshot_json(snapshot), indent=2, sort_keys=False)

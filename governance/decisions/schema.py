@@ -1,0 +1,192 @@
+"""OpenAPI for the decision endpoint, which is a plain Django view on the hot path.
+
+`DecisionSchemaStub` is a documentation-only APIView: it is never routed. The preprocessing
+hook `decision_endpoint_hook` (SPECTACULAR_SETTINGS["PREPROCESSING_HOOKS"]) adds it to the
+endpoints drf-spectacular walks, at the real view's path.
+"""
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.views import APIView
+
+from governance.decisions.evaluator import REASONS
+
+PATH = "/api/v1/decisions"
+
+
+class ServiceTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "governance.tokens.ServiceTokenAuthentication"
+    name = "serviceToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A service token (`mnd_…`) with the scope the endpoint names.",
+        }
+
+
+class CheckInput(serializers.Serializer):
+    workload = serializers.CharField(max_length=80, help_text="Workload slug")
+    tool = serializers.CharField(max_length=80, help_text="Tool slug")
+    session = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_null=True,
+        help_text="The agent run's id. With it the window, budget and dynamic combination "
+        "rules are checked, and an allowed call counts toward the session.",
+    )
+    context = serializers.DictField(required=False, help_text="Free-form; logged, not judged.")
+    id = serializers.CharField(
+        max_length=64, required=False, help_text="Correlation id (batch): echoed back."
+    )
+
+
+class DecisionInput(CheckInput):
+    """A single check; or send `checks` alone for a batch."""
+
+    workload = serializers.CharField(max_length=80, required=False)
+    tool = serializers.CharField(max_length=80, required=False)
+    checks = CheckInput(
+        many=True,
+        required=False,
+        help_text="Batch form: up to DECISIONS_BATCH_MAX (default 100) checks; more → 413.",
+    )
+
+
+class ReasonOutput(serializers.Serializer):
+    code = serializers.ChoiceField(choices=sorted(REASONS))
+    message = serializers.CharField()
+
+
+class ObligationsOutput(serializers.Serializer):
+    session_seconds_left = serializers.IntegerField(allow_null=True)
+    tool_calls_left = serializers.IntegerField(allow_null=True)
+    log_level = serializers.ChoiceField(choices=["metadata", "full_trace"])
+
+
+class AnswerOutput(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=["allow", "deny"])
+    reasons = ReasonOutput(many=True)
+    policy_version = serializers.IntegerField()
+    obligations = ObligationsOutput()
+    id = serializers.CharField(required=False, help_text="Batch only: the correlation id.")
+
+
+class DecisionOutput(AnswerOutput):
+    """A single answer, or (batch) `policy_version` and `results`."""
+
+    decision = serializers.ChoiceField(choices=["allow", "deny"], required=False)
+    reasons = ReasonOutput(many=True, required=False)
+    obligations = ObligationsOutput(required=False)
+    results = AnswerOutput(many=True, required=False)
+
+
+class ErrorOutput(serializers.Serializer):
+    error = serializers.DictField(help_text='{"code", "message", "fields"?}')
+
+
+_ALLOW = {
+    "decision": "allow",
+    "reasons": [{"code": "allowed", "message": REASONS["allowed"]}],
+    "policy_version": 42,
+    "obligations": {"session_seconds_left": 1712, "tool_calls_left": 97, "log_level": "full_trace"},
+}
+_DENY = {
+    "decision": "deny",
+    "reasons": [
+        {
+            "code": "combination_needs_exception",
+            "message": REASONS["combination_needs_exception"] + " Rule: lethal-trifecta.",
+        }
+    ],
+    "policy_version": 42,
+    "obligations": {"session_seconds_left": 1650, "tool_calls_left": 96, "log_level": "full_trace"},
+}
+_REASON_TABLE = "\n".join(f"- `{code}`: {message}" for code, message in REASONS.items())
+
+
+class DecisionSchemaStub(APIView):
+    """Documentation only; the endpoint is `governance.decisions.view.decide_view`."""
+
+    from governance.tokens import ServiceTokenAuthentication
+
+    authentication_classes = [ServiceTokenAuthentication]
+    permission_classes = []
+
+    @extend_schema(
+        operation_id="decide",
+        tags=["decisions"],
+        summary="May workload W call tool T in session S now?",
+        description=(
+            "Token scope `decide`. Answers from the compiled policy in memory; an allowed "
+            "session call is recorded atomically in the shared session state. Fails closed: "
+            "503 with Retry-After when the policy or the session state cannot be confirmed, "
+            "never allow. Every answer is logged (asynchronously). A token not bound to the "
+            "workload gets `deny` with `token_not_bound`.\n\nReason codes:\n" + _REASON_TABLE
+        ),
+        request=DecisionInput,
+        responses={
+            200: DecisionOutput,
+            400: OpenApiResponse(ErrorOutput, description="Invalid JSON or fields"),
+            401: OpenApiResponse(ErrorOutput, description="Missing, unknown or revoked token"),
+            403: OpenApiResponse(ErrorOutput, description="The token lacks the decide scope"),
+            413: OpenApiResponse(ErrorOutput, description="Too many checks or body too large"),
+            503: OpenApiResponse(ErrorOutput, description="Cannot confirm: fail closed"),
+        },
+        examples=[
+            OpenApiExample(
+                "Session check",
+                request_only=True,
+                value={
+                    "workload": "ticket-triage",
+                    "tool": "web-search",
+                    "session": "run-8f2c",
+                    "context": {"step": 3},
+                },
+            ),
+            OpenApiExample("Allow", response_only=True, value=_ALLOW),
+            OpenApiExample("Deny", response_only=True, value=_DENY),
+            OpenApiExample(
+                "Batch",
+                request_only=True,
+                value={
+                    "checks": [
+                        {"id": "c1", "workload": "ticket-triage", "tool": "web-search"},
+                        {"id": "c2", "workload": "ticket-triage", "tool": "send-email"},
+                    ]
+                },
+            ),
+            OpenApiExample(
+                "Batch answer",
+                response_only=True,
+                value={
+                    "policy_version": 42,
+                    "results": [
+                        {**_ALLOW, "id": "c1"},
+                        {
+                            "decision": "deny",
+                            "reasons": [
+                                {"code": "tool_not_granted", "message": REASONS["tool_not_granted"]}
+                            ],
+                            "policy_version": 42,
+                            "obligations": {
+                                "session_seconds_left": None,
+                                "tool_calls_left": None,
+                                "log_level": "full_trace",
+                            },
+                            "id": "c2",
+                        },
+                    ],
+                },
+            ),
+        ],
+    )
+    def post(self, request):  # pragma: no cover - never routed
+        raise NotImplementedError
+
+
+def decision_endpoint_hook(endpoints, **kwargs):
+    """Add the plain decision view to the schema, documented by the stub."""
+    return [*endpoints, (PATH, r"^api/v1/decisions$", "POST", DecisionSchemaStub.as_view())]

@@ -1,0 +1,297 @@
+"""Session state for decisions: tools used, call count, window start — checked and recorded
+atomically in one round trip.
+
+Production (REDIS_URL set): `RedisSessionStore`. One Lua script per session check compares the
+caller's policy version with the published one, reads the session's hash, applies the same
+rules as `evaluator.session_verdict`, and records the call only when it is allowed. Redis runs
+a script alone, so concurrent calls for one session (from any number of processes) are
+serialised and the budget cannot be overrun. A batch sends all its session checks in one
+pipeline: still one round trip.
+
+Embedded default (no REDIS_URL): `LocalSessionStore`, the same interface over a dict and a
+lock. It is correct for the single web process the run command starts, and only for that:
+several processes each keep their own sessions (documented in bench/README.md).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from governance.decisions.evaluator import (
+    SessionPlan,
+    SessionState,
+    combination_code,
+    session_verdict,
+)
+
+
+class StateUnavailable(Exception):
+    """The shared session state cannot be reached: the caller must fail closed."""
+
+
+class StaleVersion(Exception):
+    """The published policy version differs from the caller's snapshot."""
+
+    def __init__(self, published: int):
+        super().__init__(f"published policy version is {published}")
+        self.published = published
+
+
+# One result per session check: (reason code, detail, session started_at, calls so far).
+CheckResult = tuple[str, str, float, int]
+
+SESSION_SCRIPT = """
+local v = redis.call('GET', KEYS[1])
+if v == false then return {'stale', '0', 0, ''} end
+if v ~= ARGV[1] then return {'stale', v, 0, ''} end
+local now = tonumber(ARGV[2])
+local h = redis.call('HGETALL', KEYS[2])
+local start, last, calls, s = nil, nil, 0, nil
+local used = {}
+for i = 1, #h, 2 do
+  local k = h[i]
+  if k == 's' then s = h[i + 1]; start = tonumber(s)
+  elseif k == 'l' then last = tonumber(h[i + 1])
+  elseif k == 'c' then calls = tonumber(h[i + 1])
+  else used[string.sub(k, 3)] = true end
+end
+local fresh = start == nil
+if fresh then s = ARGV[2]; start = now; last = now end
+if now - start >= tonumber(ARGV[3]) then return {'session_expired', s, calls, ''} end
+if (not fresh) and now - last >= tonumber(ARGV[4]) then return {'session_idle', s, calls, ''} end
+if calls >= tonumber(ARGV[5]) then return {'tool_call_budget_exhausted', s, calls, ''} end
+local mine = {}
+for label in string.gmatch(ARGV[7], '[^,]+') do mine[label] = true end
+for i = 8, #ARGV do
+  local rule = ARGV[i]
+  local bar = string.find(rule, '|', 1, true)
+  local slug = string.sub(rule, 1, bar - 1)
+  local with_all, before_all = true, true
+  for group in string.gmatch(string.sub(rule, bar + 1), '[^;]+') do
+    local hit_before, hit_with = false, false
+    for label in string.gmatch(group, '[^,]+') do
+      if used[label] then hit_before = true; hit_with = true; break end
+      if mine[label] then hit_with = true end
+    end
+    if not hit_with then with_all = false end
+    if not hit_before then before_all = false end
+  end
+  if with_all and not before_all then return {'combination', s, calls, slug} end
+end
+calls = calls + 1
+local fields = {'l', ARGV[2], 'c', calls}
+if fresh then fields[#fields + 1] = 's'; fields[#fields + 1] = ARGV[2] end
+for label, _ in pairs(mine) do
+  if not used[label] then fields[#fields + 1] = 'u:' .. label; fields[#fields + 1] = 1 end
+end
+redis.call('HSET', KEYS[2], unpack(fields))
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6]))
+return {'allowed', s, calls, ''}
+"""
+
+PUBLISH_SCRIPT = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('PUBLISH', KEYS[1], ARGV[1])
+  return ARGV[1]
+end
+return tostring(current)
+"""
+
+# The bench's state floor: one EVALSHA that only returns.
+FLOOR_SCRIPT = "return 1"
+
+
+def _combination_code(plan: SessionPlan, slug: str) -> str:
+    for rule in plan.rules:
+        if rule.slug == slug:
+            return combination_code(rule.effect)
+    return "combination_forbidden"
+
+
+def _policy_version_from_db() -> int:
+    from governance.policy_version import policy_version_current
+
+    return policy_version_current()
+
+
+class RedisSessionStore:
+    """Session state and the published policy version in Redis."""
+
+    shared = True
+
+    def __init__(self, url: str, *, prefix: str = "mandate:", timeout: float = 0.5):
+        import redis
+
+        self._errors = (redis.exceptions.RedisError, OSError)
+        self._noscript = redis.exceptions.NoScriptError
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        self.url = url
+        self.prefix = prefix
+        self.version_key = f"{prefix}policy_version"
+        self._session_sha = self._sha(SESSION_SCRIPT)
+        self._publish_sha = self._sha(PUBLISH_SCRIPT)
+        self._floor_sha = self._sha(FLOOR_SCRIPT)
+
+    @staticmethod
+    def _sha(script: str) -> str:
+        import hashlib
+
+        return hashlib.sha1(script.encode()).hexdigest()
+
+    def _evalsha(self, sha: str, script: str, keys: list, args: list):
+        try:
+            return self.client.evalsha(sha, len(keys), *keys, *args)
+        except self._noscript:
+            self.client.script_load(script)
+            return self.client.evalsha(sha, len(keys), *keys, *args)
+
+    def session_key(self, workload: str, session: str) -> str:
+        # The braces keep a session on one Redis Cluster slot.
+        return f"{self.prefix}session:{{{workload}\x1f{session}}}"
+
+    def _args(self, plan: SessionPlan, now: float, version: int) -> list:
+        ttl = int(plan.max_session_seconds + plan.idle_timeout_seconds) + 60
+        return [
+            version,
+            f"{now:.3f}",
+            plan.max_session_seconds,
+            plan.idle_timeout_seconds,
+            plan.max_tool_calls,
+            ttl,
+            ",".join(plan.labels),
+            *(rule.encoded for rule in plan.rules),
+        ]
+
+    def _result(self, plan: SessionPlan, raw) -> CheckResult:
+        code = raw[0].decode() if isinstance(raw[0], bytes) else raw[0]
+        second = raw[1].decode() if isinstance(raw[1], bytes) else raw[1]
+        if code == "stale":
+            raise StaleVersion(int(second))
+        detail = raw[3].decode() if isinstance(raw[3], bytes) else raw[3]
+        if code == "combination":
+            return _combination_code(plan, detail), f"Rule: {detail}.", float(second), int(raw[2])
+        return code, "", float(second), int(raw[2])
+
+    def check(self, items: list[tuple[SessionPlan, float]], version: int) -> list[CheckResult]:
+        """Check and record each session call; one round trip for the lot."""
+        try:
+            if len(items) == 1:
+                plan, now = items[0]
+                raw = self._evalsha(
+                    self._session_sha,
+                    SESSION_SCRIPT,
+                    [self.version_key, self.session_key(plan.workload, plan.session)],
+                    self._args(plan, now, version),
+                )
+                return [self._result(plan, raw)]
+            for attempt in (1, 2):
+                pipe = self.client.pipeline(transaction=False)
+                for plan, now in items:
+                    keys = [self.version_key, self.session_key(plan.workload, plan.session)]
+                    pipe.evalsha(self._session_sha, 2, *keys, *self._args(plan, now, version))
+                try:
+                    raws = pipe.execute()
+                    break
+                except self._noscript:
+                    if attempt == 2:
+                        raise
+                    self.client.script_load(SESSION_SCRIPT)
+            return [self._result(plan, raw) for (plan, _now), raw in zip(items, raws, strict=True)]
+        except self._errors as exc:
+            raise StateUnavailable(str(exc)) from exc
+
+    def published_version(self, *, authoritative: bool = False) -> int:
+        """The version every process should decide with. Authoritative: read the database
+        (the source of truth) and publish it first."""
+        try:
+            if authoritative:
+                return self.publish(_policy_version_from_db())
+            value = self.client.get(self.version_key)
+            if value is None:
+                return self.publish(_policy_version_from_db())
+            return int(value)
+        except self._errors as exc:
+            raise StateUnavailable(str(exc)) from exc
+
+    def publish(self, version: int) -> int:
+        """Raise the published version to `version` (never lowers it); returns the result."""
+        return int(self._evalsha(self._publish_sha, PUBLISH_SCRIPT, [self.version_key], [version]))
+
+    def floor(self) -> None:
+        self._evalsha(self._floor_sha, FLOOR_SCRIPT, [], [])
+
+    def subscribe(self, on_change) -> threading.Thread:
+        """Call `on_change()` whenever a new version is published (and after a reconnect,
+        when messages may have been missed). The push path that makes a change reach every
+        process at once; the periodic check stays as the safety net."""
+
+        import redis
+
+        # Its own connection, without the read timeout: it waits for messages.
+        listener = redis.Redis.from_url(
+            self.url, socket_timeout=None, socket_connect_timeout=1, health_check_interval=30
+        )
+
+        def listen():
+            while True:
+                try:
+                    pubsub = listener.pubsub(ignore_subscribe_messages=True)
+                    pubsub.subscribe(self.version_key)
+                    on_change()
+                    for message in pubsub.listen():
+                        if message and message.get("type") == "message":
+                            on_change()
+                except Exception:  # Redis gone: retry; decisions fail closed meanwhile
+                    time.sleep(1)
+
+        thread = threading.Thread(target=listen, name="policy-version-listener", daemon=True)
+        thread.start()
+        return thread
+
+
+class LocalSessionStore:
+    """In-process session state for the embedded default's single web process."""
+
+    shared = False
+    _PRUNE_EVERY = 10_000
+
+    def __init__(self):
+        self._sessions: dict[tuple[str, str], tuple[SessionState, float]] = {}
+        self._lock = threading.Lock()
+        self._checks = 0
+
+    def check(self, items: list[tuple[SessionPlan, float]], version: int) -> list[CheckResult]:
+        results = []
+        with self._lock:
+            for plan, now in items:
+                key = (plan.workload, plan.session)
+                held = self._sessions.get(key)
+                state = held[0] if held and held[1] > now else None
+                code, detail, after = session_verdict(state, plan, now)
+                if code == "allowed":
+                    ttl = plan.max_session_seconds + plan.idle_timeout_seconds + 60
+                    self._sessions[key] = (after, now + ttl)
+                results.append((code, detail, after.started_at, after.calls))
+            self._checks += 1
+            if self._checks % self._PRUNE_EVERY == 0:
+                self._prune(time.time())
+        return results
+
+    def _prune(self, now: float) -> None:
+        for key in [k for k, (_s, expires) in self._sessions.items() if expires <= now]:
+            del self._sessions[key]
+
+    def published_version(self, *, authoritative: bool = False) -> int:
+        return _policy_version_from_db()
+
+    def publish(self, version: int) -> int:
+        return version
+
+    def floor(self) -> None:
+        with self._lock:
+            pass

@@ -1,0 +1,214 @@
+"""POST /api/v1/decisions — the hot path. A plain Django view: no DRF, no ORM, no middleware
+(see middleware.py), at most one Redis round trip, and the log written by another thread.
+
+Single: {"workload", "tool", "session"?, "context"?, "id"?} → one answer.
+Batch:  {"checks": [ ...up to DECISIONS_BATCH_MAX of the above... ]} → {"results": [...]},
+        each result carrying its check's `id` (or a generated one) as correlation id.
+
+Auth: `Authorization: Bearer <token>` with the decide scope. The token is found in the
+snapshot by its SHA-256 (tokens are compiled in; issuing or revoking one bumps the policy
+version). A token not bound to the asked workload gets a *deny* with reason
+`token_not_bound` (logged like any answer), not a 403: in a batch the other checks still get
+their answers, and the answer does not reveal whether the workload exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+
+import msgspec
+from django.conf import settings
+from django.http import HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from governance.api_common import error_response
+from governance.decisions.evaluator import SessionPlan, Verdict, session_outcome, static_verdict
+from governance.decisions.log import decision_row
+from governance.decisions.runtime import runtime
+from governance.decisions.snapshot import PolicyUnavailable
+from governance.decisions.state import StaleVersion, StateUnavailable
+from governance.tokens import bearer_secret
+
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+_FIELD_LIMITS = {"workload": 80, "tool": 80, "session": 200, "id": 64}
+
+
+class BadRequest(Exception):
+    def __init__(self, fields: dict):
+        super().__init__("invalid")
+        self.fields = fields
+
+
+def _json(body: dict, status: int = 200) -> HttpResponse:
+    return HttpResponse(_encode(body), content_type="application/json", status=status)
+
+
+def _unavailable(message: str) -> HttpResponse:
+    response = error_response(503, "unavailable", message)
+    response["Retry-After"] = "1"
+    return response
+
+
+def _parse_check(item, prefix: str = "") -> tuple:
+    if not isinstance(item, dict):
+        raise BadRequest({prefix or "non_field_errors": ["Expected an object."]})
+    fields = {}
+    values = []
+    for name in ("workload", "tool", "session", "id"):
+        value = item.get(name)
+        required = name in ("workload", "tool")
+        if value is None and not required:
+            values.append(None)
+            continue
+        if not isinstance(value, str) or not value or len(value) > _FIELD_LIMITS[name]:
+            fields[prefix + name] = [
+                f"A non-empty string of at most {_FIELD_LIMITS[name]} characters is required."
+            ]
+        values.append(value)
+    context = item.get("context")
+    if context is not None and not isinstance(context, dict):
+        fields[prefix + "context"] = ["Expected an object."]
+    if fields:
+        raise BadRequest(fields)
+    return (*values, context)
+
+
+def _decide(snapshot, token, checks, now: float, store):
+    """Verdicts for the parsed checks; raises StaleVersion / StateUnavailable."""
+    verdicts: list = [
+        static_verdict(snapshot, token, workload, tool, session, now)
+        for workload, tool, session, _id, _context in checks
+    ]
+    pending = [i for i, v in enumerate(verdicts) if isinstance(v, SessionPlan)]
+    if pending:
+        results = store.check([(verdicts[i], now) for i in pending], snapshot.version)
+        for i, (code, detail, started_at, calls) in zip(pending, results, strict=True):
+            verdicts[i] = session_outcome(code, verdicts[i], started_at, calls, now, detail)
+    return verdicts
+
+
+def _answer(verdict: Verdict, version: int) -> dict:
+    return {
+        "decision": verdict.decision,
+        "reasons": verdict.reasons,
+        "policy_version": version,
+        "obligations": verdict.obligations,
+    }
+
+
+@csrf_exempt
+def decide_view(request):
+    started = time.perf_counter_ns()
+    if request.method != "POST":
+        response = error_response(405, "method_not_allowed", "Use POST.")
+        response["Allow"] = "POST"
+        return response
+    secret = bearer_secret(request.META.get("HTTP_AUTHORIZATION", ""))
+    if secret is None:
+        return _not_authenticated()
+    rt = runtime()
+    try:
+        snapshot = rt.holder.current()
+    except PolicyUnavailable:
+        return _unavailable("The policy cannot be confirmed right now; try again.")
+    token_hash = hashlib.sha256(secret.encode()).hexdigest()
+    now = time.time()
+    token = snapshot.tokens.get(token_hash)
+    if token is None or now >= token.expires_at:
+        return _not_authenticated()
+    if "decide" not in token.scopes:
+        return error_response(403, "forbidden", "This token lacks the decide scope.")
+    if int(request.META.get("CONTENT_LENGTH") or 0) > settings.DECISIONS_MAX_BODY:
+        return error_response(413, "too_large", "The request body is too large.")
+    body = request.body
+    if len(body) > settings.DECISIONS_MAX_BODY:  # a body sent without Content-Length
+        return error_response(413, "too_large", "The request body is too large.")
+    try:
+        data = _decode(body)
+    except msgspec.DecodeError:
+        return error_response(400, "invalid", "The body is not valid JSON.")
+    batch = isinstance(data, dict) and "checks" in data
+    try:
+        if batch:
+            items = data["checks"]
+            if not isinstance(items, list) or not items:
+                raise BadRequest({"checks": ["Give a non-empty list of checks."]})
+            if len(items) > settings.DECISIONS_BATCH_MAX:
+                return error_response(
+                    413,
+                    "too_large",
+                    f"A batch takes at most {settings.DECISIONS_BATCH_MAX} checks.",
+                    max_checks=settings.DECISIONS_BATCH_MAX,
+                )
+            checks = [_parse_check(item, f"checks[{n}].") for n, item in enumerate(items)]
+        else:
+            checks = [_parse_check(data)]
+    except BadRequest as exc:
+        return error_response(400, "invalid", "The request has invalid fields.", fields=exc.fields)
+
+    for attempt in (1, 2):
+        try:
+            verdicts = _decide(snapshot, token, checks, now, rt.store)
+            break
+        except StateUnavailable:
+            return _unavailable("Session state is unreachable; try again.")
+        except StaleVersion:
+            if attempt == 2:
+                return _unavailable("The policy version is changing; try again.")
+            try:
+                snapshot = rt.holder.refresh(authoritative=True)
+            except PolicyUnavailable:
+                return _unavailable("The policy cannot be confirmed right now; try again.")
+            token = snapshot.tokens.get(token_hash)
+            if token is None or "decide" not in token.scopes:
+                return _not_authenticated()
+
+    version = snapshot.version
+    if batch:
+        results = []
+        for check, verdict in zip(checks, verdicts, strict=True):
+            answer = _answer(verdict, version)
+            answer["id"] = check[3] or uuid.uuid4().hex
+            results.append(answer)
+        response = _json({"policy_version": version, "results": results})
+    else:
+        answer = _answer(verdicts[0], version)
+        response = _json(answer)
+    latency_us = (time.perf_counter_ns() - started) // 1000
+    request_id = getattr(request, "request_id", "")
+    for n, (check, verdict) in enumerate(zip(checks, verdicts, strict=True)):
+        workload, tool, session, _id, context = check
+        rt.log.record(
+            decision_row(
+                decided_at=now,
+                workload=workload,
+                tool=tool,
+                session=session,
+                decision=verdict.decision,
+                reason_code=verdict.code,
+                reasons_json=_encode(verdict.reasons).decode(),
+                policy_version=version,
+                latency_us=latency_us,
+                token_id=token.id,
+                correlation_id=results[n]["id"] if batch else (_id or ""),
+                request_id=request_id,
+                context_json=_encode(context).decode() if context else "{}",
+            )
+        )
+    return response
+
+
+# Token-only: the permission matrix reads these; no console permission opens this view.
+decide_view.required_scope = "decide"
+decide_view.required_permission = None
+
+
+def _not_authenticated() -> HttpResponse:
+    response = error_response(
+        401, "not_authenticated", "Give a valid service token: Authorization: Bearer <token>."
+    )
+    response["WWW-Authenticate"] = 'Bearer realm="mandate"'
+    return response

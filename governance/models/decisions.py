@@ -1,0 +1,52 @@
+"""The decision log: every answer the decision endpoint gave, written in batches."""
+
+from django.db import models
+from django.utils import timezone
+
+
+class Decision(models.Model):
+    """One answer to "may workload W call tool T in session S now?".
+
+    Workload, tool and session are kept as the slugs and id the caller sent, not foreign keys:
+    a question about an unknown workload or tool is itself worth keeping. Rows are written in
+    batches by `governance.decisions.log`, never on the request's own path.
+    """
+
+    class Answer(models.TextChoices):
+        ALLOW = "allow", "Allow"
+        DENY = "deny", "Deny"
+
+    id = models.BigAutoField(primary_key=True)
+    decided_at = models.DateTimeField(default=timezone.now)
+    workload = models.CharField(max_length=80)
+    tool = models.CharField(max_length=80)
+    session = models.CharField(max_length=200, blank=True)
+    decision = models.CharField(max_length=8, choices=Answer.choices)
+    reason_code = models.CharField(max_length=40, help_text="The first reason's code")
+    reasons = models.JSONField(default=list)
+    policy_version = models.PositiveBigIntegerField()
+    latency_us = models.PositiveIntegerField(help_text="Mandate's own time for this answer")
+    token = models.ForeignKey(
+        "governance.ServiceToken",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    correlation_id = models.CharField(max_length=64, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    context = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-decided_at", "-id"]
+        indexes = [
+            models.Index(fields=["-decided_at", "-id"], name="decision_recent"),
+            models.Index(fields=["workload", "-decided_at"], name="decision_by_workload"),
+            models.Index(fields=["tool", "-decided_at"], name="decision_by_tool"),
+            models.Index(fields=["decision", "-decided_at"], name="decision_by_answer"),
+            models.Index(fields=["workload", "session", "decided_at"], name="decision_by_session"),
+        ]
+        permissions = [("view_decisions", "Can read the decision log")]
+
+    def __str__(self) -> str:
+        return f"{self.decision} {self.workload}/{self.tool}"

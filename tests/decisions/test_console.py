@@ -1,0 +1,100 @@
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from governance.decisions.selectors import decisions_for_session
+from governance.models import Decision
+
+pytestmark = pytest.mark.django_db
+
+
+def make_decisions(n, **fields):
+    now = timezone.now()
+    base = dict(
+        workload="triage",
+        tool="web-search",
+        session="s1",
+        decision="allow",
+        reason_code="allowed",
+        reasons=[{"code": "allowed", "message": "ok"}],
+        policy_version=3,
+        latency_us=120,
+    )
+    Decision.objects.bulk_create(
+        [Decision(**{**base, **fields, "decided_at": now - timedelta(seconds=i)}) for i in range(n)]
+    )
+
+
+@pytest.mark.parametrize(
+    ("user", "status"),
+    [("admin", 200), ("reviewer", 200), ("auditor", 200), ("owner", 403), ("approver", 403)],
+)
+def test_who_may_read_the_decision_log(client, cast, user, status):
+    client.force_login(cast[user])
+    assert client.get(reverse("decisions:log")).status_code == status
+
+
+def test_an_anonymous_visitor_is_sent_to_log_in(client):
+    assert client.get(reverse("decisions:log")).status_code == 302
+
+
+def test_the_log_filters_by_each_field(client, reviewer):
+    make_decisions(3)
+    make_decisions(2, tool="code-exec", decision="deny", reason_code="tool_not_granted")
+    make_decisions(1, workload="other", session="s9")
+    client.force_login(reviewer)
+    url = reverse("decisions:log")
+
+    def rows(**params):
+        return len(client.get(url, params).context["decisions"])
+
+    assert rows() == 6
+    assert rows(workload="other") == 1
+    assert rows(tool="code-exec") == 2
+    assert rows(decision="deny") == 2
+    assert rows(session="s9") == 1
+    assert rows(since=(timezone.now() - timedelta(seconds=1.5)).isoformat()) == 5
+    assert rows(decision="maybe") == 0
+
+
+def test_the_log_pages_with_a_constant_number_of_queries(
+    client, reviewer, django_assert_max_num_queries
+):
+    client.force_login(reviewer)
+    make_decisions(5)
+    with django_assert_max_num_queries(8):
+        client.get(reverse("decisions:log"))
+    make_decisions(120)
+    with django_assert_max_num_queries(8):
+        response = client.get(reverse("decisions:log"), {"page": 2})
+    assert len(response.context["decisions"]) == 50
+    assert response.context["has_next"]
+
+
+def test_an_htmx_request_gets_only_the_table(client, reviewer):
+    make_decisions(1, tool="<script>alert(1)</script>")
+    client.force_login(reviewer)
+    response = client.get(reverse("decisions:log"), HTTP_HX_REQUEST="true")
+    body = response.content.decode()
+    assert body.lstrip().startswith('<div id="decision-table">')
+    assert "<script>alert(1)" not in body
+
+
+def test_decisions_for_session_serves_the_timeline(reviewer, outsider):
+    make_decisions(2)
+    make_decisions(1, session="s2")
+    found = decisions_for_session(user=reviewer, workload="triage", session_external_id="s1")
+    assert found.count() == 2
+    none = decisions_for_session(user=outsider, workload="triage", session_external_id="s1")
+    assert none.count() == 0
+
+
+def test_the_navigation_shows_decisions_to_reviewers(client, reviewer, owner):
+    client.force_login(reviewer)
+    labels = [i["label"] for i in client.get(reverse("dashboard")).context["navigation"]]
+    assert "Decisions" in labels
+    client.force_login(owner)
+    labels = [i["label"] for i in client.get(reverse("dashboard")).context["navigation"]]
+    assert "Decisions" not in labels

@@ -1,0 +1,84 @@
+"""Cedar and JSON exports, and the differential test: cedarpy and Mandate agree on the
+static part (workload status, grants and their validity) for random catalogues."""
+
+import json
+import math
+
+import cedarpy
+import pytest
+from django.core.management import call_command
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from governance.decisions.evaluator import static_verdict
+from governance.decisions.export import cedar_entities, cedar_policies, cedar_request
+from governance.decisions.snapshot import snapshot_build
+from tests.decisions.conftest import tool
+from tests.factories import ClassifiedWorkloadFactory, EntitlementFactory
+
+WORKLOADS = ["w-a", "w-b", "w-c"]
+TOOLS = ["t.1", "t_2", "t-3"]
+STATUSES = ["draft", "active", "suspended", "retired"]
+
+
+@st.composite
+def catalogues(draw):
+    workloads = [
+        {"slug": slug, "status": draw(st.sampled_from(STATUSES)), "classified": draw(st.booleans())}
+        for slug in draw(st.lists(st.sampled_from(WORKLOADS), unique=True))
+    ]
+    tools = [
+        {"slug": slug, "capability": "web_access"}
+        for slug in draw(st.lists(st.sampled_from(TOOLS), unique=True))
+    ]
+    grants = []
+    pairs = draw(
+        st.lists(st.tuples(st.sampled_from(WORKLOADS), st.sampled_from(TOOLS)), unique=True)
+    )
+    for workload, tool_slug in pairs:
+        start = draw(st.integers(0, 100))
+        end = draw(st.one_of(st.none(), st.integers(start + 1, 200)))
+        grants.append(
+            {"workload": workload, "tool": tool_slug, "valid_from": start, "valid_until": end}
+        )
+    return {"workloads": workloads, "tools": tools, "grants": grants}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    catalogue=catalogues(),
+    workload=st.sampled_from([*WORKLOADS, "unknown"]),
+    tool_slug=st.sampled_from([*TOOLS, "unknown"]),
+    now=st.integers(-5, 210),
+)
+def test_cedar_and_mandate_agree_on_the_static_part(catalogue, workload, tool_slug, now):
+    grants = [
+        {**g, "valid_until": math.inf if g["valid_until"] is None else g["valid_until"]}
+        for g in catalogue["grants"]
+    ]
+    snapshot = snapshot_build(version=1, rules=[], **{**catalogue, "grants": grants})
+    mandate = static_verdict(snapshot, None, workload, tool_slug, None, float(now))
+    cedar = cedarpy.is_authorized(
+        cedar_request(workload, tool_slug, now), cedar_policies(snapshot), cedar_entities(snapshot)
+    )
+    assert not cedar.diagnostics.errors
+    assert (mandate.decision == "allow") == cedar.allowed
+
+
+@pytest.mark.django_db
+def test_export_policy_writes_cedar_and_json(tmp_path, capsys):
+    workload = ClassifiedWorkloadFactory(slug="triage")
+    EntitlementFactory(workload=workload, tool=tool("web-search"))
+    call_command("export_policy", format="cedar", output=str(tmp_path / "p"))
+    policies = (tmp_path / "p.cedar").read_text()
+    entities = json.loads((tmp_path / "p.entities.json").read_text())
+    assert 'resource == Tool::"web-search"' in policies
+    assert {"type": "Workload", "id": "triage"} in [e["uid"] for e in entities]
+    request = cedar_request("triage", "web-search", 4_000_000_000)
+    assert cedarpy.is_authorized(request, policies, entities).allowed
+    call_command("export_policy", format="json")
+    exported = json.loads(capsys.readouterr().out)
+    assert exported["format"] == "mandate.snapshot/1"
+    assert exported["workloads"]["triage"]["grants"]["web-search"]["valid_until"] is None
+    assert exported["dynamic_rules"][0]["slug"] == "lethal-trifecta"
+    assert "tokens" not in exported
