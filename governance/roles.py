@@ -24,6 +24,10 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         "workloads.grant_entitlement",
         "governance.view_audit_log",
         "governance.manage_tokens",
+        "governance.view_findings",
+        "governance.triage_finding",
+        "governance.reverse_containment",
+        "governance.run_reevaluation",
     },
     OWNER: {
         CONSOLE,
@@ -33,15 +37,19 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
     APPROVER: {
         CONSOLE,
         "workloads.view_all_workloads",
+        "governance.view_findings",
     },
     REVIEWER: {
         CONSOLE,
         "workloads.view_all_workloads",
+        "governance.view_findings",
+        "governance.triage_finding",
     },
     AUDITOR: {
         CONSOLE,
         "workloads.view_all_workloads",
         "governance.view_audit_log",
+        "governance.view_findings",
     },
 }
 ROLES = tuple(ROLE_PERMISSIONS)
