@@ -263,3 +263,13 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- evaluation ---------------------------------------------------------------------------
+# Offline similarity scorer for intent drift (dotted path to a class with score(a, b)).
+MANDATE_DRIFT_SCORER = os.environ.get(
+    "MANDATE_DRIFT_SCORER", "governance.evaluation.scoring.TfCosineScorer"
+)
+MANDATE_DRIFT_MIN_SIMILARITY = float(os.environ.get("MANDATE_DRIFT_MIN_SIMILARITY", "0.1"))
+MANDATE_LOOP_WINDOW = env_int("MANDATE_LOOP_WINDOW", 20)  # recent calls a loop is counted in
+MANDATE_EVALUATION_BATCH = env_int("MANDATE_EVALUATION_BATCH", 500)  # events per transaction
+MANDATE_SWEEP_GRACE_SECONDS = env_int("MANDATE_SWEEP_GRACE_SECONDS", 60)
