@@ -14,6 +14,8 @@ urlpatterns = [
     ),
     path("logout/", public(auth_views.LogoutView.as_view()), name="logout"),
     path("workloads/", include("workloads.urls")),
+    path("findings/", include("governance.findings.urls")),
+    path("sessions/", include("governance.usage.urls")),
     path("api/v1/", include("governance.api_urls")),
     path("api/schema/", public(SpectacularAPIView.as_view()), name="schema"),
     path("api/docs/", public(SpectacularSwaggerView.as_view(url_name="schema")), name="api-docs"),
