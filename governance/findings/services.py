@@ -163,7 +163,7 @@ def containment_reverse(*, action: ContainmentAction, by) -> ContainmentAction:
     """Undo a suspension (reactivate) or a revocation (grant the tool again, same end date)."""
     _require(by, "governance.reverse_containment")
     action = (
-        ContainmentAction.objects.select_for_update()
+        ContainmentAction.objects.select_for_update(of=("self",))
         .select_related("grant__tool")
         .get(pk=action.pk)
     )
