@@ -16,10 +16,12 @@ from django.utils import timezone
 
 from governance.audit import audit_record
 from governance.errors import DomainError, NotAllowed
-from governance.evaluation.engine import evaluate_session_batch
-from governance.evaluation.scoring import scorer_from_settings
-from governance.evaluation.services import EVENT_FIELDS, _event_data, findings_record
-from governance.evaluation.snapshot import policy_snapshots
+from governance.evaluation.services import (
+    EVENT_FIELDS,
+    event_data,
+    findings_record,
+    sessions_apply,
+)
 from governance.models import ReevaluationJob
 from workloads.models import Session, UsageEvent
 
@@ -66,27 +68,16 @@ def reevaluation_step(*, job_id: int, batch: int = 25) -> ReevaluationJob:
             .order_by("id")
             .only("id", "workload_id", "original_request", "started_at", "evaluation_state")[:batch]
         )
-        snapshots = policy_snapshots({s.workload_id for s in sessions}, at=timezone.now())
-        scorer = scorer_from_settings()
-        drafts = []
-        for session in sessions:
-            events = [
-                _event_data(row)
+        events = {
+            session.id: [
+                event_data(row)
                 for row in UsageEvent.objects.filter(session_id=session.id, evaluated=True)
                 .order_by("occurred_at", "id")
                 .values(*EVENT_FIELDS)
             ]
-            state, found = evaluate_session_batch(
-                None,
-                events,
-                snapshots[session.workload_id],
-                request=session.original_request,
-                started_at=session.started_at,
-                scorer=scorer,
-            )
-            session.evaluation_state = state
-            drafts += [(session, draft) for draft in found]
-        Session.objects.bulk_update(sessions, ["evaluation_state"])
+            for session in sessions
+        }
+        drafts = sessions_apply(sessions, events, fresh=True)
         job.findings_raised += len(findings_record(drafts))
         job.done = min(job.total, job.done + len(sessions)) if job.total else len(sessions)
         if sessions:

@@ -56,7 +56,7 @@ class EvaluationResult:
         return self
 
 
-def _event_data(row: dict) -> EventData:
+def event_data(row: dict) -> EventData:
     return EventData(
         id=row["id"],
         type=row["type"],
@@ -113,6 +113,31 @@ def findings_record(drafts: list[tuple[Session, FindingDraft]]) -> list[Finding]
     return new
 
 
+def sessions_apply(
+    sessions: list[Session], events: dict[int, list[EventData]], *, fresh: bool = False
+) -> list[tuple[Session, FindingDraft]]:
+    """Run the evaluator over each locked session's new events and save the new states.
+
+    `fresh` replays from an empty state (re-evaluation) instead of the stored one.
+    """
+    snapshots = policy_snapshots({s.workload_id for s in sessions}, at=timezone.now())
+    scorer = scorer_from_settings()
+    drafts = []
+    for session in sessions:
+        state, found = evaluate_session_batch(
+            None if fresh else session.evaluation_state,
+            events.get(session.id, []),
+            snapshots[session.workload_id],
+            request=session.original_request,
+            started_at=session.started_at,
+            scorer=scorer,
+        )
+        session.evaluation_state = state
+        drafts += [(session, draft) for draft in found]
+    Session.objects.bulk_update(sessions, ["evaluation_state"])
+    return drafts
+
+
 def _evaluate_chunk(min_id: int, max_id: int, limit: int) -> tuple[EvaluationResult, int | None]:
     """Evaluate up to `limit` unevaluated events of the range; return the last id claimed."""
     with transaction.atomic():
@@ -126,29 +151,14 @@ def _evaluate_chunk(min_id: int, max_id: int, limit: int) -> tuple[EvaluationRes
             return EvaluationResult(), None
         by_session: dict[int, list[EventData]] = defaultdict(list)
         for row in rows:
-            by_session[row["session_id"]].append(_event_data(row))
+            by_session[row["session_id"]].append(event_data(row))
         sessions = list(
             Session.objects.select_for_update()
             .filter(id__in=by_session)
             .order_by("id")
             .only("id", "workload_id", "evaluation_state", "original_request", "started_at")
         )
-        now = timezone.now()
-        snapshots = policy_snapshots({s.workload_id for s in sessions}, at=now)
-        scorer = scorer_from_settings()
-        drafts = []
-        for session in sessions:
-            state, found = evaluate_session_batch(
-                session.evaluation_state,
-                by_session[session.id],
-                snapshots[session.workload_id],
-                request=session.original_request,
-                started_at=session.started_at,
-                scorer=scorer,
-            )
-            session.evaluation_state = state
-            drafts += [(session, draft) for draft in found]
-        Session.objects.bulk_update(sessions, ["evaluation_state"])
+        drafts = sessions_apply(sessions, by_session)
         UsageEvent.objects.filter(id__in=[row["id"] for row in rows]).update(evaluated=True)
         new = findings_record(drafts)
         return EvaluationResult(events=len(rows), findings=len(new)), rows[-1]["id"]
