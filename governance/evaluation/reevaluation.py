@@ -91,3 +91,10 @@ def reevaluation_step(*, job_id: int, batch: int = 25) -> ReevaluationJob:
             transaction.on_commit(lambda: _enqueue_step(job.id))
         job.save()
         return job
+
+
+def reevaluation_fail(*, job_id: int, error: str) -> None:
+    """Mark a job failed so its progress bar stops and says why."""
+    ReevaluationJob.objects.filter(pk=job_id).exclude(status=ReevaluationJob.Status.DONE).update(
+        status=ReevaluationJob.Status.FAILED, error=error[:2000], finished_at=timezone.now()
+    )

@@ -38,6 +38,12 @@ def check_open_sessions(self) -> int:
 
 @shared_task(name="mandate.reevaluation_step", **RETRYING)
 def reevaluation_step_task(self, *, job_id: int) -> int:
-    from governance.evaluation.reevaluation import reevaluation_step
+    from governance.evaluation.reevaluation import reevaluation_fail, reevaluation_step
 
-    return reevaluation_step(job_id=job_id).done
+    try:
+        return reevaluation_step(job_id=job_id).done
+    except OperationalError:
+        raise  # retried
+    except Exception as exc:
+        reevaluation_fail(job_id=job_id, error=repr(exc))
+        raise

@@ -170,3 +170,22 @@ def test_a_reevaluation_job_raises_findings_for_a_rule_added_later(
         assert b"hx-trigger" not in job_page.content
     finally:
         app.conf.task_always_eager = False
+
+
+def test_a_failed_reevaluation_step_marks_the_job_failed(admin_user, monkeypatch):
+    from django.utils import timezone
+
+    from governance.evaluation import reevaluation, tasks
+    from governance.models import ReevaluationJob
+
+    job = ReevaluationJob.objects.create(days=1, since=timezone.now(), created_by=admin_user)
+
+    def broken(**kwargs):
+        raise ValueError("bad state")
+
+    monkeypatch.setattr(reevaluation, "reevaluation_step", broken)
+    with pytest.raises(ValueError):
+        tasks.reevaluation_step_task.apply(kwargs={"job_id": job.pk}, throw=True)
+    job.refresh_from_db()
+    assert job.status == "failed"
+    assert "bad state" in job.error
