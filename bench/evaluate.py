@@ -348,6 +348,7 @@ def main() -> None:
         f"Database {urlparse(url).path.lstrip('/')}; {args.new:,} new events, "
         f"{EVENTS_PER_SESSION} per session, {TASK_EVENTS} per transaction"
     )
+    scenario(workload, history=0, new=TASK_EVENTS)  # warm-up: imports, plans, connections
     base, base_events, base_findings = scenario(workload, history=0, new=args.new)
     hist, hist_events, hist_findings = scenario(workload, history=args.history, new=args.new)
     ratio = hist / base
