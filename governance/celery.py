@@ -9,12 +9,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "governance.settings")
 app = Celery("mandate")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-# Concerns that live in packages under governance/ (not apps) register their tasks here.
-app.autodiscover_tasks(["governance.approvals", "governance.decisions"])
-
-
-@app.on_after_configure.connect
-def _beat_schedule(sender, **_kwargs) -> None:
-    from governance.schedule import BEAT_SCHEDULE
-
-    sender.conf.beat_schedule = {**BEAT_SCHEDULE, **(sender.conf.beat_schedule or {})}
+# Task modules inside sub-packages of the project package (not apps of their own).
+app.autodiscover_tasks(["governance.approvals", "governance.decisions", "governance.evaluation"])
+# Beat entries come from governance/schedule.py through settings.CELERY_BEAT_SCHEDULE.

@@ -21,7 +21,10 @@ class DashboardPanel:
     context: Callable = field(default=lambda request: {})
 
 
-PANELS: list[DashboardPanel] = []
+PANELS: list[DashboardPanel] = [
+    # Findings and sessions over time, top workloads by open findings (loaded over htmx).
+    DashboardPanel("findings/_dashboard_include.html", "governance.view_findings"),
+]
 
 
 def panels_for(request) -> list[dict]:

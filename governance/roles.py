@@ -28,6 +28,10 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         "governance.approve_request",
         "governance.grant_exception",
         "governance.view_decisions",
+        "governance.view_findings",
+        "governance.triage_finding",
+        "governance.reverse_containment",
+        "governance.run_reevaluation",
     },
     OWNER: {
         CONSOLE,
@@ -39,17 +43,21 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         CONSOLE,
         "workloads.view_all_workloads",
         "governance.approve_request",
+        "governance.view_findings",
     },
     REVIEWER: {
         CONSOLE,
         "workloads.view_all_workloads",
         "governance.view_decisions",
+        "governance.view_findings",
+        "governance.triage_finding",
     },
     AUDITOR: {
         CONSOLE,
         "workloads.view_all_workloads",
         "governance.view_audit_log",
         "governance.view_decisions",
+        "governance.view_findings",
     },
 }
 ROLES = tuple(ROLE_PERMISSIONS)

@@ -28,3 +28,14 @@ BEAT_SCHEDULE["decisions-publish-policy-version"] = {
     "schedule": 30.0,
     "options": {"expires": 25},
 }
+# Evaluation: re-enqueue events stored while the broker was down; find silent sessions.
+BEAT_SCHEDULE["sweep-unevaluated-events"] = {
+    "task": "mandate.sweep_unevaluated",
+    "schedule": 60.0,
+    "options": {"expires": 50},
+}
+BEAT_SCHEDULE["check-open-sessions"] = {
+    "task": "mandate.check_open_sessions",
+    "schedule": 60.0,
+    "options": {"expires": 50},
+}

@@ -280,6 +280,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = TIME_ZONE
 # Beat entries are added by each concern in governance/schedule.py.
+from governance import schedule as _schedule  # noqa: E402
+
+CELERY_BEAT_SCHEDULE = _schedule.BEAT_SCHEDULE
 
 # --- approvals ------------------------------------------------------------------------
 # A pending request expires after this long; approvers are reminded REMINDER hours before.
@@ -304,3 +307,13 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- evaluation ---------------------------------------------------------------------------
+# Offline similarity scorer for intent drift (dotted path to a class with score(a, b)).
+MANDATE_DRIFT_SCORER = os.environ.get(
+    "MANDATE_DRIFT_SCORER", "governance.evaluation.scoring.TfCosineScorer"
+)
+MANDATE_DRIFT_MIN_SIMILARITY = float(os.environ.get("MANDATE_DRIFT_MIN_SIMILARITY", "0.1"))
+MANDATE_LOOP_WINDOW = env_int("MANDATE_LOOP_WINDOW", 20)  # recent calls a loop is counted in
+MANDATE_EVALUATION_BATCH = env_int("MANDATE_EVALUATION_BATCH", 500)  # events per transaction
+MANDATE_SWEEP_GRACE_SECONDS = env_int("MANDATE_SWEEP_GRACE_SECONDS", 60)

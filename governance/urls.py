@@ -18,6 +18,8 @@ urlpatterns = [
     path("tokens/", include("governance.console.token_urls")),
     path("requests/", include("governance.approvals.urls")),
     path("decisions/", include("governance.decisions.urls")),
+    path("findings/", include("governance.findings.urls")),
+    path("sessions/", include("governance.usage.urls")),
     path("api/v1/", include("governance.api_urls")),
     path("api/schema/", public(SpectacularAPIView.as_view()), name="schema"),
     path(

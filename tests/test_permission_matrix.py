@@ -29,14 +29,16 @@ import pytest
 from django.conf import settings
 from django.shortcuts import resolve_url
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 from rest_framework.views import APIView
 
 from governance.approvals.services import access_request_create
-from governance.models import AuditEvent, ServiceToken
+from governance.models import AuditEvent, ContainmentAction, Finding, ReevaluationJob, ServiceToken
 from governance.policy_version import policy_version_current
 from governance.roles import ROLE_PERMISSIONS
 from governance.tokens import service_token_create
 from tests.conftest import ROLE_USERS
+from tests.evaluation.rows import make_session
 from tests.factories import (
     ClassifiedWorkloadFactory,
     EntitlementFactory,
@@ -71,6 +73,13 @@ SAMPLE_KWARGS: dict[str, Callable[[SimpleNamespace, Callable], dict]] = {
     "request-cancel": lambda w, fx: {"pk": w.access_request.pk},
     "request-approve": lambda w, fx: {"pk": w.access_request.pk},
     "request-deny": lambda w, fx: {"pk": w.access_request.pk},
+    "findings:detail": lambda w, fx: {"pk": w.finding.pk},
+    "findings:status": lambda w, fx: {"pk": w.finding.pk},
+    "findings:assign": lambda w, fx: {"pk": w.finding.pk},
+    "findings:comment": lambda w, fx: {"pk": w.finding.pk},
+    "findings:reverse_containment": lambda w, fx: {"pk": w.containment.pk},
+    "findings:reevaluation_job": lambda w, fx: {"pk": w.reevaluation_job.pk},
+    "usage:timeline": lambda w, fx: {"pk": w.session.pk},
 }
 
 # route name → form/JSON data for the forged POST: (world) → dict. Default: empty.
@@ -187,6 +196,17 @@ def world(cast, owner):
     workload = ClassifiedWorkloadFactory(owner=owner, slug="matrix-workload")
     grant = EntitlementFactory(workload=workload, tool=ToolFactory(slug="matrix-granted"))
     issued = service_token_create(name="matrix-token", scopes=["read"], all_workloads=True)
+    session = make_session(workload)
+    finding = Finding.objects.create(
+        kind="unentitled_tool",
+        severity="high",
+        workload=workload,
+        session=session,
+        tool="matrix-tool",
+        summary="Used a tool it was not granted.",
+        dedupe_key="matrix-finding",
+        occurred_at=timezone.now(),
+    )
     return SimpleNamespace(
         workload=workload,
         draft=WorkloadFactory(owner=owner, slug="matrix-draft"),
@@ -195,6 +215,12 @@ def world(cast, owner):
         spare_tool=ToolFactory(slug="matrix-spare", capability_class="generation"),
         rule=CombinationRule.objects.get(slug="lethal-trifecta"),
         token=issued.token,
+        session=session,
+        finding=finding,
+        containment=ContainmentAction.objects.create(
+            finding=finding, action="suspend_workload", workload=workload
+        ),
+        reevaluation_job=ReevaluationJob.objects.create(days=1, since=timezone.now()),
         access_request=access_request_create(
             by=owner,
             workload=workload,

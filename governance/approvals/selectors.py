@@ -21,9 +21,10 @@ REQUEST = "governance.request_entitlement"
 
 
 def workload_has_open_high_findings(workload: Workload) -> bool:
-    """LEAD: wire this to the findings concern (open findings of severity high or critical on
-    `workload`). It is the single place the approval flow asks; True adds one approval step."""
-    return False
+    """The single place the approval flow asks; True adds one approval step."""
+    from governance.findings.selectors import workload_has_open_high_findings as open_high
+
+    return open_high(workload)
 
 
 def impact_for(*, workload: Workload, tools: list[Tool], at=None) -> Impact:

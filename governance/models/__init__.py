@@ -1,5 +1,13 @@
 from governance.models.audit import AuditEvent
 from governance.models.decisions import Decision
+from governance.models.findings import (
+    ContainmentAction,
+    Finding,
+    FindingComment,
+    FindingKind,
+    ReevaluationJob,
+    Severity,
+)
 from governance.models.policy import PolicyState
 from governance.models.requests import AccessRequest, ApprovalDecision, ApprovalStep
 from governance.models.tokens import ServiceToken
@@ -9,7 +17,13 @@ __all__ = [
     "ApprovalDecision",
     "ApprovalStep",
     "AuditEvent",
+    "ContainmentAction",
     "Decision",
+    "Finding",
+    "FindingComment",
+    "FindingKind",
     "PolicyState",
+    "ReevaluationJob",
     "ServiceToken",
+    "Severity",
 ]

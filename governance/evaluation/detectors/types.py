@@ -1,0 +1,96 @@
+"""Plain data the detectors read and return. No ORM: the service builds these from rows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from workloads.combinations import RuleSpec
+
+
+@dataclass(frozen=True)
+class EventData:
+    """One usage event as the detectors see it."""
+
+    id: int
+    type: str
+    occurred_at: datetime
+    tool: str = ""
+    arguments_hash: str = ""
+    content: str = ""
+    reasoning_tokens: int = 0
+    duration_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class GrantWindow:
+    """A grant of one tool, as far as validity at a moment goes."""
+
+    tool: str
+    status: str
+    valid_from: datetime
+    valid_until: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def valid_at(self, moment: datetime) -> bool:
+        if moment < self.valid_from:
+            return False
+        if self.valid_until is not None and moment >= self.valid_until:
+            return False
+        if self.status == "revoked":
+            # A grant revoked later still covered what happened before the revocation.
+            return self.revoked_at is not None and moment < self.revoked_at
+        return True
+
+
+@dataclass(frozen=True)
+class ExceptionWindow:
+    """An approved exception to a combination rule for this workload."""
+
+    rule: str
+    status: str
+    valid_from: datetime
+    valid_until: datetime
+
+    def valid_at(self, moment: datetime) -> bool:
+        return self.status == "active" and self.valid_from <= moment < self.valid_until
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_session_seconds: int | None = None
+    idle_timeout_seconds: int | None = None
+    max_tool_calls: int | None = None
+    max_reasoning_tokens: int | None = None
+    loop_threshold: int | None = None
+
+
+@dataclass(frozen=True)
+class PolicySnapshot:
+    """Everything the detectors need about one workload, compiled once per run."""
+
+    workload_status: str
+    purpose: str = ""
+    tier_position: str = ""  # "bottom", "middle", "top", or "" when unclassified
+    limits: Limits = field(default_factory=Limits)
+    tools: Mapping[str, str] = field(default_factory=dict)  # catalogue: slug → capability class
+    grants: tuple[GrantWindow, ...] = ()
+    rules: tuple[RuleSpec, ...] = ()  # dynamic and both-scoped, enabled
+    exceptions: tuple[ExceptionWindow, ...] = ()
+    loop_window: int = 20
+    drift_min_similarity: float = 0.1
+
+
+@dataclass(frozen=True)
+class FindingDraft:
+    """A finding the detectors propose; `key` is unique within its session."""
+
+    kind: str
+    key: str
+    severity: str
+    summary: str
+    evidence: tuple[int, ...]
+    occurred_at: datetime
+    tool: str = ""
+    details: Mapping = field(default_factory=dict)

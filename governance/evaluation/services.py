@@ -1,0 +1,261 @@
+"""Evaluating stored usage events: claim, evaluate, record findings, mark done — one
+transaction per bounded batch, so a killed worker loses nothing and a redelivered task
+duplicates nothing.
+
+- Claim: the unevaluated events of the range are locked FOR UPDATE in id order; a concurrent
+  or redelivered run waits, then sees them evaluated and skips them.
+- Sessions are locked in id order, so two batches of one session apply one after the other
+  to its incremental state.
+- Findings carry a unique dedupe key (session + detector key) and are inserted with
+  ON CONFLICT DO NOTHING.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from governance.evaluation.detectors import EventData, FindingDraft
+from governance.evaluation.engine import evaluate_session_batch, evaluate_session_clock
+from governance.evaluation.scoring import scorer_from_settings
+from governance.evaluation.snapshot import policy_snapshots
+from governance.models import Finding
+from governance.models.findings import SEVERITY_RANK
+from workloads.models import Session, UsageEvent
+
+logger = logging.getLogger(__name__)
+
+EVENT_FIELDS = (
+    "id",
+    "session_id",
+    "type",
+    "occurred_at",
+    "tool",
+    "arguments_hash",
+    "content",
+    "reasoning_tokens",
+    "duration_ms",
+)
+
+
+@dataclass
+class EvaluationResult:
+    events: int = 0
+    findings: int = 0
+
+    def __iadd__(self, other: EvaluationResult) -> EvaluationResult:
+        self.events += other.events
+        self.findings += other.findings
+        return self
+
+
+def event_data(row: dict) -> EventData:
+    return EventData(
+        id=row["id"],
+        type=row["type"],
+        occurred_at=row["occurred_at"],
+        tool=row["tool"],
+        arguments_hash=row["arguments_hash"],
+        content=row["content"],
+        reasoning_tokens=row["reasoning_tokens"] or 0,
+        duration_ms=row["duration_ms"],
+    )
+
+
+def dedupe_key(session_id: int, draft: FindingDraft) -> str:
+    return f"s{session_id}:{draft.key}"[:200]
+
+
+def findings_record(drafts: list[tuple[Session, FindingDraft]]) -> list[Finding]:
+    """Insert findings once each (ON CONFLICT DO NOTHING); return the ones that are new.
+
+    Must run in the transaction that holds the sessions' locks: that is what makes the
+    "which are new" answer exact.
+    """
+    if not drafts:
+        return []
+    candidates = {}
+    for session, draft in drafts:
+        key = dedupe_key(session.id, draft)
+        candidates[key] = Finding(
+            kind=draft.kind,
+            severity=draft.severity,
+            severity_rank=SEVERITY_RANK[draft.severity],
+            workload_id=session.workload_id,
+            session_id=session.id,
+            tool=draft.tool[:80],
+            summary=draft.summary[:300],
+            evidence=list(draft.evidence),
+            details=dict(draft.details),
+            dedupe_key=key,
+            occurred_at=draft.occurred_at,
+        )
+    existing = set(
+        Finding.objects.filter(dedupe_key__in=candidates).values_list("dedupe_key", flat=True)
+    )
+    new = [f for key, f in candidates.items() if key not in existing]
+    Finding.objects.bulk_create(new, ignore_conflicts=True)
+    critical = [f.dedupe_key for f in new if f.severity == "critical"]
+    if critical:
+        from governance.findings.services import finding_contain
+
+        for finding in Finding.objects.filter(dedupe_key__in=critical).select_related(
+            "workload__tier"
+        ):
+            finding_contain(finding=finding)
+    return new
+
+
+def sessions_apply(
+    sessions: list[Session], events: dict[int, list[EventData]], *, fresh: bool = False
+) -> list[tuple[Session, FindingDraft]]:
+    """Run the evaluator over each locked session's new events and save the new states.
+
+    `fresh` replays from an empty state (re-evaluation) instead of the stored one.
+    """
+    snapshots = policy_snapshots({s.workload_id for s in sessions}, at=timezone.now())
+    scorer = scorer_from_settings()
+    drafts = []
+    for session in sessions:
+        state, found = evaluate_session_batch(
+            None if fresh else session.evaluation_state,
+            events.get(session.id, []),
+            snapshots[session.workload_id],
+            request=session.original_request,
+            started_at=session.started_at,
+            scorer=scorer,
+        )
+        session.evaluation_state = state
+        drafts += [(session, draft) for draft in found]
+    Session.objects.bulk_update(sessions, ["evaluation_state"])
+    return drafts
+
+
+def _evaluate_chunk(min_id: int, max_id: int, limit: int) -> tuple[EvaluationResult, int | None]:
+    """Evaluate up to `limit` unevaluated events of the range; return the last id claimed."""
+    with transaction.atomic():
+        rows = list(
+            UsageEvent.objects.select_for_update()
+            .filter(id__gte=min_id, id__lte=max_id, evaluated=False)
+            .order_by("id")
+            .values(*EVENT_FIELDS)[:limit]
+        )
+        if not rows:
+            return EvaluationResult(), None
+        by_session: dict[int, list[EventData]] = defaultdict(list)
+        for row in rows:
+            by_session[row["session_id"]].append(event_data(row))
+        sessions = list(
+            Session.objects.select_for_update()
+            .filter(id__in=by_session)
+            .order_by("id")
+            .only("id", "workload_id", "evaluation_state", "original_request", "started_at")
+        )
+        drafts = sessions_apply(sessions, by_session)
+        UsageEvent.objects.filter(id__in=[row["id"] for row in rows]).update(evaluated=True)
+        new = findings_record(drafts)
+        return EvaluationResult(events=len(rows), findings=len(new)), rows[-1]["id"]
+
+
+def events_evaluate(*, min_id: int, max_id: int, batch: int | None = None) -> EvaluationResult:
+    """Evaluate the unevaluated events with ids in [min_id, max_id], in bounded transactions.
+
+    Idempotent: events already evaluated (by this or any other run) are skipped.
+    """
+    batch = batch or settings.MANDATE_EVALUATION_BATCH
+    result = EvaluationResult()
+    cursor = min_id
+    while cursor <= max_id:
+        chunk, last_id = _evaluate_chunk(cursor, max_id, batch)
+        if last_id is None:
+            break
+        result += chunk
+        cursor = last_id + 1
+    return result
+
+
+def evaluation_enqueue(*, min_id: int, max_id: int) -> bool:
+    """Ask a worker to evaluate a range; False (and logged) when the broker is unreachable.
+
+    Ingestion calls this from `transaction.on_commit`; what it cannot enqueue the sweeper
+    finds later, so a broker outage never fails a request.
+    """
+    from governance.evaluation.tasks import evaluate_events
+
+    try:
+        evaluate_events.apply_async(kwargs={"min_id": min_id, "max_id": max_id}, retry=False)
+    except Exception:  # the broker being down must not fail the caller
+        logger.warning("Could not enqueue evaluation of events %s-%s", min_id, max_id)
+        return False
+    return True
+
+
+def unevaluated_ranges(*, grace_seconds: int, limit: int, batch: int) -> list[tuple[int, int]]:
+    """Id ranges of events left unevaluated for longer than `grace_seconds` (oldest first).
+
+    Reads the `unevaluated_events` partial index only; each range holds at most `batch`
+    unevaluated events.
+    """
+    cutoff = timezone.now() - timedelta(seconds=grace_seconds)
+    ids = list(
+        UsageEvent.objects.filter(evaluated=False, received_at__lt=cutoff)
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
+    )
+    return [
+        (chunk[0], chunk[-1]) for chunk in (ids[i : i + batch] for i in range(0, len(ids), batch))
+    ]
+
+
+def unevaluated_sweep(
+    *, grace_seconds: int | None = None, limit: int = 50_000, batch: int | None = None
+) -> int:
+    """Enqueue evaluation for what was stored but never evaluated; returns the tasks sent."""
+    grace = settings.MANDATE_SWEEP_GRACE_SECONDS if grace_seconds is None else grace_seconds
+    batch = batch or settings.MANDATE_EVALUATION_BATCH
+    sent = 0
+    for low, high in unevaluated_ranges(grace_seconds=grace, limit=limit, batch=batch):
+        if not evaluation_enqueue(min_id=low, max_id=high):
+            break
+        sent += 1
+    return sent
+
+
+def open_sessions_check(*, now=None, idle_after_seconds: int = 60, limit: int = 500) -> int:
+    """Sessions that never sent an end: raise overrun and idle-timeout findings by the clock.
+
+    Reads the `open_session_activity` partial index; a session marked `timed_out` is skipped
+    until it reports again. Returns the findings raised.
+    """
+    now = now or timezone.now()
+    raised = 0
+    with transaction.atomic():
+        sessions = list(
+            Session.objects.select_for_update(skip_locked=True)
+            .filter(ended_at=None, last_event_at__lt=now - timedelta(seconds=idle_after_seconds))
+            .filter(~Q(evaluation_state__has_key="timed_out"))
+            .order_by("last_event_at")
+            .only("id", "workload_id", "evaluation_state", "started_at", "last_event_at")[:limit]
+        )
+        snapshots = policy_snapshots({s.workload_id for s in sessions}, at=now)
+        drafts = []
+        for session in sessions:
+            state, found = evaluate_session_clock(
+                session.evaluation_state,
+                now,
+                snapshots[session.workload_id],
+                started_at=session.started_at,
+                last_event_at=session.last_event_at,
+            )
+            session.evaluation_state = state
+            drafts += [(session, draft) for draft in found]
+        Session.objects.bulk_update(sessions, ["evaluation_state"])
+        raised = len(findings_record(drafts))
+    return raised

@@ -1,0 +1,26 @@
+from django import forms
+
+from governance.models import Finding
+
+
+class BulkTriageForm(forms.Form):
+    ids = forms.TypedMultipleChoiceField(coerce=int, choices=(), required=True)
+    status = forms.ChoiceField(choices=Finding.Status.choices)
+    comment = forms.CharField(required=False, max_length=2000)
+
+    def __init__(self, *args, finding_ids=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["ids"].choices = [(i, i) for i in finding_ids]
+
+
+class StatusForm(forms.Form):
+    status = forms.ChoiceField(choices=Finding.Status.choices)
+    comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class CommentForm(forms.Form):
+    body = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=5000)
+
+
+class ReevaluationForm(forms.Form):
+    days = forms.IntegerField(min_value=1, max_value=365, initial=7, label="Days back")

@@ -1,0 +1,159 @@
+"""Reads of findings and sessions, scoped to the workloads the user may see."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+
+from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import TruncDate
+from django.http import Http404
+from django.utils import timezone
+
+from governance.models import Finding
+from workloads.models import Session, UsageEvent, Workload
+from workloads.selectors import workloads_visible_to
+
+VIEW = "governance.view_findings"
+UNRESOLVED = (Finding.Status.OPEN, Finding.Status.ACKNOWLEDGED)
+
+
+def findings_visible_to(user) -> QuerySet[Finding]:
+    if not user.is_authenticated or not user.has_perm(VIEW):
+        return Finding.objects.none()
+    if user.has_perm("workloads.view_all_workloads"):
+        return Finding.objects.all()
+    return Finding.objects.filter(workload__in=workloads_visible_to(user))
+
+
+def finding_list(*, user, filters=None) -> QuerySet[Finding]:
+    from governance.findings.filters import FindingFilter
+
+    qs = findings_visible_to(user).select_related("workload__tier", "assignee", "session")
+    if not filters:
+        return qs
+    filterset = FindingFilter(filters, queryset=qs)
+    return filterset.qs if filterset.is_valid() else qs.none()
+
+
+def finding_get(*, user, pk: int) -> Finding:
+    finding = (
+        findings_visible_to(user)
+        .select_related("workload__tier", "session", "assignee")
+        .filter(pk=pk)
+        .first()
+    )
+    if finding is None:
+        raise Http404("No such finding.")
+    return finding
+
+
+def finding_counts(*, user) -> dict:
+    """Counts by status, and open findings by severity, for the live counters."""
+    qs = findings_visible_to(user)
+    by_status = dict(qs.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    by_severity = dict(
+        qs.filter(status=Finding.Status.OPEN)
+        .values_list("severity")
+        .annotate(n=Count("id"))
+        .values_list("severity", "n")
+    )
+    return {"by_status": by_status, "open_by_severity": by_severity}
+
+
+def workload_has_open_high_findings(workload: Workload) -> bool:
+    """True while the workload has an unresolved high or critical finding (approvals use this
+    to require an extra approval for new grants)."""
+    return Finding.objects.filter(
+        workload=workload, status__in=UNRESOLVED, severity__in=("high", "critical")
+    ).exists()
+
+
+def sessions_visible_to(user) -> QuerySet[Session]:
+    if not user.is_authenticated or not user.has_perm(VIEW):
+        return Session.objects.none()
+    if user.has_perm("workloads.view_all_workloads"):
+        return Session.objects.all()
+    return Session.objects.filter(workload__in=workloads_visible_to(user))
+
+
+def session_list(*, user, workload: str = "") -> QuerySet[Session]:
+    qs = sessions_visible_to(user).select_related("workload").order_by("-started_at", "-id")
+    if workload:
+        qs = qs.filter(workload__slug=workload)
+    return qs.annotate(
+        finding_count=Count("findings", distinct=True),
+    )
+
+
+def session_get(*, user, pk: int) -> Session:
+    session = sessions_visible_to(user).select_related("workload__tier").filter(pk=pk).first()
+    if session is None:
+        raise Http404("No such session.")
+    return session
+
+
+TIMELINE_LIMIT = 1000
+
+
+def session_timeline(*, session: Session) -> dict:
+    """The session's events (first TIMELINE_LIMIT) with the findings that cite each."""
+    events = list(
+        UsageEvent.objects.filter(session=session)
+        .order_by("occurred_at", "id")
+        .only(
+            "id",
+            "type",
+            "occurred_at",
+            "tool",
+            "content",
+            "duration_ms",
+            "reasoning_tokens",
+            "input_tokens",
+            "output_tokens",
+            "evaluated",
+        )[: TIMELINE_LIMIT + 1]
+    )
+    findings = list(session.findings.order_by("created_at", "id"))
+    markers = defaultdict(list)
+    for finding in findings:
+        for event_id in finding.evidence:
+            markers[event_id].append(finding)
+    rows = [{"event": e, "findings": markers.get(e.id, [])} for e in events[:TIMELINE_LIMIT]]
+    return {
+        "rows": rows,
+        "truncated": len(events) > TIMELINE_LIMIT,
+        "findings": findings,
+    }
+
+
+def _per_day(qs, field: str, days: int) -> list[dict]:
+    today = timezone.now().date()
+    start = today - timedelta(days=days - 1)
+    counts = dict(
+        qs.filter(**{f"{field}__date__gte": start})
+        .annotate(day=TruncDate(field))
+        .values_list("day")
+        .annotate(n=Count("id"))
+        .values_list("day", "n")
+    )
+    return [
+        {"day": start + timedelta(days=i), "n": counts.get(start + timedelta(days=i), 0)}
+        for i in range(days)
+    ]
+
+
+def dashboard_series(*, user, days: int = 14) -> dict:
+    findings = _per_day(findings_visible_to(user), "created_at", days)
+    sessions = _per_day(sessions_visible_to(user), "started_at", days)
+    top = list(
+        findings_visible_to(user)
+        .filter(status__in=UNRESOLVED)
+        .values("workload__slug", "workload__name")
+        .annotate(
+            n=Count("id"),
+            high=Count("id", filter=Q(severity__in=("high", "critical"))),
+        )
+        .order_by("-n", "workload__slug")[:5]
+    )
+    return {"findings": findings, "sessions": sessions, "top_workloads": top}

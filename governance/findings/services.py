@@ -1,0 +1,206 @@
+"""Review of findings and the containment they trigger: one transaction each, audited."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from governance.audit import audit_record, audit_snapshot
+from governance.errors import Conflict, DomainError, NotAllowed
+from governance.models import ContainmentAction, Finding, FindingComment
+from workloads import services as workload_services
+from workloads.models import Entitlement, RuleException, Workload
+
+TRIAGE = "governance.triage_finding"
+FINDING_AUDIT_FIELDS = ("kind", "severity", "status", "workload", "session", "assignee")
+
+ALLOWED_TRANSITIONS = {
+    Finding.Status.OPEN: {
+        Finding.Status.ACKNOWLEDGED,
+        Finding.Status.RESOLVED,
+        Finding.Status.FALSE_POSITIVE,
+    },
+    Finding.Status.ACKNOWLEDGED: {
+        Finding.Status.RESOLVED,
+        Finding.Status.FALSE_POSITIVE,
+        Finding.Status.OPEN,
+    },
+    Finding.Status.RESOLVED: {Finding.Status.OPEN},
+    Finding.Status.FALSE_POSITIVE: {Finding.Status.OPEN},
+}
+
+
+def _require(by, permission: str) -> None:
+    if not by.has_perm(permission):
+        raise NotAllowed()
+
+
+def _set_status(finding: Finding, status: str, by, comment: str) -> Finding:
+    if status == finding.status:
+        return finding
+    if status not in ALLOWED_TRANSITIONS[finding.status]:
+        raise Conflict(f"A {finding.status} finding cannot become {status}.", field="status")
+    before = audit_snapshot(finding, FINDING_AUDIT_FIELDS)
+    finding.status = status
+    closed = status in (Finding.Status.RESOLVED, Finding.Status.FALSE_POSITIVE)
+    finding.resolved_at = timezone.now() if closed else None
+    finding.save(update_fields=["status", "resolved_at", "updated_at"])
+    if comment.strip():
+        FindingComment.objects.create(finding=finding, author=by, body=comment.strip())
+    audit_record(
+        by=by,
+        action=f"finding.{status}",
+        obj=finding,
+        before=before,
+        after=audit_snapshot(finding, FINDING_AUDIT_FIELDS) | {"comment": comment.strip()},
+    )
+    return finding
+
+
+@transaction.atomic
+def finding_set_status(*, finding: Finding, status: str, by, comment: str = "") -> Finding:
+    """open → acknowledged → resolved | false_positive (and reopen)."""
+    _require(by, TRIAGE)
+    if status not in Finding.Status.values:
+        raise DomainError("Unknown status.", field="status")
+    finding = Finding.objects.select_for_update().get(pk=finding.pk)
+    return _set_status(finding, status, by, comment)
+
+
+@transaction.atomic
+def findings_bulk_set_status(*, finding_ids: list[int], status: str, by, comment: str = "") -> int:
+    """Triage many at once; findings that cannot make the move are left as they are."""
+    _require(by, TRIAGE)
+    if status not in Finding.Status.values:
+        raise DomainError("Unknown status.", field="status")
+    changed = 0
+    for finding in Finding.objects.select_for_update().filter(pk__in=finding_ids).order_by("pk"):
+        if status in ALLOWED_TRANSITIONS[finding.status]:
+            _set_status(finding, status, by, comment)
+            changed += 1
+    return changed
+
+
+@transaction.atomic
+def finding_assign(*, finding: Finding, assignee, by) -> Finding:
+    _require(by, TRIAGE)
+    if assignee is not None and not assignee.has_perm(TRIAGE):
+        raise DomainError("Assign to someone who can triage findings.", field="assignee")
+    finding = Finding.objects.select_for_update().get(pk=finding.pk)
+    before = audit_snapshot(finding, FINDING_AUDIT_FIELDS)
+    finding.assignee = assignee
+    finding.save(update_fields=["assignee", "updated_at"])
+    audit_record(
+        by=by,
+        action="finding.assign",
+        obj=finding,
+        before=before,
+        after=audit_snapshot(finding, FINDING_AUDIT_FIELDS),
+    )
+    return finding
+
+
+@transaction.atomic
+def finding_comment_add(*, finding: Finding, body: str, by) -> FindingComment:
+    _require(by, TRIAGE)
+    if not body.strip():
+        raise DomainError("Write something.", field="body", code="required")
+    comment = FindingComment.objects.create(finding=finding, author=by, body=body.strip()[:5000])
+    audit_record(by=by, action="finding.comment", obj=finding, after={"comment": comment.body})
+    return comment
+
+
+def triagers():
+    """Users a finding may be assigned to."""
+    return (
+        get_user_model()
+        .objects.filter(is_active=True, groups__permissions__codename="triage_finding")
+        .distinct()
+        .order_by("username")
+    )
+
+
+def finding_contain(*, finding: Finding) -> list[ContainmentAction]:
+    """Containment for a critical finding, as its workload's tier says: suspend the workload
+    and/or revoke the grant it abused. Runs inside the evaluator's transaction; audited by the
+    workload services it calls (actor: system)."""
+    tier = finding.workload.tier
+    if finding.severity != "critical" or tier is None:
+        return []
+    actions = []
+    reason = f"Critical finding #{finding.pk}: {finding.summary}"
+    if tier.suspend_on_critical and finding.workload.status == Workload.Status.ACTIVE:
+        workload_services.workload_set_status(
+            workload=finding.workload, status=Workload.Status.SUSPENDED, by=None, reason=reason
+        )
+        actions.append(
+            ContainmentAction.objects.create(
+                finding=finding,
+                action=ContainmentAction.Action.SUSPEND_WORKLOAD,
+                workload=finding.workload,
+            )
+        )
+    if tier.revoke_on_critical and finding.tool:
+        grant = Entitlement.objects.filter(
+            workload=finding.workload, tool__slug=finding.tool, status=Entitlement.Status.ACTIVE
+        ).first()
+        if grant is not None:
+            workload_services.entitlement_revoke(grant=grant, by=None, reason=reason)
+            actions.append(
+                ContainmentAction.objects.create(
+                    finding=finding,
+                    action=ContainmentAction.Action.REVOKE_GRANT,
+                    workload=finding.workload,
+                    grant=grant,
+                )
+            )
+    return actions
+
+
+@transaction.atomic
+def containment_reverse(*, action: ContainmentAction, by) -> ContainmentAction:
+    """Undo a suspension (reactivate) or a revocation (grant the tool again, same end date)."""
+    _require(by, "governance.reverse_containment")
+    action = (
+        ContainmentAction.objects.select_for_update(of=("self",))
+        .select_related("grant__tool")
+        .get(pk=action.pk)
+    )
+    if action.reversed_at is not None:
+        raise Conflict("This containment was already reversed.")
+    if action.action == ContainmentAction.Action.SUSPEND_WORKLOAD:
+        workload_services.workload_set_status(
+            workload=action.workload,
+            status=Workload.Status.ACTIVE,
+            by=by,
+            reason=f"Containment of finding #{action.finding_id} reversed",
+        )
+    else:
+        grant = action.grant
+        now = timezone.now()
+        if grant is None or (grant.valid_until is not None and grant.valid_until <= now):
+            raise Conflict("The grant has lapsed meanwhile; request the tool again.")
+        exceptions = tuple(
+            e.rule.slug
+            for e in RuleException.objects.filter(workload=action.workload).select_related("rule")
+            if e.is_valid_at(now)
+        )
+        workload_services.entitlement_grant(
+            workload=action.workload,
+            tool=grant.tool,
+            by=by,
+            valid_until=grant.valid_until,
+            constraints=grant.constraints,
+            allow_exception_rules=exceptions,
+        )
+    action.reversed_at = timezone.now()
+    action.reversed_by = by
+    action.save(update_fields=["reversed_at", "reversed_by"])
+    audit_record(
+        by=by,
+        action="containment.reverse",
+        obj=action,
+        after={"finding": action.finding_id, "action": action.action},
+    )
+    return action

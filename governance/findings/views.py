@@ -1,0 +1,210 @@
+"""Findings queue, finding detail, triage, containment reversal, dashboard panels,
+re-evaluation jobs. Thin: parse, call a selector or service, render."""
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from governance.errors import DomainError
+from governance.findings import selectors, services
+from governance.findings.charts import bar_chart
+from governance.findings.forms import (
+    BulkTriageForm,
+    CommentForm,
+    ReevaluationForm,
+    StatusForm,
+)
+from governance.models import ContainmentAction, Finding, FindingKind, ReevaluationJob, Severity
+from governance.permissions import requires
+from workloads.models import SensitivityTier
+
+VIEW = "governance.view_findings"
+TRIAGE = "governance.triage_finding"
+FILTER_KEYS = ("kind", "severity", "status", "workload", "tier", "assignee")
+PAGE_SIZE = 25
+
+
+def _queue_context(request):
+    filters = {key: request.GET.get(key, "") for key in FILTER_KEYS}
+    if "status" not in request.GET:
+        filters["status"] = Finding.Status.OPEN
+    page = Paginator(selectors.finding_list(user=request.user, filters=filters), PAGE_SIZE)
+    return {
+        "page": page.get_page(request.GET.get("page")),
+        "filters": filters,
+        "kinds": FindingKind.choices,
+        "severities": Severity.choices,
+        "statuses": Finding.Status.choices,
+        "tiers": SensitivityTier.objects.order_by("rank"),
+        "counts": selectors.finding_counts(user=request.user),
+        "query": request.GET.urlencode(),
+    }
+
+
+@requires(VIEW)
+def queue(request):
+    template = "findings/queue.html"
+    if request.htmx and not request.htmx.boosted:
+        template += "#table"
+    return render(request, template, _queue_context(request))
+
+
+@requires(VIEW)
+def counts(request):
+    context = {"counts": selectors.finding_counts(user=request.user)}
+    return render(request, "findings/queue.html#counts", context)
+
+
+@requires(TRIAGE)
+@require_POST
+def bulk_triage(request):
+    visible = selectors.findings_visible_to(request.user)
+    ids = [int(i) for i in request.POST.getlist("ids") if i.isdigit()]
+    allowed = list(visible.filter(pk__in=ids).values_list("pk", flat=True))
+    form = BulkTriageForm(request.POST, finding_ids=allowed)
+    changed = 0
+    if form.is_valid():
+        changed = services.findings_bulk_set_status(
+            finding_ids=form.cleaned_data["ids"],
+            status=form.cleaned_data["status"],
+            comment=form.cleaned_data["comment"],
+            by=request.user,
+        )
+    if request.htmx:
+        # The table is refreshed with the queue's current filters; counters swap out of band.
+        request.GET = request.POST.copy()
+        context = _queue_context(request) | {"changed": changed, "oob": True}
+        status = 200 if form.is_valid() else 422
+        return render(request, "findings/queue.html#bulk_result", context, status=status)
+    messages.success(request, f"{changed} finding(s) updated.")
+    return redirect("findings:queue")
+
+
+@requires(VIEW)
+def detail(request, pk):
+    finding = selectors.finding_get(user=request.user, pk=pk)
+    return render(
+        request,
+        "findings/detail.html",
+        {
+            "finding": finding,
+            "comments": finding.comments.select_related("author"),
+            "containment": finding.containment.select_related("grant__tool", "reversed_by"),
+            "status_form": StatusForm(initial={"status": finding.status}),
+            "comment_form": CommentForm(),
+            "triagers": services.triagers(),
+            "next_statuses": sorted(services.ALLOWED_TRANSITIONS[finding.status]),
+        },
+    )
+
+
+def _done(request, finding, message=""):
+    if message:
+        messages.success(request, message)
+    return redirect("findings:detail", pk=finding.pk)
+
+
+@requires(TRIAGE)
+@require_POST
+def set_status(request, pk):
+    finding = selectors.finding_get(user=request.user, pk=pk)
+    form = StatusForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a status.")
+        return _done(request, finding)
+    try:
+        services.finding_set_status(
+            finding=finding,
+            status=form.cleaned_data["status"],
+            comment=form.cleaned_data["comment"],
+            by=request.user,
+        )
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return _done(request, finding)
+    return _done(
+        request, finding, f"Finding marked {form.cleaned_data['status'].replace('_', ' ')}."
+    )
+
+
+@requires(TRIAGE)
+@require_POST
+def assign(request, pk):
+    finding = selectors.finding_get(user=request.user, pk=pk)
+    username = request.POST.get("assignee", "")
+    assignee = get_user_model().objects.filter(username=username).first() if username else None
+    try:
+        services.finding_assign(finding=finding, assignee=assignee, by=request.user)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return _done(request, finding)
+    return _done(request, finding, "Assignee updated.")
+
+
+@requires(TRIAGE)
+@require_POST
+def comment(request, pk):
+    finding = selectors.finding_get(user=request.user, pk=pk)
+    form = CommentForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Write something.")
+        return _done(request, finding)
+    services.finding_comment_add(finding=finding, body=form.cleaned_data["body"], by=request.user)
+    return _done(request, finding, "Comment added.")
+
+
+@requires("governance.reverse_containment")
+@require_POST
+def reverse_containment(request, pk):
+    action = get_object_or_404(ContainmentAction, pk=pk)
+    finding = selectors.finding_get(user=request.user, pk=action.finding_id)
+    try:
+        services.containment_reverse(action=action, by=request.user)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return _done(request, finding)
+    return _done(request, finding, "Containment reversed.")
+
+
+@requires(VIEW)
+def dashboard_panels(request):
+    series = selectors.dashboard_series(user=request.user)
+    return render(
+        request,
+        "findings/dashboard_panels.html",
+        {
+            "findings_chart": bar_chart(series["findings"]),
+            "sessions_chart": bar_chart(series["sessions"]),
+            "top_workloads": series["top_workloads"],
+        },
+    )
+
+
+@requires("governance.run_reevaluation")
+def reevaluation(request):
+    from governance.evaluation.reevaluation import reevaluation_start
+
+    form = ReevaluationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = reevaluation_start(days=form.cleaned_data["days"], by=request.user)
+        except DomainError as exc:
+            form.add_error("days", exc.message)
+        else:
+            return redirect("findings:reevaluation_job", pk=job.pk)
+    status = 422 if form.errors else 200
+    jobs = ReevaluationJob.objects.select_related("created_by")[:10]
+    return render(
+        request, "findings/reevaluation.html", {"form": form, "jobs": jobs}, status=status
+    )
+
+
+@requires("governance.run_reevaluation")
+def reevaluation_job(request, pk):
+    job = get_object_or_404(ReevaluationJob, pk=pk)
+    template = "findings/reevaluation_job.html"
+    if request.htmx and not request.htmx.boosted:
+        template += "#progress"
+    return render(request, template, {"job": job})

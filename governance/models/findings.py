@@ -1,0 +1,173 @@
+"""Findings raised by the evaluator, their review, the containment they caused, and
+re-evaluation jobs."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from workloads.models import Entitlement, Session, Workload
+
+
+class FindingKind(models.TextChoices):
+    UNENTITLED_TOOL = "unentitled_tool", "Unentitled tool use"
+    EXPIRED_GRANT_USE = "expired_grant_use", "Use of an expired or revoked grant"
+    SUSPENDED_WORKLOAD_USE = "suspended_workload_use", "Activity of a suspended workload"
+    UNCLASSIFIED_WORKLOAD_USE = "unclassified_workload_use", "Activity of an unclassified workload"
+    FORBIDDEN_COMBINATION = "forbidden_combination", "Forbidden tool combination"
+    SESSION_OVERRUN = "session_overrun", "Session overrun"
+    IDLE_TIMEOUT = "idle_timeout", "Idle timeout"
+    BUDGET_EXCEEDED = "budget_exceeded", "Budget exceeded"
+    REASONING_LOOP = "reasoning_loop", "Reasoning loop"
+    INTENT_DRIFT = "intent_drift", "Intent drift"
+
+
+class Severity(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
+SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
+
+
+class Finding(models.Model):
+    """One detected breach of a workload's mandate, raised exactly once (`dedupe_key`)."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        ACKNOWLEDGED = "acknowledged", "Acknowledged"
+        RESOLVED = "resolved", "Resolved"
+        FALSE_POSITIVE = "false_positive", "False positive"
+
+    kind = models.CharField(max_length=32, choices=FindingKind.choices)
+    severity = models.CharField(max_length=16, choices=Severity.choices)
+    severity_rank = models.PositiveSmallIntegerField(default=1, help_text="For sorting.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    workload = models.ForeignKey(Workload, on_delete=models.CASCADE, related_name="findings")
+    session = models.ForeignKey(
+        Session, on_delete=models.CASCADE, null=True, blank=True, related_name="findings"
+    )
+    tool = models.CharField(max_length=80, blank=True, help_text="The tool involved, if any.")
+    summary = models.CharField(max_length=300)
+    evidence = models.JSONField(default=list, blank=True, help_text="Usage event ids.")
+    details = models.JSONField(default=dict, blank=True, help_text="Which signal fired, values.")
+    dedupe_key = models.CharField(max_length=200, unique=True)
+    occurred_at = models.DateTimeField(help_text="When the evidence happened.")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="assigned_findings",
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "-created_at"]),
+            models.Index(fields=["kind", "-created_at"]),
+            models.Index(fields=["severity", "-created_at"]),
+            models.Index(fields=["workload", "status"]),
+            models.Index(fields=["session"]),
+            models.Index(fields=["assignee", "status"]),
+            models.Index(fields=["-created_at", "-id"], name="finding_recent"),
+        ]
+        permissions = [
+            ("view_findings", "Can see findings and session timelines"),
+            ("triage_finding", "Can acknowledge, resolve, assign and comment on findings"),
+            ("reverse_containment", "Can undo a suspension or revocation caused by a finding"),
+            ("run_reevaluation", "Can re-run the detectors over past sessions"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk}"
+
+
+class FindingComment(models.Model):
+    """A reviewer's note on a finding."""
+
+    finding = models.ForeignKey(Finding, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    body = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["finding", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"comment on {self.finding_id}"
+
+
+class ContainmentAction(models.Model):
+    """What a critical finding did to its workload (suspend) or grant (revoke); reversible."""
+
+    class Action(models.TextChoices):
+        SUSPEND_WORKLOAD = "suspend_workload", "Suspended the workload"
+        REVOKE_GRANT = "revoke_grant", "Revoked the grant"
+
+    finding = models.ForeignKey(Finding, on_delete=models.CASCADE, related_name="containment")
+    action = models.CharField(max_length=24, choices=Action.choices)
+    workload = models.ForeignKey(Workload, on_delete=models.CASCADE, related_name="+")
+    grant = models.ForeignKey(
+        Entitlement, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    reversed_at = models.DateTimeField(null=True, blank=True)
+    reversed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["finding"])]
+        constraints = [
+            models.UniqueConstraint(fields=["finding", "action"], name="containment_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} for finding {self.finding_id}"
+
+
+class ReevaluationJob(models.Model):
+    """Re-running the detectors over the sessions of the last N days, in bounded steps."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    days = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    since = models.DateTimeField()
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    cursor = models.BigIntegerField(default=0, help_text="Last session id processed.")
+    findings_raised = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status"], name="reevaluation_active", condition=~Q(status="done"))
+        ]
+
+    def __str__(self) -> str:
+        return f"re-evaluation #{self.pk} ({self.days} days)"
+
+    @property
+    def percent(self) -> int:
+        if self.status == self.Status.DONE:
+            return 100
+        return int(self.done * 100 / self.total) if self.total else 0

@@ -1,0 +1,31 @@
+"""Sessions per workload and a session's timeline."""
+
+from django.core.paginator import Paginator
+from django.shortcuts import render
+
+from governance.findings import selectors
+from governance.permissions import requires
+
+VIEW = "governance.view_findings"
+
+
+@requires(VIEW)
+def sessions(request):
+    workload = request.GET.get("workload", "")
+    page = Paginator(selectors.session_list(user=request.user, workload=workload), 25).get_page(
+        request.GET.get("page")
+    )
+    template = "usage/sessions.html"
+    if request.htmx and not request.htmx.boosted:
+        template += "#table"
+    return render(request, template, {"page": page, "workload": workload})
+
+
+@requires(VIEW)
+def timeline(request, pk):
+    session = selectors.session_get(user=request.user, pk=pk)
+    return render(
+        request,
+        "usage/timeline.html",
+        {"session": session, **selectors.session_timeline(session=session)},
+    )

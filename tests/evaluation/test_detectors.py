@@ -1,0 +1,225 @@
+"""Each detector with a case that fires and one that must not."""
+
+from dataclasses import replace
+
+from governance.evaluation.detectors import (
+    Limits,
+    check_budgets,
+    check_drift,
+    check_idle_gap,
+    check_loop,
+    check_overrun,
+    check_session_combination,
+    check_tool_access,
+    check_workload_status,
+)
+from governance.evaluation.detectors.severity import severity_for
+from governance.evaluation.scoring import TfCosineScorer, TokenSetScorer
+from tests.evaluation.builders import T0, event, exception, grant, policy
+
+
+def test_a_granted_tool_call_raises_nothing():
+    assert check_tool_access(event(tool="crm-api"), policy()) is None
+
+
+def test_a_tool_without_any_grant_is_unentitled():
+    draft = check_tool_access(event(tool="crm-api"), policy(grants=(grant("file-read"),)))
+    assert draft.kind == "unentitled_tool"
+    assert draft.tool == "crm-api"
+    assert draft.details["in_catalogue"] is True
+
+
+def test_a_tool_unknown_to_the_catalogue_is_unentitled():
+    draft = check_tool_access(event(tool="shadow-tool"), policy())
+    assert draft.kind == "unentitled_tool"
+    assert draft.details["in_catalogue"] is False
+
+
+def test_a_call_after_the_grant_expired_is_expired_grant_use():
+    draft = check_tool_access(
+        event(tool="crm-api", at=100), policy(grants=(grant("crm-api", end=50),))
+    )
+    assert draft.kind == "expired_grant_use"
+    assert draft.details["grant_status"] == "expired"
+
+
+def test_a_call_after_a_revocation_is_flagged_but_one_before_it_is_not():
+    revoked = policy(grants=(grant("crm-api", status="revoked", end=50),))
+    assert check_tool_access(event(tool="crm-api", at=10), revoked) is None
+    draft = check_tool_access(event(tool="crm-api", at=60), revoked)
+    assert draft.kind == "expired_grant_use"
+    assert draft.details["grant_status"] == "revoked"
+
+
+def test_a_call_before_the_grant_starts_is_unentitled():
+    draft = check_tool_access(
+        event(tool="crm-api", at=0), policy(grants=(grant("crm-api", start=60),))
+    )
+    assert draft.kind == "unentitled_tool"
+
+
+def test_non_tool_events_are_not_access_checked():
+    assert check_tool_access(event("reasoning_step", content="think"), policy(grants=())) is None
+
+
+def test_an_active_workload_raises_no_status_finding():
+    assert check_workload_status(event(), policy()) is None
+
+
+def test_a_suspended_workload_reporting_activity_is_flagged():
+    draft = check_workload_status(event(), policy(workload_status="suspended"))
+    assert draft.kind == "suspended_workload_use"
+
+
+def test_a_draft_workload_reporting_activity_is_flagged_as_unclassified():
+    draft = check_workload_status(event(), policy(workload_status="draft", tier_position=""))
+    assert draft.kind == "unclassified_workload_use"
+
+
+def test_the_call_completing_the_trifecta_in_a_session_is_flagged():
+    used = {"sql-query": "data_store", "web-search": "web_access"}
+    drafts = check_session_combination(used, event(tool="send-email"), policy())
+    assert [d.kind for d in drafts] == ["forbidden_combination"]
+    assert drafts[0].details["rule"] == "lethal-trifecta"
+
+
+def test_two_of_three_trifecta_legs_are_not_a_combination():
+    drafts = check_session_combination(
+        {"sql-query": "data_store"}, event(tool="web-search"), policy()
+    )
+    assert drafts == []
+
+
+def test_a_valid_rule_exception_allows_the_combination():
+    used = {"sql-query": "data_store", "web-search": "web_access"}
+    allowed = policy(exceptions=(exception("lethal-trifecta"),))
+    assert check_session_combination(used, event(tool="send-email"), allowed) == []
+
+
+def test_an_expired_rule_exception_does_not_allow_it():
+    used = {"sql-query": "data_store", "web-search": "web_access"}
+    lapsed = policy(exceptions=(exception("lethal-trifecta", start=-600, end=-60),))
+    assert len(check_session_combination(used, event(tool="send-email"), lapsed)) == 1
+
+
+def test_a_forbid_rule_is_critical_and_ignores_exceptions():
+    from tests.evaluation.builders import TRIFECTA
+
+    forbid = replace(TRIFECTA, effect="forbid")
+    used = {"sql-query": "data_store", "web-search": "web_access"}
+    drafts = check_session_combination(
+        used,
+        event(tool="send-email"),
+        policy(rules=(forbid,), exceptions=(exception(forbid.slug),)),
+    )
+    assert drafts[0].severity == "critical"
+
+
+def test_a_session_inside_its_window_has_not_overrun():
+    assert check_overrun(T0, event(at=600).occurred_at, policy()) is None
+
+
+def test_a_session_past_its_window_has_overrun():
+    draft = check_overrun(T0, event(at=601).occurred_at, policy())
+    assert draft.kind == "session_overrun"
+    assert draft.details["limit_seconds"] == 600
+
+
+def test_a_gap_within_the_idle_timeout_is_fine():
+    assert check_idle_gap(T0, event(at=120).occurred_at, policy()) is None
+
+
+def test_a_gap_past_the_idle_timeout_is_flagged():
+    assert check_idle_gap(T0, event(at=121).occurred_at, policy()).kind == "idle_timeout"
+
+
+def test_budgets_within_limits_raise_nothing():
+    assert check_budgets(10, 1000, policy(), 1, T0) == []
+
+
+def test_each_crossed_budget_is_flagged_separately():
+    drafts = check_budgets(11, 1001, policy(), 1, T0)
+    assert {d.details["budget"] for d in drafts} == {"tool_calls", "reasoning_tokens"}
+
+
+def test_a_repeat_below_the_loop_threshold_is_not_a_loop():
+    window = [["crm-api:abc", 1]]
+    window, draft = check_loop(window, "crm-api:abc", 2, T0, policy(), what="tool_call")
+    assert draft is None
+    assert len(window) == 2
+
+
+def test_the_same_call_repeated_to_the_threshold_is_a_loop():
+    window = [["crm-api:abc", 1], ["crm-api:xyz", 2], ["crm-api:abc", 3]]
+    window, draft = check_loop(window, "crm-api:abc", 4, T0, policy(), what="tool_call")
+    assert draft.kind == "reasoning_loop"
+    assert draft.evidence == (1, 3, 4)
+
+
+def test_repeats_that_fell_out_of_the_window_do_not_count():
+    narrow = policy(loop_window=3)
+    window = [["a", 1], ["a", 2], ["b", 3]]
+    window, draft = check_loop(window, "a", 4, T0, narrow, what="tool_call")
+    assert draft is None
+    assert window == [["a", 2], ["b", 3], ["a", 4]]
+
+
+def _drift(action, request="Summarise ticket 4411 for the agent", capability="", **kw):
+    return check_drift(
+        request=request,
+        purpose=policy().purpose,
+        action=action,
+        action_capability=capability,
+        policy=kw.pop("snapshot", policy()),
+        event_id=9,
+        moment=T0,
+        **kw,
+    )
+
+
+def test_an_action_that_answers_the_request_is_not_drift():
+    assert _drift("Drafted a reply summarising ticket 4411 for the support agent.") is None
+
+
+def test_an_action_in_a_capability_the_request_never_asked_for_is_drift():
+    draft = _drift("Summarised ticket 4411 for the agent", capability="code_execution")
+    assert "capability" in draft.details["signals"]
+    assert draft.details["capabilities_outside_request"] == ["code_execution"]
+
+
+def test_an_action_aimed_at_a_target_nobody_mentioned_is_drift():
+    draft = _drift("Summarised ticket 4411 and forwarded it to exfil@attacker.example")
+    assert "targets" in draft.details["signals"]
+    assert draft.details["targets_outside_request"] == ["exfil@attacker.example"]
+
+
+def test_an_unrelated_action_scores_low_similarity():
+    draft = _drift("Rebalanced the kubernetes cluster nodes")
+    assert "similarity" in draft.details["signals"]
+    assert draft.details["similarity"] < 0.1
+
+
+def test_the_drift_scorer_is_pluggable():
+    class AlwaysSimilar:
+        def score(self, a, b):
+            return 1.0
+
+    assert _drift("Rebalanced the kubernetes cluster nodes", scorer=AlwaysSimilar()) is None
+
+
+def test_scorers_rate_identical_texts_one_and_disjoint_zero():
+    for scorer in (TfCosineScorer(), TokenSetScorer()):
+        assert scorer.score("refund the order", "refund the order") > 0.99
+        assert scorer.score("refund the order", "kubernetes cluster") == 0.0
+
+
+def test_severity_rises_in_the_top_tier_and_falls_in_the_bottom():
+    assert severity_for("unentitled_tool", "middle") == "high"
+    assert severity_for("unentitled_tool", "top") == "critical"
+    assert severity_for("idle_timeout", "bottom") == "low"
+
+
+def test_limits_left_unset_disable_their_checks():
+    unlimited = policy(limits=Limits())
+    assert check_overrun(T0, event(at=10**6).occurred_at, unlimited) is None
+    assert check_budgets(10**6, 10**9, unlimited, 1, T0) == []

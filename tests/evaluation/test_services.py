@@ -1,0 +1,150 @@
+"""Evaluation services against the database: idempotent, incremental, nothing lost."""
+
+import pytest
+
+from governance.evaluation import services
+from governance.evaluation.services import events_evaluate, open_sessions_check
+from governance.models import Finding
+from tests.evaluation.rows import add_events, id_range, make_session
+from tests.factories import ClassifiedWorkloadFactory, EntitlementFactory, tier
+from workloads.models import Tool, UsageEvent
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def workload():
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    EntitlementFactory(workload=workload, tool=Tool.objects.get(slug="crm-api"))
+    return workload
+
+
+def test_it_raises_a_finding_for_an_unentitled_call_and_marks_events_evaluated(workload):
+    session = make_session(workload)
+    events = add_events(session, ("session_start", 0), ("tool_call", 1, {"tool": "send-email"}))
+    result = events_evaluate(**id_range(events))
+    assert result.events == 2
+    finding = Finding.objects.get()
+    assert finding.kind == "unentitled_tool"
+    assert finding.tool == "send-email"
+    assert finding.evidence == [events[1].id]
+    assert finding.session == session
+    assert not UsageEvent.objects.filter(evaluated=False).exists()
+
+
+def test_running_twice_raises_nothing_twice_and_loses_nothing(workload):
+    session = make_session(workload)
+    events = add_events(
+        session, ("tool_call", 1, {"tool": "send-email"}), ("tool_call", 2, {"tool": "code-exec"})
+    )
+    events_evaluate(**id_range(events))
+    again = events_evaluate(**id_range(events))
+    assert again.events == 0
+    assert Finding.objects.count() == 2
+
+
+def test_a_replayed_run_with_a_fresh_state_inserts_no_duplicate(workload):
+    session = make_session(workload)
+    events = add_events(session, ("tool_call", 1, {"tool": "send-email"}))
+    events_evaluate(**id_range(events))
+    # As if the state write were lost but the finding kept: the unique key still holds.
+    UsageEvent.objects.update(evaluated=False)
+    session.evaluation_state = {}
+    session.save()
+    events_evaluate(**id_range(events))
+    assert Finding.objects.count() == 1
+
+
+def test_a_range_holding_other_batches_claims_only_the_unevaluated(workload):
+    session = make_session(workload)
+    first = add_events(session, ("tool_call", 1, {"tool": "crm-api"}))
+    events_evaluate(**id_range(first))
+    second = add_events(session, ("tool_call", 2, {"tool": "crm-api"}))
+    result = events_evaluate(min_id=first[0].id, max_id=second[-1].id)
+    assert result.events == 1
+
+
+def test_a_failed_run_rolls_back_leaving_the_events_for_the_next(workload, monkeypatch):
+    session = make_session(workload)
+    events = add_events(session, ("tool_call", 1, {"tool": "send-email"}))
+
+    def crash(drafts):
+        raise RuntimeError("worker died")
+
+    monkeypatch.setattr(services, "findings_record", crash)
+    with pytest.raises(RuntimeError):
+        events_evaluate(**id_range(events))
+    assert UsageEvent.objects.filter(evaluated=False).count() == 1
+    monkeypatch.undo()
+    events_evaluate(**id_range(events))
+    assert Finding.objects.count() == 1
+
+
+def test_state_carries_a_combination_across_separate_runs(workload):
+    session = make_session(workload)
+    for tool in ("sql-query", "web-search"):
+        events_evaluate(**id_range(add_events(session, ("tool_call", 1, {"tool": tool}))))
+    events_evaluate(**id_range(add_events(session, ("tool_call", 3, {"tool": "send-email"}))))
+    assert Finding.objects.filter(kind="forbidden_combination").count() == 1
+
+
+def test_batches_are_bounded_and_all_events_are_evaluated(workload):
+    session = make_session(workload)
+    events = add_events(
+        session, *[("reasoning_step", i, {"content": f"step {i}"}) for i in range(7)]
+    )
+    result = events_evaluate(**id_range(events), batch=3)
+    assert result.events == 7
+
+
+def test_the_sweeper_enqueues_ranges_of_left_over_events(workload, monkeypatch):
+    sent = []
+    monkeypatch.setattr(services, "evaluation_enqueue", lambda **kw: sent.append(kw) or True)
+    session = make_session(workload)
+    events = add_events(session, *[("reasoning_step", i) for i in range(5)])
+    assert services.unevaluated_sweep(grace_seconds=0, batch=2) == 3
+    assert sent[0] == {"min_id": events[0].id, "max_id": events[1].id}
+    assert sent[-1] == {"min_id": events[4].id, "max_id": events[4].id}
+
+
+def test_the_sweeper_leaves_recent_events_to_their_own_task(workload, monkeypatch):
+    monkeypatch.setattr(services, "evaluation_enqueue", lambda **kw: True)
+    add_events(make_session(workload), ("reasoning_step", 1))
+    assert services.unevaluated_sweep(grace_seconds=3600) == 0
+
+
+def test_enqueueing_with_the_broker_down_reports_false_instead_of_failing(settings, monkeypatch):
+    from governance.evaluation import tasks
+
+    def refuse(*args, **kwargs):
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr(tasks.evaluate_events, "apply_async", refuse)
+    assert services.evaluation_enqueue(min_id=1, max_id=2) is False
+
+
+def test_a_silent_session_is_found_overrun_by_the_beat_job(workload):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    limit = workload.tier.max_session_seconds
+    session = make_session(workload, started_at=timezone.now() - timedelta(seconds=limit + 60))
+    events_evaluate(**id_range(add_events(session, ("session_start", 0))))
+    assert open_sessions_check() == 2  # overrun and idle
+    assert set(Finding.objects.values_list("kind", flat=True)) == {
+        "session_overrun",
+        "idle_timeout",
+    }
+    assert open_sessions_check() == 0
+
+
+def test_an_ended_session_is_not_checked_by_the_clock(workload):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    session = make_session(workload, started_at=timezone.now() - timedelta(days=1))
+    session.ended_at = session.started_at
+    session.save()
+    assert open_sessions_check() == 0

@@ -1,0 +1,137 @@
+"""Triage, containment and its reversal."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from governance.errors import Conflict, NotAllowed
+from governance.evaluation.services import events_evaluate
+from governance.findings import services
+from governance.findings.selectors import workload_has_open_high_findings
+from governance.models import AuditEvent, ContainmentAction, Finding
+from tests.evaluation.rows import add_events, id_range, make_session
+from tests.factories import ClassifiedWorkloadFactory, EntitlementFactory, tier
+from workloads.models import Entitlement, Tool, Workload
+
+pytestmark = pytest.mark.django_db
+
+
+def _finding(workload, tool="send-email"):
+    session = make_session(workload)
+    events_evaluate(**id_range(add_events(session, ("tool_call", 1, {"tool": tool}))))
+    return Finding.objects.get(session=session)
+
+
+@pytest.fixture
+def finding():
+    return _finding(ClassifiedWorkloadFactory(tier=tier("internal-read")))
+
+
+def test_a_reviewer_acknowledges_then_resolves_with_an_audit_trail(finding, reviewer):
+    services.finding_set_status(finding=finding, status="acknowledged", by=reviewer)
+    services.finding_set_status(finding=finding, status="resolved", by=reviewer, comment="Fixed")
+    finding.refresh_from_db()
+    assert finding.status == "resolved"
+    assert finding.resolved_at is not None
+    assert finding.comments.get().body == "Fixed"
+    assert list(
+        AuditEvent.objects.filter(object_id=str(finding.pk))
+        .order_by("id")
+        .values_list("action", flat=True)
+    ) == ["finding.acknowledged", "finding.resolved"]
+
+
+def test_a_resolved_finding_cannot_be_acknowledged(finding, reviewer):
+    services.finding_set_status(finding=finding, status="false_positive", by=reviewer)
+    with pytest.raises(Conflict):
+        services.finding_set_status(finding=finding, status="acknowledged", by=reviewer)
+
+
+def test_an_auditor_may_look_but_not_triage(finding, auditor):
+    with pytest.raises(NotAllowed):
+        services.finding_set_status(finding=finding, status="acknowledged", by=auditor)
+
+
+def test_bulk_triage_moves_only_the_findings_that_can_move(reviewer):
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    first, second = _finding(workload), _finding(workload, tool="code-exec")
+    services.finding_set_status(finding=second, status="resolved", by=reviewer)
+    changed = services.findings_bulk_set_status(
+        finding_ids=[first.pk, second.pk], status="acknowledged", by=reviewer
+    )
+    assert changed == 1
+
+
+def test_a_finding_is_assigned_only_to_someone_who_can_triage(finding, reviewer, auditor):
+    services.finding_assign(finding=finding, assignee=reviewer, by=reviewer)
+    assert Finding.objects.get(pk=finding.pk).assignee == reviewer
+    with pytest.raises(Exception, match="triage"):
+        services.finding_assign(finding=finding, assignee=auditor, by=reviewer)
+
+
+def test_an_open_high_finding_marks_the_workload_until_resolved(reviewer):
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    assert not workload_has_open_high_findings(workload)
+    finding = _finding(workload)
+    assert finding.severity == "high"
+    assert workload_has_open_high_findings(workload)
+    services.finding_set_status(finding=finding, status="resolved", by=reviewer)
+    assert not workload_has_open_high_findings(workload)
+
+
+def test_a_critical_finding_suspends_and_revokes_as_the_tier_says(admin_user):
+    # Boundary-crossing tiers suspend and revoke on critical findings; the forbid rule
+    # below makes the combination critical.
+    from workloads.models import CombinationRule
+
+    CombinationRule.objects.filter(slug="lethal-trifecta").update(effect="forbid", scope="dynamic")
+    workload = ClassifiedWorkloadFactory(tier=tier("boundary-crossing"))
+    for slug in ("sql-query", "web-search", "send-email"):
+        EntitlementFactory(
+            workload=workload,
+            tool=Tool.objects.get(slug=slug),
+            valid_until=timezone.now() + timedelta(days=10),
+        )
+    session = make_session(workload)
+    events_evaluate(
+        **id_range(
+            add_events(
+                session,
+                ("tool_call", 1, {"tool": "sql-query"}),
+                ("tool_call", 2, {"tool": "web-search"}),
+                ("tool_call", 3, {"tool": "send-email"}),
+            )
+        )
+    )
+    finding = Finding.objects.get(kind="forbidden_combination")
+    assert finding.severity == "critical"
+    workload.refresh_from_db()
+    assert workload.status == Workload.Status.SUSPENDED
+    assert not Entitlement.objects.filter(
+        workload=workload, tool__slug="send-email", status="active"
+    ).exists()
+    actions = {a.action: a for a in ContainmentAction.objects.filter(finding=finding)}
+    assert set(actions) == {"suspend_workload", "revoke_grant"}
+
+    for action in actions.values():
+        services.containment_reverse(action=action, by=admin_user)
+    workload.refresh_from_db()
+    assert workload.status == Workload.Status.ACTIVE
+    assert Entitlement.objects.filter(
+        workload=workload, tool__slug="send-email", status="active"
+    ).exists()
+    assert AuditEvent.objects.filter(action="containment.reverse").count() == 2
+
+
+def test_a_reviewer_cannot_reverse_containment(reviewer):
+    action = ContainmentAction(pk=1)
+    with pytest.raises(NotAllowed):
+        services.containment_reverse(action=action, by=reviewer)
+
+
+def test_a_middle_tier_without_containment_settings_contains_nothing():
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    finding = _finding(workload)
+    finding.severity = "critical"
+    assert services.finding_contain(finding=finding) == []

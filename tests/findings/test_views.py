@@ -1,0 +1,191 @@
+"""Findings and session pages: permissions, filters, triage, constant query counts."""
+
+import pytest
+from django.urls import reverse
+
+from governance.evaluation.services import events_evaluate
+from governance.models import Finding
+from tests.evaluation.rows import add_events, id_range, make_session
+from tests.factories import ClassifiedWorkloadFactory, tier
+
+pytestmark = pytest.mark.django_db
+
+
+def _sessions_with_findings(n, workload=None):
+    workload = workload or ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    sessions = []
+    for i in range(n):
+        session = make_session(workload)
+        events_evaluate(
+            **id_range(
+                add_events(
+                    session,
+                    ("session_start", 0, {"content": "Summarise ticket"}),
+                    ("tool_call", 1, {"tool": "send-email", "duration_ms": 120 + i}),
+                )
+            )
+        )
+        sessions.append(session)
+    return sessions
+
+
+def test_an_owner_and_an_outsider_cannot_open_findings(client, owner, outsider):
+    for user in (owner, outsider):
+        client.force_login(user)
+        assert client.get(reverse("findings:queue")).status_code == 403
+        assert client.get(reverse("usage:sessions")).status_code == 403
+
+
+def test_the_queue_lists_and_filters_findings(client, reviewer):
+    _sessions_with_findings(1)
+    client.force_login(reviewer)
+    page = client.get(reverse("findings:queue"))
+    assert b"Unentitled tool use" in page.content
+    empty = client.get(reverse("findings:queue"), {"kind": "reasoning_loop"})
+    assert b"No findings match" in empty.content
+
+
+def test_the_queue_serves_its_table_fragment_to_htmx(client, reviewer):
+    _sessions_with_findings(1)
+    client.force_login(reviewer)
+    response = client.get(reverse("findings:queue"), headers={"HX-Request": "true"})
+    assert b'id="finding-table"' in response.content
+    assert b"<html" not in response.content
+
+
+def test_the_queue_query_count_stays_constant(client, reviewer, django_assert_max_num_queries):
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    _sessions_with_findings(2, workload)
+    client.force_login(reviewer)
+    with django_assert_max_num_queries(14) as small:
+        client.get(reverse("findings:queue"))
+    _sessions_with_findings(12, workload)
+    with django_assert_max_num_queries(len(small.captured_queries)):
+        client.get(reverse("findings:queue"))
+
+
+def test_the_sessions_list_query_count_stays_constant(
+    client, reviewer, django_assert_max_num_queries
+):
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    _sessions_with_findings(2, workload)
+    client.force_login(reviewer)
+    with django_assert_max_num_queries(10) as small:
+        client.get(reverse("usage:sessions"), {"workload": workload.slug})
+    _sessions_with_findings(12, workload)
+    with django_assert_max_num_queries(len(small.captured_queries)):
+        client.get(reverse("usage:sessions"), {"workload": workload.slug})
+
+
+def test_bulk_triage_updates_the_table_and_counts_out_of_band(client, reviewer):
+    _sessions_with_findings(3)
+    ids = list(Finding.objects.values_list("pk", flat=True))
+    client.force_login(reviewer)
+    response = client.post(
+        reverse("findings:bulk"),
+        {"ids": ids[:2], "status": "acknowledged", "kind": "", "status_filter": ""},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200
+    assert b'hx-swap-oob="true"' in response.content
+    assert Finding.objects.filter(status="acknowledged").count() == 2
+
+
+def test_an_auditor_cannot_bulk_triage(client, auditor):
+    _sessions_with_findings(1)
+    client.force_login(auditor)
+    response = client.post(reverse("findings:bulk"), {"ids": [1], "status": "resolved"})
+    assert response.status_code == 403
+
+
+def test_the_timeline_marks_the_event_a_detector_fired_on(client, reviewer):
+    (session,) = _sessions_with_findings(1)
+    finding = Finding.objects.get()
+    client.force_login(reviewer)
+    page = client.get(reverse("usage:timeline", args=[session.pk]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    marked = html.split(f'id="event-{finding.evidence[0]}"')[1].split("</li>")[0]
+    assert "flagged" in html.split(f'id="event-{finding.evidence[0]}"')[0].rsplit("<li", 1)[1]
+    assert reverse("findings:detail", args=[finding.pk]) in marked
+    assert "ms" in marked
+
+
+def test_a_reviewer_acknowledges_from_the_detail_page(client, reviewer):
+    _sessions_with_findings(1)
+    finding = Finding.objects.get()
+    client.force_login(reviewer)
+    response = client.post(
+        reverse("findings:status", args=[finding.pk]), {"status": "acknowledged"}
+    )
+    assert response.status_code == 302
+    finding.refresh_from_db()
+    assert finding.status == "acknowledged"
+
+
+def test_the_dashboard_panels_render_svg_charts(client, auditor):
+    _sessions_with_findings(2)
+    client.force_login(auditor)
+    response = client.get(reverse("findings:dashboard_panels"))
+    assert response.status_code == 200
+    assert b"<svg" in response.content
+    assert b"style=" not in response.content
+
+
+def test_a_reevaluation_job_raises_findings_for_a_rule_added_later(
+    client, admin_user, django_capture_on_commit_callbacks, settings
+):
+    from workloads.models import CombinationRule
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    from governance.celery import app
+
+    app.conf.task_always_eager = True
+    try:
+        workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+        session = make_session(workload)
+        events_evaluate(
+            **id_range(
+                add_events(
+                    session,
+                    ("tool_call", 1, {"tool": "crm-api"}),
+                    ("tool_call", 2, {"tool": "sql-query"}),
+                )
+            )
+        )
+        before = Finding.objects.filter(kind="forbidden_combination").count()
+        CombinationRule.objects.create(
+            slug="crm-and-warehouse",
+            name="CRM and warehouse",
+            groups=[["downstream_api"], ["data_store"]],
+            scope="dynamic",
+        )
+        client.force_login(admin_user)
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(reverse("findings:reevaluation"), {"days": 7})
+        assert response.status_code == 302
+        assert Finding.objects.filter(kind="forbidden_combination").count() == before + 1
+        job_page = client.get(response["Location"], headers={"HX-Request": "true"})
+        assert b"Done" in job_page.content
+        assert b"hx-trigger" not in job_page.content
+    finally:
+        app.conf.task_always_eager = False
+
+
+def test_a_failed_reevaluation_step_marks_the_job_failed(admin_user, monkeypatch):
+    from django.utils import timezone
+
+    from governance.evaluation import reevaluation, tasks
+    from governance.models import ReevaluationJob
+
+    job = ReevaluationJob.objects.create(days=1, since=timezone.now(), created_by=admin_user)
+
+    def broken(**kwargs):
+        raise ValueError("bad state")
+
+    monkeypatch.setattr(reevaluation, "reevaluation_step", broken)
+    with pytest.raises(ValueError):
+        tasks.reevaluation_step_task.apply(kwargs={"job_id": job.pk}, throw=True)
+    job.refresh_from_db()
+    assert job.status == "failed"
+    assert "bad state" in job.error
