@@ -229,6 +229,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Explicit, so tags stay per concern although /v1/traces (OTLP) lives outside /api/v1.
+    "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
 }
 
 # --- Celery -------------------------------------------------------------------------
@@ -245,6 +247,9 @@ if CELERY_BROKER_URL == "filesystem://":
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    # Publishing from a web request must not hang on an unreachable broker (ingest handoff).
+    CELERY_BROKER_TRANSPORT_OPTIONS["socket_connect_timeout"] = env_int("BROKER_CONNECT_TIMEOUT", 2)
+CELERY_BROKER_CONNECTION_TIMEOUT = env_int("BROKER_CONNECT_TIMEOUT", 2)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -253,6 +258,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = TIME_ZONE
+# Ingestion: how long token and workload lookups are cached per process (bounded staleness).
+INGEST_CACHE_SECONDS = env_int("INGEST_CACHE_SECONDS", 10)
 # Beat entries are added by each concern in governance/schedule.py.
 
 # --- logging ----------------------------------------------------------------------------
