@@ -185,10 +185,9 @@ def _json_value(value: Any) -> Any:
         number = value["doubleValue"]
         return float(number) if isinstance(number, (int, float)) else None
     if "arrayValue" in value:
-        items = (value["arrayValue"] or {}).get("values") or []
-        return [_json_value(v) for v in items] if isinstance(items, list) else None
+        return [_json_value(v) for v in _list(value["arrayValue"], "values")]
     if "kvlistValue" in value:
-        return _json_attributes((value["kvlistValue"] or {}).get("values"))
+        return _json_attributes(_list(value["kvlistValue"], "values"))
     if "bytesValue" in value:
         raw = value["bytesValue"]
         return raw if isinstance(raw, str) else None
@@ -245,11 +244,7 @@ def spans_from_json(body: bytes) -> tuple[list[OtlpSpan], list[Rejection]]:
             resource_part = (
                 resource_spans.get("resource") if isinstance(resource_spans, dict) else None
             )
-            resource = (
-                _json_attributes((resource_part or {}).get("attributes"))
-                if isinstance(resource_part, dict)
-                else {}
-            )
+            resource = _json_attributes(_list(resource_part, "attributes"))
             scopes = _list(resource_spans, "scopeSpans") or _list(
                 resource_spans, "instrumentationLibrarySpans"
             )
