@@ -34,7 +34,12 @@ CREATE TEMP TABLE IF NOT EXISTS {STAGE} (
 ) ON COMMIT DELETE ROWS;
 DELETE FROM {STAGE};
 """
-_COPY = f"COPY {STAGE} ({_COLUMNS}) FROM STDIN"
+_COPY = f"COPY {STAGE} ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+# Binary COPY: no text formatting of timestamps and numbers on either side.
+_STAGE_TYPES = [
+    "int8", "text", "text", "text", "timestamptz", "text", "text", "text", "text",
+    "int4", "int4", "int4", "int4", "text",
+]  # fmt: skip
 _MERGE = f"""
 WITH batch_sessions AS (
     SELECT workload_id, session_key,
@@ -92,7 +97,7 @@ class StoreResult:
     max_id: int | None
 
 
-def usage_events_store(*, records: list[EventRecord], source: str) -> StoreResult:
+def usage_events_store(*, records: list[EventRecord] | list[tuple], source: str) -> StoreResult:
     """Store the events (duplicates ignored) and upsert their sessions, in one transaction.
 
     After commit, one evaluation task is enqueued for the id range of the new events.
@@ -113,6 +118,7 @@ def _store_postgresql(records: list[EventRecord], source: str) -> StoreResult:
     with connection.cursor() as cursor:
         cursor.execute(_CREATE_STAGE)
         with cursor.copy(_COPY) as copy:
+            copy.set_types(_STAGE_TYPES)
             for record in records:
                 copy.write_row(record)
         cursor.execute(_MERGE, {"source": source, "now": timezone.now()})
@@ -123,6 +129,7 @@ def _store_postgresql(records: list[EventRecord], source: str) -> StoreResult:
 def _store_generic(records: list[EventRecord], source: str) -> StoreResult:
     """SQLite (the embedded default): the same semantics with the ORM, no speed target."""
     now = timezone.now()
+    records = [EventRecord(*r) for r in records]
     by_session: dict[tuple[int, str], list[EventRecord]] = {}
     for record in records:
         by_session.setdefault((record.workload_id, record.session_key), []).append(record)
@@ -174,9 +181,10 @@ def _store_generic(records: list[EventRecord], source: str) -> StoreResult:
     if not new:
         return StoreResult(0, None, None)
     UsageEvent.objects.bulk_create(new, ignore_conflicts=True)
-    stored = UsageEvent.objects.filter(received_at=now, pk__isnull=False)
-    span = stored.filter(
-        workload_id__in={e.workload_id for e in new}, event_id__in=[e.event_id for e in new]
+    span = UsageEvent.objects.filter(
+        received_at=now,
+        workload_id__in={e.workload_id for e in new},
+        event_id__in=[e.event_id for e in new],
     ).aggregate(low=Min("pk"), high=Max("pk"))
     return StoreResult(len(new), span["low"], span["high"])
 
