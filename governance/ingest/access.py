@@ -102,7 +102,7 @@ def workload_ids_for(slugs) -> dict[str, int]:
         if hit is not None and hit[0] > now:
             if hit[1] is not None:
                 found[slug] = hit[1]
-        else:
+        elif "\x00" not in slug:  # PostgreSQL cannot even compare text holding NUL
             missing.append(slug)
     if missing:
         fetched = dict(Workload.objects.filter(slug__in=missing).values_list("slug", "pk"))

@@ -1,7 +1,9 @@
 """POST /api/v1/events: storing, idempotency, per-item results, limits, auth, rate, handoff."""
 
+import base64
 import gzip
 import hashlib
+import json
 import logging
 
 import msgspec
@@ -99,6 +101,7 @@ def test_it_does_not_enqueue_before_commit(post_events, published):
     ("item", "code", "field"),
     [
         (event(1, workload="no-such-workload"), "unknown_workload", "workload"),
+        (event(1, workload="nul\u0000"), "unknown_workload", "workload"),
         (event(1, occurred_at="2025-03-01T12:00:00"), "bad_timestamp", "occurred_at"),
         (event(1, occurred_at="yesterday"), "bad_timestamp", "occurred_at"),
         (event(1, occurred_at="2999-01-01T00:00:00Z"), "bad_timestamp", "occurred_at"),
@@ -248,3 +251,56 @@ def test_it_still_answers_2xx_when_the_broker_is_down(
     assert response.json()["accepted"] == 2
     assert UsageEvent.objects.count() == 2
     assert "left for the sweeper" in caplog.text
+
+
+def test_a_revoked_token_stops_working_once_its_cache_entry_expires(
+    post_events, admin_user, settings
+):
+    from governance.models import ServiceToken
+
+    settings.INGEST_CACHE_SECONDS = 0
+    assert post_events([event(1)]).status_code == 200
+    service_token_revoke(token=ServiceToken.objects.get(), by=admin_user)
+    assert post_events([event(2)]).status_code == 401
+
+
+@pytest.mark.skipif(
+    "postgresql" not in __import__("django.conf").conf.settings.DATABASES["default"]["ENGINE"],
+    reason="the COPY path runs on PostgreSQL only",
+)
+def test_the_query_count_does_not_grow_with_the_batch(post_events, django_assert_max_num_queries):
+    post_events([event(0)])  # warm the token and workload caches
+    with django_assert_max_num_queries(6):
+        post_events([event(n) for n in range(1, 3)])
+    with django_assert_max_num_queries(6):
+        post_events([event(n, session=f"s-{n % 40}") for n in range(3, MAX_EVENTS)])
+
+
+def test_the_evaluation_message_reaches_a_real_broker(
+    post_events, monkeypatch, django_capture_on_commit_callbacks
+):
+    import uuid
+
+    import redis
+
+    url = "redis://127.0.0.1:6379/13"
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1)
+        client.ping()
+    except redis.RedisError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    queue = f"ingest-test-{uuid.uuid4().hex}"  # a queue no worker consumes
+    app = Celery("ingest-test", broker=url)
+    app.conf.task_default_queue = queue
+    monkeypatch.setattr(handoff, "celery_app", app)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            post_events([event(n) for n in range(3)])
+        [raw] = client.lrange(queue, 0, -1)
+    finally:
+        client.delete(queue)
+    message = json.loads(raw)
+    ids = sorted(UsageEvent.objects.values_list("id", flat=True))
+    assert message["headers"]["task"] == "mandate.evaluate_events"
+    args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+    assert (args, kwargs) == ([], {"min_id": ids[0], "max_id": ids[-1]})
