@@ -178,12 +178,16 @@ _LIMITS = (
 )
 
 
-class EventsIngestDoc(APIView):
-    """Documentation only: served by `governance.ingest.views.events_ingest`."""
+class _IngestDoc(APIView):
+    """What both served views require: a service token with the ingest scope."""
 
     permission_classes = [ScopeOrPermission]
     required_scope = "ingest"
     required_permission = None
+
+
+class EventsIngestDoc(_IngestDoc):
+    """Documentation only: served by `governance.ingest.views.events_ingest`."""
 
     @extend_schema(
         operation_id="events_ingest",
@@ -282,12 +286,8 @@ _OTLP_JSON_EXAMPLE = {
 }
 
 
-class OtlpTracesDoc(APIView):
+class OtlpTracesDoc(_IngestDoc):
     """Documentation only: served by `governance.ingest.views.otlp_traces`."""
-
-    permission_classes = [ScopeOrPermission]
-    required_scope = "ingest"
-    required_permission = None
 
     @extend_schema(
         operation_id="otlp_traces_export",
