@@ -13,7 +13,7 @@ from tests.factories import WorkloadFactory
 from workloads.models import Session, UsageEvent
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("compression", [Compression.NoCompression, Compression.Gzip])
 def test_the_sdk_exporter_delivers_gen_ai_spans(
     live_server, transactional_db, make_token, compression
