@@ -8,6 +8,7 @@ They are bounded (`_MAX_ENTRIES`) and cleared whole when full.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from governance.tokens import bearer_secret, service_token_lookup, token_hash
 from workloads.models import Workload
 
 _MAX_ENTRIES = 4096
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _tokens: dict[str, tuple[float, IngestToken | None]] = {}
 _workloads: dict[str, tuple[float, int | None]] = {}
@@ -135,6 +137,10 @@ class IngestThrottle(SimpleRateThrottle):
 def throttle_wait(request, token: IngestToken) -> int | None:
     """Seconds to wait when the token is over its rate, else None."""
     throttle = IngestThrottle(token)
-    if throttle.rate is None or throttle.allow_request(request, None):
+    try:
+        if throttle.rate is None or throttle.allow_request(request, None):
+            return None
+    except Exception as error:  # the shared cache (Redis) is down: storing beats limiting
+        log.warning("Ingest rate not checked, cache unavailable: %s", error)
         return None
     return int(throttle.wait() or 0) + 1

@@ -11,14 +11,14 @@ import logging
 import zlib
 
 import msgspec
-from django.db import InterfaceError, OperationalError
+from django.db import IntegrityError, InterfaceError, OperationalError
 from django.http import HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from governance.api_common import error_response
 from governance.ingest import native, otlp
-from governance.ingest.access import ingest_token_for, throttle_wait
+from governance.ingest.access import ingest_caches_clear, ingest_token_for, throttle_wait
 from governance.ingest.store import usage_events_store
 from workloads.models import Session
 
@@ -68,6 +68,11 @@ def _read_body(request) -> bytes:
 
 
 def _unavailable(error: Exception):
+    if isinstance(error, IntegrityError):
+        # A workload deleted while still in the slug cache: forget the cache, ask for a retry
+        # (which then rejects its events as unknown_workload).
+        ingest_caches_clear()
+        return _Refused(503, "unavailable", "The catalogue changed; retry.", 1)
     log.warning("Ingestion refused, database unavailable: %s", error)
     return _Refused(
         503, "unavailable", "The service is overloaded; retry later.", RETRY_AFTER_UNAVAILABLE
@@ -109,7 +114,7 @@ def events_ingest(request):
         usage_events_store(records=records, source=Session.Source.NATIVE)
     except _Refused as refused:
         return _json_error(refused)
-    except (OperationalError, InterfaceError) as error:
+    except (OperationalError, InterfaceError, IntegrityError) as error:
         return _json_error(_unavailable(error))
     payload = {"accepted": total - len(rejected), "rejected": [r.as_dict() for r in rejected]}
     return HttpResponse(msgspec.json.encode(payload), content_type="application/json")
@@ -142,7 +147,7 @@ def otlp_traces(request):
         usage_events_store(records=records, source=Session.Source.OTLP)
     except _Refused as refused:
         return _otlp_error(refused, as_json=as_json, content_type=content_type)
-    except (OperationalError, InterfaceError) as error:
+    except (OperationalError, InterfaceError, IntegrityError) as error:
         return _otlp_error(_unavailable(error), as_json=as_json, content_type=content_type)
     body = otlp.export_response(rejected + unmapped, as_json=as_json)
     return HttpResponse(body, content_type=content_type)

@@ -304,3 +304,31 @@ def test_the_evaluation_message_reaches_a_real_broker(
     assert message["headers"]["task"] == "mandate.evaluate_events"
     args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
     assert (args, kwargs) == ([], {"min_id": ids[0], "max_id": ids[-1]})
+
+
+def test_a_foreign_key_failure_answers_503_and_forgets_the_cache(post_events, monkeypatch):
+    """A workload deleted while still in the slug cache fails the commit's FK check."""
+    from django.db import IntegrityError
+
+    from governance.ingest import access
+
+    assert post_events([event(1)]).status_code == 200
+    assert access._workloads
+
+    def fk_violation(**kwargs):
+        raise IntegrityError("violates foreign key constraint")
+
+    monkeypatch.setattr(views, "usage_events_store", fk_violation)
+    response = post_events([event(2)])
+    assert (response.status_code, response["Retry-After"]) == (503, "1")
+    assert not access._workloads
+
+
+def test_it_still_stores_when_the_rate_cache_is_down(post_events, monkeypatch):
+    from governance.ingest.access import IngestThrottle
+
+    def cache_down(self, request, view):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(IngestThrottle, "allow_request", cache_down)
+    assert post_events([event(1)]).json()["accepted"] == 1
