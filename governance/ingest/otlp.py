@@ -90,6 +90,7 @@ class OtlpTooLarge(Exception):
 
 @dataclass(slots=True)
 class OtlpSpan:
+    index: int  # position in the request, for partial-success messages
     trace_id: str
     span_id: str
     parent_span_id: str
@@ -151,6 +152,7 @@ def spans_from_protobuf(body: bytes) -> tuple[list[OtlpSpan], list[Rejection]]:
                 else:
                     spans.append(
                         OtlpSpan(
+                            index=index,
                             trace_id=trace_id,
                             span_id=span_id,
                             parent_span_id=span.parent_span_id.hex(),
@@ -252,7 +254,7 @@ def spans_from_json(body: bytes) -> tuple[list[OtlpSpan], list[Rejection]]:
                 for span in _list(scope_spans, "spans"):
                     if index >= MAX_SPANS:
                         raise OtlpTooLarge(index)
-                    parsed = _json_span(span, resource)
+                    parsed = _json_span(index, span, resource)
                     if isinstance(parsed, str):
                         rejected.append(Rejection(index, "", "invalid_span", parsed))
                     else:
@@ -263,7 +265,7 @@ def spans_from_json(body: bytes) -> tuple[list[OtlpSpan], list[Rejection]]:
     return spans, rejected
 
 
-def _json_span(span: Any, resource: dict[str, Any]) -> OtlpSpan | str:
+def _json_span(index: int, span: Any, resource: dict[str, Any]) -> OtlpSpan | str:
     if not isinstance(span, dict):
         return "A span must be an object."
     trace_id = _hex_id(span.get("traceId"), 32)
@@ -278,6 +280,7 @@ def _json_span(span: Any, resource: dict[str, Any]) -> OtlpSpan | str:
             events.append((event["name"], _json_attributes(event.get("attributes"))))
     name = span.get("name")
     return OtlpSpan(
+        index=index,
         trace_id=trace_id,
         span_id=span_id,
         parent_span_id=_hex_id(parent, 16) or "",
@@ -448,8 +451,8 @@ def spans_to_records(
 
     records: list[EventRecord] = []
     rejected: list[Rejection] = []
-    for index, span in enumerate(spans):
-        key = f"{span.trace_id}:{span.span_id}"
+    for span in spans:
+        index, key = span.index, f"{span.trace_id}:{span.span_id}"
         op = operation(span)
         if op not in KNOWN_OPERATIONS:
             continue

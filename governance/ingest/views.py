@@ -62,6 +62,8 @@ def _read_body(request) -> bytes:
             raise _Refused(400, "invalid", "The body is not valid gzip.") from None
         if len(body) > MAX_BYTES or inflater.unconsumed_tail:
             raise _Refused(413, "too_large", f"The body inflates to over {MAX_BYTES} bytes.")
+        if not inflater.eof:
+            raise _Refused(400, "invalid", "The gzip body is truncated.")
     elif encoding not in ("identity", ""):
         raise _Refused(415, "unsupported_media_type", f"Unsupported Content-Encoding {encoding}.")
     return body

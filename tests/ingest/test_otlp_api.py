@@ -259,3 +259,21 @@ def test_it_answers_503_with_retry_after_when_overloaded(export, monkeypatch):
     assert response.status_code == 503
     assert response["Retry-After"] == str(views.RETRY_AFTER_UNAVAILABLE)
     assert response["Content-Type"] == PROTOBUF
+
+
+def test_partial_success_names_rejected_spans_by_their_position(export, other_workload):
+    spans = agent_trace()
+    foreign = span("00000000000000f2", "execute_tool x", {"gen_ai.agent.name": "research-agent"})
+    foreign["trace_id"] = "e" * 32
+    body = json_request([*spans, foreign])
+    body["resourceSpans"][0]["scopeSpans"][0]["spans"].insert(0, "not a span")
+    response = export(body, content_type="application/json")
+    rejected, message = partial(response)
+    assert rejected == 2
+    assert message.startswith("span 0 (?): invalid_span")
+    assert "span 4 (" in message
+
+
+def test_it_answers_400_to_truncated_gzip(export):
+    body = gzip.compress(protobuf_request(agent_trace()))[:-12]
+    assert export(body, **{"Content-Encoding": "gzip"}).status_code == 400
