@@ -50,7 +50,8 @@ class NativeEvent(msgspec.Struct, kw_only=True, gc=False):
     output_tokens: Count = 0
     reasoning_tokens: Count = 0
     duration_ms: Count | None = None
-    attributes: dict[str, Any] = {}
+    # Kept as the client's JSON text (checked to be an object): no decode/encode round trip.
+    attributes: msgspec.Raw = msgspec.Raw(b"{}")
 
 
 class NativeBatch(msgspec.Struct):
@@ -72,7 +73,6 @@ class BatchTooLarge(Exception):
 _decode_batch = msgspec.json.Decoder(NativeBatch).decode
 _decode_raw_batch = msgspec.json.Decoder(RawBatch).decode
 _decode_event = msgspec.json.Decoder(NativeEvent).decode
-_encode = msgspec.json.encode
 _AT = re.compile(r" - at `\$\.?([^`]*)`$")
 _MISSING = re.compile(r"^Object missing required field `([^`]*)`")
 
@@ -140,6 +140,7 @@ def decode_native_batch(
             or not (all_workloads or workload_id in bound)
             or not (earliest <= item.occurred_at <= latest)
             or (not item.tool and item.type in TOOL_TYPES)
+            or (attributes := bytes(item.attributes))[:1] != b"{"
             or (check_nul and _has_nul_text(item))
         ):
             code, field, message = _problem(item, token, workload_ids, now)
@@ -161,7 +162,7 @@ def decode_native_batch(
                 item.output_tokens,
                 item.reasoning_tokens,
                 item.duration_ms,
-                _encode(item.attributes).decode(),
+                attributes.decode(),
             )
         )
     return records, rejected, len(items)
@@ -174,7 +175,7 @@ def _has_nul_text(item: NativeEvent) -> bool:
         or has_nul(item.tool)
         or has_nul(item.tool_call_id)
         or has_nul(item.content)
-        or has_nul(item.attributes)
+        or b"\\u0000" in bytes(item.attributes)
     )
 
 
@@ -195,6 +196,8 @@ def _problem(
         return "bad_timestamp", "occurred_at", message
     if item.type in TOOL_TYPES and not item.tool:
         return "missing_field", "tool", f"A {item.type} event names its tool."
+    if bytes(item.attributes)[:1] != b"{":
+        return "invalid_field", "attributes", "Expected `object` - at `$.attributes`"
     return "invalid_field", "", "Text may not contain NUL (U+0000) characters."
 
 
