@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from governance.api_common import ScopeOrPermission
 from governance.ingest.native import MAX_EVENTS
-from governance.ingest.otlp import MAX_SPANS
+from governance.ingest.otlp_wire import MAX_SPANS
 from governance.ingest.views import MAX_BYTES
 
 EVENT_TYPES = [

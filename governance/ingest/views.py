@@ -18,6 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from governance.api_common import error_response
 from governance.ingest import native, otlp
+from governance.ingest import otlp_wire as wire
 from governance.ingest.access import ingest_caches_clear, ingest_token_for, throttle_wait
 from governance.ingest.store import usage_events_store
 from workloads.models import Session
@@ -138,25 +139,25 @@ def otlp_traces(request):
                 "Send application/x-protobuf or application/json.",
             )
         body = _read_body(request)
-        decode = otlp.spans_from_json if as_json else otlp.spans_from_protobuf
+        decode = wire.spans_from_json if as_json else wire.spans_from_protobuf
         try:
             spans, rejected = decode(body)
-        except otlp.OtlpInvalid as error:
+        except wire.OtlpInvalid as error:
             raise _Refused(400, "invalid", str(error)) from None
-        except otlp.OtlpTooLarge:
-            raise _Refused(413, "too_large", f"At most {otlp.MAX_SPANS} spans a request.") from None
+        except wire.OtlpTooLarge:
+            raise _Refused(413, "too_large", f"At most {wire.MAX_SPANS} spans a request.") from None
         records, unmapped = otlp.spans_to_records(spans, token=token, now=timezone.now())
         usage_events_store(records=records, source=Session.Source.OTLP)
     except _Refused as refused:
         return _otlp_error(refused, as_json=as_json, content_type=content_type)
     except (OperationalError, InterfaceError, IntegrityError) as error:
         return _otlp_error(_unavailable(error), as_json=as_json, content_type=content_type)
-    body = otlp.export_response(rejected + unmapped, as_json=as_json)
+    body = wire.export_response(rejected + unmapped, as_json=as_json)
     return HttpResponse(body, content_type=content_type)
 
 
 def _otlp_error(refused: _Refused, *, as_json: bool, content_type: str) -> HttpResponse:
-    body = otlp.status_body(_GRPC_CODES.get(refused.status, 2), refused.message, as_json=as_json)
+    body = wire.status_body(_GRPC_CODES.get(refused.status, 2), refused.message, as_json=as_json)
     response = HttpResponse(body, status=refused.status, content_type=content_type)
     if refused.retry_after is not None:
         response["Retry-After"] = str(refused.retry_after)
