@@ -11,7 +11,7 @@ import logging
 import zlib
 
 import msgspec
-from django.db import IntegrityError, InterfaceError, OperationalError
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError
 from django.http import HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -82,6 +82,12 @@ def _unavailable(error: Exception):
     )
 
 
+def _unstorable(error: DataError) -> _Refused:
+    # Validation should have caught it: the batch is refused as bad input, and we are told.
+    log.error("Ingestion refused a batch the database would not store: %s", error)
+    return _Refused(400, "invalid", "A value in the batch cannot be stored.")
+
+
 def _json_error(refused: _Refused) -> HttpResponse:
     response = error_response(refused.status, refused.code, refused.message)
     if refused.retry_after is not None:
@@ -117,6 +123,8 @@ def events_ingest(request):
         usage_events_store(records=records, source=Session.Source.NATIVE)
     except _Refused as refused:
         return _json_error(refused)
+    except DataError as error:
+        return _json_error(_unstorable(error))
     except (OperationalError, InterfaceError, IntegrityError) as error:
         return _json_error(_unavailable(error))
     payload = {"accepted": total - len(rejected), "rejected": [r.as_dict() for r in rejected]}
@@ -150,6 +158,8 @@ def otlp_traces(request):
         usage_events_store(records=records, source=Session.Source.OTLP)
     except _Refused as refused:
         return _otlp_error(refused, as_json=as_json, content_type=content_type)
+    except DataError as error:
+        return _otlp_error(_unstorable(error), as_json=as_json, content_type=content_type)
     except (OperationalError, InterfaceError, IntegrityError) as error:
         return _otlp_error(_unavailable(error), as_json=as_json, content_type=content_type)
     body = wire.export_response(rejected + unmapped, as_json=as_json)

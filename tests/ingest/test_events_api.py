@@ -336,3 +336,13 @@ def test_it_still_stores_when_the_rate_cache_is_down(post_events, monkeypatch):
 
     monkeypatch.setattr(IngestThrottle, "allow_request", cache_down)
     assert post_events([event(1)]).json()["accepted"] == 1
+
+
+def test_a_value_the_database_refuses_is_a_400_not_a_500(post_events, monkeypatch):
+    from django.db import DataError
+
+    def refuse(**kwargs):
+        raise DataError("value out of range")
+
+    monkeypatch.setattr(views, "usage_events_store", refuse)
+    assert post_events([event(1)]).status_code == 400
