@@ -255,6 +255,8 @@ SPECTACULAR_SETTINGS = {
         "GrantStatusEnum": "workloads.models.catalogue.Entitlement.Status",
     },
     "PREPROCESSING_HOOKS": ["governance.decisions.schema.decision_endpoint_hook"],
+    # Explicit, so tags stay per concern although /v1/traces (OTLP) lives outside /api/v1.
+    "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
 }
 
 # --- Celery -------------------------------------------------------------------------
@@ -263,14 +265,20 @@ if CELERY_BROKER_URL == "filesystem://":
     _queue_dir = VAR_DIR / "broker"
     (_queue_dir / "out").mkdir(parents=True, exist_ok=True)
     (_queue_dir / "processed").mkdir(parents=True, exist_ok=True)
+    (_queue_dir / "control").mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir / "out"),
         "data_folder_out": str(_queue_dir / "out"),
         "processed_folder": str(_queue_dir / "processed"),
+        # Broadcast/control messages (e.g. `celery inspect`); kombu's default is ./control.
+        "control_folder": str(_queue_dir / "control"),
         "store_processed": False,
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    # Publishing from a web request must not hang on an unreachable broker (ingest handoff).
+    CELERY_BROKER_TRANSPORT_OPTIONS["socket_connect_timeout"] = env_int("BROKER_CONNECT_TIMEOUT", 2)
+CELERY_BROKER_CONNECTION_TIMEOUT = env_int("BROKER_CONNECT_TIMEOUT", 2)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -279,6 +287,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = TIME_ZONE
+# Ingestion: how long token and workload lookups are cached per process (bounded staleness).
+INGEST_CACHE_SECONDS = env_int("INGEST_CACHE_SECONDS", 10)
 # Beat entries are added by each concern in governance/schedule.py.
 from governance import schedule as _schedule  # noqa: E402
 

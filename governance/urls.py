@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from governance import views
+from governance.ingest.urls import otlp_urlpatterns
 from governance.permissions import public
 
 urlpatterns = [
@@ -22,6 +23,7 @@ urlpatterns = [
     path("sessions/", include("governance.usage.urls")),
     path("api/v1/", include("governance.api_urls")),
     path("api/schema/", public(SpectacularAPIView.as_view()), name="schema"),
+    *otlp_urlpatterns,
     path(
         "api/docs/", public(SpectacularSwaggerSplitView.as_view(url_name="schema")), name="api-docs"
     ),

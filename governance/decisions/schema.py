@@ -5,7 +5,6 @@ hook `decision_endpoint_hook` (SPECTACULAR_SETTINGS["PREPROCESSING_HOOKS"]) adds
 endpoints drf-spectacular walks, at the real view's path.
 """
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.views import APIView
@@ -13,18 +12,6 @@ from rest_framework.views import APIView
 from governance.decisions.evaluator import REASONS
 
 PATH = "/api/v1/decisions"
-
-
-class ServiceTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "governance.tokens.ServiceTokenAuthentication"
-    name = "serviceToken"
-
-    def get_security_definition(self, auto_schema):
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "A service token (`mnd_…`) with the scope the endpoint names.",
-        }
 
 
 class CheckInput(serializers.Serializer):

@@ -61,8 +61,14 @@ class UsageEvent(models.Model):
     """
 
     id = models.BigAutoField(primary_key=True)
-    workload = models.ForeignKey(Workload, on_delete=models.CASCADE, related_name="events")
-    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="events")
+    # No single-column FK indexes: (workload, event_id), (workload, -occurred_at) and
+    # (session, occurred_at) lead with these columns, and every index slows ingestion.
+    workload = models.ForeignKey(
+        Workload, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
+    session = models.ForeignKey(
+        Session, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
     event_id = models.CharField(max_length=200)
     type = models.CharField(max_length=16, choices=EventType.choices)
     occurred_at = models.DateTimeField()

@@ -1,0 +1,364 @@
+"""OpenAPI documentation of the plain ingestion views.
+
+drf-spectacular only documents DRF views, so each plain view carries `cls`, pointing at a
+documentation-only APIView below: the schema generator instantiates that class to read the
+`extend_schema` annotations, while Django keeps serving the plain function.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.views import APIView
+
+from governance.api_common import ScopeOrPermission
+from governance.ingest.native import MAX_EVENTS
+from governance.ingest.otlp_wire import MAX_SPANS
+from governance.ingest.views import MAX_BYTES
+
+EVENT_TYPES = [
+    "session_start",
+    "reasoning_step",
+    "tool_call",
+    "tool_result",
+    "final_action",
+    "session_end",
+]
+REJECTION_CODES = [
+    "missing_field",
+    "invalid_field",
+    "invalid_event",
+    "unknown_type",
+    "bad_timestamp",
+    "unknown_workload",
+    "workload_not_bound",
+]
+
+
+class NativeEventDoc(serializers.Serializer):
+    event_id = serializers.CharField(
+        max_length=200, help_text="Client id; the idempotency key (unique per workload)."
+    )
+    type = serializers.ChoiceField(choices=EVENT_TYPES)
+    session_id = serializers.CharField(max_length=200, help_text="The client's session id.")
+    workload = serializers.SlugField(
+        max_length=80, help_text="Workload slug; the token must be bound to it."
+    )
+    occurred_at = serializers.DateTimeField(
+        help_text="RFC 3339 with a timezone; after 2000-01-01, at most 1 hour in the future."
+    )
+    tool = serializers.CharField(
+        max_length=80, required=False, help_text="Tool slug; required for tool_call/tool_result."
+    )
+    tool_call_id = serializers.CharField(max_length=200, required=False)
+    arguments = serializers.JSONField(
+        required=False,
+        help_text="Tool arguments (any JSON, or a JSON string); only their SHA-256 over "
+        "canonical JSON (sorted keys, compact) is stored.",
+    )
+    content = serializers.CharField(
+        required=False,
+        help_text="session_start: the original request; reasoning_step: the reasoning text; "
+        "final_action: the action taken, described; tool_result: the result.",
+    )
+    input_tokens = serializers.IntegerField(min_value=0, required=False)
+    output_tokens = serializers.IntegerField(min_value=0, required=False)
+    reasoning_tokens = serializers.IntegerField(min_value=0, required=False)
+    duration_ms = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    attributes = serializers.DictField(required=False, help_text="Free attributes (an object).")
+
+
+class NativeBatchDoc(serializers.Serializer):
+    events = NativeEventDoc(many=True, help_text=f"At most {MAX_EVENTS} events.")
+
+
+class RejectionDoc(serializers.Serializer):
+    index = serializers.IntegerField(help_text="Position of the item in `events`.")
+    event_id = serializers.CharField(help_text="The item's event_id, when readable.")
+    code = serializers.ChoiceField(choices=REJECTION_CODES)
+    field = serializers.CharField(required=False)
+    message = serializers.CharField()
+
+
+class BatchResultDoc(serializers.Serializer):
+    accepted = serializers.IntegerField(
+        help_text="Items stored now or earlier (duplicates of stored events count as accepted)."
+    )
+    rejected = RejectionDoc(many=True, help_text="Every item not listed here was accepted.")
+
+
+class ErrorDetailDoc(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ErrorDoc(serializers.Serializer):
+    error = ErrorDetailDoc()
+
+
+class RpcStatusDoc(serializers.Serializer):
+    code = serializers.IntegerField(help_text="gRPC status code (3 invalid, 8 exhausted …).")
+    message = serializers.CharField()
+
+
+class PartialSuccessDoc(serializers.Serializer):
+    rejectedSpans = serializers.CharField(help_text="int64 as a decimal string.")
+    errorMessage = serializers.CharField()
+
+
+class ExportResponseDoc(serializers.Serializer):
+    partialSuccess = PartialSuccessDoc(required=False)
+
+
+def _error(description: str, code: str, message: str) -> OpenApiResponse:
+    return OpenApiResponse(
+        ErrorDoc,
+        description=description,
+        examples=[OpenApiExample(code, value={"error": {"code": code, "message": message}})],
+    )
+
+
+_BATCH_EXAMPLE = {
+    "events": [
+        {
+            "event_id": "run-42-0",
+            "type": "session_start",
+            "session_id": "run-42",
+            "workload": "support-triage",
+            "occurred_at": "2025-03-01T12:00:00Z",
+            "content": "Summarise ticket #1234 and draft a reply.",
+        },
+        {
+            "event_id": "run-42-1",
+            "type": "reasoning_step",
+            "session_id": "run-42",
+            "workload": "support-triage",
+            "occurred_at": "2025-03-01T12:00:04Z",
+            "content": "The customer asks about a refund; read the ticket first.",
+            "input_tokens": 812,
+            "output_tokens": 1490,
+            "reasoning_tokens": 1210,
+            "duration_ms": 3900,
+        },
+        {
+            "event_id": "run-42-2",
+            "type": "tool_call",
+            "session_id": "run-42",
+            "workload": "support-triage",
+            "occurred_at": "2025-03-01T12:00:05Z",
+            "tool": "ticket-read",
+            "tool_call_id": "call_1",
+            "arguments": {"ticket": 1234},
+            "duration_ms": 120,
+        },
+        {
+            "event_id": "run-42-3",
+            "type": "final_action",
+            "session_id": "run-42",
+            "workload": "support-triage",
+            "occurred_at": "2025-03-01T12:00:09Z",
+            "content": "Drafted a reply offering a refund; not sent.",
+        },
+        {
+            "event_id": "run-42-4",
+            "type": "session_end",
+            "session_id": "run-42",
+            "workload": "support-triage",
+            "occurred_at": "2025-03-01T12:00:10Z",
+        },
+    ]
+}
+
+_LIMITS = (
+    f"Limits: at most {MAX_EVENTS} events and {MAX_BYTES // (1024 * 1024)} MiB "
+    "(also after `Content-Encoding: gzip`) per request; the rate per token is the `ingest` "
+    "throttle rate (env INGEST_RATE, default 600/min)."
+)
+
+
+class _IngestDoc(APIView):
+    """What both served views require: a service token with the ingest scope."""
+
+    permission_classes = [ScopeOrPermission]
+    required_scope = "ingest"
+    required_permission = None
+
+
+class EventsIngestDoc(_IngestDoc):
+    """Documentation only: served by `governance.ingest.views.events_ingest`."""
+
+    @extend_schema(
+        operation_id="events_ingest",
+        tags=["ingest"],
+        summary="Report a batch of usage events",
+        description=(
+            "Service token with the `ingest` scope. Events are stored before anything else "
+            "happens; evaluation runs afterwards, in the background.\n\n"
+            "**Idempotent**: `event_id` is unique per workload; an event already stored is "
+            "not stored again and still counts as accepted, so replaying a batch gives the "
+            "same answer.\n\n**Partial success**: each item is validated on its own; valid "
+            "items are kept, invalid ones are listed in `rejected` with a machine-readable "
+            f"`code` ({', '.join(REJECTION_CODES)}). A body that is not a batch at all is a "
+            f"400.\n\n{_LIMITS}\n\nSessions are created from the events: the original request "
+            "from session_start's `content`, the final action from final_action's."
+        ),
+        request=NativeBatchDoc,
+        responses={
+            200: OpenApiResponse(
+                BatchResultDoc,
+                description="Per-item result (also when some or all items were rejected).",
+                examples=[
+                    OpenApiExample("All accepted", value={"accepted": 5, "rejected": []}),
+                    OpenApiExample(
+                        "Partly rejected",
+                        value={
+                            "accepted": 4,
+                            "rejected": [
+                                {
+                                    "index": 2,
+                                    "event_id": "run-42-2",
+                                    "code": "workload_not_bound",
+                                    "field": "workload",
+                                    "message": "This token may not report for workload 'x'.",
+                                }
+                            ],
+                        },
+                    ),
+                ],
+            ),
+            400: _error("Not a batch (not JSON, or no `events` list).", "invalid", "…"),
+            401: _error("No valid bearer token.", "not_authenticated", "…"),
+            403: _error("The token lacks the `ingest` scope.", "forbidden", "…"),
+            413: _error("Too many events or too many bytes.", "too_large", "…"),
+            415: _error("Not JSON.", "unsupported_media_type", "…"),
+            429: _error("Over the rate; see Retry-After.", "throttled", "…"),
+            503: _error("Database unavailable; see Retry-After.", "unavailable", "…"),
+        },
+        examples=[OpenApiExample("A short run", value=_BATCH_EXAMPLE, request_only=True)],
+    )
+    def post(self, request):  # pragma: no cover - never routed
+        raise NotImplementedError
+
+
+_OTLP_JSON_EXAMPLE = {
+    "resourceSpans": [
+        {
+            "resource": {
+                "attributes": [{"key": "service.name", "value": {"stringValue": "support-triage"}}]
+            },
+            "scopeSpans": [
+                {
+                    "spans": [
+                        {
+                            "traceId": "5b8efff798038103d269b633813fc60c",
+                            "spanId": "eee19b7ec3c1b174",
+                            "parentSpanId": "eee19b7ec3c1b173",
+                            "name": "execute_tool ticket-read",
+                            "kind": 1,
+                            "startTimeUnixNano": "1740830405000000000",
+                            "endTimeUnixNano": "1740830405120000000",
+                            "attributes": [
+                                {
+                                    "key": "gen_ai.operation.name",
+                                    "value": {"stringValue": "execute_tool"},
+                                },
+                                {
+                                    "key": "gen_ai.tool.name",
+                                    "value": {"stringValue": "ticket-read"},
+                                },
+                                {
+                                    "key": "gen_ai.conversation.id",
+                                    "value": {"stringValue": "run-42"},
+                                },
+                                {
+                                    "key": "gen_ai.tool.call.arguments",
+                                    "value": {"stringValue": '{"ticket": 1234}'},
+                                },
+                            ],
+                        }
+                    ]
+                }
+            ],
+        }
+    ]
+}
+
+
+class OtlpTracesDoc(_IngestDoc):
+    """Documentation only: served by `governance.ingest.views.otlp_traces`."""
+
+    @extend_schema(
+        operation_id="otlp_traces_export",
+        tags=["ingest"],
+        summary="Export OpenTelemetry traces (OTLP/HTTP)",
+        description=(
+            "OTLP/HTTP trace export (`ExportTraceServiceRequest`), as `application/x-protobuf` "
+            "(what the OpenTelemetry SDK exporters send) or `application/json` (ids as hex "
+            "strings); `Content-Encoding: gzip` accepted. The answer is in the request's "
+            "content type. Point an exporter here with "
+            "`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=https://<host>/v1/traces` and "
+            "`OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20<token>` (scope `ingest`).\n\n"
+            "gen_ai spans become usage events: `execute_tool` → tool_call (+ tool_result when "
+            "the span carries a result), `chat`/`generate_content`/`text_completion` → "
+            "reasoning_step with token counts, `invoke_agent` → session_start (original "
+            "request from the input messages), final_action (from the output) and "
+            "session_end. OpenInference span kinds (TOOL, LLM, AGENT) are read too; other "
+            "spans are ignored. The session is `gen_ai.conversation.id`, `session.id` or "
+            "`langfuse.session.id`, else the trace. The workload is `mandate.workload`, "
+            "`gen_ai.agent.id`, `gen_ai.agent.name` or the resource's `service.name`, and "
+            "must be one the token is bound to; a token bound to one workload needs none. "
+            "(trace id, span id) is the idempotency key.\n\n"
+            f"Limits: {MAX_BYTES // (1024 * 1024)} MiB and {MAX_SPANS} spans a request. Spans "
+            "that cannot be stored are counted in `partialSuccess.rejectedSpans` (not retried "
+            "by clients). Errors carry a `google.rpc.Status`."
+        ),
+        request={
+            "application/x-protobuf": OpenApiTypes.BINARY,
+            "application/json": OpenApiTypes.OBJECT,
+        },
+        responses={
+            200: OpenApiResponse(
+                ExportResponseDoc,
+                description="Stored. Empty on full success; `partialSuccess` when some spans "
+                "were rejected.",
+                examples=[
+                    OpenApiExample("Full success", value={}),
+                    OpenApiExample(
+                        "Partial success",
+                        value={
+                            "partialSuccess": {
+                                "rejectedSpans": "1",
+                                "errorMessage": "span 3 (…): workload_not_bound: …",
+                            }
+                        },
+                    ),
+                ],
+            ),
+            400: OpenApiResponse(RpcStatusDoc, description="Unreadable body (not retried)."),
+            401: OpenApiResponse(RpcStatusDoc, description="No valid bearer token."),
+            403: OpenApiResponse(RpcStatusDoc, description="The token lacks `ingest`."),
+            413: OpenApiResponse(RpcStatusDoc, description="Too large."),
+            415: OpenApiResponse(RpcStatusDoc, description="Not protobuf or JSON."),
+            429: OpenApiResponse(RpcStatusDoc, description="Over the rate; see Retry-After."),
+            503: OpenApiResponse(
+                RpcStatusDoc, description="Overloaded (database unavailable); see Retry-After."
+            ),
+        },
+        examples=[OpenApiExample("One tool span", value=_OTLP_JSON_EXAMPLE, request_only=True)],
+    )
+    def post(self, request):  # pragma: no cover - never routed
+        raise NotImplementedError
+
+
+def documented_by(doc_view: type[APIView]):
+    """Attach a documentation-only APIView to a plain view so the schema includes it."""
+
+    def attach(view):
+        view.cls = doc_view
+        view.initkwargs = {}
+        view.required_scope = doc_view.required_scope
+        view.required_permission = doc_view.required_permission
+        return view
+
+    return attach

@@ -1,0 +1,284 @@
+"""OTLP/HTTP on the wire: ExportTraceServiceRequest bodies (protobuf or OTLP/JSON) to plain
+`OtlpSpan`s, and the response and error bodies OTLP expects back.
+
+OTLP/JSON is walked by hand: its trace and span ids are hex (protobuf's json_format would
+read them as base64 and yield wrong bytes) and its int64s are decimal strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from governance.ingest.records import Rejection
+
+MAX_SPANS = 4096
+
+
+class OtlpInvalid(Exception):
+    """The body as a whole cannot be read: answered with 400."""
+
+
+class OtlpTooLarge(Exception):
+    """More spans than MAX_SPANS: answered with 413."""
+
+
+@dataclass(slots=True)
+class OtlpSpan:
+    index: int  # position in the request, for partial-success messages
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    start_ns: int
+    end_ns: int
+    attributes: dict[str, Any]
+    resource: dict[str, Any]
+    status_code: int = 0
+    status_message: str = ""
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+# --- protobuf ------------------------------------------------------------------------------
+
+
+def _pb_value(value) -> Any:
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [_pb_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _pb_value(kv.value) for kv in value.kvlist_value.values}
+    if kind == "bytes_value":
+        return value.bytes_value.hex()
+    return getattr(value, kind)
+
+
+def _pb_attributes(key_values) -> dict[str, Any]:
+    return {kv.key: _pb_value(kv.value) for kv in key_values}
+
+
+def spans_from_protobuf(body: bytes) -> tuple[list[OtlpSpan], list[Rejection]]:
+    request = ExportTraceServiceRequest()
+    try:
+        request.ParseFromString(body)
+    except (DecodeError, RecursionError, ValueError) as error:
+        raise OtlpInvalid(f"The body is not an ExportTraceServiceRequest: {error}") from None
+    spans: list[OtlpSpan] = []
+    rejected: list[Rejection] = []
+    index = 0
+    for resource_spans in request.resource_spans:
+        resource = _pb_attributes(resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                if index >= MAX_SPANS:
+                    raise OtlpTooLarge(index)
+                trace_id, span_id = span.trace_id.hex(), span.span_id.hex()
+                if len(span.trace_id) != 16 or len(span.span_id) != 8:
+                    rejected.append(
+                        Rejection(
+                            index,
+                            "",
+                            "invalid_id",
+                            "A span needs a 16-byte trace id and an 8-byte span id.",
+                        )
+                    )
+                else:
+                    spans.append(
+                        OtlpSpan(
+                            index=index,
+                            trace_id=trace_id,
+                            span_id=span_id,
+                            parent_span_id=span.parent_span_id.hex(),
+                            name=span.name,
+                            start_ns=span.start_time_unix_nano,
+                            end_ns=span.end_time_unix_nano,
+                            attributes=_pb_attributes(span.attributes),
+                            resource=resource,
+                            status_code=span.status.code,
+                            status_message=span.status.message,
+                            events=[(e.name, _pb_attributes(e.attributes)) for e in span.events],
+                        )
+                    )
+                index += 1
+    return spans, rejected
+
+
+# --- JSON (walked by hand: ids are hex, int64s are strings) ---------------------------------
+
+
+def _json_value(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return None
+    if "stringValue" in value:
+        text = value["stringValue"]
+        return text if isinstance(text, str) else None
+    if "boolValue" in value:
+        return value["boolValue"] is True
+    if "intValue" in value:
+        return _json_int(value["intValue"])
+    if "doubleValue" in value:
+        number = value["doubleValue"]
+        return float(number) if isinstance(number, (int, float)) else None
+    if "arrayValue" in value:
+        return [_json_value(v) for v in _list(value["arrayValue"], "values")]
+    if "kvlistValue" in value:
+        return _json_attributes(_list(value["kvlistValue"], "values"))
+    if "bytesValue" in value:
+        raw = value["bytesValue"]
+        return raw if isinstance(raw, str) else None
+    return None
+
+
+def _json_attributes(key_values: Any) -> dict[str, Any]:
+    if not isinstance(key_values, list):
+        return {}
+    return {
+        kv["key"]: _json_value(kv.get("value"))
+        for kv in key_values
+        if isinstance(kv, dict) and isinstance(kv.get("key"), str)
+    }
+
+
+def _json_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit() and len(value) < 25:
+        return int(value)
+    return None
+
+
+def _hex_id(value: Any, length: int) -> str | None:
+    if not isinstance(value, str) or len(value) != length:
+        return None
+    try:
+        bytes.fromhex(value)
+    except ValueError:
+        return None
+    return value.lower()
+
+
+def _list(container: Any, key: str) -> list:
+    value = container.get(key) if isinstance(container, dict) else None
+    return value if isinstance(value, list) else []
+
+
+def spans_from_json(body: bytes) -> tuple[list[OtlpSpan], list[Rejection]]:
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError as error:
+        raise OtlpInvalid(f"The body is not valid JSON: {error}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("resourceSpans", []), list):
+        raise OtlpInvalid('Expected an ExportTraceServiceRequest: {"resourceSpans": [ … ]}.')
+    spans: list[OtlpSpan] = []
+    rejected: list[Rejection] = []
+    index = 0
+    try:
+        for resource_spans in _list(document, "resourceSpans"):
+            resource_part = (
+                resource_spans.get("resource") if isinstance(resource_spans, dict) else None
+            )
+            resource = _json_attributes(_list(resource_part, "attributes"))
+            scopes = _list(resource_spans, "scopeSpans") or _list(
+                resource_spans, "instrumentationLibrarySpans"
+            )
+            for scope_spans in scopes:
+                for span in _list(scope_spans, "spans"):
+                    if index >= MAX_SPANS:
+                        raise OtlpTooLarge(index)
+                    parsed = _json_span(index, span, resource)
+                    if isinstance(parsed, str):
+                        rejected.append(Rejection(index, "", "invalid_span", parsed))
+                    else:
+                        spans.append(parsed)
+                    index += 1
+    except RecursionError:
+        raise OtlpInvalid("The body nests too deeply.") from None
+    return spans, rejected
+
+
+def _json_span(index: int, span: Any, resource: dict[str, Any]) -> OtlpSpan | str:
+    if not isinstance(span, dict):
+        return "A span must be an object."
+    trace_id = _hex_id(span.get("traceId"), 32)
+    span_id = _hex_id(span.get("spanId"), 16)
+    if trace_id is None or span_id is None:
+        return "A span needs a 32-hex-digit traceId and a 16-hex-digit spanId."
+    parent = span.get("parentSpanId") or ""
+    status = span.get("status") if isinstance(span.get("status"), dict) else {}
+    events = []
+    for event in _list(span, "events"):
+        if isinstance(event, dict) and isinstance(event.get("name"), str):
+            events.append((event["name"], _json_attributes(event.get("attributes"))))
+    name = span.get("name")
+    return OtlpSpan(
+        index=index,
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=_hex_id(parent, 16) or "",
+        name=name if isinstance(name, str) else "",
+        start_ns=_json_int(span.get("startTimeUnixNano")) or 0,
+        end_ns=_json_int(span.get("endTimeUnixNano")) or 0,
+        attributes=_json_attributes(span.get("attributes")),
+        resource=resource,
+        status_code=_json_int(status.get("code")) or 0,
+        status_message=status.get("message") if isinstance(status.get("message"), str) else "",
+        events=events,
+    )
+
+
+# --- answers -------------------------------------------------------------------------------
+
+
+def export_response(rejected: list[Rejection], *, as_json: bool) -> bytes:
+    """ExportTraceServiceResponse: empty on full success, else partialSuccess."""
+    response = ExportTraceServiceResponse()
+    if rejected:
+        response.partial_success.rejected_spans = len(rejected)
+        shown = "; ".join(
+            f"span {r.index} ({r.event_id or '?'}): {r.code}: {r.message}" for r in rejected[:10]
+        )
+        more = f" (and {len(rejected) - 10} more)" if len(rejected) > 10 else ""
+        response.partial_success.error_message = shown + more
+    if not as_json:
+        return response.SerializeToString()
+    if not rejected:
+        return b"{}"
+    return msgspec.json.encode(
+        {
+            "partialSuccess": {
+                "rejectedSpans": str(len(rejected)),
+                "errorMessage": response.partial_success.error_message,
+            }
+        }
+    )
+
+
+def status_body(grpc_code: int, message: str, *, as_json: bool) -> bytes:
+    """A google.rpc.Status (code, message), the body OTLP uses for errors."""
+    if as_json:
+        return msgspec.json.encode({"code": grpc_code, "message": message})
+    encoded = message.encode()
+    return b"\x08" + _varint(grpc_code) + b"\x12" + _varint(len(encoded)) + encoded
+
+
+def _varint(number: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = number & 0x7F
+        number >>= 7
+        if number:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)

@@ -1,0 +1,87 @@
+"""The one row shape both front doors (native JSON, OTLP) produce, and what they share."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+import msgspec
+
+MAX_INT = 2**31 - 1  # PositiveIntegerField on PostgreSQL
+# Clocks drift; an event stamped further ahead than this is a client bug, not a future fact.
+MAX_CLOCK_SKEW = timedelta(hours=1)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+
+_encode_sorted = msgspec.json.Encoder(order="sorted").encode
+
+
+class EventRecord(NamedTuple):
+    """One event ready to store; field order is the staging table's column order."""
+
+    workload_id: int
+    session_key: str
+    event_id: str
+    type: str
+    occurred_at: datetime
+    tool: str
+    tool_call_id: str
+    arguments_hash: str
+    content: str
+    input_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    duration_ms: int | None
+    attributes: str  # JSON object text
+
+
+class Rejection(NamedTuple):
+    """Why one item (an event, or an OTLP span) was not stored."""
+
+    index: int
+    event_id: str
+    code: str
+    message: str
+    field: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        item = {"index": self.index, "event_id": self.event_id, "code": self.code}
+        if self.field:
+            item["field"] = self.field
+        item["message"] = self.message
+        return item
+
+
+def arguments_hash(arguments: Any) -> str:
+    """SHA-256 of the canonical JSON (sorted keys, compact) of a tool call's arguments.
+
+    A JSON string is parsed first, so `'{"b":1,"a":2}'` and `{"a":2,"b":1}` hash alike;
+    a string that is not JSON is hashed as that string. No arguments hash to "".
+    """
+    if arguments is None:
+        return ""
+    if isinstance(arguments, (bytes, str)):
+        with contextlib.suppress(msgspec.DecodeError):
+            arguments = msgspec.json.decode(arguments)
+    return hashlib.sha256(_encode_sorted(arguments)).hexdigest()
+
+
+def timestamp_problem(moment: datetime, now: datetime) -> str:
+    """An error message when a timestamp cannot be a real event time, else ""."""
+    if moment < EARLIEST:
+        return "The timestamp is before 2000-01-01."
+    if moment > now + MAX_CLOCK_SKEW:
+        return "The timestamp is more than an hour in the future."
+    return ""
+
+
+def has_nul(value: Any) -> bool:
+    """PostgreSQL text and jsonb cannot hold U+0000; such items are rejected, not truncated."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_nul(v) for v in value)
+    return False

@@ -1,0 +1,213 @@
+"""The write path: events and their sessions in one transaction, evaluation enqueued after.
+
+PostgreSQL: COPY the batch into a temporary staging table, then one statement upserts the
+sessions and inserts the events with ON CONFLICT DO NOTHING (the unique (workload, event_id)
+is the idempotency key). Rows are inserted in key order so concurrent batches that share keys
+or sessions lock them in the same order and cannot deadlock. SQLite: a plain bulk path.
+
+Sessions take their fields from the batch: `original_request` from the earliest session_start
+with content (kept once set), `final_action` from the latest final_action with content,
+`started_at` the earliest event seen, `last_event_at` the latest, `ended_at` the latest
+session_end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+from django.db import connection, transaction
+from django.db.models import Max, Min
+from django.utils import timezone
+
+from governance.ingest.handoff import evaluation_enqueue_on_commit
+from governance.ingest.records import EventRecord
+from workloads.models import Session, UsageEvent
+
+STAGE = "mandate_ingest_stage"
+_COLUMNS = ", ".join(EventRecord._fields)
+_CREATE_STAGE = f"""
+CREATE TEMP TABLE IF NOT EXISTS {STAGE} (
+    workload_id bigint, session_key text, event_id text, type text, occurred_at timestamptz,
+    tool text, tool_call_id text, arguments_hash text, content text, input_tokens integer,
+    output_tokens integer, reasoning_tokens integer, duration_ms integer, attributes text
+) ON COMMIT DELETE ROWS;
+DELETE FROM {STAGE};
+"""
+_COPY = f"COPY {STAGE} ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+# Binary COPY: no text formatting of timestamps and numbers on either side.
+_STAGE_TYPES = [
+    "int8", "text", "text", "text", "timestamptz", "text", "text", "text", "text",
+    "int4", "int4", "int4", "int4", "text",
+]  # fmt: skip
+_MERGE = f"""
+WITH batch_sessions AS (
+    SELECT workload_id, session_key,
+        (array_agg(content ORDER BY occurred_at)
+            FILTER (WHERE type = 'session_start' AND content <> ''))[1] AS original_request,
+        (array_agg(content ORDER BY occurred_at DESC)
+            FILTER (WHERE type = 'final_action' AND content <> ''))[1] AS final_action,
+        min(occurred_at) AS started_at,
+        max(occurred_at) AS last_event_at,
+        max(occurred_at) FILTER (WHERE type = 'session_end') AS ended_at
+    FROM {STAGE} GROUP BY workload_id, session_key
+), sessions AS (
+    INSERT INTO workloads_session AS s (
+        workload_id, external_id, source, original_request, final_action, started_at,
+        last_event_at, ended_at, created_at, evaluation_state
+    )
+    SELECT workload_id, session_key, %(source)s, coalesce(original_request, ''),
+        coalesce(final_action, ''), started_at, last_event_at, ended_at, %(now)s, '{{}}'::jsonb
+    FROM batch_sessions ORDER BY workload_id, session_key
+    ON CONFLICT (workload_id, external_id) DO UPDATE SET
+        original_request = CASE WHEN s.original_request = '' THEN EXCLUDED.original_request
+                                ELSE s.original_request END,
+        final_action = CASE WHEN EXCLUDED.final_action <> '' THEN EXCLUDED.final_action
+                            ELSE s.final_action END,
+        started_at = LEAST(s.started_at, EXCLUDED.started_at),
+        last_event_at = GREATEST(s.last_event_at, EXCLUDED.last_event_at),
+        ended_at = GREATEST(s.ended_at, EXCLUDED.ended_at)
+    RETURNING s.id, s.workload_id, s.external_id
+), inserted AS (
+    INSERT INTO workloads_usageevent (
+        workload_id, session_id, event_id, type, occurred_at, received_at, tool, tool_call_id,
+        arguments_hash, content, input_tokens, output_tokens, reasoning_tokens, duration_ms,
+        attributes, evaluated
+    )
+    SELECT st.workload_id, sessions.id, st.event_id, st.type, st.occurred_at, %(now)s, st.tool,
+        st.tool_call_id, st.arguments_hash, st.content, st.input_tokens, st.output_tokens,
+        st.reasoning_tokens, st.duration_ms, st.attributes::jsonb, false
+    FROM {STAGE} st
+    JOIN sessions ON sessions.workload_id = st.workload_id
+                 AND sessions.external_id = st.session_key
+    ORDER BY st.workload_id, st.event_id
+    ON CONFLICT (workload_id, event_id) DO NOTHING
+    RETURNING id
+)
+SELECT min(id), max(id), count(*) FROM inserted
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    """New rows only: a replayed batch stores nothing (min_id/max_id None)."""
+
+    stored: int
+    min_id: int | None
+    max_id: int | None
+
+
+def usage_events_store(*, records: list[EventRecord] | list[tuple], source: str) -> StoreResult:
+    """Store the events (duplicates ignored) and upsert their sessions, in one transaction.
+
+    After commit, one evaluation task is enqueued for the id range of the new events.
+    """
+    if not records:
+        return StoreResult(0, None, None)
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            result = _store_postgresql(records, source)
+        else:
+            result = _store_generic(records, source)
+        if result.stored:
+            evaluation_enqueue_on_commit(min_id=result.min_id, max_id=result.max_id)
+    return result
+
+
+def _store_postgresql(records: list[EventRecord], source: str) -> StoreResult:
+    with connection.cursor() as cursor:
+        cursor.execute(_CREATE_STAGE)
+        with cursor.copy(_COPY) as copy:
+            copy.set_types(_STAGE_TYPES)
+            for record in records:
+                copy.write_row(record)
+        cursor.execute(_MERGE, {"source": source, "now": timezone.now()})
+        min_id, max_id, stored = cursor.fetchone()
+    return StoreResult(stored, min_id, max_id)
+
+
+def _store_generic(records: list[EventRecord], source: str) -> StoreResult:
+    """SQLite (the embedded default): the same semantics with the ORM, no speed target."""
+    now = timezone.now()
+    records = [EventRecord(*r) for r in records]
+    by_session: dict[tuple[int, str], list[EventRecord]] = {}
+    for record in records:
+        by_session.setdefault((record.workload_id, record.session_key), []).append(record)
+    session_ids = {}
+    for (workload_id, key), events in sorted(by_session.items()):
+        session, _ = Session.objects.get_or_create(
+            workload_id=workload_id,
+            external_id=key,
+            defaults={"source": source, "created_at": now},
+        )
+        _session_merge(session, events)
+        session_ids[workload_id, key] = session.pk
+
+    wanted = {(r.workload_id, r.event_id) for r in records}
+    existing = set()
+    for workload_id in {w for w, _ in wanted}:
+        ids = [e for w, e in wanted if w == workload_id]
+        existing.update(
+            (workload_id, e)
+            for e in UsageEvent.objects.filter(
+                workload_id=workload_id, event_id__in=ids
+            ).values_list("event_id", flat=True)
+        )
+    new, seen = [], set()
+    for r in records:
+        key = (r.workload_id, r.event_id)
+        if key in existing or key in seen:
+            continue
+        seen.add(key)
+        new.append(
+            UsageEvent(
+                workload_id=r.workload_id,
+                session_id=session_ids[r.workload_id, r.session_key],
+                event_id=r.event_id,
+                type=r.type,
+                occurred_at=r.occurred_at,
+                received_at=now,
+                tool=r.tool,
+                tool_call_id=r.tool_call_id,
+                arguments_hash=r.arguments_hash,
+                content=r.content,
+                input_tokens=r.input_tokens,
+                output_tokens=r.output_tokens,
+                reasoning_tokens=r.reasoning_tokens,
+                duration_ms=r.duration_ms,
+                attributes=msgspec.json.decode(r.attributes),
+            )
+        )
+    if not new:
+        return StoreResult(0, None, None)
+    UsageEvent.objects.bulk_create(new, ignore_conflicts=True)
+    span = UsageEvent.objects.filter(
+        received_at=now,
+        workload_id__in={e.workload_id for e in new},
+        event_id__in=[e.event_id for e in new],
+    ).aggregate(low=Min("pk"), high=Max("pk"))
+    return StoreResult(len(new), span["low"], span["high"])
+
+
+def _session_merge(session: Session, events: list[EventRecord]) -> None:
+    starts = sorted((e.occurred_at, e.content) for e in events if e.type == "session_start")
+    finals = sorted((e.occurred_at, e.content) for e in events if e.type == "final_action")
+    ends = [e.occurred_at for e in events if e.type == "session_end"]
+    times = [e.occurred_at for e in events]
+    if not session.original_request:
+        session.original_request = next((c for _, c in starts if c), "")
+    if final := next((c for _, c in reversed(finals) if c), ""):
+        session.final_action = final
+    session.started_at = min(filter(None, [session.started_at, min(times)]))
+    session.last_event_at = max(filter(None, [session.last_event_at, max(times)]))
+    if ends:
+        session.ended_at = max(filter(None, [session.ended_at, max(ends)]))
+    session.save(
+        update_fields=[
+            "original_request",
+            "final_action",
+            "started_at",
+            "last_event_at",
+            "ended_at",
+        ]
+    )

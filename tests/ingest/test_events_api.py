@@ -1,0 +1,348 @@
+"""POST /api/v1/events: storing, idempotency, per-item results, limits, auth, rate, handoff."""
+
+import base64
+import gzip
+import hashlib
+import json
+import logging
+
+import msgspec
+import pytest
+from celery import Celery
+from django.core.cache import cache
+from django.db import OperationalError
+
+from governance.ingest import handoff, views
+from governance.ingest.native import MAX_EVENTS
+from governance.tokens import service_token_revoke
+from tests.ingest.conftest import event
+from workloads.models import Session, UsageEvent
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_history():
+    cache.clear()
+
+
+def test_it_stores_a_batch_and_builds_the_session(post_events, workload):
+    events = [
+        event(0, "session_start", content="Summarise ticket 1234"),
+        event(1, "reasoning_step", content="Read the ticket first", reasoning_tokens=120),
+        event(2, "tool_call", tool_call_id="c1", arguments={"ticket": 1234}, duration_ms=40),
+        event(3, "final_action", content="Drafted a reply"),
+        event(4, "session_end"),
+    ]
+    response = post_events(events)
+    assert response.status_code == 200
+    assert response.json() == {"accepted": 5, "rejected": []}
+    session = Session.objects.get(workload=workload, external_id="run-1")
+    assert session.original_request == "Summarise ticket 1234"
+    assert session.final_action == "Drafted a reply"
+    assert session.source == "native"
+    assert session.started_at.isoformat().startswith(events[0]["occurred_at"][:19])
+    assert session.ended_at > session.started_at
+    assert session.last_event_at == session.ended_at
+    stored = {e.event_id: e for e in UsageEvent.objects.filter(session=session)}
+    assert set(stored) == {f"evt-{n}" for n in range(5)}
+    call = stored["evt-2"]
+    assert (call.tool, call.tool_call_id, call.duration_ms) == ("ticket-read", "c1", 40)
+    assert call.arguments_hash == hashlib.sha256(b'{"ticket":1234}').hexdigest()
+    assert stored["evt-1"].reasoning_tokens == 120
+    assert not any(e.evaluated for e in stored.values())
+
+
+def test_it_hashes_arguments_canonically(post_events):
+    post_events(
+        [
+            event(1, "tool_call", arguments={"b": 1, "a": [1, 2]}),
+            event(2, "tool_call", arguments='{"a": [1, 2], "b": 1}'),
+        ]
+    )
+    hashes = set(UsageEvent.objects.values_list("arguments_hash", flat=True))
+    assert len(hashes) == 1
+
+
+def test_it_stores_the_same_event_once_and_answers_a_replay_alike(post_events):
+    batch = [event(n) for n in range(3)] + [event(9, "nonsense")]
+    first = post_events(batch)
+    second = post_events(batch)
+    assert first.status_code == second.status_code == 200
+    assert first.json() == second.json()
+    assert first.json()["accepted"] == 3
+    assert UsageEvent.objects.count() == 3
+
+
+def test_it_keeps_one_copy_of_an_event_repeated_within_a_batch(post_events):
+    response = post_events([event(1), event(1)])
+    assert response.json()["accepted"] == 2
+    assert UsageEvent.objects.count() == 1
+
+
+def test_it_enqueues_one_evaluation_per_stored_batch_after_commit(
+    post_events, published, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        post_events([event(n) for n in range(5)])
+    ids = sorted(UsageEvent.objects.values_list("id", flat=True))
+    assert published == [("mandate.evaluate_events", {"min_id": ids[0], "max_id": ids[-1]})]
+    with django_capture_on_commit_callbacks(execute=True):
+        post_events([event(n) for n in range(5)])  # a replay stores nothing new
+    assert len(published) == 1
+
+
+def test_it_does_not_enqueue_before_commit(post_events, published):
+    post_events([event(1)])  # the test transaction never commits
+    assert published == []
+
+
+@pytest.mark.parametrize(
+    ("item", "code", "field"),
+    [
+        (event(1, workload="no-such-workload"), "unknown_workload", "workload"),
+        (event(1, workload="nul\u0000"), "unknown_workload", "workload"),
+        (event(1, occurred_at="2025-03-01T12:00:00"), "bad_timestamp", "occurred_at"),
+        (event(1, occurred_at="yesterday"), "bad_timestamp", "occurred_at"),
+        (event(1, occurred_at="2999-01-01T00:00:00Z"), "bad_timestamp", "occurred_at"),
+        (event(1, occurred_at="1999-01-01T00:00:00Z"), "bad_timestamp", "occurred_at"),
+        (event(1, "launch_rockets"), "unknown_type", "type"),
+        ({k: v for k, v in event(1).items() if k != "session_id"}, "missing_field", "session_id"),
+        (event(1, "tool_call", tool=""), "missing_field", "tool"),
+        (event(1, input_tokens=-1), "invalid_field", "input_tokens"),
+        (event(1, reasoning_tokens=2**40), "invalid_field", "reasoning_tokens"),
+        (event(1, attributes=[1, 2]), "invalid_field", "attributes"),
+        (event(1, event_id="x" * 201), "invalid_field", "event_id"),
+        (event(1, content="nul\u0000byte"), "invalid_field", ""),
+        (event(1, attributes={"k": "nul\u0000"}), "invalid_field", ""),
+        ("not an object", "invalid_event", ""),
+    ],
+)
+def test_it_rejects_a_bad_item_with_a_reason_and_keeps_the_rest(post_events, item, code, field):
+    response = post_events([event(100), item, event(101)])
+    assert response.status_code == 200
+    body = response.json()
+    assert body["accepted"] == 2
+    [rejected] = body["rejected"]
+    assert rejected["index"] == 1
+    assert rejected["code"] == code
+    assert rejected.get("field", "") == field
+    assert rejected["message"]
+    assert set(UsageEvent.objects.values_list("event_id", flat=True)) == {"evt-100", "evt-101"}
+
+
+def test_it_rejects_events_for_workloads_the_token_is_not_bound_to(post_events, other_workload):
+    response = post_events([event(1), event(2, workload=other_workload.slug)])
+    [rejected] = response.json()["rejected"]
+    assert (rejected["event_id"], rejected["code"]) == ("evt-2", "workload_not_bound")
+    assert not UsageEvent.objects.filter(workload=other_workload).exists()
+
+
+def test_an_unbound_token_reports_for_every_workload(post_events, make_token, other_workload):
+    token = make_token(all_workloads=True)
+    response = post_events([event(1), event(2, workload=other_workload.slug)], token=token)
+    assert response.json() == {"accepted": 2, "rejected": []}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"not json", b"[]", b'{"events": 3}', b'{"evnts": []}', b'{"events": [1,', b"\xff\xfe"],
+)
+def test_it_answers_400_to_a_body_that_is_not_a_batch(post_events, raw):
+    response = post_events(None, raw=raw)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid"
+
+
+def test_it_answers_413_to_too_many_events(post_events):
+    response = post_events([event(n) for n in range(MAX_EVENTS + 1)])
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "too_large"
+    assert UsageEvent.objects.count() == 0
+
+
+def test_it_answers_413_to_too_many_bytes(post_events):
+    response = post_events([event(1, content="x" * (views.MAX_BYTES + 10))])
+    assert response.status_code == 413
+
+
+def test_it_answers_413_to_a_gzip_bomb(post_events):
+    body = gzip.compress(b'{"events": [' + b" " * (views.MAX_BYTES + 10) + b"]}")
+    response = post_events(None, raw=body, **{"Content-Encoding": "gzip"})
+    assert response.status_code == 413
+
+
+def test_it_accepts_gzip(post_events):
+    body = gzip.compress(msgspec.json.encode({"events": [event(1)]}))
+    response = post_events(None, raw=body, **{"Content-Encoding": "gzip"})
+    assert response.json() == {"accepted": 1, "rejected": []}
+
+
+def test_it_answers_401_without_a_valid_token(client, post_events):
+    assert client.post("/api/v1/events", {}, content_type="application/json").status_code == 401
+    response = post_events([event(1)], token="mnd_not-a-real-token")
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert response.json()["error"]["code"] == "not_authenticated"
+
+
+def test_it_answers_401_to_a_revoked_token(post_events, secret, admin_user):
+    from governance.models import ServiceToken
+
+    service_token_revoke(token=ServiceToken.objects.get(), by=admin_user)
+    assert post_events([event(1)]).status_code == 401
+
+
+def test_it_answers_403_to_a_token_without_the_ingest_scope(post_events, make_token, workload):
+    token = make_token(scopes=("decide", "read"), workloads=[workload])
+    response = post_events([event(1)], token=token)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "forbidden"
+
+
+def test_it_answers_429_with_retry_after_over_the_rate(post_events, settings):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"ingest": "2/min"},
+    }
+    assert post_events([event(1)]).status_code == 200
+    assert post_events([event(2)]).status_code == 200
+    response = post_events([event(3)])
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) >= 1
+    assert response.json()["error"]["code"] == "throttled"
+    assert not UsageEvent.objects.filter(event_id="evt-3").exists()
+
+
+def test_it_answers_415_to_a_body_that_is_not_json(post_events):
+    response = post_events(None, raw=b"a=1", content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 415
+
+
+def test_it_answers_405_to_get(client, secret):
+    response = client.get("/api/v1/events", headers={"Authorization": f"Bearer {secret}"})
+    assert response.status_code == 405
+
+
+def test_it_answers_503_with_retry_after_when_the_database_is_unavailable(post_events, monkeypatch):
+    def unavailable(**kwargs):
+        raise OperationalError("connection pool exhausted")
+
+    monkeypatch.setattr(views, "usage_events_store", unavailable)
+    response = post_events([event(1)])
+    assert response.status_code == 503
+    assert response["Retry-After"]
+
+
+def test_it_still_answers_2xx_when_the_broker_is_down(
+    post_events, monkeypatch, caplog, django_capture_on_commit_callbacks
+):
+    down = Celery("broker-down")
+    down.config_from_object("django.conf:settings", namespace="CELERY")
+    down.conf.broker_url = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    down.conf.broker_transport_options = {"socket_connect_timeout": 1}
+    monkeypatch.setattr(handoff, "celery_app", down)
+    with (
+        caplog.at_level(logging.WARNING, logger="governance.ingest.handoff"),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        response = post_events([event(1), event(2)])
+    assert response.status_code == 200
+    assert response.json()["accepted"] == 2
+    assert UsageEvent.objects.count() == 2
+    assert "left for the sweeper" in caplog.text
+
+
+def test_a_revoked_token_stops_working_once_its_cache_entry_expires(
+    post_events, admin_user, settings
+):
+    from governance.models import ServiceToken
+
+    settings.INGEST_CACHE_SECONDS = 0
+    assert post_events([event(1)]).status_code == 200
+    service_token_revoke(token=ServiceToken.objects.get(), by=admin_user)
+    assert post_events([event(2)]).status_code == 401
+
+
+@pytest.mark.skipif(
+    "postgresql" not in __import__("django.conf").conf.settings.DATABASES["default"]["ENGINE"],
+    reason="the COPY path runs on PostgreSQL only",
+)
+def test_the_query_count_does_not_grow_with_the_batch(post_events, django_assert_max_num_queries):
+    post_events([event(0)])  # warm the token and workload caches
+    with django_assert_max_num_queries(6):
+        post_events([event(n) for n in range(1, 3)])
+    with django_assert_max_num_queries(6):
+        post_events([event(n, session=f"s-{n % 40}") for n in range(3, MAX_EVENTS)])
+
+
+def test_the_evaluation_message_reaches_a_real_broker(
+    post_events, monkeypatch, django_capture_on_commit_callbacks
+):
+    import uuid
+
+    import redis
+    from django.conf import settings
+
+    # The configured Redis broker, else a local one; a fresh queue keeps workers away.
+    url = settings.CELERY_BROKER_URL
+    if not url.startswith("redis://"):
+        url = "redis://127.0.0.1:6379/13"
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1)
+        client.ping()
+    except redis.RedisError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    queue = f"ingest-test-{uuid.uuid4().hex}"  # a queue no worker consumes
+    app = Celery("ingest-test", broker=url)
+    app.conf.task_default_queue = queue
+    monkeypatch.setattr(handoff, "celery_app", app)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            post_events([event(n) for n in range(3)])
+        [raw] = client.lrange(queue, 0, -1)
+    finally:
+        client.delete(queue)
+    message = json.loads(raw)
+    ids = sorted(UsageEvent.objects.values_list("id", flat=True))
+    assert message["headers"]["task"] == "mandate.evaluate_events"
+    args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+    assert (args, kwargs) == ([], {"min_id": ids[0], "max_id": ids[-1]})
+
+
+def test_a_foreign_key_failure_answers_503_and_forgets_the_cache(post_events, monkeypatch):
+    """A workload deleted while still in the slug cache fails the commit's FK check."""
+    from django.db import IntegrityError
+
+    from governance.ingest import access
+
+    assert post_events([event(1)]).status_code == 200
+    assert access._workloads
+
+    def fk_violation(**kwargs):
+        raise IntegrityError("violates foreign key constraint")
+
+    monkeypatch.setattr(views, "usage_events_store", fk_violation)
+    response = post_events([event(2)])
+    assert (response.status_code, response["Retry-After"]) == (503, "1")
+    assert not access._workloads
+
+
+def test_it_still_stores_when_the_rate_cache_is_down(post_events, monkeypatch):
+    from governance.ingest.access import IngestThrottle
+
+    def cache_down(self, request, view):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(IngestThrottle, "allow_request", cache_down)
+    assert post_events([event(1)]).json()["accepted"] == 1
+
+
+def test_a_value_the_database_refuses_is_a_400_not_a_500(post_events, monkeypatch):
+    from django.db import DataError
+
+    def refuse(**kwargs):
+        raise DataError("value out of range")
+
+    monkeypatch.setattr(views, "usage_events_store", refuse)
+    assert post_events([event(1)]).status_code == 400
