@@ -11,6 +11,8 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
+from governance.ingest.records import EventRecord, arguments_hash
+from governance.ingest.store import usage_events_store
 from governance.roles import ROLES
 from workloads import services
 from workloads.models import SensitivityTier, Tool, Workload
@@ -59,6 +61,103 @@ DEMO_WORKLOADS = [
         tools=[],
     ),
 ]
+
+
+def _demo_usage() -> list[EventRecord]:
+    """A few agent runs: one clean, one that loops, one that uses a tool it was not granted,
+    one that completes the lethal trifecta. The worker evaluates them after the first run."""
+    workloads = dict(Workload.objects.values_list("slug", "id"))
+    start = timezone.now()  # after the grants, so granted tools are used within their window
+    records = []
+
+    def add(slug, session, n, kind, seconds, tool="", content="", args="", reasoning=0):
+        records.append(
+            EventRecord(
+                workload_id=workloads[slug],
+                session_key=session,
+                event_id=f"demo-{session}-{n}",
+                type=kind,
+                occurred_at=start + timedelta(seconds=seconds),
+                tool=tool,
+                tool_call_id=f"call-{n}" if tool else "",
+                arguments_hash=arguments_hash({"q": args}) if tool else "",
+                content=content,
+                input_tokens=200 if kind == "reasoning_step" else 0,
+                output_tokens=reasoning,
+                reasoning_tokens=reasoning,
+                duration_ms=800 if tool else None,
+                attributes="{}",
+            )
+        )
+
+    add(
+        "support-triage",
+        "run-clean",
+        1,
+        "session_start",
+        0,
+        content="Draft a reply to ticket 4411 about a billing question",
+    )
+    add("support-triage", "run-clean", 2, "reasoning_step", 2, reasoning=900)
+    add("support-triage", "run-clean", 3, "tool_call", 4, tool="crm-api", args="customer 4411")
+    add(
+        "support-triage",
+        "run-clean",
+        4,
+        "final_action",
+        9,
+        content="Drafted a reply to ticket 4411 explaining the billing plan",
+    )
+    add("support-triage", "run-clean", 5, "session_end", 10)
+    add(
+        "research-assistant",
+        "run-loop",
+        1,
+        "session_start",
+        0,
+        content="Summarise public reporting on the EU AI Act",
+    )
+    for n in range(2, 7):
+        add(
+            "research-assistant",
+            "run-loop",
+            n,
+            "tool_call",
+            n * 3,
+            tool="web-search",
+            args="EU AI Act summary",
+        )
+    add("research-assistant", "run-loop", 7, "session_end", 30)
+    add(
+        "support-triage",
+        "run-unentitled",
+        1,
+        "session_start",
+        0,
+        content="Check the customer's plan for ticket 4412",
+    )
+    add(
+        "support-triage",
+        "run-unentitled",
+        2,
+        "tool_call",
+        3,
+        tool="send-email",
+        args="customer 4412",
+    )
+    add(
+        "data-analyst",
+        "run-trifecta",
+        1,
+        "session_start",
+        0,
+        content="Compare our revenue with competitors' public figures",
+    )
+    add("data-analyst", "run-trifecta", 2, "tool_call", 2, tool="sql-query", args="revenue")
+    add("data-analyst", "run-trifecta", 3, "tool_call", 4, tool="web-search", args="competitors")
+    add("data-analyst", "run-trifecta", 4, "tool_call", 6, tool="code-exec", args="compare")
+    add("data-analyst", "run-trifecta", 5, "session_end", 8)
+    return records
 
 
 def demo_needed() -> bool:
@@ -110,4 +209,6 @@ def demo_seed() -> dict[str, str]:
                 by=admin,
                 valid_until=now + timedelta(days=min(tier.max_grant_days, 30)),
             )
+    # Stored like any reported batch; evaluation is enqueued after commit.
+    usage_events_store(records=_demo_usage(), source="native")
     return credentials
