@@ -81,7 +81,8 @@ def pytest_runtest_teardown(item, nextitem):
     takes the rows data migrations seeded with it; put them back for the tests that follow.
     A hook, not a fixture: it must run after pytest-django's own teardown has flushed."""
     result = yield
-    if _is_transactional(item):
+    # After the last test the test database is gone: nothing to restore.
+    if nextitem is not None and _is_transactional(item):
         from pytest_django.plugin import blocking_manager_key
 
         from governance.models import PolicyState

@@ -122,13 +122,19 @@ def broker(url: str):
     """Point this process's Celery app at another broker for a while."""
     from governance.celery import app
 
-    saved = app.conf.broker_url
+    # Celery reads CELERY_BROKER_URL from the environment before its own config.
+    saved, saved_env = app.conf.broker_url, os.environ.get("CELERY_BROKER_URL")
     app.conf.broker_url = url
+    os.environ["CELERY_BROKER_URL"] = url
     app._pool = None
     app.amqp._producer_pool = None
     try:
         yield app
     finally:
         app.conf.broker_url = saved
+        if saved_env is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = saved_env
         app._pool = None
         app.amqp._producer_pool = None
