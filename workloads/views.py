@@ -250,27 +250,39 @@ def _detail_get(request, workload: Workload, partial: str):
     return render_page(request, DETAIL, _detail_context(request, workload), partial=partial)
 
 
-@requires("workloads.classify_workload")
-@require_http_methods(["GET", "POST"])
-def workload_classify_view(request, slug):
+def _detail_form_view(request, slug, *, form_class, apply, partial: str, target: str, key: str):
+    """GET: the fragment. POST: validate, call the service, and either refresh the page or
+    re-render the fragment with the service's refusal as field errors (422)."""
     workload = workload_get(user=request.user, slug=slug)
     if request.method == "GET":
-        return _detail_get(request, workload, "classify_form")
-    form = ClassifyForm(request.POST)
+        return _detail_get(request, workload, partial)
+    form = form_class(workload, request.POST)
     if form.is_valid():
         try:
-            services.workload_classify(
-                workload=workload,
-                tier=form.cleaned_data["tier"],
-                rationale=form.cleaned_data["rationale"],
-                by=request.user,
-            )
+            apply(workload, form.cleaned_data)
         except DomainError as error:
             form_add_service_error(form, error)
         else:
             return _after_detail_write(request, workload)
-    return _detail_invalid(
-        request, workload, partial="classify_form", target="#classify-form", classify_form=form
+    return _detail_invalid(request, workload, partial=partial, target=target, **{key: form})
+
+
+@requires("workloads.classify_workload")
+@require_http_methods(["GET", "POST"])
+def workload_classify_view(request, slug):
+    def classify(workload, data):
+        services.workload_classify(
+            workload=workload, tier=data["tier"], rationale=data["rationale"], by=request.user
+        )
+
+    return _detail_form_view(
+        request,
+        slug,
+        form_class=lambda _w, data: ClassifyForm(data),
+        apply=classify,
+        partial="classify_form",
+        target="#classify-form",
+        key="classify_form",
     )
 
 
@@ -302,41 +314,36 @@ def workload_status_view(request, slug):
 @requires("workloads.manage_catalogue")
 @require_http_methods(["GET", "POST"])
 def session_policy_edit_view(request, slug):
-    workload = workload_get(user=request.user, slug=slug)
-    if request.method == "GET":
-        return _detail_get(request, workload, "policy")
-    form = SessionPolicyForm.for_policy(_session_policy(workload), request.POST)
-    if form.is_valid():
-        try:
-            services.session_policy_update(workload=workload, by=request.user, **form.cleaned_data)
-        except DomainError as error:
-            form_add_service_error(form, error)
-        else:
-            return _after_detail_write(request, workload)
-    return _detail_invalid(request, workload, partial="policy", target="#policy", policy_form=form)
+    def update(workload, data):
+        services.session_policy_update(workload=workload, by=request.user, **data)
+
+    return _detail_form_view(
+        request,
+        slug,
+        form_class=lambda w, data: SessionPolicyForm.for_policy(_session_policy(w), data),
+        apply=update,
+        partial="policy",
+        target="#policy",
+        key="policy_form",
+    )
 
 
 @requires("workloads.grant_entitlement")
 @require_http_methods(["GET", "POST"])
 def grant_create_view(request, slug):
-    workload = workload_get(user=request.user, slug=slug)
-    if request.method == "GET":
-        return _detail_get(request, workload, "grant_form")
-    form = GrantForm(request.POST)
-    if form.is_valid():
-        try:
-            services.entitlement_grant(
-                workload=workload,
-                tool=form.cleaned_data["tool"],
-                valid_until=form.cleaned_data["valid_until"],
-                by=request.user,
-            )
-        except DomainError as error:
-            form_add_service_error(form, error)
-        else:
-            return _after_detail_write(request, workload)
-    return _detail_invalid(
-        request, workload, partial="grant_form", target="#grant-form", grant_form=form
+    def grant(workload, data):
+        services.entitlement_grant(
+            workload=workload, tool=data["tool"], valid_until=data["valid_until"], by=request.user
+        )
+
+    return _detail_form_view(
+        request,
+        slug,
+        form_class=lambda _w, data: GrantForm(data),
+        apply=grant,
+        partial="grant_form",
+        target="#grant-form",
+        key="grant_form",
     )
 
 
