@@ -592,6 +592,7 @@ def cases(ids: dict) -> list[tuple[str, str, str, dict]]:
         (admin, "sessions", "/sessions/", {}),
         (admin, "sessions ?workload", f"/sessions/?workload={ids['busy_workload']}", {}),
         (admin, "session timeline (3,000)", f"/sessions/{ids['long_session']}/", {}),
+        (admin, "session timeline p15", f"/sessions/{ids['long_session']}/?page=15", {}),
         (admin, "decisions", "/decisions/", {}),
         (admin, "decisions ?decision=deny", "/decisions/?decision=deny", {}),
         (admin, "decisions ?workload", f"/decisions/?workload={ids['busy_workload']}", {}),

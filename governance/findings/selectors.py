@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import timedelta
 
-from django.db.models import Count, Q, QuerySet
-from django.db.models.functions import TruncDate
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce, TruncDate
 from django.http import Http404
 from django.utils import timezone
 
@@ -81,9 +81,16 @@ def session_list(*, user, workload: str = "") -> QuerySet[Session]:
     qs = sessions_visible_to(user).select_related("workload").order_by("-started_at", "-id")
     if workload:
         qs = qs.filter(workload__slug=workload)
-    return qs.annotate(
-        finding_count=Count("findings", distinct=True),
+    # A correlated count, computed for the rows of the page only: a JOIN with GROUP BY
+    # aggregated every session before the page could be cut (300 ms at 50,000 sessions).
+    findings = (
+        Finding.objects.filter(session=OuterRef("pk"))
+        .order_by()
+        .values("session")
+        .annotate(n=Count("id"))
+        .values("n")
     )
+    return qs.annotate(finding_count=Coalesce(Subquery(findings), 0))
 
 
 def session_get(*, user, pk: int) -> Session:
@@ -93,11 +100,17 @@ def session_get(*, user, pk: int) -> Session:
     return session
 
 
-TIMELINE_LIMIT = 1000
+# Events a timeline page shows. Rendering is what costs (about 0.15 ms an event), so a
+# long run is paged rather than drawn whole: 1,000 events took ~200 ms to render.
+TIMELINE_PAGE = 200
 
 
-def session_timeline(*, session: Session) -> dict:
-    """The session's events (first TIMELINE_LIMIT) with the findings that cite each."""
+def session_timeline(*, session: Session, page: int = 1) -> dict:
+    """One page of the session's events, in order, with the findings that cite each.
+
+    No COUNT: one event more than a page tells whether a next page exists (`truncated`).
+    """
+    offset = (max(page, 1) - 1) * TIMELINE_PAGE
     events = list(
         UsageEvent.objects.filter(session=session)
         .order_by("occurred_at", "id")
@@ -112,17 +125,20 @@ def session_timeline(*, session: Session) -> dict:
             "input_tokens",
             "output_tokens",
             "evaluated",
-        )[: TIMELINE_LIMIT + 1]
+        )[offset : offset + TIMELINE_PAGE + 1]
     )
     findings = list(session.findings.order_by("created_at", "id"))
     markers = defaultdict(list)
     for finding in findings:
         for event_id in finding.evidence:
             markers[event_id].append(finding)
-    rows = [{"event": e, "findings": markers.get(e.id, [])} for e in events[:TIMELINE_LIMIT]]
+    rows = [{"event": e, "findings": markers.get(e.id, [])} for e in events[:TIMELINE_PAGE]]
     return {
         "rows": rows,
-        "truncated": len(events) > TIMELINE_LIMIT,
+        "truncated": len(events) > TIMELINE_PAGE,
+        "page": max(page, 1),
+        "first_number": offset + 1,
+        "last_number": offset + len(rows),
         "findings": findings,
     }
 

@@ -24,8 +24,12 @@ def sessions(request):
 @requires(VIEW)
 def timeline(request, pk):
     session = selectors.session_get(user=request.user, pk=pk)
+    try:
+        page = max(1, int(request.GET.get("page", "1")))
+    except ValueError:
+        page = 1
     return render(
         request,
         "usage/timeline.html",
-        {"session": session, **selectors.session_timeline(session=session)},
+        {"session": session, **selectors.session_timeline(session=session, page=page)},
     )

@@ -1,0 +1,54 @@
+"""The sessions list and a session's timeline stay cheap on long histories (bench/pages.py):
+finding counts per row of the page only, and long runs paged."""
+
+import pytest
+from django.urls import reverse
+
+from governance.findings import selectors
+from governance.models import Finding
+from tests.evaluation.rows import add_events, make_session
+from tests.factories import ClassifiedWorkloadFactory, tier
+from tests.findings.test_views import _sessions_with_findings
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_sessions_list_counts_each_sessions_findings(client, reviewer):
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    (flagged,) = _sessions_with_findings(1, workload)
+    quiet = make_session(workload)
+    add_events(quiet, ("session_start", 0))
+    expected = Finding.objects.filter(session=flagged).count()
+    assert expected >= 1
+    client.force_login(reviewer)
+    html = client.get(reverse("usage:sessions")).content.decode()
+    row_of = {s: html.split(f">{s.external_id}</a>")[1].split("</tr>")[0] for s in (flagged, quiet)}
+    assert f'<span class="badge high">{expected}</span>' in row_of[flagged]
+    assert row_of[quiet].rstrip().endswith("<td>0</td>")
+
+
+def test_a_long_timeline_is_shown_a_page_at_a_time(client, reviewer, monkeypatch):
+    monkeypatch.setattr(selectors, "TIMELINE_PAGE", 3)
+    session = make_session(ClassifiedWorkloadFactory(tier=tier("internal-read")))
+    add_events(session, *[("reasoning_step", i, {"content": f"thought-{i}"}) for i in range(5)])
+    client.force_login(reviewer)
+    url = reverse("usage:timeline", args=[session.pk])
+
+    first = client.get(url).content.decode()
+    assert [f"thought-{i}" in first for i in range(5)] == [True, True, True, False, False]
+    assert 'href="?page=2"' in first and "Earlier events" not in first
+
+    second = client.get(url, {"page": 2}).content.decode()
+    assert [f"thought-{i}" in second for i in range(5)] == [False, False, False, True, True]
+    assert 'href="?page=1"' in second and "Later events" not in second
+    assert "Events 4\N{EN DASH}5" in second
+
+
+def test_a_short_timeline_has_no_pager_and_a_bad_page_shows_the_first(client, reviewer):
+    session = make_session(ClassifiedWorkloadFactory(tier=tier("internal-read")))
+    add_events(session, ("session_start", 0, {"content": "hello"}))
+    client.force_login(reviewer)
+    url = reverse("usage:timeline", args=[session.pk])
+    page = client.get(url, {"page": "nope"}).content.decode()
+    assert "hello" in page
+    assert 'aria-label="Events"' not in page
