@@ -91,6 +91,8 @@ class AccessRequest(models.Model):
             models.Index(fields=["workload", "status"]),
             models.Index(fields=["kind", "status"]),
             models.Index(fields=["requested_by", "-created_at"]),
+            # Unfiltered lists (the API, "all requests"): newest first without a sort.
+            models.Index(fields=["-created_at", "-id"], name="request_recent"),
         ]
         permissions = [
             ("request_entitlement", "Can request tools and session windows for owned workloads"),
