@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce, TruncDate
@@ -49,9 +49,18 @@ def finding_get(*, user, pk: int) -> Finding:
 
 
 def finding_counts(*, user) -> dict:
-    """Counts by status, and open findings by severity, for the live counters."""
+    """Unresolved findings by status, and open findings by severity, for the live counters.
+
+    Only the unresolved statuses are counted (all the counters show): resolved findings pile
+    up forever, and counting them made every queue page read the whole table.
+    """
     qs = findings_visible_to(user)
-    by_status = dict(qs.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    by_status = dict(
+        qs.filter(status__in=UNRESOLVED)
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
     by_severity = dict(
         qs.filter(status=Finding.Status.OPEN)
         .values_list("severity")
@@ -144,10 +153,13 @@ def session_timeline(*, session: Session, page: int = 1) -> dict:
 
 
 def _per_day(qs, field: str, days: int) -> list[dict]:
-    today = timezone.now().date()
+    today = timezone.localdate()
     start = today - timedelta(days=days - 1)
+    # A range on the column itself (not `__date__gte`, which wraps it in a cast), so the
+    # index serves it and only the last `days` days are read.
+    since = timezone.make_aware(datetime.combine(start, time.min))
     counts = dict(
-        qs.filter(**{f"{field}__date__gte": start})
+        qs.filter(**{f"{field}__gte": since})
         .annotate(day=TruncDate(field))
         .values_list("day")
         .annotate(n=Count("id"))
