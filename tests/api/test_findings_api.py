@@ -164,7 +164,9 @@ def test_the_detail_shows_evidence_signal_comments_and_containment(reviewer, use
     assert body["evidence"] == [e.id for e in events]
     assert body["details"] == {"signal": "no_grant", "capability_class": "messaging"}
     assert body["session"] == session.pk
-    assert [(c["author"], c["body"]) for c in body["comments"]] == [("reviewer", "Looking into it.")]
+    assert [(c["author"], c["body"]) for c in body["comments"]] == [
+        ("reviewer", "Looking into it.")
+    ]
     assert body["containment"][0] | {"id": 0, "created_at": ""} == {
         "id": 0,
         "action": "suspend_workload",
