@@ -1,7 +1,10 @@
 """Finding filters, shared by the queue page and the REST list so they never disagree."""
 
 import django_filters
+from django import forms
 from django_filters.constants import EMPTY_VALUES
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 
 from governance.models import Finding, FindingKind, Severity
 from workloads.models import SensitivityTier
@@ -20,6 +23,18 @@ class StableOrderingFilter(django_filters.OrderingFilter):
         return qs.order_by(*ordering, *(f for f in self.TIE_BREAK if f not in ordering))
 
 
+@extend_schema_field(OpenApiTypes.INT)
+class IdFilter(django_filters.NumberFilter):
+    """A whole-number id: `1.5` or one past any database's range is invalid, not a 500."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", 2**63 - 1)
+        super().__init__(*args, **kwargs)
+
+
 class FindingFilter(django_filters.FilterSet):
     kind = django_filters.ChoiceFilter(choices=FindingKind.choices)
     severity = django_filters.ChoiceFilter(choices=Severity.choices)
@@ -28,7 +43,7 @@ class FindingFilter(django_filters.FilterSet):
     tier = django_filters.ModelChoiceFilter(
         field_name="workload__tier", to_field_name="slug", queryset=SensitivityTier.objects.all()
     )
-    session = django_filters.NumberFilter(field_name="session_id", label="Session id")
+    session = IdFilter(field_name="session_id", label="Session id")
     assignee = django_filters.CharFilter(field_name="assignee__username", label="Assignee username")
     since = django_filters.IsoDateTimeFilter(
         field_name="created_at", lookup_expr="gte", label="Raised at or after (ISO 8601)"

@@ -125,7 +125,15 @@ def test_ordering_by_severity_puts_the_most_severe_first_then_the_newest(reviewe
 
 @pytest.mark.parametrize(
     "query",
-    ["kind=nonsense", "severity=urgent", "tier=no-such-tier", "since=yesterday", "session=x"],
+    [
+        "kind=nonsense",
+        "severity=urgent",
+        "tier=no-such-tier",
+        "since=yesterday",
+        "session=x",
+        "session=1.5",
+        "session=99999999999999999999999",
+    ],
 )
 def test_an_invalid_filter_value_is_a_400_naming_the_field(query, reviewer, user_api):
     response = user_api(reviewer).get(f"{LIST}?{query}")
