@@ -45,7 +45,11 @@ def findings_visible_to(user) -> QuerySet[Finding]:
 def finding_list(*, user, filters=None) -> QuerySet[Finding]:
     from governance.findings.filters import FindingFilter
 
-    qs = findings_visible_to(user).select_related("workload__tier", "assignee", "session")
+    qs = (
+        findings_visible_to(user)
+        .select_related("workload__tier", "assignee", "session")
+        .defer("session__evaluation_state")  # the evaluator's scratch state, never shown
+    )
     if not filters:
         return qs
     filterset = FindingFilter(filters, queryset=qs)
