@@ -296,6 +296,29 @@ def test_triage_needs_the_csrf_token_with_session_auth(reviewer):
     assert finding.status == Finding.Status.OPEN
 
 
+def test_triage_accepts_a_form_body_too(reviewer, user_api):
+    finding = make_finding(ClassifiedWorkloadFactory())
+    response = user_api(reviewer).post(_status_url(finding), {"status": "false_positive"})
+    assert response.status_code == 200
+    assert response.json()["status"] == "false_positive"
+
+
+def test_triage_is_write_throttled_with_a_429(reviewer, user_api, settings):
+    settings.REST_FRAMEWORK = settings.REST_FRAMEWORK | {
+        "DEFAULT_THROTTLE_RATES": {"write": "2/min"}
+    }
+    finding = make_finding(ClassifiedWorkloadFactory())
+    client = user_api(reviewer)
+    for status in ("acknowledged", "open"):
+        response = client.post(_status_url(finding), {"status": status}, format="json")
+        assert response.status_code == 200
+    response = client.post(_status_url(finding), {"status": "resolved"}, format="json")
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "throttled"
+    assert int(response["Retry-After"]) >= 1
+    assert client.get(LIST).status_code == 200  # reads are not write-throttled
+
+
 # --- query counts ----------------------------------------------------------------------------
 
 
