@@ -34,6 +34,8 @@ class Session(models.Model):
         ]
         indexes = [
             models.Index(fields=["workload", "-started_at"]),
+            # The sessions list across workloads: newest first, and since/until.
+            models.Index(fields=["-started_at", "-id"], name="session_recent"),
             models.Index(
                 fields=["last_event_at"], name="open_session_activity", condition=Q(ended_at=None)
             ),
