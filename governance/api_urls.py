@@ -8,6 +8,8 @@ from governance.ingest.urls import api_urlpatterns as ingest_api_urlpatterns
 urlpatterns = [
     path("", include("workloads.api_urls")),
     path("", include("governance.approvals.api_urls")),
+    path("", include("governance.findings.api_urls")),
+    path("", include("governance.usage.api_urls")),
     path("decisions", decide_view, name="decisions"),
     *ingest_api_urlpatterns,
 ]

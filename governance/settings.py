@@ -308,6 +308,18 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
         "ApprovalStepKindEnum": "governance.models.requests.ApprovalStep.Kind",
     }
 )
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+    {
+        "FindingStatusEnum": "governance.models.findings.Finding.Status",
+        "FindingKindEnum": "governance.models.findings.FindingKind",
+        "ContainmentActionEnum": "governance.models.findings.ContainmentAction.Action",
+        "SessionStateEnum": "governance.usage.filters.SessionState",
+        "SessionSourceEnum": "workloads.models.usage.Session.Source",
+        "UsageEventTypeEnum": "workloads.models.usage.EventType",
+        # Tool risk and finding severity share one scale; keep the name tools already had.
+        "RiskEnum": "workloads.models.catalogue.RiskLevel",
+    }
+)
 
 # --- logging ----------------------------------------------------------------------------
 LOGGING = {

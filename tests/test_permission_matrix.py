@@ -80,6 +80,10 @@ SAMPLE_KWARGS: dict[str, Callable[[SimpleNamespace, Callable], dict]] = {
     "findings:reverse_containment": lambda w, fx: {"pk": w.containment.pk},
     "findings:reevaluation_job": lambda w, fx: {"pk": w.reevaluation_job.pk},
     "usage:timeline": lambda w, fx: {"pk": w.session.pk},
+    "finding-detail": lambda w, fx: {"pk": w.finding.pk},
+    "finding-status": lambda w, fx: {"pk": w.finding.pk},
+    "session-detail": lambda w, fx: {"pk": w.session.pk},
+    "session-events": lambda w, fx: {"pk": w.session.pk},
 }
 
 # route name → form/JSON data for the forged POST: (world) → dict. Default: empty.
@@ -122,6 +126,7 @@ SAMPLE_POST: dict[str, Callable[[SimpleNamespace], dict]] = {
         "effect": "forbid",
     },
     "tokens:create": lambda w: {"name": "forged", "scopes": ["decide"], "all_workloads": "on"},
+    "finding-status": lambda w: {"status": "acknowledged", "comment": "forged"},
 }
 
 API_PREFIXES = ("api/", "v1/")

@@ -1,21 +1,62 @@
-"""Finding filters, shared by the queue page and any list endpoint."""
+"""Finding filters, shared by the queue page and the REST list so they never disagree."""
 
 import django_filters
+from django import forms
+from django_filters.constants import EMPTY_VALUES
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 
 from governance.models import Finding, FindingKind, Severity
 from workloads.models import SensitivityTier
+
+
+class StableOrderingFilter(django_filters.OrderingFilter):
+    """Orders by the chosen field, then newest first, so pages never shuffle on ties."""
+
+    TIE_BREAK = ("-created_at", "-id")
+
+    def filter(self, qs, value):
+        qs = super().filter(qs, value)
+        if value in EMPTY_VALUES:
+            return qs
+        ordering = list(qs.query.order_by)
+        return qs.order_by(*ordering, *(f for f in self.TIE_BREAK if f not in ordering))
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class IdFilter(django_filters.NumberFilter):
+    """A whole-number id: `1.5` or one past any database's range is invalid, not a 500."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", 2**63 - 1)
+        super().__init__(*args, **kwargs)
 
 
 class FindingFilter(django_filters.FilterSet):
     kind = django_filters.ChoiceFilter(choices=FindingKind.choices)
     severity = django_filters.ChoiceFilter(choices=Severity.choices)
     status = django_filters.ChoiceFilter(choices=Finding.Status.choices)
-    workload = django_filters.CharFilter(field_name="workload__slug")
+    workload = django_filters.CharFilter(field_name="workload__slug", label="Workload slug")
     tier = django_filters.ModelChoiceFilter(
         field_name="workload__tier", to_field_name="slug", queryset=SensitivityTier.objects.all()
     )
-    assignee = django_filters.CharFilter(field_name="assignee__username")
+    session = IdFilter(field_name="session_id", label="Session id")
+    assignee = django_filters.CharFilter(field_name="assignee__username", label="Assignee username")
+    since = django_filters.IsoDateTimeFilter(
+        field_name="created_at", lookup_expr="gte", label="Raised at or after (ISO 8601)"
+    )
+    until = django_filters.IsoDateTimeFilter(
+        field_name="created_at", lookup_expr="lt", label="Raised before (ISO 8601)"
+    )
+    ordering = StableOrderingFilter(
+        fields=(("created_at", "created"), ("severity_rank", "severity")),
+        label="`-created` (newest first, the default), `created`, `-severity` (most severe "
+        "first) or `severity`",
+    )
 
     class Meta:
         model = Finding
-        fields = ["kind", "severity", "status", "workload", "tier", "assignee"]
+        fields = ["kind", "severity", "status", "workload", "tier", "session", "assignee"]

@@ -5,13 +5,23 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, time, timedelta
 
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import (
+    Count,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+)
 from django.db.models.functions import Coalesce, TruncDate
 from django.http import Http404
 from django.utils import timezone
 
-from governance.models import Finding
-from workloads.models import Session, UsageEvent, Workload
+from governance.models import ContainmentAction, Finding, FindingComment
+from governance.tokens import ServicePrincipal
+from workloads.models import EventType, LoggingLevel, Session, UsageEvent, Workload
 from workloads.selectors import workloads_visible_to
 
 VIEW = "governance.view_findings"
@@ -19,6 +29,12 @@ UNRESOLVED = (Finding.Status.OPEN, Finding.Status.ACKNOWLEDGED)
 
 
 def findings_visible_to(user) -> QuerySet[Finding]:
+    """Deny by default. A token (its scope is the view's business) sees the findings of the
+    workloads it is bound to; a user needs view_findings, then sees what workloads allow."""
+    if isinstance(user, ServicePrincipal):
+        if user.token.all_workloads:
+            return Finding.objects.all()
+        return Finding.objects.filter(workload__in=workloads_visible_to(user))
     if not user.is_authenticated or not user.has_perm(VIEW):
         return Finding.objects.none()
     if user.has_perm("workloads.view_all_workloads"):
@@ -29,7 +45,11 @@ def findings_visible_to(user) -> QuerySet[Finding]:
 def finding_list(*, user, filters=None) -> QuerySet[Finding]:
     from governance.findings.filters import FindingFilter
 
-    qs = findings_visible_to(user).select_related("workload__tier", "assignee", "session")
+    qs = (
+        findings_visible_to(user)
+        .select_related("workload__tier", "assignee", "session")
+        .defer("session__evaluation_state")  # the evaluator's scratch state, never shown
+    )
     if not filters:
         return qs
     filterset = FindingFilter(filters, queryset=qs)
@@ -40,6 +60,26 @@ def finding_get(*, user, pk: int) -> Finding:
     finding = (
         findings_visible_to(user)
         .select_related("workload__tier", "session", "assignee")
+        .filter(pk=pk)
+        .first()
+    )
+    if finding is None:
+        raise Http404("No such finding.")
+    return finding
+
+
+def finding_detail_get(*, user, pk: int) -> Finding:
+    """A finding with its comments and containment actions (three queries in all)."""
+    finding = (
+        findings_visible_to(user)
+        .select_related("workload__tier", "assignee")
+        .prefetch_related(
+            Prefetch("comments", FindingComment.objects.select_related("author")),
+            Prefetch(
+                "containment",
+                ContainmentAction.objects.select_related("workload", "grant__tool", "reversed_by"),
+            ),
+        )
         .filter(pk=pk)
         .first()
     )
@@ -79,6 +119,11 @@ def workload_has_open_high_findings(workload: Workload) -> bool:
 
 
 def sessions_visible_to(user) -> QuerySet[Session]:
+    """The same rule as findings_visible_to, for sessions."""
+    if isinstance(user, ServicePrincipal):
+        if user.token.all_workloads:
+            return Session.objects.all()
+        return Session.objects.filter(workload__in=workloads_visible_to(user))
     if not user.is_authenticated or not user.has_perm(VIEW):
         return Session.objects.none()
     if user.has_perm("workloads.view_all_workloads"):
@@ -86,27 +131,90 @@ def sessions_visible_to(user) -> QuerySet[Session]:
     return Session.objects.filter(workload__in=workloads_visible_to(user))
 
 
-def session_list(*, user, workload: str = "") -> QuerySet[Session]:
-    qs = sessions_visible_to(user).select_related("workload").order_by("-started_at", "-id")
-    if workload:
-        qs = qs.filter(workload__slug=workload)
-    # A correlated count, computed for the rows of the page only: a JOIN with GROUP BY
-    # aggregated every session before the page could be cut (300 ms at 50,000 sessions).
-    findings = (
-        Finding.objects.filter(session=OuterRef("pk"))
-        .order_by()
-        .values("session")
-        .annotate(n=Count("id"))
-        .values("n")
+def session_list(*, user, filters=None) -> QuerySet[Session]:
+    """Visible sessions, newest first, filtered by SessionFilter (invalid values match nothing),
+    each with its finding and event counts (subqueries: constant queries per page)."""
+    from governance.usage.filters import SessionFilter
+
+    qs = (
+        sessions_visible_to(user)
+        .select_related("workload")
+        .defer("evaluation_state")
+        .order_by("-started_at", "-id")
+        .annotate(
+            finding_count=_count_of(Finding.objects.filter(session=OuterRef("pk"))),
+            event_count=_count_of(UsageEvent.objects.filter(session=OuterRef("pk"))),
+        )
     )
-    return qs.annotate(finding_count=Coalesce(Subquery(findings), 0))
+    if not filters:
+        return qs
+    filterset = SessionFilter(filters, queryset=qs)
+    return filterset.qs if filterset.is_valid() else qs.none()
+
+
+def _count_of(rows: QuerySet) -> Coalesce:
+    counted = rows.order_by().values("session").annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
 
 
 def session_get(*, user, pk: int) -> Session:
-    session = sessions_visible_to(user).select_related("workload__tier").filter(pk=pk).first()
+    session = (
+        sessions_visible_to(user)
+        .select_related("workload__tier", "workload__session_policy")
+        .filter(pk=pk)
+        .first()
+    )
     if session is None:
         raise Http404("No such session.")
     return session
+
+
+def session_summary(*, session: Session) -> dict:
+    """Counts for one session (one aggregate query over its events, one for its findings)."""
+    per_type = {
+        row["type"]: row
+        for row in UsageEvent.objects.filter(session=session)
+        .order_by()
+        .values("type")
+        .annotate(
+            n=Count("id"),
+            input_tokens=Sum("input_tokens"),
+            output_tokens=Sum("output_tokens"),
+            reasoning_tokens=Sum("reasoning_tokens"),
+        )
+    }
+    rows = per_type.values()
+    return {
+        "events": sum(row["n"] for row in rows),
+        "events_by_type": {
+            kind: per_type[kind]["n"] for kind in EventType.values if kind in per_type
+        },
+        "tool_calls": per_type.get(EventType.TOOL_CALL, {}).get("n", 0),
+        "input_tokens": sum(row["input_tokens"] or 0 for row in rows),
+        "output_tokens": sum(row["output_tokens"] or 0 for row in rows),
+        "reasoning_tokens": sum(row["reasoning_tokens"] or 0 for row in rows),
+        "finding_ids": list(
+            session.findings.order_by("created_at", "id").values_list("id", flat=True)
+        ),
+    }
+
+
+def session_logs_content(session: Session) -> bool:
+    """Whether the workload's logging level is full_trace: only then is event content shown.
+    The workload's policy override wins, else its tier's default; unclassified → metadata."""
+    workload = session.workload
+    try:
+        level = workload.session_policy.logging_level
+    except Workload.session_policy.RelatedObjectDoesNotExist:
+        level = ""
+    if not level and workload.tier is not None:
+        level = workload.tier.logging_level
+    return level == LoggingLevel.FULL_TRACE
+
+
+def session_events(*, session: Session) -> QuerySet[UsageEvent]:
+    """The session's events in time order (the (session, occurred_at) index)."""
+    return UsageEvent.objects.filter(session=session).order_by("occurred_at", "id")
 
 
 # Events a timeline page shows. Rendering is what costs (about 0.15 ms an event), so a

@@ -40,7 +40,11 @@ def _set_status(finding: Finding, status: str, by, comment: str) -> Finding:
     if status == finding.status:
         return finding
     if status not in ALLOWED_TRANSITIONS[finding.status]:
-        raise Conflict(f"A {finding.status} finding cannot become {status}.", field="status")
+        raise Conflict(
+            f"A {finding.status} finding cannot become {status}.",
+            field="status",
+            code="illegal_transition",
+        )
     before = audit_snapshot(finding, FINDING_AUDIT_FIELDS)
     finding.status = status
     closed = status in (Finding.Status.RESOLVED, Finding.Status.FALSE_POSITIVE)

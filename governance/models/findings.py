@@ -76,6 +76,7 @@ class Finding(models.Model):
             models.Index(fields=["session"]),
             models.Index(fields=["assignee", "status"]),
             models.Index(fields=["-created_at", "-id"], name="finding_recent"),
+            models.Index(fields=["-severity_rank", "-created_at", "-id"], name="finding_severe"),
         ]
         permissions = [
             ("view_findings", "Can see findings and session timelines"),

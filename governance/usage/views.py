@@ -5,20 +5,27 @@ from django.shortcuts import render
 
 from governance.findings import selectors
 from governance.permissions import requires
+from governance.usage.filters import SessionState
 
 VIEW = "governance.view_findings"
+FILTER_KEYS = ("workload", "state", "since", "until")
 
 
 @requires(VIEW)
 def sessions(request):
-    workload = request.GET.get("workload", "")
-    page = Paginator(selectors.session_list(user=request.user, workload=workload), 25).get_page(
+    filters = {key: request.GET.get(key, "") for key in FILTER_KEYS}
+    workload = filters["workload"]
+    page = Paginator(selectors.session_list(user=request.user, filters=filters), 25).get_page(
         request.GET.get("page")
     )
     template = "usage/sessions.html"
     if request.htmx and not request.htmx.boosted:
         template += "#table"
-    return render(request, template, {"page": page, "workload": workload})
+    return render(
+        request,
+        template,
+        {"page": page, "workload": workload, "filters": filters, "states": SessionState.choices},
+    )
 
 
 @requires(VIEW)

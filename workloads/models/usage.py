@@ -34,7 +34,7 @@ class Session(models.Model):
         ]
         indexes = [
             models.Index(fields=["workload", "-started_at"]),
-            # The sessions page: newest first, a page at a time, over every visible session.
+            # The sessions list across workloads: newest first, and since/until.
             models.Index(fields=["-started_at", "-id"], name="session_recent"),
             models.Index(
                 fields=["last_event_at"], name="open_session_activity", condition=Q(ended_at=None)

@@ -1,0 +1,12 @@
+from django.urls import include, path
+from rest_framework.routers import SimpleRouter
+
+from governance.findings import api
+
+router = SimpleRouter(trailing_slash=False)
+router.register("findings", api.FindingViewSet, basename="finding")
+
+urlpatterns = [
+    path("", include(router.urls)),
+    path("findings/<int:pk>/status", api.FindingStatusApi.as_view(), name="finding-status"),
+]
