@@ -24,6 +24,7 @@ the data. Nothing fails when it is missed: this prints figures.
 """
 
 import argparse
+import gc
 import math
 import os
 import platform
@@ -622,6 +623,15 @@ def cases(ids: dict) -> list[tuple[str, str, str, dict]]:
         (admin, "api grants ?status=expired", "/api/v1/grants?status=expired", {}),
         (admin, "api grants ?workload", f"/api/v1/grants?workload={ids['busy_workload']}", {}),
         (admin, "api requests", "/api/v1/requests", {}),
+        (admin, "api findings", "/api/v1/findings", {}),
+        (admin, "api findings ?status&severity", "/api/v1/findings?status=open&severity=high", {}),
+        (admin, "api sessions", "/api/v1/sessions", {}),
+        (
+            admin,
+            "api session events p10",
+            f"/api/v1/sessions/{ids['long_session']}/events?page=10",
+            {},
+        ),
         (reviewer, "dashboard", "/", {}),
         (reviewer, "dashboard findings panels", "/findings/dashboard-panels/", hx),
         (reviewer, "findings (open)", "/findings/", {}),
@@ -630,6 +640,7 @@ def cases(ids: dict) -> list[tuple[str, str, str, dict]]:
         (reviewer, "sessions", "/sessions/", {}),
         (reviewer, "session timeline (3,000)", f"/sessions/{ids['long_session']}/", {}),
         (reviewer, "decisions ?decision=deny", "/decisions/?decision=deny", {}),
+        (reviewer, "api findings ?assignee", "/api/v1/findings?assignee=bench-reviewer", {}),
         (approver, "requests (awaiting)", "/requests/", {}),
         (approver, "api requests ?view=awaiting", "/api/v1/requests?view=awaiting", {}),
         (owner, "dashboard", "/", {}),
@@ -697,6 +708,24 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
+def watch_full_collections() -> list[float]:
+    """Durations (ms) of the garbage collector's full (generation 2) passes: they, not the
+    page, are what lands an otherwise ~40 ms request in the p95 tail, so they are counted."""
+    pauses: list[float] = []
+    started = [0.0]
+
+    def callback(phase, info):
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append((time.perf_counter() - started[0]) * 1000)
+
+    gc.callbacks.append(callback)
+    return pauses
+
+
 def measure(repeat: int, only: str, show_sql: bool) -> list[dict]:
     from django.contrib.auth import get_user_model
     from django.db import connection
@@ -704,6 +733,7 @@ def measure(repeat: int, only: str, show_sql: bool) -> list[dict]:
     from django.test.utils import CaptureQueriesContext
 
     ids = bench_ids()
+    full_gcs = watch_full_collections()
     users = {
         u.username: u for u in get_user_model().objects.filter(username__in=[*STAFF, HEAVY_OWNER])
     }
@@ -728,6 +758,7 @@ def measure(repeat: int, only: str, show_sql: bool) -> list[dict]:
                 print(f"    {query['time']}s {query['sql'][:400]}")
         timer = SqlTimer()
         times, sql_times = [], []
+        full_gcs.clear()
         with connection.execute_wrapper(timer):
             for _ in range(repeat):
                 before = timer.seconds
@@ -743,12 +774,15 @@ def measure(repeat: int, only: str, show_sql: bool) -> list[dict]:
             "p50": statistics.median(times),
             "p95": percentile(times, 0.95),
             "sql_p50": statistics.median(sql_times),
+            "gc2": len(full_gcs),
+            "gc2_ms": sum(full_gcs),
         }
         row["ok"] = row["p95"] < TARGET_MS
         results.append(row)
         print(
             f"{row['user']:<9} {label:<30} {row['queries']:>3} q  p50 {row['p50']:7.1f}  "
             f"p95 {row['p95']:7.1f}  sql p50 {row['sql_p50']:6.1f} ms  "
+            f"full GCs {row['gc2']:>2} ({row['gc2_ms']:5.0f} ms)  "
             f"{'ok' if row['ok'] else 'MISS'}",
             flush=True,
         )
@@ -775,12 +809,12 @@ def main() -> None:
     results = measure(args.repeat, args.only, args.sql)
     missed = [r for r in results if not r["ok"]]
     print(f"\n{len(results) - len(missed)}/{len(results)} pages with p95 < {TARGET_MS:.0f} ms")
-    print("\n| user | page | queries | p50 ms | p95 ms | p95 < 150 ms |")
-    print("|---|---|---:|---:|---:|---|")
+    print("\n| user | page | queries | p50 ms | p95 ms | p95 < 150 ms | SQL p50 ms | full GCs |")
+    print("|---|---|---:|---:|---:|---|---:|---:|")
     for r in results:
         print(
             f"| {r['user']} | {r['page']} | {r['queries']} | {r['p50']:.1f} | {r['p95']:.1f} | "
-            f"{'yes' if r['ok'] else '**no**'} |"
+            f"{'yes' if r['ok'] else '**no**'} | {r['sql_p50']:.1f} | {r['gc2']} |"
         )
 
 
