@@ -288,3 +288,24 @@ def test_an_owner_may_not_revoke_another_owners_window_nor_an_exception(
     assert hidden.status_code == 404
     refused = client.post(reverse("approvals:exception_revoke", args=[exception.pk]), {})
     assert refused.status_code == 403
+
+
+def test_the_workload_page_takes_constant_queries_as_exceptions_and_windows_grow(
+    client, admin_user, boundary_workload, django_assert_max_num_queries
+):
+    def grow(n):
+        for _ in range(n):
+            services.rule_exception_revoke(
+                exception=exception_for(boundary_workload), by=admin_user, reason="x"
+            )
+            exception_for(boundary_workload)
+            window_for(boundary_workload)
+
+    client.force_login(admin_user)
+    grow(2)
+    with django_assert_max_num_queries(60) as few:
+        page(client, boundary_workload)
+    grow(15)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        html = page(client, boundary_workload)
+    assert html.count('class="inline-form"') >= 2 * 17
