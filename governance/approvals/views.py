@@ -25,7 +25,7 @@ from governance.approvals.forms import (
 )
 from governance.errors import DomainError, NotAllowed
 from governance.forms import form_add_service_error
-from governance.htmx import is_fragment_request
+from governance.htmx import is_fragment_request, redirect_after_post
 from governance.models import AccessRequest
 from governance.permissions import requires
 from governance.roles import CONSOLE
@@ -314,7 +314,8 @@ def access_panel_context(request, workload) -> dict:
         "extensions": extensions,
         "workload": workload,
         "may_revoke_exceptions": user.has_perm(services.REVOKE_EXCEPTION),
-        "may_revoke_windows": user.has_perm(services.REVOKE_WINDOW) or workload.owner_id == user.pk,
+        "may_revoke_windows": user.has_perm(services.REVOKE_WINDOW)
+        or (workload.owner_id == user.pk and user.has_perm(REQUEST)),
         "may_request": workload.owner_id == user.pk and user.has_perm(REQUEST),
         "confirm": CONFIRM,
         "request": request,
@@ -338,7 +339,7 @@ def _revoke(request, obj, revoke, *, kind: str, what: str):
             messages.error(request, " ".join(e for errs in form.errors.values() for e in errs))
         else:
             messages.success(request, f"Revoked the {what}.")
-        return redirect(workload_url, permanent=False)
+        return redirect_after_post(request, workload_url)
     if not form.errors:
         workload = workloads_visible_to(request.user).get(pk=obj.workload_id)
         return render(request, ACCESS, access_panel_context(request, workload))

@@ -272,7 +272,7 @@ def test_a_plain_post_revokes_and_goes_back_to_the_workload(client, owner, bound
     client.force_login(owner)
     url = reverse("approvals:window_revoke", args=[window.pk])
     response = client.post(url, {f"window-{window.pk}-reason": "Done early."})
-    assert response.status_code == 302
+    assert response.status_code == 303
     assert response["Location"] == reverse("workloads:detail", args=[boundary_workload.slug])
     window.refresh_from_db()
     assert window.status == "revoked" and window.revoke_reason == "Done early."
