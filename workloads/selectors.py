@@ -1,6 +1,7 @@
 """Reads of the catalogue, scoped to what the asking user (or token) may see."""
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import CharField, Count, Q, QuerySet
+from django.db.models.functions import Cast
 from django.http import Http404
 
 from governance.models import AuditEvent
@@ -136,8 +137,9 @@ def workload_audit_trail(*, workload: Workload):
     """Audit events about a workload: itself, its session policy, its grants, rule exceptions
     and session windows, newest first."""
 
-    def ids(related) -> list[str]:
-        return [str(pk) for pk in related.values_list("pk", flat=True)]
+    def ids(related):
+        # AuditEvent.object_id is text: compare with the ids as text, in one query.
+        return related.annotate(text_id=Cast("pk", CharField())).values("text_id")
 
     return AuditEvent.objects.filter(
         Q(object_type__in=("workloads.workload", "workloads.sessionpolicy"), object_id=workload.pk)
