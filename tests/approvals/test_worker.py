@@ -46,7 +46,7 @@ def mail_sent(mailbox: Path) -> str:
     return "\n".join(path.read_text(errors="replace") for path in sorted(mailbox.iterdir()))
 
 
-def test_an_approval_is_mailed_to_the_requester_by_the_worker(
+def test_a_filing_and_its_approval_are_mailed_by_the_worker(
     mailbox, owner, approver, read_workload
 ):
     with celery_worker(), broker(BROKER_URL):
@@ -57,13 +57,14 @@ def test_an_approval_is_mailed_to_the_requester_by_the_worker(
             justification="Quarterly review.",
             duration_days=10,
         )
+        # The notice goes out only while the request is pending: wait before deciding.
+        filed = f"Subject: [Mandate] Request #{request.pk}: reader asks for access"
+        wait_for(lambda: filed in mail_sent(mailbox), timeout=60, what="the filing notice")
         services.access_request_approve(access_request=request, by=approver, comment="Fine.")
-        subject = f"Subject: [Mandate] Request #{request.pk} approved"
-        wait_for(lambda: subject in mail_sent(mailbox), timeout=60, what="the approval mail")
+        approved = f"Subject: [Mandate] Request #{request.pk} approved"
+        wait_for(lambda: approved in mail_sent(mailbox), timeout=60, what="the approval mail")
     sent = mail_sent(mailbox)
-    decision = sent[sent.index(subject) :]
+    notice, decision = sent[sent.index(filed) :], sent[sent.index(approved) :]
+    assert f"To: {approver.email}" in notice and "Quarterly review." in notice
     assert f"To: {owner.email}" in decision
     assert "Granted crm-api, valid until" in decision
-    # The filing notice went to the approver through the same worker.
-    assert f"Request #{request.pk}: reader asks for access" in sent
-    assert f"To: {approver.email}" in sent

@@ -237,7 +237,7 @@ def test_it_answers_503_with_retry_after_when_the_database_is_unavailable(post_e
 def test_it_still_answers_2xx_when_the_broker_is_down(
     post_events, monkeypatch, caplog, django_capture_on_commit_callbacks
 ):
-    down = Celery("broker-down")
+    down = Celery("broker-down", set_as_current=False)  # shared tasks stay on ours
     down.config_from_object("django.conf:settings", namespace="CELERY")
     down.conf.broker_url = "redis://127.0.0.1:1/0"  # nothing listens on port 1
     down.conf.broker_transport_options = {"socket_connect_timeout": 1}
@@ -294,7 +294,7 @@ def test_the_evaluation_message_reaches_a_real_broker(
     except redis.RedisError:
         pytest.skip("no Redis on 127.0.0.1:6379")
     queue = f"ingest-test-{uuid.uuid4().hex}"  # a queue no worker consumes
-    app = Celery("ingest-test", broker=url)
+    app = Celery("ingest-test", broker=url, set_as_current=False)
     app.conf.task_default_queue = queue
     monkeypatch.setattr(handoff, "celery_app", app)
     try:
