@@ -607,13 +607,12 @@ def grants_expire(*, now: datetime | None = None, limit: int = 1000) -> int:
     return count
 
 
-def _warned():
-    # Built when first needed: the tasks are attributes of a module that imports this one.
-    return (
-        (Entitlement, tasks.grant_expiring_notify),
-        (RuleException, tasks.exception_expiring_notify),
-        (SessionExtension, tasks.extension_expiring_notify),
-    )
+# What ends, and the task that warns its workload's owner.
+_WARNED = (
+    (Entitlement, tasks.grant_expiring_notify),
+    (RuleException, tasks.exception_expiring_notify),
+    (SessionExtension, tasks.extension_expiring_notify),
+)
 
 
 def grants_warn_expiring(*, now: datetime | None = None, limit: int = 1000) -> int:
@@ -621,7 +620,7 @@ def grants_warn_expiring(*, now: datetime | None = None, limit: int = 1000) -> i
     GRANT_EXPIRY_WARNING_DAYS."""
     now = now or timezone.now()
     sent = 0
-    for model, task in _warned():
+    for model, task in _WARNED:
         candidates = model.objects.filter(
             status="active",
             expiry_notified_at__isnull=True,
