@@ -216,6 +216,13 @@ if _email_host:
     }
 else:
     MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
+if os.environ.get("EMAIL_FILE_PATH"):  # mail as files in a directory (demos, real-worker tests)
+    MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+            "OPTIONS": {"file_path": os.environ["EMAIL_FILE_PATH"]},
+        }
+    }
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "mandate@localhost")
 
 # --- REST framework ---------------------------------------------------------------

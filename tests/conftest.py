@@ -81,8 +81,10 @@ def pytest_runtest_teardown(item, nextitem):
     takes the rows data migrations seeded with it; put them back for the tests that follow.
     A hook, not a fixture: it must run after pytest-django's own teardown has flushed."""
     result = yield
-    # After the last test the test database is gone: nothing to restore.
-    if nextitem is not None and _is_transactional(item):
+    # After the last test the session's teardown has already dropped the test database,
+    # unless it is kept for the next run (--reuse-db).
+    kept = nextitem is not None or item.config.getoption("reuse_db", False)
+    if _is_transactional(item) and kept:
         from pytest_django.plugin import blocking_manager_key
 
         from governance.models import PolicyState

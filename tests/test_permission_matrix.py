@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -45,7 +46,7 @@ from tests.factories import (
     ToolFactory,
     WorkloadFactory,
 )
-from workloads.models import CombinationRule
+from workloads.models import CombinationRule, RuleException, SessionExtension
 
 pytestmark = pytest.mark.django_db
 
@@ -73,6 +74,12 @@ SAMPLE_KWARGS: dict[str, Callable[[SimpleNamespace, Callable], dict]] = {
     "request-cancel": lambda w, fx: {"pk": w.access_request.pk},
     "request-approve": lambda w, fx: {"pk": w.access_request.pk},
     "request-deny": lambda w, fx: {"pk": w.access_request.pk},
+    "approvals:exception_revoke": lambda w, fx: {"pk": w.exception.pk},
+    "approvals:window_revoke": lambda w, fx: {"pk": w.window.pk},
+    "exception-detail": lambda w, fx: {"pk": w.exception.pk},
+    "exception-revoke": lambda w, fx: {"pk": w.exception.pk},
+    "session-window-detail": lambda w, fx: {"pk": w.window.pk},
+    "session-window-revoke": lambda w, fx: {"pk": w.window.pk},
     "findings:detail": lambda w, fx: {"pk": w.finding.pk},
     "findings:status": lambda w, fx: {"pk": w.finding.pk},
     "findings:assign": lambda w, fx: {"pk": w.finding.pk},
@@ -127,6 +134,10 @@ SAMPLE_POST: dict[str, Callable[[SimpleNamespace], dict]] = {
     },
     "tokens:create": lambda w: {"name": "forged", "scopes": ["decide"], "all_workloads": "on"},
     "finding-status": lambda w: {"status": "acknowledged", "comment": "forged"},
+    "approvals:exception_revoke": lambda w: {f"exception-{w.exception.pk}-reason": "forged"},
+    "approvals:window_revoke": lambda w: {f"window-{w.window.pk}-reason": "forged"},
+    "exception-revoke": lambda w: {"reason": "forged"},
+    "session-window-revoke": lambda w: {"reason": "forged"},
 }
 
 API_PREFIXES = ("api/", "v1/")
@@ -202,6 +213,7 @@ def world(cast, owner):
     grant = EntitlementFactory(workload=workload, tool=ToolFactory(slug="matrix-granted"))
     issued = service_token_create(name="matrix-token", scopes=["read"], all_workloads=True)
     session = make_session(workload)
+    until = timezone.now() + timedelta(days=7)
     finding = Finding.objects.create(
         kind="unentitled_tool",
         severity="high",
@@ -226,6 +238,15 @@ def world(cast, owner):
             finding=finding, action="suspend_workload", workload=workload
         ),
         reevaluation_job=ReevaluationJob.objects.create(days=1, since=timezone.now()),
+        exception=RuleException.objects.create(
+            workload=workload,
+            rule=CombinationRule.objects.get(slug="lethal-trifecta"),
+            justification="The matrix needs one exception.",
+            valid_until=until,
+        ),
+        window=SessionExtension.objects.create(
+            workload=workload, max_tool_calls=500, valid_until=until
+        ),
         access_request=access_request_create(
             by=owner,
             workload=workload,

@@ -1,7 +1,7 @@
 """Reads of the catalogue, scoped to what the asking user (or token) may see."""
 
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import CharField, Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Cast, Coalesce
 from django.http import Http404
 
 from governance.models import AuditEvent
@@ -144,9 +144,16 @@ def grants_valid_at(*, workload: Workload, at) -> QuerySet[Entitlement]:
 
 
 def workload_audit_trail(*, workload: Workload):
-    """Audit events about a workload: itself, its session policy and its grants, newest first."""
-    grant_ids = [str(pk) for pk in workload.entitlements.values_list("pk", flat=True)]
+    """Audit events about a workload: itself, its session policy, its grants, rule exceptions
+    and session windows, newest first."""
+
+    def ids(related):
+        # AuditEvent.object_id is text: compare with the ids as text, in one query.
+        return related.annotate(text_id=Cast("pk", CharField())).values("text_id")
+
     return AuditEvent.objects.filter(
         Q(object_type__in=("workloads.workload", "workloads.sessionpolicy"), object_id=workload.pk)
-        | Q(object_type="workloads.entitlement", object_id__in=grant_ids)
+        | Q(object_type="workloads.entitlement", object_id__in=ids(workload.entitlements))
+        | Q(object_type="workloads.ruleexception", object_id__in=ids(workload.exceptions))
+        | Q(object_type="workloads.sessionextension", object_id__in=ids(workload.extensions))
     ).order_by("-id")

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from governance.approvals import api
+from governance.approvals import exception_window_api as windows
 
 urlpatterns = [
     path("requests", api.AccessRequestListCreateApi.as_view(), name="request-list"),
@@ -10,4 +11,22 @@ urlpatterns = [
         "requests/<int:pk>/approve", api.AccessRequestApproveApi.as_view(), name="request-approve"
     ),
     path("requests/<int:pk>/deny", api.AccessRequestDenyApi.as_view(), name="request-deny"),
+    path("exceptions", windows.RuleExceptionListApi.as_view(), name="exception-list"),
+    path("exceptions/<int:pk>", windows.RuleExceptionDetailApi.as_view(), name="exception-detail"),
+    path(
+        "exceptions/<int:pk>/revoke",
+        windows.RuleExceptionRevokeApi.as_view(),
+        name="exception-revoke",
+    ),
+    path("session-windows", windows.SessionWindowListApi.as_view(), name="session-window-list"),
+    path(
+        "session-windows/<int:pk>",
+        windows.SessionWindowDetailApi.as_view(),
+        name="session-window-detail",
+    ),
+    path(
+        "session-windows/<int:pk>/revoke",
+        windows.SessionWindowRevokeApi.as_view(),
+        name="session-window-revoke",
+    ),
 ]

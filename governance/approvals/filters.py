@@ -1,8 +1,12 @@
-"""Request filters, shared by the queue page and the REST list so they never disagree."""
+"""Filters for requests, rule exceptions and session windows, shared by the pages and the
+REST lists so they never disagree."""
 
 import django_filters
+from django.utils import timezone
 
 from governance.models import AccessRequest
+from workloads.models import RuleException, SessionExtension
+from workloads.selectors import grants_with_status
 
 
 class AccessRequestFilter(django_filters.FilterSet):
@@ -16,3 +20,33 @@ class AccessRequestFilter(django_filters.FilterSet):
     class Meta:
         model = AccessRequest
         fields = ["status", "kind", "workload"]
+
+
+def _status_as_of_now(queryset, name, value: str):
+    """The status a reader sees: an active row past its end is `expired`."""
+    return grants_with_status(queryset, value, timezone.now())
+
+
+class RuleExceptionFilter(django_filters.FilterSet):
+    workload = django_filters.CharFilter(field_name="workload__slug", label="Workload slug")
+    rule = django_filters.CharFilter(field_name="rule__slug", label="Rule slug")
+    status = django_filters.ChoiceFilter(
+        choices=RuleException.Status.choices, method=_status_as_of_now, label="Status (as of now)"
+    )
+
+    class Meta:
+        model = RuleException
+        fields = ["workload", "rule", "status"]
+
+
+class SessionWindowFilter(django_filters.FilterSet):
+    workload = django_filters.CharFilter(field_name="workload__slug", label="Workload slug")
+    status = django_filters.ChoiceFilter(
+        choices=SessionExtension.Status.choices,
+        method=_status_as_of_now,
+        label="Status (as of now)",
+    )
+
+    class Meta:
+        model = SessionExtension
+        fields = ["workload", "status"]

@@ -1,5 +1,6 @@
 """Approval emails: approvers on new requests and before expiry, requesters on decisions,
-owners before a grant ends. Each function takes ids, loads what it needs, returns the count."""
+owners before a grant, a rule exception or a session window ends. Each function takes ids,
+loads what it needs, returns the count."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from django.db.models import Q
 from django.urls import reverse
 
 from governance.models import AccessRequest
-from workloads.models import Entitlement
+from workloads.models import Entitlement, RuleException, SessionExtension
 
 SUBJECT_PREFIX = "[Mandate] "
 
@@ -132,3 +133,54 @@ def notify_grant_expiring(grant_id: int) -> int:
         f"{_link(reverse('approvals:new') + '?workload=' + grant.workload.slug)}"
     )
     return _send([EmailMessage(subject, body, to=[grant.workload.owner.email])])
+
+
+def _request_again(workload) -> str:
+    return _link(reverse("approvals:new") + "?workload=" + workload.slug)
+
+
+def notify_exception_expiring(exception_id: int) -> int:
+    exception = (
+        RuleException.objects.select_related("workload__owner", "rule")
+        .filter(pk=exception_id)
+        .first()
+    )
+    if exception is None or exception.status != RuleException.Status.ACTIVE:
+        return 0
+    owner = exception.workload.owner
+    if not owner.email:
+        return 0
+    rule, slug = exception.rule, exception.workload.slug
+    subject = f"{SUBJECT_PREFIX}Exception to {rule.slug} for {slug} ends soon"
+    body = (
+        f"The exception to rule {rule.name} ({rule.slug}) for {slug} ends at "
+        f"{exception.valid_until:%Y-%m-%d %H:%M} UTC. After that the rule applies again: "
+        f"calls that complete the combination are denied. File a new request before then if "
+        f"the workload still needs it.\n\n{_request_again(exception.workload)}"
+    )
+    return _send([EmailMessage(subject, body, to=[owner.email])])
+
+
+def notify_extension_expiring(extension_id: int) -> int:
+    extension = (
+        SessionExtension.objects.select_related("workload__owner").filter(pk=extension_id).first()
+    )
+    if extension is None or extension.status != SessionExtension.Status.ACTIVE:
+        return 0
+    owner = extension.workload.owner
+    if not owner.email:
+        return 0
+    limits = ", ".join(
+        f"{name.replace('_', ' ')} {getattr(extension, name)}"
+        for name in ("max_session_seconds", "max_tool_calls", "max_reasoning_tokens")
+        if getattr(extension, name) is not None
+    )
+    slug = extension.workload.slug
+    subject = f"{SUBJECT_PREFIX}Session window of {slug} ends soon"
+    body = (
+        f"The longer session window of {slug} ({limits}) ends at "
+        f"{extension.valid_until:%Y-%m-%d %H:%M} UTC. After that the session policy's own "
+        f"limits apply again. File a new request before then if the workload still needs "
+        f"it.\n\n{_request_again(extension.workload)}"
+    )
+    return _send([EmailMessage(subject, body, to=[owner.email])])

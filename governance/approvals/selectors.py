@@ -11,7 +11,7 @@ from django.utils import timezone
 from governance.approvals.impact import EXCEPTION, Impact, request_impact
 from governance.models import AccessRequest, ApprovalDecision, ApprovalStep
 from governance.tokens import ServicePrincipal
-from workloads.models import CombinationRule, RuleException, Tool, Workload
+from workloads.models import CombinationRule, RuleException, SessionExtension, Tool, Workload
 from workloads.selectors import workloads_visible_to
 from workloads.services import active_tools_of, rule_specs
 
@@ -173,9 +173,42 @@ def workload_access(*, workload: Workload) -> dict:
     """Session windows, exceptions and recent requests of a workload (its grants table is the
     workload page's own)."""
     return {
-        "extensions": workload.extensions.select_related("granted_by"),
-        "exceptions": workload.exceptions.select_related("rule", "approved_by"),
+        "extensions": workload.extensions.select_related("granted_by", "revoked_by"),
+        "exceptions": workload.exceptions.select_related("rule", "approved_by", "revoked_by"),
         "requests": workload.access_requests.select_related("requested_by").order_by("-created_at")[
             :10
         ],
     }
+
+
+# --- rule exceptions and session windows: scoped like grants -------------------------------
+
+
+def exception_list(*, user, filters=None) -> QuerySet[RuleException]:
+    """Rule exceptions of the workloads `user` may see, newest first."""
+    from governance.approvals.filters import RuleExceptionFilter
+
+    qs = (
+        RuleException.objects.filter(workload__in=workloads_visible_to(user))
+        .select_related("workload", "rule", "approved_by", "revoked_by")
+        .order_by("-created_at", "-id")
+    )
+    if not filters:
+        return qs
+    filterset = RuleExceptionFilter(filters, queryset=qs)
+    return filterset.qs if filterset.is_valid() else qs.none()
+
+
+def session_window_list(*, user, filters=None) -> QuerySet[SessionExtension]:
+    """Session windows (SessionExtension) of the workloads `user` may see, newest first."""
+    from governance.approvals.filters import SessionWindowFilter
+
+    qs = (
+        SessionExtension.objects.filter(workload__in=workloads_visible_to(user))
+        .select_related("workload", "granted_by", "revoked_by")
+        .order_by("-created_at", "-id")
+    )
+    if not filters:
+        return qs
+    filterset = SessionWindowFilter(filters, queryset=qs)
+    return filterset.qs if filterset.is_valid() else qs.none()

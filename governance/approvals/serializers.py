@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from governance.models import AccessRequest, ApprovalDecision, ApprovalStep
+from workloads.models import RuleException, SessionExtension
 
 
 class StepOutput(serializers.ModelSerializer):
@@ -111,3 +112,70 @@ class ApproveInput(serializers.Serializer):
 
 class DenyInput(serializers.Serializer):
     comment = serializers.CharField(max_length=4000, help_text="Why; kept on the request.")
+
+
+class _StatusAsOfNow(serializers.ModelSerializer):
+    workload = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    status = serializers.SerializerMethodField(
+        help_text="As of now: an active one past its end reads as expired."
+    )
+    request = serializers.PrimaryKeyRelatedField(
+        read_only=True, help_text="The approved request that created it."
+    )
+    revoked_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    @extend_schema_field(serializers.ChoiceField(choices=RuleException.Status.choices))
+    def get_status(self, obj) -> str:
+        return obj.effective_status
+
+
+class RuleExceptionOutput(_StatusAsOfNow):
+    rule = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    approved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = RuleException
+        fields = [
+            "id",
+            "workload",
+            "rule",
+            "justification",
+            "status",
+            "valid_from",
+            "valid_until",
+            "approved_by",
+            "request",
+            "created_at",
+            "revoked_at",
+            "revoked_by",
+            "revoke_reason",
+        ]
+        read_only_fields = fields
+
+
+class SessionWindowOutput(_StatusAsOfNow):
+    granted_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = SessionExtension
+        fields = [
+            "id",
+            "workload",
+            "max_session_seconds",
+            "max_tool_calls",
+            "max_reasoning_tokens",
+            "status",
+            "valid_from",
+            "valid_until",
+            "granted_by",
+            "request",
+            "created_at",
+            "revoked_at",
+            "revoked_by",
+            "revoke_reason",
+        ]
+        read_only_fields = fields
+
+
+class RevokeInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, help_text="Why; kept and audited.")

@@ -52,7 +52,14 @@ REQUEST_AUDIT_FIELDS = (
     "decision_reason",
 )
 WINDOW_FIELDS = ("max_session_seconds", "max_tool_calls", "max_reasoning_tokens")
-EXTENSION_AUDIT_FIELDS = ("workload", *WINDOW_FIELDS, "status", "valid_from", "valid_until")
+EXTENSION_AUDIT_FIELDS = (
+    "workload",
+    *WINDOW_FIELDS,
+    "status",
+    "valid_from",
+    "valid_until",
+    "revoke_reason",
+)
 EXCEPTION_AUDIT_FIELDS = (
     "workload",
     "rule",
@@ -60,7 +67,11 @@ EXCEPTION_AUDIT_FIELDS = (
     "status",
     "valid_from",
     "valid_until",
+    "revoke_reason",
 )
+# Who may revoke what besides the workload's owner (session windows only).
+REVOKE_EXCEPTION = GRANT_EXCEPTION
+REVOKE_WINDOW = "workloads.grant_entitlement"
 
 
 def _enqueue(task, *args) -> None:
@@ -596,19 +607,86 @@ def grants_expire(*, now: datetime | None = None, limit: int = 1000) -> int:
     return count
 
 
+# What ends, and the task that warns its workload's owner.
+_WARNED = (
+    (Entitlement, tasks.grant_expiring_notify),
+    (RuleException, tasks.exception_expiring_notify),
+    (SessionExtension, tasks.extension_expiring_notify),
+)
+
+
 def grants_warn_expiring(*, now: datetime | None = None, limit: int = 1000) -> int:
-    """Tell owners, once per grant, that a grant ends within GRANT_EXPIRY_WARNING_DAYS."""
+    """Tell owners, once each, that a grant, a rule exception or a session window ends within
+    GRANT_EXPIRY_WARNING_DAYS."""
     now = now or timezone.now()
-    candidates = Entitlement.objects.filter(
-        status=Entitlement.Status.ACTIVE,
-        expiry_notified_at__isnull=True,
-        valid_until__gt=now,
-        valid_until__lte=now + timedelta(days=settings.GRANT_EXPIRY_WARNING_DAYS),
-    )
-    return _notify_once(
-        candidates,
-        stamp="expiry_notified_at",
-        task=tasks.grant_expiring_notify,
-        now=now,
-        limit=limit,
-    )
+    sent = 0
+    for model, task in _WARNED:
+        candidates = model.objects.filter(
+            status="active",
+            expiry_notified_at__isnull=True,
+            valid_until__gt=now,
+            valid_until__lte=now + timedelta(days=settings.GRANT_EXPIRY_WARNING_DAYS),
+        )
+        sent += _notify_once(
+            candidates, stamp="expiry_notified_at", task=task, now=now, limit=limit
+        )
+    return sent
+
+
+# --- revoking rule exceptions and session windows -------------------------------------------
+
+
+def _may_revoke_window(by, extension: SessionExtension) -> bool:
+    return by.has_perm(REVOKE_WINDOW) or extension.workload.owner_id == by.pk
+
+
+def _may_revoke_exception(by, exception: RuleException) -> bool:
+    return by.has_perm(REVOKE_EXCEPTION)
+
+
+# model -> (what to call it, audit action, audited fields, who may revoke it)
+_REVOCABLE = {
+    RuleException: ("exception", "exception.revoke", EXCEPTION_AUDIT_FIELDS, _may_revoke_exception),
+    SessionExtension: (
+        "session window",
+        "extension.revoke",
+        EXTENSION_AUDIT_FIELDS,
+        _may_revoke_window,
+    ),
+}
+
+
+def _revoke(model, pk: int, *, by, reason: str):
+    """Lock the row, check who asks and that it is still in force, revoke, audit, bump."""
+    what, action, fields, may = _REVOCABLE[model]
+    with transaction.atomic():
+        obj = model.objects.select_for_update(of=("self",)).select_related("workload").get(pk=pk)
+        if isinstance(by, ServiceToken) or not getattr(by, "pk", None) or not may(by, obj):
+            raise NotAllowed(f"You may not revoke this {what}.")
+        if not reason.strip():
+            raise DomainError(f"Say why the {what} is revoked.", field="reason", code="required")
+        now = timezone.now()
+        if obj.status != "active" or obj.valid_until <= now:
+            raise Conflict(f"The {what} is already {obj.effective_status}.", code="not_active")
+        before = audit_snapshot(obj, fields)
+        obj.status = "revoked"
+        obj.revoked_at = now
+        obj.revoked_by = by
+        obj.revoke_reason = reason.strip()
+        obj.save(update_fields=["status", "revoked_at", "revoked_by", "revoke_reason"])
+        after = audit_snapshot(obj, fields)
+        audit_record(by=by, action=action, obj=obj, before=before, after=after)
+        policy_version_bump()
+    return obj
+
+
+def rule_exception_revoke(*, exception: RuleException, by, reason: str) -> RuleException:
+    """An iam_admin withdraws an exception: its rule applies again at once (409 unless it is
+    still in force)."""
+    return _revoke(RuleException, exception.pk, by=by, reason=reason)
+
+
+def session_extension_revoke(*, extension: SessionExtension, by, reason: str) -> SessionExtension:
+    """An iam_admin or the workload's owner ends a session window early; the policy's own
+    limits apply again at once (409 unless it is still in force)."""
+    return _revoke(SessionExtension, extension.pk, by=by, reason=reason)

@@ -35,6 +35,16 @@ def grant_expiring_notify(self, grant_id: int) -> int:
     return notifications.notify_grant_expiring(grant_id)
 
 
+@shared_task(name="approvals.exception_expiring_notify", **_RETRY)
+def exception_expiring_notify(self, exception_id: int) -> int:
+    return notifications.notify_exception_expiring(exception_id)
+
+
+@shared_task(name="approvals.extension_expiring_notify", **_RETRY)
+def extension_expiring_notify(self, extension_id: int) -> int:
+    return notifications.notify_extension_expiring(extension_id)
+
+
 @shared_task(name="approvals.requests_remind", **_RETRY)
 def requests_remind(self) -> int:
     return services().access_requests_remind()

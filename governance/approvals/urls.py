@@ -13,4 +13,6 @@ urlpatterns = [
     path("<int:pk>/decide/", views.decide_view, name="decide"),
     path("<int:pk>/cancel/", views.cancel_view, name="cancel"),
     path("grants/<int:pk>/revoke/", views.grant_revoke_view, name="grant_revoke"),
+    path("exceptions/<int:pk>/revoke/", views.exception_revoke_view, name="exception_revoke"),
+    path("session-windows/<int:pk>/revoke/", views.window_revoke_view, name="window_revoke"),
 ]

@@ -13,6 +13,7 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
+from django_htmx.http import reswap, retarget
 
 from governance.approvals import selectors, services
 from governance.approvals.forms import (
@@ -23,10 +24,12 @@ from governance.approvals.forms import (
     RevokeForm,
 )
 from governance.errors import DomainError, NotAllowed
+from governance.forms import form_add_service_error
+from governance.htmx import is_fragment_request, redirect_after_post
 from governance.models import AccessRequest
 from governance.permissions import requires
 from governance.roles import CONSOLE
-from workloads.models import Entitlement, Tool
+from workloads.models import Entitlement, RuleException, Tool
 from workloads.selectors import workloads_visible_to
 from workloads.services import entitlement_revoke
 
@@ -281,3 +284,101 @@ def grant_revoke_view(request, pk):
         else:
             messages.success(request, f"Revoked {grant.tool.slug}.")
     return redirect("workloads:detail", slug=grant.workload.slug)
+
+
+# --- rule exceptions and session windows on the workload page ------------------------------
+
+ACCESS = "approvals/workload_access.html"
+CONFIRM = {
+    "exception": "Revoke this exception? Its rule applies again at once.",
+    "window": "Revoke this session window? The session policy's own limits apply again at once.",
+}
+
+
+def _revoke_form(obj, data=None) -> RevokeForm:
+    kind = "exception" if isinstance(obj, RuleException) else "window"
+    return RevokeForm(data, prefix=f"{kind}-{obj.pk}")
+
+
+def access_panel_context(request, workload) -> dict:
+    """The panel's context: what the workload holds beyond its grants, and who may revoke it
+    (the services check again)."""
+    user = request.user
+    panel = selectors.workload_access(workload=workload)
+    exceptions, extensions = list(panel["exceptions"]), list(panel["extensions"])
+    for obj in (*exceptions, *extensions):
+        obj.revoke_form = _revoke_form(obj)
+    return {
+        **panel,
+        "exceptions": exceptions,
+        "extensions": extensions,
+        "workload": workload,
+        "may_revoke_exceptions": user.has_perm(services.REVOKE_EXCEPTION),
+        "may_revoke_windows": user.has_perm(services.REVOKE_WINDOW)
+        or (workload.owner_id == user.pk and user.has_perm(REQUEST)),
+        "may_request": workload.owner_id == user.pk and user.has_perm(REQUEST),
+        "confirm": CONFIRM,
+        "request": request,
+    }
+
+
+def _revoke(request, obj, revoke, *, kind: str, what: str):
+    """Revoke with a reason. htmx: the refreshed panel, or the form with its errors (422) in
+    place; a plain post goes back to the workload page."""
+    form = _revoke_form(obj, request.POST)
+    if form.is_valid():
+        try:
+            revoke(obj, request.user, form.cleaned_data["reason"])
+        except NotAllowed as exc:
+            raise PermissionDenied(exc.message) from exc
+        except DomainError as exc:
+            form_add_service_error(form, exc)
+    workload_url = reverse("workloads:detail", args=[obj.workload.slug])
+    if not is_fragment_request(request):
+        if form.errors:
+            messages.error(request, " ".join(e for errs in form.errors.values() for e in errs))
+        else:
+            messages.success(request, f"Revoked the {what}.")
+        return redirect_after_post(request, workload_url)
+    if not form.errors:
+        workload = workloads_visible_to(request.user).get(pk=obj.workload_id)
+        return render(request, ACCESS, access_panel_context(request, workload))
+    obj.revoke_form = form
+    context = {"item": obj, "kind": kind, "action": request.path, "confirm": CONFIRM[kind]}
+    response = render(request, f"{ACCESS}#revoke", context, status=422)
+    return reswap(retarget(response, f"#{kind}-revoke-{obj.pk}"), "outerHTML")
+
+
+@requires(services.REVOKE_EXCEPTION)
+@require_POST
+def exception_revoke_view(request, pk):
+    """An iam_admin revokes a rule exception; the rule applies again at once."""
+    exception = get_object_or_404(selectors.exception_list(user=request.user), pk=pk)
+    return _revoke(
+        request,
+        exception,
+        lambda obj, by, reason: services.rule_exception_revoke(exception=obj, by=by, reason=reason),
+        kind="exception",
+        what=f"exception to {exception.rule.slug}",
+    )
+
+
+@requires(REQUEST)
+@require_POST
+def window_revoke_view(request, pk):
+    """An iam_admin or the workload's owner ends a session window early."""
+    extension = get_object_or_404(selectors.session_window_list(user=request.user), pk=pk)
+    if not (
+        request.user.has_perm(services.REVOKE_WINDOW)
+        or extension.workload.owner_id == request.user.pk
+    ):
+        raise PermissionDenied("Only an IAM admin or the workload's owner may revoke it.")
+    return _revoke(
+        request,
+        extension,
+        lambda obj, by, reason: services.session_extension_revoke(
+            extension=obj, by=by, reason=reason
+        ),
+        kind="window",
+        what="session window",
+    )

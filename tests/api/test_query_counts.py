@@ -1,9 +1,13 @@
 """Every list endpoint runs a constant number of queries, however many rows it returns."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
+from governance.approvals.services import rule_exception_revoke
 from tests.factories import (
     ClassifiedWorkloadFactory,
     EntitlementFactory,
@@ -11,7 +15,7 @@ from tests.factories import (
     WorkloadFactory,
 )
 from workloads import services
-from workloads.models import SensitivityTier
+from workloads.models import CombinationRule, RuleException, SensitivityTier, SessionExtension
 
 pytestmark = pytest.mark.django_db
 
@@ -36,6 +40,19 @@ def _rules(n, admin):
         )
 
 
+def _standing(n, admin):
+    """Rule exceptions and session windows, some revoked."""
+    rule = CombinationRule.objects.get(slug="lethal-trifecta")
+    until = timezone.now() + timedelta(days=5)
+    for i, workload in enumerate(ClassifiedWorkloadFactory.create_batch(n)):
+        SessionExtension.objects.create(workload=workload, max_tool_calls=500, valid_until=until)
+        exception = RuleException.objects.create(
+            workload=workload, rule=rule, justification="Pilot.", valid_until=until
+        )
+        if i % 2:
+            rule_exception_revoke(exception=exception, by=admin, reason="Withdrawn.")
+
+
 ENDPOINTS = {
     "workloads": ("/api/v1/workloads", lambda n, admin: WorkloadFactory.create_batch(n)),
     "grants": ("/api/v1/grants", lambda n, admin: EntitlementFactory.create_batch(n)),
@@ -50,6 +67,10 @@ ENDPOINTS = {
         "/api/v1/grants?status=active",
         lambda n, admin: EntitlementFactory.create_batch(n),
     ),
+    "exceptions": ("/api/v1/exceptions", _standing),
+    "filtered exceptions": ("/api/v1/exceptions?rule=lethal-trifecta", _standing),
+    "session windows": ("/api/v1/session-windows", _standing),
+    "filtered session windows": ("/api/v1/session-windows?status=active", _standing),
 }
 
 

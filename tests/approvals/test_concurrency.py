@@ -137,3 +137,22 @@ def test_an_approve_racing_a_deny_leaves_one_outcome(owner, approver, admin_user
         req.refresh_from_db()
         assert req.decisions.count() == 1
         assert (req.status == "approved") == Entitlement.objects.filter(request=req).exists()
+
+
+def test_an_owner_and_an_iam_admin_racing_to_revoke_a_window_make_one_revocation(owner, admin_user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from workloads.models import SessionExtension
+
+    workload = ClassifiedWorkloadFactory(owner=owner, tier=tier("internal-act"))
+    window = SessionExtension.objects.create(
+        workload=workload, max_tool_calls=900, valid_until=timezone.now() + timedelta(days=3)
+    )
+    outcomes = _race(
+        [owner, admin_user] * 3,
+        lambda by: services.session_extension_revoke(extension=window, by=by, reason="Done."),
+    )
+    assert sorted(outcomes) == ["not_active"] * 5 + ["ok"], outcomes
+    assert AuditEvent.objects.filter(action="extension.revoke").count() == 1

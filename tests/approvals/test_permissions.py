@@ -1,11 +1,14 @@
 """The permission matrix for every approvals route: who gets in, who is refused."""
 
+from datetime import timedelta
+
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
 from governance.approvals import services
 from tests.factories import EntitlementFactory
-from workloads.models import Tool
+from workloads.models import CombinationRule, RuleException, SessionExtension, Tool
 
 pytestmark = pytest.mark.django_db
 
@@ -21,6 +24,8 @@ MATRIX = {
     "approvals:bulk": ("post", {"admin", "approver"}),
     "approvals:cancel": ("post", {"owner"}),
     "approvals:grant_revoke": ("post", {"admin", "owner"}),
+    "approvals:exception_revoke": ("post", {"admin"}),
+    "approvals:window_revoke": ("post", {"admin", "owner"}),
 }
 
 
@@ -54,7 +59,17 @@ def objects(cast, read_workload):
         duration_days=3,
     )
     grant = EntitlementFactory(workload=read_workload, tool=Tool.objects.get(slug="sql-query"))
-    return {"request": req, "grant": grant}
+    until = timezone.now() + timedelta(days=3)
+    exception = RuleException.objects.create(
+        workload=read_workload,
+        rule=CombinationRule.objects.get(slug="lethal-trifecta"),
+        justification="Matrix.",
+        valid_until=until,
+    )
+    window = SessionExtension.objects.create(
+        workload=read_workload, max_tool_calls=500, valid_until=until
+    )
+    return {"request": req, "grant": grant, "exception": exception, "window": window}
 
 
 def _url(name, objects):
@@ -62,6 +77,10 @@ def _url(name, objects):
         return reverse(name, args=[objects["request"].pk])
     if name == "approvals:grant_revoke":
         return reverse(name, args=[objects["grant"].pk])
+    if name == "approvals:exception_revoke":
+        return reverse(name, args=[objects["exception"].pk])
+    if name == "approvals:window_revoke":
+        return reverse(name, args=[objects["window"].pk])
     return reverse(name)
 
 

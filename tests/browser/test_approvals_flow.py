@@ -160,3 +160,47 @@ def test_an_owner_requests_the_trifecta_and_it_is_approved_with_an_exception(bro
 
     assert AccessRequest.objects.get(pk=request_id).status == "approved"
     assert problems == []
+
+
+def test_an_iam_admin_revokes_an_exception_after_confirming_and_errors_show_in_place(
+    browser, live_server
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from workloads.models import CombinationRule, RuleException
+
+    person("iris", IAM_ADMIN)
+    workload = ClassifiedWorkloadFactory(slug="research-agent", tier=tier("boundary-crossing"))
+    exception = RuleException.objects.create(
+        workload=workload,
+        rule=CombinationRule.objects.get(slug="lethal-trifecta"),
+        justification="Sandboxed pilot.",
+        valid_until=timezone.now() + timedelta(days=5),
+    )
+    problems: list[str] = []
+    page = signed_in(browser, live_server, "iris", problems)
+    dialogs: list[str] = []
+
+    def confirm(dialog):
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", confirm)
+    page.goto(f"{live_server.url}/workloads/{workload.slug}/")
+    form = page.locator(f"#exception-revoke-{exception.pk}")
+    form.get_by_role("button", name="Revoke").click()
+    form.locator(".errorlist").wait_for()  # 422: the form again, with the error, in place
+    assert "required" in form.inner_text()
+    assert dialogs == ["Revoke this exception? Its rule applies again at once."]
+
+    form.get_by_label("Reason for revoking").fill("The sandbox reaches the network.")
+    form.get_by_role("button", name="Revoke").click()
+    page.locator("#access").get_by_text("The sandbox reaches the network.").wait_for()
+    assert "revoked" in page.locator(f"#exception-{exception.pk}").inner_text().lower()
+    assert page.locator(f"#exception-revoke-{exception.pk}").count() == 0
+    exception.refresh_from_db()
+    assert exception.status == "revoked"
+    # The browser logs the deliberate 422 as a failed load; nothing else may go wrong.
+    assert [p for p in problems if "status of 422" not in p] == []

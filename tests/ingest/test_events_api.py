@@ -237,7 +237,7 @@ def test_it_answers_503_with_retry_after_when_the_database_is_unavailable(post_e
 def test_it_still_answers_2xx_when_the_broker_is_down(
     post_events, monkeypatch, caplog, django_capture_on_commit_callbacks
 ):
-    down = Celery("broker-down", set_as_current=False)
+    down = Celery("broker-down", set_as_current=False)  # shared tasks stay on ours
     down.config_from_object("django.conf:settings", namespace="CELERY")
     down.conf.broker_url = "redis://127.0.0.1:1/0"  # nothing listens on port 1
     # Celery reads CELERY_BROKER_URL from the environment before its own config.

@@ -346,12 +346,24 @@ class SessionExtension(models.Model):
         related_name="extensions",
         help_text="The approved request that created it.",
     )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    revoke_reason = models.TextField(blank=True)
+    expiry_notified_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the owner was told it is about to expire."
+    )
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
                 name="extension_window_ordered", condition=Q(valid_until__gt=models.F("valid_from"))
+            ),
+            models.CheckConstraint(
+                name="extension_revoked_when_stamped",
+                condition=~Q(status="revoked") | Q(revoked_at__isnull=False),
             ),
         ]
         indexes = [
@@ -396,12 +408,24 @@ class RuleException(models.Model):
         related_name="exceptions",
         help_text="The approved request that created it.",
     )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    revoke_reason = models.TextField(blank=True)
+    expiry_notified_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the owner was told it is about to expire."
+    )
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
                 name="exception_window_ordered", condition=Q(valid_until__gt=models.F("valid_from"))
+            ),
+            models.CheckConstraint(
+                name="exception_revoked_when_stamped",
+                condition=~Q(status="revoked") | Q(revoked_at__isnull=False),
             ),
         ]
         indexes = [

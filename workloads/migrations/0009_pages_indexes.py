@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workloads', '0007_session_recent_index'),
+        ('workloads', '0008_revoke_and_expiry_warning_of_exceptions_and_windows'),
     ]
 
     operations = [
