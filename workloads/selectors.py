@@ -145,15 +145,28 @@ def grants_valid_at(*, workload: Workload, at) -> QuerySet[Entitlement]:
 
 def workload_audit_trail(*, workload: Workload):
     """Audit events about a workload: itself, its session policy, its grants, rule exceptions
-    and session windows, newest first."""
+    and session windows, newest first.
+
+    One query, a UNION ALL of one branch per object type: each branch is served by the
+    (object_type, object_id) index. The same conditions OR-ed in one WHERE could not use it
+    (PostgreSQL walked the whole audit log backwards: 12 ms at 50,000 events, growing with
+    the log).
+    """
 
     def ids(related):
         # AuditEvent.object_id is text: compare with the ids as text, in one query.
         return related.annotate(text_id=Cast("pk", CharField())).values("text_id")
 
-    return AuditEvent.objects.filter(
-        Q(object_type__in=("workloads.workload", "workloads.sessionpolicy"), object_id=workload.pk)
-        | Q(object_type="workloads.entitlement", object_id__in=ids(workload.entitlements))
-        | Q(object_type="workloads.ruleexception", object_id__in=ids(workload.exceptions))
-        | Q(object_type="workloads.sessionextension", object_id__in=ids(workload.extensions))
-    ).order_by("-id")
+    about = AuditEvent.objects.order_by()
+    branches = [
+        about.filter(
+            object_type__in=("workloads.workload", "workloads.sessionpolicy"),
+            object_id=workload.pk,
+        ),
+        about.filter(object_type="workloads.entitlement", object_id__in=ids(workload.entitlements)),
+        about.filter(object_type="workloads.ruleexception", object_id__in=ids(workload.exceptions)),
+        about.filter(
+            object_type="workloads.sessionextension", object_id__in=ids(workload.extensions)
+        ),
+    ]
+    return branches[0].union(*branches[1:], all=True).order_by("-id")
