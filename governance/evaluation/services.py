@@ -100,15 +100,22 @@ def findings_record(drafts: list[tuple[SessionLike, FindingDraft]]) -> list[Find
 
 
 def sessions_apply(
-    sessions: list[SessionLike], events: dict[int, list[EventData]], *, fresh: bool = False
+    sessions: list[SessionLike],
+    events: dict[int, list[EventData]],
+    *,
+    fresh: bool = False,
+    policy_version: int | None = None,
 ) -> list[tuple[SessionLike, FindingDraft]]:
     """Run the evaluator over each locked session's new events and save the new states.
 
     `fresh` replays from an empty state (re-evaluation) instead of the stored one, under a
     freshly compiled policy (re-evaluation is what one runs after a change).
     """
-    compile_snapshots = policy_snapshots if fresh else policy_snapshots_cached
-    snapshots = compile_snapshots({s.workload_id for s in sessions}, at=timezone.now())
+    workload_ids = {s.workload_id for s in sessions}
+    if fresh:
+        snapshots = policy_snapshots(workload_ids, at=timezone.now())
+    else:
+        snapshots = policy_snapshots_cached(workload_ids, at=timezone.now(), version=policy_version)
     scorer = scorer_from_settings()
     drafts = []
     states = []
@@ -128,39 +135,55 @@ def sessions_apply(
     return drafts
 
 
-def _evaluate_chunk(min_id: int, max_id: int, limit: int) -> tuple[EvaluationResult, int | None]:
+def _evaluate_chunk(
+    min_id: int, max_id: int, limit: int, *, skip_locked: bool = False
+) -> tuple[EvaluationResult, int | None]:
     """Evaluate up to `limit` unevaluated events of the range; return the last id claimed.
 
     One transaction: claim (lock and mark evaluated), lock the sessions, evaluate, save the
     states, insert the findings. Any failure rolls all of it back for the next run.
     """
     with transaction.atomic():
-        claimed = store.events_claim(min_id=min_id, max_id=max_id, limit=limit)
-        if not claimed:
+        claim = store.events_claim(
+            min_id=min_id, max_id=max_id, limit=limit, skip_locked=skip_locked
+        )
+        if not claim.events:
             return EvaluationResult(), None
         by_session: dict[int, list[EventData]] = defaultdict(list)
-        for session_id, event in claimed:
+        for session_id, event in claim.events:
             by_session[session_id].append(event)
         sessions = store.sessions_lock(by_session)
-        drafts = sessions_apply(sessions, by_session)
+        drafts = sessions_apply(sessions, by_session, policy_version=claim.policy_version)
         new = findings_record(drafts)
-        return EvaluationResult(events=len(claimed), findings=len(new)), claimed[-1][1].id
+        result = EvaluationResult(events=len(claim.events), findings=len(new))
+        return result, claim.events[-1][1].id
 
 
 def events_evaluate(*, min_id: int, max_id: int, batch: int | None = None) -> EvaluationResult:
     """Evaluate the unevaluated events with ids in [min_id, max_id], in bounded transactions.
 
     Idempotent: events already evaluated (by this or any other run) are skipped.
+
+    Batches stored concurrently get interleaved ids, so the ranges of concurrent tasks
+    overlap. The first pass skips events another run holds (both workers keep working instead
+    of queueing on each other's locks); the second waits for whatever is still unevaluated in
+    the range — usually nothing, or what a run that then failed or died was holding — so a
+    task never ends with its range half done.
     """
     batch = batch or settings.MANDATE_EVALUATION_BATCH
     result = EvaluationResult()
-    cursor = min_id
-    while cursor <= max_id:
-        chunk, last_id = _evaluate_chunk(cursor, max_id, batch)
-        if last_id is None:
+    for skip_locked in (True, False):
+        if not skip_locked and not store.events_pending(min_id=min_id, max_id=max_id):
             break
-        result += chunk
-        cursor = last_id + 1
+        cursor = min_id
+        while cursor <= max_id:
+            chunk, last_id = _evaluate_chunk(cursor, max_id, batch, skip_locked=skip_locked)
+            if last_id is None:
+                break
+            result += chunk
+            cursor = last_id + 1
+            if skip_locked and chunk.events < batch:
+                break  # nothing more to take without waiting; the second pass checks
     return result
 
 

@@ -127,14 +127,18 @@ def _limits_change_in(ids: set[int], at: datetime) -> dict[int, float]:
 
 
 def policy_snapshots_cached(
-    workload_ids: Iterable[int], *, at: datetime
+    workload_ids: Iterable[int], *, at: datetime, version: int | None = None
 ) -> dict[int, PolicySnapshot]:
-    """`policy_snapshots`, served from this process's cache while version and time allow."""
+    """`policy_snapshots`, served from this process's cache while version and time allow.
+
+    `version`: the policy version if the caller has just read it (else it is read here).
+    """
     ids = set(workload_ids)
     max_age = settings.MANDATE_EVALUATION_SNAPSHOT_SECONDS
     if not ids or max_age <= 0:
         return policy_snapshots(ids, at=at)
-    version = policy_version_current()
+    if version is None:
+        version = policy_version_current()
     now = time.monotonic()
     snapshots = {}
     with _cache_lock:
