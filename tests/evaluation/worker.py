@@ -123,6 +123,9 @@ def broker(url: str):
     from governance.celery import app
 
     saved = app.conf.broker_url
+    # Shared tasks publish through the *current* app, and another test may have made a Celery
+    # app of its own current: make ours current again.
+    app.set_current()
     app.conf.broker_url = url
     app._pool = None
     app.amqp._producer_pool = None
