@@ -68,6 +68,17 @@ def _fast_passwords(settings):
 TRANSACTIONAL_FIXTURES = {"transactional_db", "live_server", "django_db_reset_sequences"}
 
 
+@pytest.fixture(autouse=True)
+def _evaluation_snapshots_fresh():
+    """Tests build catalogue rows with factories (no policy version bump): let no compiled
+    policy snapshot outlive the test that compiled it."""
+    from governance.evaluation.snapshot import snapshot_cache_clear
+
+    snapshot_cache_clear()
+    yield
+    snapshot_cache_clear()
+
+
 def _is_transactional(item) -> bool:
     marker = item.get_closest_marker("django_db")
     if TRANSACTIONAL_FIXTURES & set(getattr(item, "fixturenames", ())):

@@ -2,12 +2,16 @@
 transaction per bounded batch, so a killed worker loses nothing and a redelivered task
 duplicates nothing.
 
-- Claim: the unevaluated events of the range are locked FOR UPDATE in id order; a concurrent
+- Claim: the unevaluated events of the range are locked FOR UPDATE in id order and marked
+  evaluated in the same statement (the transaction's rollback un-marks them); a concurrent
   or redelivered run waits, then sees them evaluated and skips them.
 - Sessions are locked in id order, so two batches of one session apply one after the other
   to its incremental state.
 - Findings carry a unique dedupe key (session + detector key) and are inserted with
   ON CONFLICT DO NOTHING.
+- Set-based: a batch costs a constant number of statements (claim, sessions, states,
+  findings; see `store`), and each worker process keeps the compiled policy snapshots while
+  the policy version holds (`snapshot.policy_snapshots_cached`).
 """
 
 from __future__ import annotations
@@ -22,27 +26,22 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from governance.evaluation import store
 from governance.evaluation.detectors import EventData, FindingDraft
 from governance.evaluation.engine import evaluate_session_batch, evaluate_session_clock
 from governance.evaluation.scoring import scorer_from_settings
-from governance.evaluation.snapshot import policy_snapshots
+from governance.evaluation.snapshot import policy_snapshots, policy_snapshots_cached
 from governance.models import Finding
 from governance.models.findings import SEVERITY_RANK
 from workloads.models import Session, UsageEvent
 
+# A locked session as evaluation sees it: a store.SessionRow, or a Session instance.
+SessionLike = store.SessionRow | Session
+
 logger = logging.getLogger(__name__)
 
-EVENT_FIELDS = (
-    "id",
-    "session_id",
-    "type",
-    "occurred_at",
-    "tool",
-    "arguments_hash",
-    "content",
-    "reasoning_tokens",
-    "duration_ms",
-)
+# What the detectors read of an event, in EventData's field order (re-evaluation reads these).
+EVENT_FIELDS = store.EVENT_COLUMNS
 
 
 @dataclass
@@ -57,23 +56,14 @@ class EvaluationResult:
 
 
 def event_data(row: dict) -> EventData:
-    return EventData(
-        id=row["id"],
-        type=row["type"],
-        occurred_at=row["occurred_at"],
-        tool=row["tool"],
-        arguments_hash=row["arguments_hash"],
-        content=row["content"],
-        reasoning_tokens=row["reasoning_tokens"] or 0,
-        duration_ms=row["duration_ms"],
-    )
+    return EventData(**{name: row[name] for name in EVENT_FIELDS})
 
 
 def dedupe_key(session_id: int, draft: FindingDraft) -> str:
     return f"s{session_id}:{draft.key}"[:200]
 
 
-def findings_record(drafts: list[tuple[Session, FindingDraft]]) -> list[Finding]:
+def findings_record(drafts: list[tuple[SessionLike, FindingDraft]]) -> list[Finding]:
     """Insert findings once each (ON CONFLICT DO NOTHING); return the ones that are new.
 
     Must run in the transaction that holds the sessions' locks: that is what makes the
@@ -97,11 +87,7 @@ def findings_record(drafts: list[tuple[Session, FindingDraft]]) -> list[Finding]
             dedupe_key=key,
             occurred_at=draft.occurred_at,
         )
-    existing = set(
-        Finding.objects.filter(dedupe_key__in=candidates).values_list("dedupe_key", flat=True)
-    )
-    new = [f for key, f in candidates.items() if key not in existing]
-    Finding.objects.bulk_create(new, ignore_conflicts=True)
+    new = store.findings_insert(list(candidates.values()))
     critical = [f.dedupe_key for f in new if f.severity == "critical"]
     if critical:
         from governance.findings.services import finding_contain
@@ -114,70 +100,90 @@ def findings_record(drafts: list[tuple[Session, FindingDraft]]) -> list[Finding]
 
 
 def sessions_apply(
-    sessions: list[Session], events: dict[int, list[EventData]], *, fresh: bool = False
-) -> list[tuple[Session, FindingDraft]]:
+    sessions: list[SessionLike],
+    events: dict[int, list[EventData]],
+    *,
+    fresh: bool = False,
+    policy_version: int | None = None,
+) -> list[tuple[SessionLike, FindingDraft]]:
     """Run the evaluator over each locked session's new events and save the new states.
 
-    `fresh` replays from an empty state (re-evaluation) instead of the stored one.
+    `fresh` replays from an empty state (re-evaluation) instead of the stored one, under a
+    freshly compiled policy (re-evaluation is what one runs after a change).
     """
-    snapshots = policy_snapshots({s.workload_id for s in sessions}, at=timezone.now())
+    workload_ids = {s.workload_id for s in sessions}
+    if fresh:
+        snapshots = policy_snapshots(workload_ids, at=timezone.now())
+    else:
+        snapshots = policy_snapshots_cached(workload_ids, at=timezone.now(), version=policy_version)
     scorer = scorer_from_settings()
     drafts = []
+    states = []
     for session in sessions:
         state, found = evaluate_session_batch(
             None if fresh else session.evaluation_state,
-            events.get(session.id, []),
+            events.get(session.id, ()),
             snapshots[session.workload_id],
             request=session.original_request,
             started_at=session.started_at,
             scorer=scorer,
         )
         session.evaluation_state = state
+        states.append((session.id, state))
         drafts += [(session, draft) for draft in found]
-    Session.objects.bulk_update(sessions, ["evaluation_state"])
+    store.session_states_save(states)
     return drafts
 
 
-def _evaluate_chunk(min_id: int, max_id: int, limit: int) -> tuple[EvaluationResult, int | None]:
-    """Evaluate up to `limit` unevaluated events of the range; return the last id claimed."""
+def _evaluate_chunk(
+    min_id: int, max_id: int, limit: int, *, skip_locked: bool = False
+) -> tuple[EvaluationResult, int | None]:
+    """Evaluate up to `limit` unevaluated events of the range; return the last id claimed.
+
+    One transaction: claim (lock and mark evaluated), lock the sessions, evaluate, save the
+    states, insert the findings. Any failure rolls all of it back for the next run.
+    """
     with transaction.atomic():
-        rows = list(
-            UsageEvent.objects.select_for_update()
-            .filter(id__gte=min_id, id__lte=max_id, evaluated=False)
-            .order_by("id")
-            .values(*EVENT_FIELDS)[:limit]
+        claim = store.events_claim(
+            min_id=min_id, max_id=max_id, limit=limit, skip_locked=skip_locked
         )
-        if not rows:
+        if not claim.events:
             return EvaluationResult(), None
         by_session: dict[int, list[EventData]] = defaultdict(list)
-        for row in rows:
-            by_session[row["session_id"]].append(event_data(row))
-        sessions = list(
-            Session.objects.select_for_update()
-            .filter(id__in=by_session)
-            .order_by("id")
-            .only("id", "workload_id", "evaluation_state", "original_request", "started_at")
-        )
-        drafts = sessions_apply(sessions, by_session)
-        UsageEvent.objects.filter(id__in=[row["id"] for row in rows]).update(evaluated=True)
+        for session_id, event in claim.events:
+            by_session[session_id].append(event)
+        sessions = store.sessions_lock(by_session)
+        drafts = sessions_apply(sessions, by_session, policy_version=claim.policy_version)
         new = findings_record(drafts)
-        return EvaluationResult(events=len(rows), findings=len(new)), rows[-1]["id"]
+        result = EvaluationResult(events=len(claim.events), findings=len(new))
+        return result, claim.events[-1][1].id
 
 
 def events_evaluate(*, min_id: int, max_id: int, batch: int | None = None) -> EvaluationResult:
     """Evaluate the unevaluated events with ids in [min_id, max_id], in bounded transactions.
 
     Idempotent: events already evaluated (by this or any other run) are skipped.
+
+    Batches stored concurrently get interleaved ids, so the ranges of concurrent tasks
+    overlap. The first pass skips events another run holds (both workers keep working instead
+    of queueing on each other's locks); the second waits for whatever is still unevaluated in
+    the range — usually nothing, or what a run that then failed or died was holding — so a
+    task never ends with its range half done.
     """
     batch = batch or settings.MANDATE_EVALUATION_BATCH
     result = EvaluationResult()
-    cursor = min_id
-    while cursor <= max_id:
-        chunk, last_id = _evaluate_chunk(cursor, max_id, batch)
-        if last_id is None:
+    for skip_locked in (True, False):
+        if not skip_locked and not store.events_pending(min_id=min_id, max_id=max_id):
             break
-        result += chunk
-        cursor = last_id + 1
+        cursor = min_id
+        while cursor <= max_id:
+            chunk, last_id = _evaluate_chunk(cursor, max_id, batch, skip_locked=skip_locked)
+            if last_id is None:
+                break
+            result += chunk
+            cursor = last_id + 1
+            if skip_locked and chunk.events < batch:
+                break  # nothing more to take without waiting; the second pass checks
     return result
 
 
@@ -244,8 +250,8 @@ def open_sessions_check(*, now=None, idle_after_seconds: int = 60, limit: int = 
             .order_by("last_event_at")
             .only("id", "workload_id", "evaluation_state", "started_at", "last_event_at")[:limit]
         )
-        snapshots = policy_snapshots({s.workload_id for s in sessions}, at=now)
-        drafts = []
+        snapshots = policy_snapshots_cached({s.workload_id for s in sessions}, at=now)
+        drafts, states = [], []
         for session in sessions:
             state, found = evaluate_session_clock(
                 session.evaluation_state,
@@ -255,7 +261,8 @@ def open_sessions_check(*, now=None, idle_after_seconds: int = 60, limit: int = 
                 last_event_at=session.last_event_at,
             )
             session.evaluation_state = state
+            states.append((session.id, state))
             drafts += [(session, draft) for draft in found]
-        Session.objects.bulk_update(sessions, ["evaluation_state"])
+        store.session_states_save(states)
         raised = len(findings_record(drafts))
     return raised

@@ -1,8 +1,22 @@
 """Compiling the rows the detectors need into plain PolicySnapshots (a constant number of
-queries for the catalogue, plus one per workload for its session limits)."""
+queries for the catalogue, plus one per workload for its session limits), and a per-process
+cache of them keyed on the policy version.
+
+`policy_snapshots_cached` is what evaluation uses: one query for the version, then the
+compiled snapshot of each workload from this process's memory while it is still good —
+- the policy version is the one it was compiled under (every change to workloads, grants,
+  rules, exceptions or session policies bumps it, in the change's transaction);
+- no session extension of the workload has started or ended since (limits depend on the
+  moment; grants and exceptions carry their own windows, checked at each event's time);
+- it is younger than MANDATE_EVALUATION_SNAPSHOT_SECONDS (the safety net for a change made
+  without a bump, e.g. a row edited by hand).
+A version read first, rows after, in READ COMMITTED: a snapshot is never older than its key.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
@@ -15,11 +29,13 @@ from governance.evaluation.detectors import (
     Limits,
     PolicySnapshot,
 )
+from governance.policy_version import policy_version_current
 from workloads.models import (
     CombinationRule,
     Entitlement,
     RuleException,
     SensitivityTier,
+    SessionExtension,
     Tool,
     Workload,
 )
@@ -83,4 +99,60 @@ def policy_snapshots(workload_ids: Iterable[int], *, at: datetime) -> dict[int, 
             loop_window=settings.MANDATE_LOOP_WINDOW,
             drift_min_similarity=settings.MANDATE_DRIFT_MIN_SIMILARITY,
         )
+    return snapshots
+
+
+# workload id -> (policy version, monotonic deadline, snapshot); per process (and per worker
+# pool process: prefork children each fill their own after the fork).
+_cache: dict[int, tuple[int, float, PolicySnapshot]] = {}
+_cache_lock = threading.Lock()
+
+
+def snapshot_cache_clear() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def _limits_change_in(ids: set[int], at: datetime) -> dict[int, float]:
+    """Seconds from `at` until each workload's next extension boundary (start or end)."""
+    upcoming: dict[int, float] = {}
+    rows = SessionExtension.objects.filter(
+        workload_id__in=ids, status=SessionExtension.Status.ACTIVE, valid_until__gt=at
+    ).values_list("workload_id", "valid_from", "valid_until")
+    for workload_id, valid_from, valid_until in rows:
+        boundary = valid_from if valid_from > at else valid_until
+        seconds = (boundary - at).total_seconds()
+        upcoming[workload_id] = min(seconds, upcoming.get(workload_id, seconds))
+    return upcoming
+
+
+def policy_snapshots_cached(
+    workload_ids: Iterable[int], *, at: datetime, version: int | None = None
+) -> dict[int, PolicySnapshot]:
+    """`policy_snapshots`, served from this process's cache while version and time allow.
+
+    `version`: the policy version if the caller has just read it (else it is read here).
+    """
+    ids = set(workload_ids)
+    max_age = settings.MANDATE_EVALUATION_SNAPSHOT_SECONDS
+    if not ids or max_age <= 0:
+        return policy_snapshots(ids, at=at)
+    if version is None:
+        version = policy_version_current()
+    now = time.monotonic()
+    snapshots = {}
+    with _cache_lock:
+        for workload_id in ids:
+            entry = _cache.get(workload_id)
+            if entry is not None and entry[0] == version and entry[1] > now:
+                snapshots[workload_id] = entry[2]
+    missing = ids - snapshots.keys()
+    if missing:
+        fresh = policy_snapshots(missing, at=at)
+        changes = _limits_change_in(missing, at)
+        with _cache_lock:
+            for workload_id, snapshot in fresh.items():
+                ttl = min(max_age, changes.get(workload_id, max_age))
+                _cache[workload_id] = (version, now + ttl, snapshot)
+        snapshots.update(fresh)
     return snapshots

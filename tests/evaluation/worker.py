@@ -124,6 +124,9 @@ def broker(url: str):
 
     # Celery reads CELERY_BROKER_URL from the environment before its own config.
     saved, saved_env = app.conf.broker_url, os.environ.get("CELERY_BROKER_URL")
+    # Shared tasks publish through the *current* app, and another test may have made a Celery
+    # app of its own current: make ours current again.
+    app.set_current()
     app.conf.broker_url = url
     os.environ["CELERY_BROKER_URL"] = url
     app._pool = None

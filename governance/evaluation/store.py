@@ -1,0 +1,217 @@
+"""Row access for the evaluation service: set-based SQL on PostgreSQL, the ORM elsewhere.
+
+Only the service (`governance.evaluation.services`) calls these, inside its transaction. Each
+function is one statement on PostgreSQL whatever the batch size:
+
+- `events_claim`: lock the range's unevaluated events in id order, mark them evaluated and
+  return the columns the detectors read (UPDATE … FROM (SELECT … FOR UPDATE) … RETURNING). A
+  concurrent or redelivered run waits on the locks, then skips what was evaluated meanwhile;
+  a rollback un-marks them.
+- `sessions_lock`: the sessions' rows, locked in id order, state as text (decoded by msgspec).
+- `session_states_save`: every session's new state in one UPDATE … FROM unnest(…).
+- `findings_insert`: INSERT … ON CONFLICT (dedupe_key) DO NOTHING RETURNING the new rows, so
+  "which are new" is the database's answer, not a separate read.
+
+SQLite (the embedded default, no speed target) runs the same steps with the ORM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import msgspec
+import psycopg
+from django.db import connection
+
+from governance.evaluation.detectors import EventData
+from governance.models import Finding
+from governance.policy_version import policy_version_current
+from workloads.models import Session, UsageEvent
+
+# The order of EventData's fields: rows become EventData(*row) without a dict per row.
+EVENT_COLUMNS = (
+    "id",
+    "type",
+    "occurred_at",
+    "tool",
+    "arguments_hash",
+    "content",
+    "reasoning_tokens",
+    "duration_ms",
+)
+_EVENT_SELECT = ", ".join(f"e.{column}" for column in EVENT_COLUMNS)
+
+# ANY(ARRAY(…)): the claimed ids drive an index scan on the primary key, whatever the table's
+# size (a join against the subquery may be planned as a scan of the whole table).
+# The policy version rides along (evaluation's snapshot cache is keyed on it): one round trip
+# fewer per batch, and read in the same statement as the events it will judge.
+_CLAIM = """
+WITH claimed AS (
+    UPDATE workloads_usageevent e SET evaluated = true
+    WHERE e.id = ANY(ARRAY(
+        SELECT id FROM workloads_usageevent
+        WHERE id BETWEEN %s AND %s AND NOT evaluated
+        ORDER BY id LIMIT %s
+        FOR UPDATE{skip}
+    ))
+    RETURNING e.session_id, {columns}
+)
+SELECT claimed.*, (SELECT version FROM governance_policystate WHERE id = 1) FROM claimed
+"""
+_CLAIM_WAIT = _CLAIM.format(skip="", columns=_EVENT_SELECT)
+_CLAIM_SKIP_LOCKED = _CLAIM.format(skip=" SKIP LOCKED", columns=_EVENT_SELECT)
+_SESSIONS = """
+SELECT id, workload_id, evaluation_state::text, original_request, started_at
+FROM workloads_session WHERE id = ANY(%s) ORDER BY id FOR UPDATE
+"""
+# Binary parameters (%b): the states go over as they are, no quoting of each in Python.
+_SAVE_STATES = """
+UPDATE workloads_session s SET evaluation_state = v.state::jsonb
+FROM unnest(%b::bigint[], %b::text[]) AS v(id, state)
+WHERE s.id = v.id
+"""
+_PENDING = """
+SELECT EXISTS (SELECT 1 FROM workloads_usageevent WHERE id BETWEEN %s AND %s AND NOT evaluated)
+"""
+
+_decode = msgspec.json.Decoder(dict).decode
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(slots=True)
+class SessionRow:
+    """What evaluation reads of a session (a Session instance fits the same shape)."""
+
+    id: int
+    workload_id: int
+    evaluation_state: dict
+    original_request: str
+    started_at: datetime | None
+
+
+def _postgresql() -> bool:
+    return connection.vendor == "postgresql"
+
+
+@dataclass(slots=True)
+class Claim:
+    events: list[tuple[int, EventData]]  # (session id, event), in id order
+    policy_version: int | None  # as read with the events (None: nothing claimed)
+
+
+def events_claim(*, min_id: int, max_id: int, limit: int, skip_locked: bool = False) -> Claim:
+    """Up to `limit` unevaluated events of [min_id, max_id], lowest ids first, marked evaluated
+    (in the caller's transaction) and returned as (session id, EventData), with the policy
+    version.
+
+    `skip_locked` passes over events another transaction holds instead of waiting for it.
+    """
+    if _postgresql():
+        sql = _CLAIM_SKIP_LOCKED if skip_locked else _CLAIM_WAIT
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [min_id, max_id, limit])
+            rows = cursor.fetchall()
+        if not rows:
+            return Claim([], None)
+        rows.sort(key=lambda row: row[1])
+        return Claim([(row[0], EventData(*row[1:-1])) for row in rows], rows[0][-1] or 1)
+    rows = list(
+        UsageEvent.objects.select_for_update(skip_locked=skip_locked)
+        .filter(id__gte=min_id, id__lte=max_id, evaluated=False)
+        .order_by("id")
+        .values_list("session_id", *EVENT_COLUMNS)[:limit]
+    )
+    if not rows:
+        return Claim([], None)
+    UsageEvent.objects.filter(id__in=[row[1] for row in rows]).update(evaluated=True)
+    return Claim([(row[0], EventData(*row[1:])) for row in rows], policy_version_current())
+
+
+def events_pending(*, min_id: int, max_id: int) -> bool:
+    """Is anything in the range unevaluated (including events another run holds)?"""
+    if _postgresql():
+        with connection.cursor() as cursor:
+            cursor.execute(_PENDING, [min_id, max_id])
+            return cursor.fetchone()[0]
+    return UsageEvent.objects.filter(id__gte=min_id, id__lte=max_id, evaluated=False).exists()
+
+
+def sessions_lock(session_ids: Iterable[int]) -> list[SessionRow]:
+    """The sessions' rows, locked in id order (so concurrent batches of a session queue up)."""
+    ids = sorted(session_ids)
+    if _postgresql():
+        with connection.cursor() as cursor:
+            cursor.execute(_SESSIONS, [ids])
+            return [
+                SessionRow(sid, workload_id, _decode(state), request, started_at)
+                for sid, workload_id, state, request, started_at in cursor.fetchall()
+            ]
+    return [
+        SessionRow(*row)
+        for row in Session.objects.select_for_update()
+        .filter(id__in=ids)
+        .order_by("id")
+        .values_list("id", "workload_id", "evaluation_state", "original_request", "started_at")
+    ]
+
+
+def session_states_save(states: Sequence[tuple[int, dict]]) -> None:
+    """Write each (session id, state) in one statement."""
+    if not states:
+        return
+    if _postgresql():
+        ids = [sid for sid, _ in states]
+        texts = [_encode(state).decode() for _, state in states]
+        connection.ensure_connection()
+        # Server-side binding (Django's cursors bind client-side); errors mapped as Django's.
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(_SAVE_STATES, [ids, texts])
+        return
+    sessions = [Session(id=sid, evaluation_state=state) for sid, state in states]
+    Session.objects.bulk_update(sessions, ["evaluation_state"])
+
+
+def findings_insert(findings: Sequence[Finding]) -> list[Finding]:
+    """Insert each finding unless its dedupe_key exists; return the inserted ones (pk set).
+
+    Must run in the transaction holding the sessions' locks: that makes "new" exact.
+    """
+    if not findings:
+        return []
+    if _postgresql():
+        return _findings_insert_postgresql(findings)
+    keys = [f.dedupe_key for f in findings]
+    existing = set(Finding.objects.filter(dedupe_key__in=keys).values_list("dedupe_key", flat=True))
+    new = [f for f in findings if f.dedupe_key not in existing]
+    Finding.objects.bulk_create(new, ignore_conflicts=True)
+    return new
+
+
+def _findings_insert_postgresql(findings: Sequence[Finding]) -> list[Finding]:
+    # Every concrete column, each value prepared as the ORM would (defaults, auto_now, JSON
+    # adaptation), so a column added to Finding later needs no change here.
+    meta = Finding._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    quote = connection.ops.quote_name
+    params = []
+    for finding in findings:
+        params += [f.get_db_prep_save(f.pre_save(finding, True), connection) for f in fields]
+    row = f"({', '.join(['%s'] * len(fields))})"
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"VALUES {', '.join([row] * len(findings))} "
+        f"ON CONFLICT ({quote(meta.get_field('dedupe_key').column)}) DO NOTHING "
+        f"RETURNING {quote(meta.pk.column)}, {quote(meta.get_field('dedupe_key').column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        inserted = dict((key, pk) for pk, key in cursor.fetchall())
+    new = []
+    for finding in findings:
+        if finding.dedupe_key in inserted:
+            finding.pk = inserted[finding.dedupe_key]
+            finding._state.adding = False
+            new.append(finding)
+    return new
