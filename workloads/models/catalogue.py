@@ -316,36 +316,19 @@ class Entitlement(models.Model):
         return _effective_status(self)
 
 
-class SessionExtension(models.Model):
-    """A longer session window or bigger budget than the policy, granted for a while.
-
-    Created by an approved request; while valid it raises the workload's effective limits.
-    """
+class ExpiringApproval(models.Model):
+    """What session windows and rule exceptions share: an approved window that ends, that an
+    admin can revoke early, and whose owner is warned before it expires."""
 
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
         EXPIRED = "expired", "Expired"
         REVOKED = "revoked", "Revoked"
 
-    workload = models.ForeignKey(Workload, on_delete=models.CASCADE, related_name="extensions")
-    max_session_seconds = models.PositiveIntegerField(null=True, blank=True)
-    max_tool_calls = models.PositiveIntegerField(null=True, blank=True)
-    max_reasoning_tokens = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     valid_from = models.DateTimeField(default=timezone.now)
     valid_until = models.DateTimeField()
-    granted_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
-    )
     created_at = models.DateTimeField(default=timezone.now)
-    request = models.ForeignKey(
-        "governance.AccessRequest",
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="extensions",
-        help_text="The approved request that created it.",
-    )
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -353,6 +336,39 @@ class SessionExtension(models.Model):
     revoke_reason = models.TextField(blank=True)
     expiry_notified_at = models.DateTimeField(
         null=True, blank=True, help_text="When the owner was told it is about to expire."
+    )
+
+    class Meta:
+        abstract = True
+
+    def is_valid_at(self, moment) -> bool:
+        return self.status == self.Status.ACTIVE and self.valid_from <= moment < self.valid_until
+
+    @property
+    def effective_status(self) -> str:
+        return _effective_status(self)
+
+
+class SessionExtension(ExpiringApproval):
+    """A longer session window or bigger budget than the policy, granted for a while.
+
+    Created by an approved request; while valid it raises the workload's effective limits.
+    """
+
+    workload = models.ForeignKey(Workload, on_delete=models.CASCADE, related_name="extensions")
+    max_session_seconds = models.PositiveIntegerField(null=True, blank=True)
+    max_tool_calls = models.PositiveIntegerField(null=True, blank=True)
+    max_reasoning_tokens = models.PositiveIntegerField(null=True, blank=True)
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    request = models.ForeignKey(
+        "governance.AccessRequest",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="extensions",
+        help_text="The approved request that created it.",
     )
 
     class Meta:
@@ -374,32 +390,16 @@ class SessionExtension(models.Model):
     def __str__(self) -> str:
         return f"extension of {self.workload_id}"
 
-    def is_valid_at(self, moment) -> bool:
-        return self.status == self.Status.ACTIVE and self.valid_from <= moment < self.valid_until
 
-    @property
-    def effective_status(self) -> str:
-        return _effective_status(self)
-
-
-class RuleException(models.Model):
+class RuleException(ExpiringApproval):
     """An approved, expiring exception that lets one workload hold a combination a rule guards."""
-
-    class Status(models.TextChoices):
-        ACTIVE = "active", "Active"
-        EXPIRED = "expired", "Expired"
-        REVOKED = "revoked", "Revoked"
 
     workload = models.ForeignKey(Workload, on_delete=models.CASCADE, related_name="exceptions")
     rule = models.ForeignKey(CombinationRule, on_delete=models.CASCADE, related_name="exceptions")
     justification = models.TextField()
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
-    valid_from = models.DateTimeField(default=timezone.now)
-    valid_until = models.DateTimeField()
     approved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
     )
-    created_at = models.DateTimeField(default=timezone.now)
     request = models.ForeignKey(
         "governance.AccessRequest",
         on_delete=models.SET_NULL,
@@ -407,14 +407,6 @@ class RuleException(models.Model):
         blank=True,
         related_name="exceptions",
         help_text="The approved request that created it.",
-    )
-    revoked_at = models.DateTimeField(null=True, blank=True)
-    revoked_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
-    revoke_reason = models.TextField(blank=True)
-    expiry_notified_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the owner was told it is about to expire."
     )
 
     class Meta:
@@ -435,10 +427,3 @@ class RuleException(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rule_id} exception for {self.workload_id}"
-
-    def is_valid_at(self, moment) -> bool:
-        return self.status == self.Status.ACTIVE and self.valid_from <= moment < self.valid_until
-
-    @property
-    def effective_status(self) -> str:
-        return _effective_status(self)
