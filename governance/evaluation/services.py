@@ -16,7 +16,6 @@ duplicates nothing.
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,6 +30,7 @@ from governance.evaluation.detectors import EventData, FindingDraft
 from governance.evaluation.engine import evaluate_session_batch, evaluate_session_clock
 from governance.evaluation.scoring import scorer_from_settings
 from governance.evaluation.snapshot import policy_snapshots, policy_snapshots_cached
+from governance.ingest.handoff import evaluation_enqueue  # the one publisher of the task
 from governance.models import Finding
 from governance.models.findings import SEVERITY_RANK
 from workloads.models import Session, UsageEvent
@@ -38,7 +38,6 @@ from workloads.models import Session, UsageEvent
 # A locked session as evaluation sees it: a store.SessionRow, or a Session instance.
 SessionLike = store.SessionRow | Session
 
-logger = logging.getLogger(__name__)
 
 # What the detectors read of an event, in EventData's field order (re-evaluation reads these).
 EVENT_FIELDS = store.EVENT_COLUMNS
@@ -185,22 +184,6 @@ def events_evaluate(*, min_id: int, max_id: int, batch: int | None = None) -> Ev
             if skip_locked and chunk.events < batch:
                 break  # nothing more to take without waiting; the second pass checks
     return result
-
-
-def evaluation_enqueue(*, min_id: int, max_id: int) -> bool:
-    """Ask a worker to evaluate a range; False (and logged) when the broker is unreachable.
-
-    Ingestion calls this from `transaction.on_commit`; what it cannot enqueue the sweeper
-    finds later, so a broker outage never fails a request.
-    """
-    from governance.evaluation.tasks import evaluate_events
-
-    try:
-        evaluate_events.apply_async(kwargs={"min_id": min_id, "max_id": max_id}, retry=False)
-    except Exception:  # the broker being down must not fail the caller
-        logger.warning("Could not enqueue evaluation of events %s-%s", min_id, max_id)
-        return False
-    return True
 
 
 def unevaluated_ranges(*, grace_seconds: int, limit: int, batch: int) -> list[tuple[int, int]]:

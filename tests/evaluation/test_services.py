@@ -114,12 +114,12 @@ def test_the_sweeper_leaves_recent_events_to_their_own_task(workload, monkeypatc
 
 
 def test_enqueueing_with_the_broker_down_reports_false_instead_of_failing(settings, monkeypatch):
-    from governance.evaluation import tasks
+    from governance.ingest import handoff
 
     def refuse(*args, **kwargs):
         raise ConnectionRefusedError("broker down")
 
-    monkeypatch.setattr(tasks.evaluate_events, "apply_async", refuse)
+    monkeypatch.setattr(handoff.celery_app, "send_task", refuse)
     assert services.evaluation_enqueue(min_id=1, max_id=2) is False
 
 
