@@ -7,6 +7,12 @@ that moment — one COPY on PostgreSQL, one bulk_create elsewhere — never "unt
 degenerates into many tiny writes under load. It also touches the tokens' last_used_at, which
 the hot path no longer does.
 
+Why each entry is turned into its COPY line in the request: the writer thread then holds the
+GIL only to join strings and hand one buffer to libpq. Encoding a few thousand rows in the
+writer (psycopg's per-row write_row, a datetime per row) held the GIL for milliseconds at a
+time and showed up as the endpoint's p99 (bench/README.md). The writer also keeps its
+database connection between wake-ups instead of reconnecting twice a second.
+
 Trade-off (documented in bench/README.md): entries buffered in a process that is killed are
 lost (at most one flush interval's worth); a graceful exit flushes. When the database is down
 entries stay buffered up to DECISIONS_LOG_MAX_BUFFER, then the oldest are dropped and counted.
@@ -18,6 +24,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
 
@@ -73,6 +80,61 @@ def decision_row(
     )
 
 
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\ufffd"})
+_second: tuple[int, str] = (0, "1970-01-01 00:00:00")
+
+
+def _text(value: str) -> str:
+    """A COPY text field. Identifiers are printable almost always: test before translating."""
+    if value.isprintable() and "\\" not in value:
+        return value
+    return value.translate(_ESCAPES)
+
+
+def _json_text(value: str) -> str:
+    # msgspec escapes control characters, so only backslashes need doubling; a NUL escape is
+    # replaced because jsonb refuses it (one such row would otherwise fail its whole batch).
+    if "\\" not in value:
+        return value
+    return value.replace("\\u0000", "\\ufffd").replace("\\", "\\\\")
+
+
+def _timestamp(epoch: float) -> str:
+    """timestamptz text, formatting the date once per second rather than once per row."""
+    global _second
+    whole = int(epoch)
+    cached = _second  # one read: another thread may replace it meanwhile
+    if cached[0] != whole:
+        cached = _second = (whole, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(whole)))
+    return f"{cached[1]}.{int((epoch - whole) * 1_000_000):06d}+00"
+
+
+def copy_line(row: tuple) -> str:
+    """A `decision_row` as one line of PostgreSQL's COPY text format."""
+    (decided_at, workload, tool, session, decision, code, reasons, version, latency, token,
+     correlation_id, request_id, context) = row  # fmt: skip
+    return (
+        "\t".join(
+            (
+                _timestamp(decided_at),
+                _text(workload),
+                _text(tool),
+                _text(session),
+                decision,
+                code,
+                _json_text(reasons),
+                str(version),
+                str(latency),
+                "\\N" if token is None else str(token),
+                _text(correlation_id),
+                _text(request_id),
+                _json_text(context),
+            )
+        )
+        + "\n"
+    )
+
+
 class DecisionLog:
     def __init__(
         self,
@@ -82,6 +144,7 @@ class DecisionLog:
         interval: float = 0.5,
         batch: int = 2000,
         max_buffer: int = 200_000,
+        copy_text: bool | None = None,
     ):
         self.enabled = enabled
         self.background = background
@@ -89,8 +152,12 @@ class DecisionLog:
         self.batch = batch
         self.max_buffer = max_buffer
         self.dropped = 0
+        self.rejected = 0
         self.written = 0
-        self._buffer: deque[tuple] = deque()
+        # None: decided on the first entry, from the database in use (COPY on PostgreSQL).
+        self.copy_text = copy_text
+        self._buffer: deque = deque()
+        self._tokens: set[int] = set()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = None
@@ -100,7 +167,13 @@ class DecisionLog:
     def record(self, row: tuple) -> None:
         if not self.enabled:
             return
-        self._buffer.append(row)
+        if self.copy_text is None:
+            from django.db import connection
+
+            self.copy_text = connection.vendor == "postgresql"
+        self._buffer.append(copy_line(row) if self.copy_text else row)
+        if row[9] is not None:
+            self._tokens.add(row[9])
         if len(self._buffer) > self.max_buffer:
             self._buffer.popleft()
             self.dropped += 1
@@ -130,8 +203,8 @@ class DecisionLog:
                 self.flush(limit=max(len(self._buffer), 1))
             except Exception:  # never let the writer die; entries stay buffered
                 logger.exception("decision log flush failed")
-            finally:
-                connection.close()
+                connection.close()  # reconnect on the next wake-up
+        connection.close()
 
     def stop(self) -> None:
         """Flush and end the writer thread (tests; an exiting process flushes via atexit)."""
@@ -143,6 +216,8 @@ class DecisionLog:
 
     def flush(self, limit: int | None = None) -> int:
         """Write what is buffered now (at most `limit` rows), in batches. Returns rows written."""
+        from django.db import DataError, IntegrityError
+
         with self._flush_lock:
             total = 0
             todo = len(self._buffer) if limit is None else min(limit, len(self._buffer))
@@ -151,39 +226,75 @@ class DecisionLog:
                 todo -= len(rows)
                 try:
                     _write(rows)
+                except (DataError, IntegrityError):
+                    # One bad entry must not block the log: write the batch row by row.
+                    total += self._write_one_by_one(rows)
+                    continue
                 except Exception:
                     self._buffer.extendleft(reversed(rows))
                     raise
                 total += len(rows)
             self.written += total
+            if total:
+                tokens, self._tokens = self._tokens, set()
+                _touch_tokens(tokens)
             return total
 
+    def _write_one_by_one(self, rows: list) -> int:
+        from django.db import DataError, IntegrityError
 
-def _write(rows: list[tuple]) -> None:
+        written = 0
+        for row in rows:
+            try:
+                _write([row])
+                written += 1
+            except (DataError, IntegrityError):
+                self.rejected += 1
+                logger.error("decision log entry rejected by the database: %r", row)
+        return written
+
+
+def _write(rows: list) -> None:
+    """Store entries: COPY lines on PostgreSQL, `decision_row` tuples elsewhere."""
     from django.db import connection, transaction
 
-    from governance.models import Decision, ServiceToken
+    from governance.models import Decision
 
-    stamped = [(datetime.fromtimestamp(row[0], UTC), *row[1:]) for row in rows]
     with transaction.atomic():
-        if connection.vendor == "postgresql":
+        if isinstance(rows[0], str):
             sql = f"COPY {Decision._meta.db_table} ({', '.join(COLUMNS)}) FROM STDIN"
-            with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
-                for row in stamped:
-                    copy.write_row(row)
+            # The raw psycopg cursor: wrap its errors so callers see Django's DataError etc.
+            with connection.cursor() as cursor, connection.wrap_database_errors:
+                # The log already accepts losing its in-process buffer on a crash; not waiting
+                # for the WAL flush at commit keeps the writer's I/O off the request cores.
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+                with cursor.cursor.copy(sql) as copy:
+                    copy.write("".join(rows).encode())
         else:
             Decision.objects.bulk_create(
-                [Decision(**dict(zip(COLUMNS, _decoded(row), strict=True))) for row in stamped]
+                [Decision(**dict(zip(COLUMNS, _decoded(row), strict=True))) for row in rows]
             )
-        token_ids = {row[9] for row in rows if row[9] is not None}
-        if token_ids:
-            now = datetime.now(UTC)
-            ServiceToken.objects.filter(pk__in=token_ids).exclude(
-                last_used_at__gt=now - timedelta(minutes=1)
-            ).update(last_used_at=now)
+
+
+def _touch_tokens(token_ids: set[int]) -> None:
+    """Mark the tokens that asked as used (at most once a minute each)."""
+    if not token_ids:
+        return
+    from governance.models import ServiceToken
+
+    now = datetime.now(UTC)
+    ServiceToken.objects.filter(pk__in=token_ids).exclude(
+        last_used_at__gt=now - timedelta(minutes=1)
+    ).update(last_used_at=now)
 
 
 def _decoded(row: tuple) -> tuple:
     import json
 
-    return (*row[:6], json.loads(row[6]), *row[7:12], json.loads(row[12]))
+    return (
+        datetime.fromtimestamp(row[0], UTC),
+        *row[1:6],
+        json.loads(row[6]),
+        *row[7:12],
+        json.loads(row[12]),
+    )

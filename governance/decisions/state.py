@@ -41,52 +41,56 @@ class StaleVersion(Exception):
 # One result per session check: (reason code, detail, session started_at, calls so far).
 CheckResult = tuple[str, str, float, int]
 
+# A session is one string, `started|last|calls|,label,label,` (read with one GET, written with
+# one SET that also sets the expiry): cheaper in Redis than a hash read with HGETALL and
+# written with HSET + EXPIRE. The expiry is renewed on every allowed call from the plan in
+# force, so a window raised by an extension keeps the session (and the tools it used).
 SESSION_SCRIPT = """
 local v = redis.call('GET', KEYS[1])
-if v == false then return {'stale', '0', 0, ''} end
-if v ~= ARGV[1] then return {'stale', v, 0, ''} end
+if v ~= ARGV[1] then return {'stale', v or '0', 0, ''} end
 local now = tonumber(ARGV[2])
-local h = redis.call('HGETALL', KEYS[2])
-local start, last, calls, s = nil, nil, 0, nil
-local used = {}
-for i = 1, #h, 2 do
-  local k = h[i]
-  if k == 's' then s = h[i + 1]; start = tonumber(s)
-  elseif k == 'l' then last = tonumber(h[i + 1])
-  elseif k == 'c' then calls = tonumber(h[i + 1])
-  else used[string.sub(k, 3)] = true end
+local raw = redis.call('GET', KEYS[2])
+local s, calls, used
+if raw then
+  local a = string.find(raw, '|', 1, true)
+  local b = string.find(raw, '|', a + 1, true)
+  local c = string.find(raw, '|', b + 1, true)
+  s = string.sub(raw, 1, a - 1)
+  calls = tonumber(string.sub(raw, b + 1, c - 1))
+  used = string.sub(raw, c + 1)
+  if now - tonumber(s) >= tonumber(ARGV[3]) then return {'session_expired', s, calls, ''} end
+  if now - tonumber(string.sub(raw, a + 1, b - 1)) >= tonumber(ARGV[4]) then
+    return {'session_idle', s, calls, ''}
+  end
+else
+  s = ARGV[2]; calls = 0; used = ','
+  if 0 >= tonumber(ARGV[3]) then return {'session_expired', s, calls, ''} end
 end
-local fresh = start == nil
-if fresh then s = ARGV[2]; start = now; last = now end
-if now - start >= tonumber(ARGV[3]) then return {'session_expired', s, calls, ''} end
-if (not fresh) and now - last >= tonumber(ARGV[4]) then return {'session_idle', s, calls, ''} end
 if calls >= tonumber(ARGV[5]) then return {'tool_call_budget_exhausted', s, calls, ''} end
-local mine = {}
-for label in string.gmatch(ARGV[7], '[^,]+') do mine[label] = true end
+local mine = ARGV[7]
 for i = 8, #ARGV do
   local rule = ARGV[i]
   local bar = string.find(rule, '|', 1, true)
-  local slug = string.sub(rule, 1, bar - 1)
   local with_all, before_all = true, true
   for group in string.gmatch(string.sub(rule, bar + 1), '[^;]+') do
     local hit_before, hit_with = false, false
     for label in string.gmatch(group, '[^,]+') do
-      if used[label] then hit_before = true; hit_with = true; break end
-      if mine[label] then hit_with = true end
+      local needle = ',' .. label .. ','
+      if string.find(used, needle, 1, true) then hit_before = true; hit_with = true; break end
+      if string.find(mine, needle, 1, true) then hit_with = true end
     end
     if not hit_with then with_all = false end
     if not hit_before then before_all = false end
   end
-  if with_all and not before_all then return {'combination', s, calls, slug} end
+  if with_all and not before_all then
+    return {'combination', s, calls, string.sub(rule, 1, bar - 1)}
+  end
+end
+for label in string.gmatch(mine, '[^,]+') do
+  if not string.find(used, ',' .. label .. ',', 1, true) then used = used .. label .. ',' end
 end
 calls = calls + 1
-local fields = {'l', ARGV[2], 'c', calls}
-if fresh then fields[#fields + 1] = 's'; fields[#fields + 1] = ARGV[2] end
-for label, _ in pairs(mine) do
-  if not used[label] then fields[#fields + 1] = 'u:' .. label; fields[#fields + 1] = 1 end
-end
-redis.call('HSET', KEYS[2], unpack(fields))
-redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6]))
+redis.call('SET', KEYS[2], s .. '|' .. ARGV[2] .. '|' .. calls .. '|' .. used, 'EX', ARGV[6])
 return {'allowed', s, calls, ''}
 """
 
@@ -163,7 +167,7 @@ class RedisSessionStore:
             plan.idle_timeout_seconds,
             plan.max_tool_calls,
             ttl,
-            ",".join(plan.labels),
+            f",{','.join(plan.labels)},",
             *(rule.encoded for rule in plan.rules),
         ]
 

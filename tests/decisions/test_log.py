@@ -3,22 +3,23 @@
 import pytest
 
 from governance.decisions import log as log_module
-from governance.decisions.log import DecisionLog, decision_row
+from governance.decisions.log import DecisionLog, copy_line, decision_row
 
 
-def row(n: int) -> tuple:
-    return decision_row(
-        decided_at=1_800_000_000.0 + n,
-        workload="w",
-        tool="t",
-        session=None,
-        decision="allow",
-        reasons_json="[]",
-        reason_code="allowed",
-        policy_version=1,
-        latency_us=10,
-        token_id=None,
-    )
+def row(n: int, **changes) -> tuple:
+    fields = {
+        "decided_at": 1_800_000_000.0 + n,
+        "workload": "w",
+        "tool": "t",
+        "session": None,
+        "decision": "allow",
+        "reasons_json": "[]",
+        "reason_code": "allowed",
+        "policy_version": 1,
+        "latency_us": 10,
+        "token_id": None,
+    }
+    return decision_row(**(fields | changes))
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def test_a_wake_up_writes_only_what_was_there_when_it_woke(writes):
 
 
 def test_a_failed_write_keeps_the_entries_in_order(monkeypatch):
-    log = DecisionLog(background=False)
+    log = DecisionLog(background=False, copy_text=False)
     for n in range(3):
         log.record(row(n))
 
@@ -88,3 +89,65 @@ def test_the_background_writer_stores_decisions():
     log.stop()
     stored = Decision.objects.get()
     assert (stored.workload, stored.decision, stored.latency_us) == ("w", "allow", 10)
+
+
+def test_a_copy_line_escapes_what_copy_would_misread():
+    line = copy_line(
+        row(0.25, workload="a\tb", session="x\ny\\z\x00", context_json='{"p":"c:\\\\d"}')
+    )
+    fields = line.removesuffix("\n").split("\t")
+    assert len(fields) == 13
+    assert fields[0] == "2027-01-15 08:00:00.250000+00"
+    assert fields[1] == "a\\tb"
+    assert fields[3] == "x\\ny\\\\z\ufffd"
+    assert fields[9] == "\\N"  # no token
+    assert fields[12] == '{"p":"c:\\\\\\\\d"}'
+
+
+NASTY = {
+    "workload": "wl\tone",
+    "session": "line\nbreak \\ back\\slash",
+    "correlation_id": "c\rr",
+    "reasons_json": '[{"code":"allowed","message":"say \\"hi\\" \\\\ \\u0000"}]',
+    "context_json": '{"path":"C:\\\\tmp\\ttab","n":[1,2]}',
+}
+
+
+@pytest.mark.django_db
+def test_written_entries_read_back_exactly():
+    from governance.models import Decision
+
+    log = DecisionLog(background=False)
+    log.record(row(0.5, **NASTY))
+    assert log.flush() == 1
+    stored = Decision.objects.get()
+    assert stored.workload == "wl\tone"
+    assert stored.session == "line\nbreak \\ back\\slash"
+    assert stored.correlation_id == "c\rr"
+    assert stored.context == {"path": "C:\\tmp\ttab", "n": [1, 2]}
+    assert stored.reasons[0]["message"].startswith('say "hi" \\ ')
+    assert stored.decided_at.timestamp() == 1_800_000_000.5
+
+
+@pytest.mark.django_db
+def test_an_entry_the_database_refuses_does_not_block_the_others():
+    from governance.models import Decision
+
+    log = DecisionLog(background=False)
+    for n in range(3):
+        log.record(row(n, policy_version=-1 if n == 1 else 1))
+    assert log.flush() == 2
+    assert log.rejected == 1 and log.pending() == 0
+    assert sorted(Decision.objects.values_list("policy_version", flat=True)) == [1, 1]
+
+
+@pytest.mark.django_db
+def test_the_writer_marks_the_asking_tokens_used():
+    from governance.models import ServiceToken
+    from governance.tokens import service_token_create
+
+    issued = service_token_create(name="asker", scopes=["decide"], all_workloads=True)
+    log = DecisionLog(background=False)
+    log.record(row(0, token_id=issued.token.pk))
+    log.flush()
+    assert ServiceToken.objects.get(pk=issued.token.pk).last_used_at is not None
