@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgspec
+
 from governance.decisions.snapshot import RuleEntry, Snapshot, TokenEntry, WorkloadEntry
 
 ALLOW = "allow"
@@ -37,6 +39,15 @@ REASONS = {
 }
 
 _REASON_OBJECTS = {code: {"code": code, "message": message} for code, message in REASONS.items()}
+_REASON_JSON = {code: msgspec.json.encode([obj]).decode() for code, obj in _REASON_OBJECTS.items()}
+
+
+def reasons_json(verdict: Verdict) -> str:
+    """The verdict's reasons as JSON for the log; the common reasons are encoded once."""
+    first = verdict.reasons[0]
+    if len(verdict.reasons) == 1 and first is _REASON_OBJECTS.get(first["code"]):
+        return _REASON_JSON[first["code"]]
+    return msgspec.json.encode(verdict.reasons).decode()
 
 
 def reason(code: str, detail: str = "") -> dict:

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
+
+from governance.decisions import process
 
 logger = logging.getLogger(__name__)
 
@@ -113,25 +114,14 @@ def copy_line(row: tuple) -> str:
     """A `decision_row` as one line of PostgreSQL's COPY text format."""
     (decided_at, workload, tool, session, decision, code, reasons, version, latency, token,
      correlation_id, request_id, context) = row  # fmt: skip
+    given = workload + tool + session + correlation_id + request_id
+    if not given.isprintable() or "\\" in given:  # rare: escape field by field
+        workload, tool, session = _text(workload), _text(tool), _text(session)
+        correlation_id, request_id = _text(correlation_id), _text(request_id)
     return (
-        "\t".join(
-            (
-                _timestamp(decided_at),
-                _text(workload),
-                _text(tool),
-                _text(session),
-                decision,
-                code,
-                _json_text(reasons),
-                str(version),
-                str(latency),
-                "\\N" if token is None else str(token),
-                _text(correlation_id),
-                _text(request_id),
-                _json_text(context),
-            )
-        )
-        + "\n"
+        f"{_timestamp(decided_at)}\t{workload}\t{tool}\t{session}\t{decision}\t{code}\t"
+        f"{_json_text(reasons)}\t{version}\t{latency}\t{'\\N' if token is None else token}\t"
+        f"{correlation_id}\t{request_id}\t{_json_text(context)}\n"
     )
 
 
@@ -178,7 +168,7 @@ class DecisionLog:
             self._buffer.popleft()
             self.dropped += 1
         if self.background:
-            if self._pid != os.getpid():
+            if self._pid != process.pid:
                 self._start()
             if len(self._buffer) >= self.batch:
                 self._wake.set()
@@ -188,7 +178,7 @@ class DecisionLog:
 
     def _start(self) -> None:
         # After a fork the parent's thread is gone: start one per process, lazily.
-        self._pid = os.getpid()
+        self._pid = process.pid
         self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
         self._thread.start()
         atexit.register(self.flush)

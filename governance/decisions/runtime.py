@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from django.conf import settings
 
+from governance.decisions import process
 from governance.decisions.log import DecisionLog
 from governance.decisions.snapshot import SnapshotHolder
 from governance.decisions.state import LocalSessionStore, RedisSessionStore
@@ -17,14 +17,16 @@ class Runtime:
     store: RedisSessionStore | LocalSessionStore
     holder: SnapshotHolder
     log: DecisionLog
-    listening_in: int | None = field(default=None)
+    # The process whose listener is running (threads do not survive a fork, so it starts on
+    # the first decision in each worker); the hot path only compares it with process.pid.
+    ready_in: int | None = field(default=None)
 
     def listen(self) -> None:
-        """Start this process's version listener (once per process: threads do not survive
-        a fork, so it starts on the first decision, in the worker)."""
-        if self.listening_in != os.getpid() and hasattr(self.store, "subscribe"):
-            self.listening_in = os.getpid()
-            self.store.subscribe(self.holder.check_soon)
+        """Start this process's version listener (once per process)."""
+        if self.ready_in != process.pid:
+            self.ready_in = process.pid
+            if settings.DECISIONS_VERSION_LISTENER and hasattr(self.store, "subscribe"):
+                self.store.subscribe(self.holder.check_soon)
 
 
 _runtime: Runtime | None = None
@@ -52,11 +54,13 @@ def _build() -> Runtime:
 
 def runtime() -> Runtime:
     global _runtime
-    if _runtime is None:
-        _runtime = _build()
-    if settings.DECISIONS_VERSION_LISTENER and _runtime.listening_in != os.getpid():
-        _runtime.listen()
-    return _runtime
+    rt = _runtime
+    if rt is not None and rt.ready_in == process.pid:
+        return rt
+    if rt is None:
+        rt = _runtime = _build()
+    rt.listen()
+    return rt
 
 
 def runtime_reset() -> None:

@@ -24,8 +24,13 @@ from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from governance.api_common import error_response
-from governance.decisions.evaluator import SessionPlan, Verdict, session_outcome, static_verdict
-from governance.decisions.log import decision_row
+from governance.decisions.evaluator import (
+    SessionPlan,
+    Verdict,
+    reasons_json,
+    session_outcome,
+    static_verdict,
+)
 from governance.decisions.runtime import runtime
 from governance.decisions.snapshot import PolicyUnavailable
 from governance.decisions.state import StaleVersion, StateUnavailable
@@ -53,6 +58,26 @@ def _unavailable(message: str) -> HttpResponse:
 
 
 def _parse_check(item, prefix: str = "") -> tuple:
+    """(workload, tool, session, id, context) of a well-formed check, or BadRequest."""
+    # The common, valid case in one expression; anything else goes to the field-by-field
+    # pass below, which says what is wrong with each field.
+    if type(item) is dict:
+        workload, tool = item.get("workload"), item.get("tool")
+        session, check_id, context = item.get("session"), item.get("id"), item.get("context")
+        if (
+            type(workload) is str
+            and 0 < len(workload) <= 80
+            and type(tool) is str
+            and 0 < len(tool) <= 80
+            and (session is None or (type(session) is str and 0 < len(session) <= 200))
+            and (check_id is None or (type(check_id) is str and 0 < len(check_id) <= 64))
+            and (context is None or type(context) is dict)
+        ):
+            return workload, tool, session, check_id, context
+    return _invalid_check(item, prefix)
+
+
+def _invalid_check(item, prefix: str) -> tuple:
     if not isinstance(item, dict):
         raise BadRequest({prefix or "non_field_errors": ["Expected an object."]})
     fields = {}
@@ -121,10 +146,11 @@ def decide_view(request):
         return _not_authenticated()
     if "decide" not in token.scopes:
         return error_response(403, "forbidden", "This token lacks the decide scope.")
-    if int(request.META.get("CONTENT_LENGTH") or 0) > settings.DECISIONS_MAX_BODY:
+    max_body = settings.DECISIONS_MAX_BODY
+    if int(request.META.get("CONTENT_LENGTH") or 0) > max_body:
         return error_response(413, "too_large", "The request body is too large.")
     body = request.body
-    if len(body) > settings.DECISIONS_MAX_BODY:  # a body sent without Content-Length
+    if len(body) > max_body:  # a body sent without Content-Length
         return error_response(413, "too_large", "The request body is too large.")
     try:
         data = _decode(body)
@@ -168,34 +194,38 @@ def decide_view(request):
 
     version = snapshot.version
     if batch:
+        ids = [check[3] or uuid.uuid4().hex for check in checks]
         results = []
-        for check, verdict in zip(checks, verdicts, strict=True):
+        for verdict, correlation_id in zip(verdicts, ids, strict=True):
             answer = _answer(verdict, version)
-            answer["id"] = check[3] or uuid.uuid4().hex
+            answer["id"] = correlation_id
             results.append(answer)
         response = _json({"policy_version": version, "results": results})
     else:
-        answer = _answer(verdicts[0], version)
-        response = _json(answer)
+        ids = (checks[0][3] or "",)
+        response = _json(_answer(verdicts[0], version))
     latency_us = (time.perf_counter_ns() - started) // 1000
     request_id = getattr(request, "request_id", "")
-    for n, (check, verdict) in enumerate(zip(checks, verdicts, strict=True)):
-        workload, tool, session, _id, context = check
-        rt.log.record(
-            decision_row(
-                decided_at=now,
-                workload=workload,
-                tool=tool,
-                session=session,
-                decision=verdict.decision,
-                reason_code=verdict.code,
-                reasons_json=_encode(verdict.reasons).decode(),
-                policy_version=version,
-                latency_us=latency_us,
-                token_id=token.id,
-                correlation_id=results[n]["id"] if batch else (_id or ""),
-                request_id=request_id,
-                context_json=_encode(context).decode() if context else "{}",
+    record = rt.log.record
+    # Rows built here rather than by decision_row: every field was validated above.
+    for (workload, tool, session, _id, context), verdict, correlation_id in zip(
+        checks, verdicts, ids, strict=True
+    ):
+        record(
+            (
+                now,
+                workload,
+                tool,
+                session or "",
+                verdict.decision,
+                verdict.code,
+                reasons_json(verdict),
+                version,
+                latency_us,
+                token.id,
+                correlation_id,
+                request_id,
+                _encode(context).decode() if context else "{}",
             )
         )
     return response
