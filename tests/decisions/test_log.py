@@ -49,7 +49,7 @@ def test_a_wake_up_writes_only_what_was_there_when_it_woke(writes):
 
 
 def test_a_failed_write_keeps_the_entries_in_order(monkeypatch):
-    log = DecisionLog(background=False, copy_text=False)
+    log = DecisionLog(background=False)
     for n in range(3):
         log.record(row(n))
 
