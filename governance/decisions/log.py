@@ -146,6 +146,7 @@ class DecisionLog:
         self.written = 0
         self._buffer: deque = deque()
         self._tokens: set[int] = set()
+        self._touched: dict[int, float] = {}  # token id -> when this process last marked it
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = None
@@ -220,9 +221,18 @@ class DecisionLog:
                 total += len(rows)
             self.written += total
             if total:
-                tokens, self._tokens = self._tokens, set()
-                _touch_tokens(tokens)
+                self._touch_tokens()
             return total
+
+    def _touch_tokens(self) -> None:
+        """Mark the tokens that asked as used, at most once a minute each (not a query per
+        flush: the writer flushes twice a second)."""
+        now = time.monotonic()
+        tokens, self._tokens = self._tokens, set()
+        due = {t for t in tokens if now - self._touched.get(t, -TOUCH_EVERY) >= TOUCH_EVERY}
+        if due:
+            _mark_tokens_used(due)
+            self._touched.update(dict.fromkeys(due, now))
 
     def _write_one_by_one(self, rows: list) -> int:
         from django.db import DataError, IntegrityError
@@ -273,9 +283,10 @@ def _copy_payload(rows: list[tuple]) -> bytes:
 
 
 _CHUNK = 250
+TOUCH_EVERY = 60.0  # seconds; last_used_at is shown to the minute
 
 
-def _touch_tokens(token_ids: set[int]) -> None:
+def _mark_tokens_used(token_ids: set[int]) -> None:
     """Mark the tokens that asked as used (at most once a minute each)."""
     if not token_ids:
         return

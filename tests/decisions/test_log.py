@@ -150,4 +150,9 @@ def test_the_writer_marks_the_asking_tokens_used():
     log = DecisionLog(background=False)
     log.record(row(0, token_id=issued.token.pk))
     log.flush()
-    assert ServiceToken.objects.get(pk=issued.token.pk).last_used_at is not None
+    first = ServiceToken.objects.get(pk=issued.token.pk).last_used_at
+    assert first is not None
+    ServiceToken.objects.filter(pk=issued.token.pk).update(last_used_at=None)
+    log.record(row(1, token_id=issued.token.pk))
+    log.flush()  # within the minute: no second update
+    assert ServiceToken.objects.get(pk=issued.token.pk).last_used_at is None
