@@ -131,15 +131,27 @@ class ChainBreak:
     reason: str
 
 
-def audit_verify(*, batch_size: int = 5000) -> ChainBreak | None:
-    """Walk the chain in id order; return the first event whose link or digest is wrong."""
+def audit_head() -> str:
+    """The newest event's hash (the genesis hash for an empty trail). Kept somewhere else,
+    it lets a later `audit_verify(expect_head=...)` notice events removed from the end, which
+    the chain alone cannot show."""
+    return AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first() or GENESIS_HASH
+
+
+def audit_verify(*, batch_size: int = 5000, expect_head: str | None = None) -> ChainBreak | None:
+    """Walk the chain in id order; return the first event whose link or digest is wrong, or,
+    given a head recorded earlier, a break when that head is no longer in the chain."""
     prev_hash = GENESIS_HASH
     last_id = 0
+    seen_head = expect_head is None or expect_head == GENESIS_HASH
     while True:
         batch = list(AuditEvent.objects.filter(id__gt=last_id).order_by("id")[:batch_size])
         if not batch:
+            if not seen_head:
+                return ChainBreak(last_id, "the expected head is not in the chain: events removed")
             return None
         for event in batch:
+            seen_head = seen_head or event.hash == expect_head
             if event.prev_hash != prev_hash:
                 return ChainBreak(event.id, "prev_hash does not match the previous event")
             if _event_digest(prev_hash, event) != event.hash:

@@ -1,8 +1,9 @@
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 from governance.audit import audit_record, audit_verify
 from governance.models import AuditEvent
+from tests.governance.test_verify_audit import tamper
 
 pytestmark = pytest.mark.django_db
 
@@ -31,11 +32,10 @@ def test_it_chains_each_event_to_the_previous_one():
 def test_verify_reports_the_first_edited_row():
     _record(4)
     third = AuditEvent.objects.order_by("id")[2]
-    with connection.cursor() as cursor:  # the ORM refuses; tampering happens in SQL
-        cursor.execute(
-            f"UPDATE {AuditEvent._meta.db_table} SET after = %s WHERE id = %s",
-            ['{"i": 999}', third.pk],
-        )
+    # The ORM and PostgreSQL's trigger refuse; tampering happens in SQL, trigger disabled.
+    tamper(
+        f"UPDATE {AuditEvent._meta.db_table} SET after = %s WHERE id = %s", ['{"i": 999}', third.pk]
+    )
     broken = audit_verify()
     assert broken is not None
     assert broken.event_id == third.pk
