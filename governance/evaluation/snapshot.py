@@ -75,10 +75,16 @@ def policy_snapshots(workload_ids: Iterable[int], *, at: datetime) -> dict[int, 
         )
     exceptions = defaultdict(list)
     for row in RuleException.objects.filter(workload_id__in=ids).values(
-        "workload_id", "rule__slug", "status", "valid_from", "valid_until"
+        "workload_id", "rule__slug", "status", "valid_from", "valid_until", "revoked_at"
     ):
         exceptions[row["workload_id"]].append(
-            ExceptionWindow(row["rule__slug"], row["status"], row["valid_from"], row["valid_until"])
+            ExceptionWindow(
+                row["rule__slug"],
+                row["status"],
+                row["valid_from"],
+                row["valid_until"],
+                row["revoked_at"],
+            )
         )
     snapshots = {}
     for workload in workloads:

@@ -48,3 +48,22 @@ def test_a_revoked_session_window_gives_back_the_policys_call_budget(
     commit_changes()
     back = ask(client, decide_secret, session="t")["obligations"]["tool_calls_left"]
     assert raised >= 9_999 and back < raised
+
+
+def test_the_evaluator_still_counts_a_revoked_exception_for_calls_before_the_revocation(
+    triage, admin_user
+):
+    """A late evaluation must not raise findings for calls the exception covered then."""
+    from governance.evaluation.snapshot import policy_snapshots
+
+    exception = RuleException.objects.create(
+        workload=triage,
+        rule=CombinationRule.objects.get(slug="lethal-trifecta"),
+        justification="Sandboxed pilot.",
+        valid_from=timezone.now() - timedelta(hours=2),
+        valid_until=timezone.now() + timedelta(days=1),
+    )
+    rule_exception_revoke(exception=exception, by=admin_user, reason="The sandbox leaks.")
+    window = policy_snapshots([triage.id], at=timezone.now())[triage.id].exceptions[0]
+    assert window.valid_at(timezone.now() - timedelta(hours=1))
+    assert not window.valid_at(timezone.now() + timedelta(seconds=1))

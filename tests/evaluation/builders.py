@@ -78,7 +78,17 @@ def policy(**overrides) -> PolicySnapshot:
     return PolicySnapshot(**values)
 
 
-def exception(rule: str, start: float = -60, end: float = 3600) -> ExceptionWindow:
+def exception(
+    rule: str,
+    start: float = -60,
+    end: float = 3600,
+    status: str = "active",
+    revoked: float | None = None,
+) -> ExceptionWindow:
     return ExceptionWindow(
-        rule, "active", T0 + timedelta(seconds=start), T0 + timedelta(seconds=end)
+        rule,
+        status,
+        T0 + timedelta(seconds=start),
+        T0 + timedelta(seconds=end),
+        None if revoked is None else T0 + timedelta(seconds=revoked),
     )

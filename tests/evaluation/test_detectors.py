@@ -102,6 +102,22 @@ def test_an_expired_rule_exception_does_not_allow_it():
     assert len(check_session_combination(used, event(tool="send-email"), lapsed)) == 1
 
 
+def test_an_exception_that_expired_since_still_covers_calls_made_while_it_ran():
+    used = {"sql-query": "data_store", "web-search": "web_access"}
+    since_expired = policy(exceptions=(exception("lethal-trifecta", status="expired"),))
+    assert check_session_combination(used, event(tool="send-email"), since_expired) == []
+
+
+def test_a_revoked_exception_covers_only_calls_before_its_revocation():
+    used = {"sql-query": "data_store", "web-search": "web_access"}
+    revoked = policy(exceptions=(exception("lethal-trifecta", status="revoked", revoked=30),))
+    assert check_session_combination(used, event(tool="send-email", at=10), revoked) == []
+    after = check_session_combination(used, event(tool="send-email", at=30), revoked)
+    assert [d.kind for d in after] == ["forbidden_combination"]
+    never_dated = policy(exceptions=(exception("lethal-trifecta", status="revoked"),))
+    assert len(check_session_combination(used, event(tool="send-email"), never_dated)) == 1
+
+
 def test_a_forbid_rule_is_critical_and_ignores_exceptions():
     from tests.evaluation.builders import TRIFECTA
 

@@ -56,9 +56,17 @@ class ExceptionWindow:
     status: str
     valid_from: datetime
     valid_until: datetime
+    revoked_at: datetime | None = None
 
     def valid_at(self, moment: datetime) -> bool:
-        return self.status == "active" and self.valid_from <= moment < self.valid_until
+        """Whether it covered a call at `moment`. Events are often evaluated after the fact
+        (a late batch, a re-evaluation): an exception that has since expired or been revoked
+        still covered what happened while it was in force."""
+        if not self.valid_from <= moment < self.valid_until:
+            return False
+        if self.status == "revoked":
+            return self.revoked_at is not None and moment < self.revoked_at
+        return self.status in ("active", "expired")
 
 
 @dataclass(frozen=True)
