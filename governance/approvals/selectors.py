@@ -173,8 +173,12 @@ def workload_access(*, workload: Workload) -> dict:
     """Session windows, exceptions and recent requests of a workload (its grants table is the
     workload page's own)."""
     return {
-        "extensions": workload.extensions.select_related("granted_by", "revoked_by"),
-        "exceptions": workload.exceptions.select_related("rule", "approved_by", "revoked_by"),
+        "extensions": workload.extensions.select_related("granted_by", "revoked_by").order_by(
+            "-created_at", "-id"
+        ),
+        "exceptions": workload.exceptions.select_related(
+            "rule", "approved_by", "revoked_by"
+        ).order_by("-created_at", "-id"),
         "requests": workload.access_requests.select_related("requested_by").order_by("-created_at")[
             :10
         ],

@@ -289,6 +289,7 @@ def grant_revoke_view(request, pk):
 # --- rule exceptions and session windows on the workload page ------------------------------
 
 ACCESS = "approvals/workload_access.html"
+ACCESS_PAGE_SIZE = 10  # exceptions and session windows per page on the workload page
 CONFIRM = {
     "exception": "Revoke this exception? Its rule applies again at once.",
     "window": "Revoke this session window? The session policy's own limits apply again at once.",
@@ -305,7 +306,12 @@ def access_panel_context(request, workload) -> dict:
     (the services check again)."""
     user = request.user
     panel = selectors.workload_access(workload=workload)
-    exceptions, extensions = list(panel["exceptions"]), list(panel["extensions"])
+    exceptions = Paginator(panel["exceptions"], ACCESS_PAGE_SIZE).get_page(
+        request.GET.get("exceptions_page")
+    )
+    extensions = Paginator(panel["extensions"], ACCESS_PAGE_SIZE).get_page(
+        request.GET.get("windows_page")
+    )
     for obj in (*exceptions, *extensions):
         obj.revoke_form = _revoke_form(obj)
     return {

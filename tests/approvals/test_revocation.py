@@ -134,17 +134,18 @@ def test_the_evaluator_flags_the_combination_once_the_exception_is_revoked(
     boundary_workload, admin_user
 ):
     exception = exception_for(boundary_workload)
-    now = timezone.now()
+    before = timezone.now()
     used = {"web-search": "web_access", "file-read": "file_read"}
-    call = EventData(id=1, type="tool_call", occurred_at=now, tool="code-exec")
 
-    def drafts():
-        snapshot = policy_snapshots([boundary_workload.pk], at=now)[boundary_workload.pk]
+    def drafts(at):
+        call = EventData(id=1, type="tool_call", occurred_at=at, tool="code-exec")
+        snapshot = policy_snapshots([boundary_workload.pk], at=at)[boundary_workload.pk]
         return [d.details["rule"] for d in check_session_combination(used, call, snapshot)]
 
-    assert drafts() == []
+    assert drafts(before) == []
     services.rule_exception_revoke(exception=exception, by=admin_user, reason="Withdrawn.")
-    assert drafts() == ["lethal-trifecta"]
+    assert drafts(timezone.now() + timedelta(seconds=1)) == ["lethal-trifecta"]
+    assert drafts(before) == []  # it did cover the call made before the revocation
 
 
 # --- expiry: warned once, then expired by the beat job ---------------------------------
@@ -308,4 +309,9 @@ def test_the_workload_page_takes_constant_queries_as_exceptions_and_windows_grow
     grow(15)
     with django_assert_max_num_queries(len(few.captured_queries)):
         html = page(client, boundary_workload)
-    assert html.count('class="inline-form"') >= 2 * 17
+    # 34 exceptions (17 active) and 17 windows, ten of each to a page, newest first.
+    assert html.count('<li id="exception-') == 10 and html.count('<li id="window-') == 10
+    assert "exceptions_page=2" in html and "windows_page=2" in html
+    url = reverse("workloads:detail", args=[boundary_workload.slug])
+    last = client.get(url, {"exceptions_page": 4, "windows_page": 2}).content.decode()
+    assert last.count('<li id="exception-') == 4 and last.count('<li id="window-') == 7
