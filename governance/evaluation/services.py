@@ -19,12 +19,14 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from governance.audit import audit_record
 from governance.evaluation import store
 from governance.evaluation.detectors import EventData, FindingDraft
 from governance.evaluation.engine import evaluate_session_batch, evaluate_session_clock
@@ -87,6 +89,12 @@ def findings_record(drafts: list[tuple[SessionLike, FindingDraft]]) -> list[Find
             occurred_at=draft.occurred_at,
         )
     new = store.findings_insert(list(candidates.values()))
+    if new:
+        raised = [
+            {"key": f.dedupe_key, "kind": f.kind, "severity": f.severity, "tool": f.tool}
+            for f in new
+        ]
+        transaction.on_commit(partial(_audit_raised, raised))
     critical = [f.dedupe_key for f in new if f.severity == "critical"]
     if critical:
         from governance.findings.services import finding_contain
@@ -96,6 +104,21 @@ def findings_record(drafts: list[tuple[SessionLike, FindingDraft]]) -> list[Find
         ):
             finding_contain(finding=finding)
     return new
+
+
+def _audit_raised(raised: list[dict]) -> None:
+    """One audit event per evaluation batch that raised findings, written after the batch
+    commits and in its own short transaction: taking the audit chain's lock inside the
+    evaluation's transaction would serialise the workers on it."""
+    with transaction.atomic():
+        audit_record(
+            by=None,
+            action="findings.raise",
+            object_type="governance.finding",
+            object_id=raised[0]["key"][:64],
+            object_repr=f"{len(raised)} finding{'s' if len(raised) != 1 else ''} raised",
+            after={"findings": raised},
+        )
 
 
 def sessions_apply(

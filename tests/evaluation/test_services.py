@@ -32,6 +32,28 @@ def test_it_raises_a_finding_for_an_unentitled_call_and_marks_events_evaluated(w
     assert not UsageEvent.objects.filter(evaluated=False).exists()
 
 
+def test_raised_findings_are_audited_once_per_batch_after_commit(
+    workload, django_capture_on_commit_callbacks
+):
+    from governance.models import AuditEvent
+
+    session = make_session(workload)
+    events = add_events(
+        session, ("tool_call", 1, {"tool": "send-email"}), ("tool_call", 2, {"tool": "code-exec"})
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        events_evaluate(**id_range(events))
+    audit = AuditEvent.objects.get(action="findings.raise")
+    assert audit.actor_label == "system"
+    assert sorted(f["tool"] for f in audit.after["findings"]) == ["code-exec", "send-email"]
+    assert {f["key"] for f in audit.after["findings"]} == set(
+        Finding.objects.values_list("dedupe_key", flat=True)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        events_evaluate(**id_range(events))  # nothing new: no second event
+    assert AuditEvent.objects.filter(action="findings.raise").count() == 1
+
+
 def test_running_twice_raises_nothing_twice_and_loses_nothing(workload):
     session = make_session(workload)
     events = add_events(
