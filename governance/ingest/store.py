@@ -6,9 +6,10 @@ is the idempotency key). Rows are inserted in key order so concurrent batches th
 or sessions lock them in the same order and cannot deadlock. SQLite: a plain bulk path.
 
 Sessions take their fields from the batch: `original_request` from the earliest session_start
-with content (kept once set), `final_action` from the latest final_action with content,
-`started_at` the earliest event seen, `last_event_at` the latest, `ended_at` the latest
-session_end.
+with content, `final_action` from the latest final_action with content — each replaced only
+by one that happened earlier (a request) or later (an action), so a replayed or late batch
+never overwrites newer with older — `started_at` the earliest event seen, `last_event_at` the
+latest, `ended_at` the latest session_end.
 """
 
 from __future__ import annotations
@@ -45,25 +46,44 @@ WITH batch_sessions AS (
     SELECT workload_id, session_key,
         (array_agg(content ORDER BY occurred_at)
             FILTER (WHERE type = 'session_start' AND content <> ''))[1] AS original_request,
+        min(occurred_at) FILTER (WHERE type = 'session_start' AND content <> '')
+            AS original_request_at,
         (array_agg(content ORDER BY occurred_at DESC)
             FILTER (WHERE type = 'final_action' AND content <> ''))[1] AS final_action,
+        max(occurred_at) FILTER (WHERE type = 'final_action' AND content <> '')
+            AS final_action_at,
         min(occurred_at) AS started_at,
         max(occurred_at) AS last_event_at,
         max(occurred_at) FILTER (WHERE type = 'session_end') AS ended_at
     FROM {STAGE} GROUP BY workload_id, session_key
 ), sessions AS (
     INSERT INTO workloads_session AS s (
-        workload_id, external_id, source, original_request, final_action, started_at,
-        last_event_at, ended_at, created_at, evaluation_state
+        workload_id, external_id, source, original_request, original_request_at, final_action,
+        final_action_at, started_at, last_event_at, ended_at, created_at, evaluation_state
     )
     SELECT workload_id, session_key, %(source)s, coalesce(original_request, ''),
-        coalesce(final_action, ''), started_at, last_event_at, ended_at, %(now)s, '{{}}'::jsonb
+        original_request_at, coalesce(final_action, ''), final_action_at, started_at,
+        last_event_at, ended_at, %(now)s, '{{}}'::jsonb
     FROM batch_sessions ORDER BY workload_id, session_key
     ON CONFLICT (workload_id, external_id) DO UPDATE SET
-        original_request = CASE WHEN s.original_request = '' THEN EXCLUDED.original_request
-                                ELSE s.original_request END,
-        final_action = CASE WHEN EXCLUDED.final_action <> '' THEN EXCLUDED.final_action
-                            ELSE s.final_action END,
+        -- An earlier request, or a later action, wins; a value of unknown time (stored
+        -- before these columns existed) keeps the old rule: a request stays, an action goes.
+        original_request = CASE
+            WHEN EXCLUDED.original_request <> '' AND (s.original_request = ''
+                OR EXCLUDED.original_request_at < s.original_request_at)
+            THEN EXCLUDED.original_request ELSE s.original_request END,
+        original_request_at = CASE
+            WHEN EXCLUDED.original_request <> '' AND (s.original_request = ''
+                OR EXCLUDED.original_request_at < s.original_request_at)
+            THEN EXCLUDED.original_request_at ELSE s.original_request_at END,
+        final_action = CASE
+            WHEN EXCLUDED.final_action <> '' AND (s.final_action_at IS NULL
+                OR EXCLUDED.final_action_at >= s.final_action_at)
+            THEN EXCLUDED.final_action ELSE s.final_action END,
+        final_action_at = CASE
+            WHEN EXCLUDED.final_action <> '' AND (s.final_action_at IS NULL
+                OR EXCLUDED.final_action_at >= s.final_action_at)
+            THEN EXCLUDED.final_action_at ELSE s.final_action_at END,
         started_at = LEAST(s.started_at, EXCLUDED.started_at),
         last_event_at = GREATEST(s.last_event_at, EXCLUDED.last_event_at),
         ended_at = GREATEST(s.ended_at, EXCLUDED.ended_at)
@@ -194,10 +214,15 @@ def _session_merge(session: Session, events: list[EventRecord]) -> None:
     finals = sorted((e.occurred_at, e.content) for e in events if e.type == "final_action")
     ends = [e.occurred_at for e in events if e.type == "session_end"]
     times = [e.occurred_at for e in events]
-    if not session.original_request:
-        session.original_request = next((c for _, c in starts if c), "")
-    if final := next((c for _, c in reversed(finals) if c), ""):
-        session.final_action = final
+    first = next(((at, c) for at, c in starts if c), None)
+    if first and (
+        not session.original_request
+        or (session.original_request_at and first[0] < session.original_request_at)
+    ):
+        session.original_request_at, session.original_request = first
+    last = next(((at, c) for at, c in reversed(finals) if c), None)
+    if last and (session.final_action_at is None or last[0] >= session.final_action_at):
+        session.final_action_at, session.final_action = last
     session.started_at = min(filter(None, [session.started_at, min(times)]))
     session.last_event_at = max(filter(None, [session.last_event_at, max(times)]))
     if ends:
@@ -205,7 +230,9 @@ def _session_merge(session: Session, events: list[EventRecord]) -> None:
     session.save(
         update_fields=[
             "original_request",
+            "original_request_at",
             "final_action",
+            "final_action_at",
             "started_at",
             "last_event_at",
             "ended_at",

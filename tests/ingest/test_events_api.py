@@ -53,6 +53,29 @@ def test_it_stores_a_batch_and_builds_the_session(post_events, workload):
     assert not any(e.evaluated for e in stored.values())
 
 
+def test_a_late_older_batch_does_not_overwrite_the_newer_request_or_action(post_events, workload):
+    post_events(
+        [
+            event(5, "session_start", event_id="late-start", content="Second thoughts"),
+            event(9, "final_action", event_id="new-final", content="Sent the refund"),
+        ]
+    )
+    # A retry of an earlier batch arrives afterwards: its action is older, its start earlier.
+    post_events(
+        [
+            event(0, "session_start", event_id="early-start", content="Refund order 77"),
+            event(3, "final_action", event_id="old-final", content="Drafted a refund"),
+        ]
+    )
+    session = Session.objects.get(workload=workload, external_id="run-1")
+    assert session.final_action == "Sent the refund"
+    assert session.original_request == "Refund order 77"
+    post_events([event(12, "final_action", event_id="newest-final", content="Closed the ticket")])
+    session.refresh_from_db()
+    assert session.final_action == "Closed the ticket"
+    assert session.original_request == "Refund order 77"
+
+
 def test_it_hashes_arguments_canonically(post_events):
     post_events(
         [

@@ -19,6 +19,10 @@ class Session(models.Model):
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.NATIVE)
     original_request = models.TextField(blank=True)
     final_action = models.TextField(blank=True)
+    # When the events they came from happened: batches can arrive out of order (a retry, a
+    # replay), and only an earlier start or a later final action may replace what is kept.
+    original_request_at = models.DateTimeField(null=True, blank=True)
+    final_action_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     last_event_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
