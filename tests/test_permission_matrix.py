@@ -89,6 +89,8 @@ SAMPLE_KWARGS: dict[str, Callable[[SimpleNamespace, Callable], dict]] = {
     "usage:timeline": lambda w, fx: {"pk": w.session.pk},
     "finding-detail": lambda w, fx: {"pk": w.finding.pk},
     "finding-status": lambda w, fx: {"pk": w.finding.pk},
+    "finding-assignee": lambda w, fx: {"pk": w.finding.pk},
+    "finding-comments": lambda w, fx: {"pk": w.finding.pk},
     "session-detail": lambda w, fx: {"pk": w.session.pk},
     "session-events": lambda w, fx: {"pk": w.session.pk},
 }
@@ -134,6 +136,8 @@ SAMPLE_POST: dict[str, Callable[[SimpleNamespace], dict]] = {
     },
     "tokens:create": lambda w: {"name": "forged", "scopes": ["decide"], "all_workloads": "on"},
     "finding-status": lambda w: {"status": "acknowledged", "comment": "forged"},
+    "finding-assignee": lambda w: {"assignee": "admin"},
+    "finding-comments": lambda w: {"body": "forged"},
     "approvals:exception_revoke": lambda w: {f"exception-{w.exception.pk}-reason": "forged"},
     "approvals:window_revoke": lambda w: {f"window-{w.window.pk}-reason": "forged"},
     "exception-revoke": lambda w: {"reason": "forged"},

@@ -1,8 +1,9 @@
 """Findings REST endpoints: thin. Selectors read and scope (the queue page uses the same
-selector and FilterSet); the one write, triage, goes through the findings service.
+selector and FilterSet); the writes — status, assignee, comments — go through the findings
+service, which checks the permission again and audits.
 
 Reads: a user needs view_findings, a token the `read` scope and sees the findings of the
-workloads it is bound to. Triage is for signed-in users with triage_finding, never tokens.
+workloads it is bound to. Writes are for signed-in users with triage_finding, never tokens.
 """
 
 from drf_spectacular.utils import (
@@ -19,7 +20,14 @@ from rest_framework.views import APIView
 from governance.api_common import ScopeOrPermission, WriteThrottle
 from governance.findings import selectors, services
 from governance.findings.filters import FindingFilter
-from governance.findings.serializers import FindingDetailOutput, FindingOutput, FindingStatusInput
+from governance.findings.serializers import (
+    FindingAssigneeInput,
+    FindingCommentInput,
+    FindingCommentOutput,
+    FindingDetailOutput,
+    FindingOutput,
+    FindingStatusInput,
+)
 from governance.models import Finding
 from governance.openapi import DETAIL_ERRORS, ERROR_400, ERROR_429, READ_ERRORS, ErrorBody
 
@@ -177,3 +185,60 @@ class FindingStatusApi(FindingsApi, APIView):
         services.finding_set_status(finding=finding, by=request.user, **data.validated_data)
         fresh = selectors.finding_detail_get(user=request.user, pk=pk)
         return Response(FindingDetailOutput(fresh).data)
+
+
+class FindingWriteApi(FindingsApi, APIView):
+    """Triage writes: signed-in triagers only (session auth, CSRF), never a token."""
+
+    required_scope = None
+    required_permission = TRIAGE
+
+
+_WRITE_ERRORS = {400: ERROR_400, **DETAIL_ERRORS, 429: ERROR_429}
+
+
+@extend_schema(
+    summary="Assign a finding",
+    description="Give the finding to someone who can triage findings (their username), or "
+    "null to unassign; audited. Signed-in users with governance.triage_finding only. 400 "
+    "with `fields.assignee` for an unknown user or one who cannot triage.",
+    parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)],
+    request=FindingAssigneeInput,
+    responses={200: FindingDetailOutput, **_WRITE_ERRORS},
+    examples=[_example("Assign", {"assignee": "riley"}, request=True)],
+    tags=["findings"],
+)
+class FindingAssigneeApi(FindingWriteApi):
+    def post(self, request, pk: int):
+        finding = selectors.finding_get(user=request.user, pk=pk)
+        data = FindingAssigneeInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        assignee = services.triager_get(data.validated_data["assignee"])
+        services.finding_assign(finding=finding, assignee=assignee, by=request.user)
+        return Response(
+            FindingDetailOutput(selectors.finding_detail_get(user=request.user, pk=pk)).data
+        )
+
+
+@extend_schema(
+    summary="Comment on a finding",
+    description="Add a comment to the finding's discussion; audited. Signed-in users with "
+    "governance.triage_finding only. Answers 201 with the comment.",
+    parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)],
+    request=FindingCommentInput,
+    responses={201: FindingCommentOutput, **_WRITE_ERRORS},
+    examples=[
+        _example("Comment", {"body": "Owner confirms a test run."}, request=True),
+        _example("The comment", _DETAIL_EXAMPLE["comments"][0]),
+    ],
+    tags=["findings"],
+)
+class FindingCommentApi(FindingWriteApi):
+    def post(self, request, pk: int):
+        finding = selectors.finding_get(user=request.user, pk=pk)
+        data = FindingCommentInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        comment = services.finding_comment_add(
+            finding=finding, body=data.validated_data["body"], by=request.user
+        )
+        return Response(FindingCommentOutput(comment).data, status=201)

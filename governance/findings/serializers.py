@@ -106,3 +106,15 @@ class FindingStatusInput(StrictInput):
     comment = serializers.CharField(
         max_length=2000, required=False, allow_blank=True, default="", help_text="Kept with it."
     )
+
+
+class FindingAssigneeInput(StrictInput):
+    assignee = serializers.CharField(
+        max_length=150,
+        allow_null=True,
+        help_text="Username of someone who can triage findings; null unassigns.",
+    )
+
+
+class FindingCommentInput(StrictInput):
+    body = serializers.CharField(max_length=5000, help_text="Kept on the finding; audited.")

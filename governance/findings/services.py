@@ -115,6 +115,16 @@ def finding_comment_add(*, finding: Finding, body: str, by) -> FindingComment:
     return comment
 
 
+def triager_get(username: str | None):
+    """The user a finding may be assigned to, by username (None: nobody)."""
+    if username is None:
+        return None
+    user = triagers().filter(username=username).first()
+    if user is None:
+        raise DomainError("No user by that name can triage findings.", field="assignee")
+    return user
+
+
 def triagers():
     """Users a finding may be assigned to."""
     return (

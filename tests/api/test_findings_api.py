@@ -365,3 +365,54 @@ def test_the_finding_detail_takes_constant_queries(
     ContainmentAction.objects.create(finding=finding, action="suspend_workload", workload=workload)
     with django_assert_max_num_queries(len(few)):
         assert len(client.get(f"{LIST}/{finding.pk}").json()["comments"]) == 21
+
+
+# --- assignee and comments ------------------------------------------------------------------
+
+
+def test_a_triager_assigns_and_unassigns_a_finding(reviewer, user_api):
+    finding = make_finding(ClassifiedWorkloadFactory())
+    url = f"{LIST}/{finding.pk}/assignee"
+    body = user_api(reviewer).post(url, {"assignee": reviewer.username}, format="json").json()
+    assert body["assignee"] == reviewer.username
+    assert AuditEvent.objects.filter(action="finding.assign", object_id=str(finding.pk)).exists()
+    body = user_api(reviewer).post(url, {"assignee": None}, format="json").json()
+    assert body["assignee"] is None
+
+
+def test_assigning_to_someone_who_cannot_triage_is_a_400(reviewer, auditor, user_api):
+    finding = make_finding(ClassifiedWorkloadFactory())
+    url = f"{LIST}/{finding.pk}/assignee"
+    for name in (auditor.username, "nobody-at-all"):
+        response = user_api(reviewer).post(url, {"assignee": name}, format="json")
+        assert response.status_code == 400
+        assert "assignee" in response.json()["error"]["fields"]
+    finding.refresh_from_db()
+    assert finding.assignee is None
+
+
+def test_a_triager_comments_on_a_finding(reviewer, user_api):
+    finding = make_finding(ClassifiedWorkloadFactory())
+    url = f"{LIST}/{finding.pk}/comments"
+    response = user_api(reviewer).post(
+        url, {"body": "  Owner confirms a test run. "}, format="json"
+    )
+    assert response.status_code == 201
+    assert response.json()["body"] == "Owner confirms a test run."
+    assert response.json()["author"] == reviewer.username
+    detail = user_api(reviewer).get(f"{LIST}/{finding.pk}").json()
+    assert [c["body"] for c in detail["comments"]] == ["Owner confirms a test run."]
+    assert AuditEvent.objects.filter(action="finding.comment", object_id=str(finding.pk)).exists()
+    empty = user_api(reviewer).post(url, {"body": "   "}, format="json")
+    assert empty.status_code == 400
+    assert "body" in empty.json()["error"]["fields"]
+
+
+def test_tokens_and_readers_cannot_assign_or_comment(token_api, auditor, user_api):
+    finding = make_finding(ClassifiedWorkloadFactory())
+    token = token_api(scopes=["read", "write", "ingest", "decide"], all_workloads=True)
+    for client in (token, user_api(auditor)):
+        assignee = client.post(f"{LIST}/{finding.pk}/assignee", {"assignee": None}, format="json")
+        comment = client.post(f"{LIST}/{finding.pk}/comments", {"body": "x"}, format="json")
+        assert (assignee.status_code, comment.status_code) == (403, 403)
+    assert FindingComment.objects.count() == 0
