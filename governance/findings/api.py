@@ -205,7 +205,10 @@ _WRITE_ERRORS = {400: ERROR_400, **DETAIL_ERRORS, 429: ERROR_429}
     parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)],
     request=FindingAssigneeInput,
     responses={200: FindingDetailOutput, **_WRITE_ERRORS},
-    examples=[_example("Assign", {"assignee": "riley"}, request=True)],
+    examples=[
+        _example("Assign", {"assignee": "riley"}, request=True),
+        _example("Assigned", _DETAIL_EXAMPLE),
+    ],
     tags=["findings"],
 )
 class FindingAssigneeApi(FindingWriteApi):
