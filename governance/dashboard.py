@@ -36,14 +36,15 @@ def panels_for(request) -> list[dict]:
     ]
 
 
-def bar_chart(rows: list[tuple[str, int, str]]) -> dict:
+def bar_chart(rows: list[tuple[str, int, str]], *, label_width: int = BAR_LABEL_WIDTH) -> dict:
     """Horizontal bars as SVG geometry: rows of (label, count, css class).
 
     Geometry goes in SVG attributes, colours in CSS classes: nothing needs a style attribute,
     so the page keeps its strict CSP.
     """
     largest = max((count for _, count, _ in rows), default=0) or 1
-    span = BAR_CHART_WIDTH - BAR_LABEL_WIDTH - 40
+    width_all = BAR_CHART_WIDTH - BAR_LABEL_WIDTH + label_width
+    span = width_all - label_width - 40
     bars = []
     for index, (label, count, css) in enumerate(rows):
         y = index * (BAR_HEIGHT + BAR_GAP)
@@ -55,18 +56,18 @@ def bar_chart(rows: list[tuple[str, int, str]]) -> dict:
                 "css": css,
                 "y": y,
                 "text_y": y + BAR_HEIGHT // 2 + 5,
-                "x": BAR_LABEL_WIDTH,
+                "x": label_width,
                 "width": max(width, 2 if count else 0),
-                "count_x": BAR_LABEL_WIDTH + width + 6,
+                "count_x": label_width + width + 6,
             }
         )
     height = max(len(rows) * (BAR_HEIGHT + BAR_GAP) - BAR_GAP, BAR_HEIGHT)
     return {
         "bars": bars,
-        "width": BAR_CHART_WIDTH,
+        "width": width_all,
         "track_width": span,
         "height": height,
         "bar_height": BAR_HEIGHT,
-        "label_x": BAR_LABEL_WIDTH - 8,
+        "label_x": label_width - 8,
         "total": sum(count for _, count, _ in rows),
     }

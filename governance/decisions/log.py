@@ -25,7 +25,7 @@ import atexit
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from datetime import UTC, datetime, timedelta
 
 from governance.decisions import process
@@ -269,6 +269,29 @@ def _write(rows: list) -> None:
             Decision.objects.bulk_create(
                 [Decision(**dict(zip(COLUMNS, _decoded(row), strict=True))) for row in rows]
             )
+        _count(rows)
+
+
+def _count(rows: list[tuple]) -> None:
+    """Add the rows to the hourly counts the charts read (one upsert for the batch)."""
+    from django.db import connection
+
+    from governance.models import DecisionCount
+
+    buckets = Counter((int(row[0] // 3600) * 3600, row[4], row[5]) for row in rows)
+    table = connection.ops.quote_name(DecisionCount._meta.db_table)
+    # Sorted, so two writers upserting the same buckets lock them in the same order.
+    values = sorted(buckets.items())
+    sql = (
+        f"INSERT INTO {table} (hour, decision, reason_code, n) VALUES "
+        + ", ".join(["(%s, %s, %s, %s)"] * len(values))
+        + f" ON CONFLICT (hour, decision, reason_code) DO UPDATE SET n = {table}.n + excluded.n"
+    )
+    params = []
+    for (hour, decision, code), n in values:
+        params += [datetime.fromtimestamp(hour, UTC), decision, code, n]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def _copy_payload(rows: list[tuple]) -> bytes:

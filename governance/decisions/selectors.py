@@ -1,9 +1,13 @@
 """Reads of the decision log, scoped to who may read it."""
 
+from collections import Counter
+from datetime import timedelta
+
 import django_filters
 from django.db.models import QuerySet
+from django.utils import timezone
 
-from governance.models import Decision
+from governance.models import Decision, DecisionCount
 
 
 class DecisionFilter(django_filters.FilterSet):
@@ -43,3 +47,30 @@ def decisions_for_session(*, user, workload: str, session_external_id: str) -> Q
         .filter(workload=workload, session=session_external_id)
         .order_by("decided_at", "id")
     )
+
+
+def decision_chart_series(*, user, hours: int = 24) -> dict:
+    """Denials per hour and the reasons for them over the last `hours`, from the hourly
+    counts the log writer keeps (one small query, whatever the size of the log)."""
+    end = timezone.now().replace(minute=0, second=0, microsecond=0)
+    start = end - timedelta(hours=hours - 1)
+    denied = dict.fromkeys((start + timedelta(hours=i) for i in range(hours)), 0)
+    totals, reasons = Counter(), Counter()
+    if user.is_authenticated and user.has_perm("governance.view_decisions"):
+        counts = DecisionCount.objects.filter(hour__gte=start).values_list(
+            "hour", "decision", "reason_code", "n"
+        )
+        for hour, decision, code, n in counts:
+            totals[decision] += n
+            if decision == Decision.Answer.DENY:
+                denied[hour] = denied.get(hour, 0) + n
+                reasons[code] += n
+    return {
+        "denied_per_hour": [
+            {"day": hour, "n": n, "label": timezone.localtime(hour).strftime("%H:00")}
+            for hour, n in denied.items()
+        ],
+        "allowed": totals[Decision.Answer.ALLOW],
+        "denied": totals[Decision.Answer.DENY],
+        "reasons": reasons.most_common(6),
+    }

@@ -4,7 +4,9 @@ from urllib.parse import urlencode
 
 from django.shortcuts import render
 
-from governance.decisions.selectors import decision_list
+from governance.dashboard import bar_chart as reason_bars
+from governance.decisions.selectors import decision_chart_series, decision_list
+from governance.findings.charts import bar_chart as column_chart
 from governance.permissions import requires
 
 PAGE_SIZE = 50
@@ -35,5 +37,15 @@ def decision_log_view(request):
     }
     template = "decisions/log.html"
     if request.htmx and not request.htmx.boosted:
-        template += "#table"
+        template += "#table"  # filtering redraws the table only: no chart queries
+    else:
+        series = decision_chart_series(user=request.user)
+        context |= {
+            "chart": series,
+            "denied_chart": column_chart(series["denied_per_hour"]),
+            # Reason codes are long: a wider label column than the dashboard's.
+            "reasons_chart": reason_bars(
+                [(code, n, "bar-deny") for code, n in series["reasons"]], label_width=200
+            ),
+        }
     return render(request, template, context)

@@ -7,7 +7,8 @@ WIDTH, HEIGHT, TOP, BOTTOM = 420, 140, 14, 20
 
 
 def bar_chart(series: list[dict], *, width: int = WIDTH, height: int = HEIGHT) -> dict:
-    """`series` is [{"day": date, "n": int}, ...] → bars with x/y/w/h in SVG units."""
+    """`series` is [{"day": date, "n": int, "label"?: str}, ...] → bars with x/y/w/h in SVG
+    units (the label defaults to the day)."""
     peak = max((point["n"] for point in series), default=0) or 1
     slot = width / max(len(series), 1)
     plot = height - TOP - BOTTOM
@@ -21,7 +22,7 @@ def bar_chart(series: list[dict], *, width: int = WIDTH, height: int = HEIGHT) -
                 "w": round(slot * 0.7, 1),
                 "h": h,
                 "n": point["n"],
-                "label": point["day"].strftime("%d %b"),
+                "label": point.get("label") or point["day"].strftime("%d %b"),
                 "tick": i % max(1, len(series) // 7) == 0,
                 "tx": round(i * slot + slot / 2, 1),
             }

@@ -1,5 +1,5 @@
 from governance.models.audit import AuditEvent
-from governance.models.decisions import Decision
+from governance.models.decisions import Decision, DecisionCount
 from governance.models.findings import (
     ContainmentAction,
     Finding,
@@ -19,6 +19,7 @@ __all__ = [
     "AuditEvent",
     "ContainmentAction",
     "Decision",
+    "DecisionCount",
     "Finding",
     "FindingComment",
     "FindingKind",

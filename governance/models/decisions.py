@@ -65,3 +65,25 @@ class Decision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.decision} {self.workload}/{self.tool}"
+
+
+class DecisionCount(models.Model):
+    """Decisions per hour, answer and first reason: what the decision log's charts read (the
+    log itself grows too fast to count on a page view). The log writer keeps it, in the
+    transaction that writes the rows it counts."""
+
+    hour = models.DateTimeField()
+    decision = models.CharField(max_length=8, choices=Decision.Answer.choices)
+    reason_code = models.CharField(max_length=40)
+    n = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # Also the index for "the last N hours" (hour leads).
+            models.UniqueConstraint(
+                fields=["hour", "decision", "reason_code"], name="decision_count_bucket"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.decision} {self.reason_code}: {self.n}"

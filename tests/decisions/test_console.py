@@ -98,3 +98,42 @@ def test_the_navigation_shows_decisions_to_reviewers(client, reviewer, owner):
     client.force_login(owner)
     labels = [i["label"] for i in client.get(reverse("dashboard")).context["navigation"]]
     assert "Decisions" not in labels
+
+
+def test_the_page_charts_denials_per_hour_and_their_reasons(client, reviewer):
+    from governance.decisions.log import DecisionLog, decision_row
+
+    now = timezone.now().timestamp()
+    log = DecisionLog(background=False)
+    for n, (decision, code) in enumerate(
+        [("allow", "allowed")] * 3
+        + [("deny", "tool_not_granted")] * 2
+        + [("deny", "grant_expired")]
+    ):
+        log.record(
+            decision_row(
+                decided_at=now - n,
+                workload="triage",
+                tool="web-search",
+                session=None,
+                decision=decision,
+                reasons_json="[]",
+                reason_code=code,
+                policy_version=1,
+                latency_us=10,
+                token_id=None,
+            )
+        )
+    log.flush()
+    client.force_login(reviewer)
+    response = client.get(reverse("decisions:log"))
+    chart = response.context["chart"]
+    assert (chart["allowed"], chart["denied"]) == (3, 3)
+    assert chart["reasons"] == [("tool_not_granted", 2), ("grant_expired", 1)]
+    assert sum(p["n"] for p in chart["denied_per_hour"]) == 3
+    assert len(chart["denied_per_hour"]) == 24
+    body = response.content.decode()
+    assert "3 denied, 3 allowed" in body
+    assert 'data-label="tool_not_granted" data-count="2"' in body
+    filtered = client.get(reverse("decisions:log"), HTTP_HX_REQUEST="true")
+    assert "chart" not in filtered.context  # filtering redraws only the table

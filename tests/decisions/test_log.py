@@ -156,3 +156,30 @@ def test_the_writer_marks_the_asking_tokens_used():
     log.record(row(1, token_id=issued.token.pk))
     log.flush()  # within the minute: no second update
     assert ServiceToken.objects.get(pk=issued.token.pk).last_used_at is None
+
+
+@pytest.mark.django_db
+def test_the_writer_keeps_hourly_counts_per_answer_and_reason():
+    from governance.models import DecisionCount
+
+    log = DecisionLog(background=False)
+    hour = 1_800_000_000 // 3600 * 3600
+    for offset, decision, code in [
+        (1, "allow", "allowed"),
+        (2, "allow", "allowed"),
+        (3, "deny", "tool_not_granted"),
+        (3600 + 5, "allow", "allowed"),
+    ]:
+        log.record(row(0, decided_at=hour + offset, decision=decision, reason_code=code))
+    log.flush()
+    log.record(row(0, decided_at=hour + 9, decision="allow", reason_code="allowed"))
+    log.flush()  # a second batch adds to the same bucket
+    counts = {
+        (c.hour.timestamp() - hour, c.decision, c.reason_code): c.n
+        for c in DecisionCount.objects.all()
+    }
+    assert counts == {
+        (0, "allow", "allowed"): 3,
+        (0, "deny", "tool_not_granted"): 1,
+        (3600, "allow", "allowed"): 1,
+    }
