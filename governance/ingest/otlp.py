@@ -15,10 +15,12 @@ Event ids are `<trace id>:<span id>` (plus `:result`, `:final`, `:end` for the s
 third event of one span), so a re-sent span is stored once.
 
 Session: `gen_ai.conversation.id`, `session.id`, `langfuse.session.id`, else shared from
-another span of the same trace in the batch, else the trace id. Workload: `mandate.workload`,
-`gen_ai.agent.id`, `gen_ai.agent.name` (span, then resource) or the resource's
-`service.name` — the first that names a known workload; else shared from the trace; else the
-token's only workload. It must be one the token is bound to, or the span is rejected.
+another span of the same trace in the batch, else the session an earlier batch linked the
+trace to, else the trace id (folded into the named session once it is known: `traces`).
+Workload: `mandate.workload`, `gen_ai.agent.id`, `gen_ai.agent.name` (span, then resource)
+or the resource's `service.name` — the first that names a known workload; else shared from
+the trace; else the token's only workload. It must be one the token is bound to, or the span
+is rejected.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from governance.ingest.records import (
     has_nul,
     timestamp_problem,
 )
+from governance.ingest.traces import trace_sessions_known
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SESSION_KEYS = ("gen_ai.conversation.id", "session.id", "langfuse.session.id")
@@ -228,6 +231,9 @@ def spans_to_records(
         if isinstance(session, (str, int)) and not isinstance(session, bool):
             trace_session.setdefault(span.trace_id, str(session))
 
+    unnamed = {span.trace_id for span in spans if span.trace_id not in trace_session}
+    linked = trace_sessions_known(unnamed) if unnamed else {}
+
     records: list[EventRecord] = []
     rejected: list[Rejection] = []
     for span in spans:
@@ -247,7 +253,11 @@ def spans_to_records(
             message = "This token may not report for the workload."
             rejected.append(Rejection(index, key, "workload_not_bound", message))
             continue
-        session = trace_session.get(span.trace_id, span.trace_id)[:200]
+        session = (
+            trace_session.get(span.trace_id)
+            or linked.get((workload_id, span.trace_id))
+            or span.trace_id
+        )[:200]
         made = _span_events(span, op, workload_id, session, now)
         if isinstance(made, tuple):
             rejected.append(Rejection(index, key, *made))

@@ -21,6 +21,7 @@ from governance.ingest import native, otlp
 from governance.ingest import otlp_wire as wire
 from governance.ingest.access import ingest_caches_clear, ingest_token_for, throttle_wait
 from governance.ingest.store import usage_events_store
+from governance.ingest.traces import trace_links, traces_link
 from workloads.models import Session
 
 MAX_BYTES = 5 * 1024 * 1024  # per request, before and after gzip
@@ -156,6 +157,7 @@ def otlp_traces(request):
             raise _Refused(413, "too_large", f"At most {wire.MAX_SPANS} spans a request.") from None
         records, unmapped = otlp.spans_to_records(spans, token=token, now=timezone.now())
         usage_events_store(records=records, source=Session.Source.OTLP)
+        traces_link(trace_links(records))  # after the commit: see governance/ingest/traces
     except _Refused as refused:
         return _otlp_error(refused, as_json=as_json, content_type=content_type)
     except DataError as error:

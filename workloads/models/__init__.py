@@ -13,7 +13,7 @@ from workloads.models.catalogue import (
     Tool,
     Workload,
 )
-from workloads.models.usage import EventType, Session, UsageEvent
+from workloads.models.usage import EventType, Session, SessionTrace, UsageEvent
 
 __all__ = [
     "CapabilityClass",
@@ -29,6 +29,7 @@ __all__ = [
     "Session",
     "SessionExtension",
     "SessionPolicy",
+    "SessionTrace",
     "Tool",
     "UsageEvent",
     "Workload",

@@ -58,6 +58,29 @@ class EventType(models.TextChoices):
     SESSION_END = "session_end", "Session end"
 
 
+class SessionTrace(models.Model):
+    """The session an OpenTelemetry trace belongs to, once one of its spans named it.
+
+    Spans end (and are exported) before their parents, so the spans of a long agent run often
+    arrive before the root span that carries `gen_ai.conversation.id`. Those early spans are
+    kept in a session keyed by the trace id; when the naming span arrives, that session is
+    folded into the named one (`governance.ingest.traces`), and later spans of the trace
+    find their session here.
+    """
+
+    workload = models.ForeignKey(Workload, on_delete=models.CASCADE, related_name="+")
+    trace_id = models.CharField(max_length=32)
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="traces")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workload", "trace_id"], name="trace_per_workload")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trace_id} → {self.session_id}"
+
+
 class UsageEvent(models.Model):
     """One reported event. Stored before anything evaluates it; `evaluated` marks the work done.
 

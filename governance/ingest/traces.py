@@ -1,0 +1,139 @@
+"""OTLP traces and the sessions they belong to.
+
+A span names its session with an attribute (`gen_ai.conversation.id`, `session.id` …), but
+often only the root span does, and spans are exported when they end: the root of a long agent
+run arrives last, after batches of its children. Those children are kept in a session keyed by
+the trace id (`otlp.spans_to_records`). When a batch brings a span that names the session,
+`traces_link` remembers the trace's session (`SessionTrace`, for spans still to come) and folds
+the trace-keyed session into the named one: its events and findings move over, the session's
+fields merge, and the merged session is evaluated again from the start, since a forbidden
+combination may span both halves.
+
+The fold runs after the batch has committed, in its own transaction, taking locks in the
+evaluator's order (events, then sessions) so the two cannot deadlock. If it fails, the events
+are stored and the client's retry of the batch (a 503) runs it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db import transaction
+from django.db.models import Max, Min
+
+from governance.ingest.handoff import evaluation_enqueue_on_commit
+from governance.ingest.records import EventRecord
+from governance.models import Finding
+from workloads.models import Session, SessionTrace, UsageEvent
+
+
+def trace_of(event_id: str) -> str:
+    """OTLP event ids are `<trace id>:<span id>[:suffix]`."""
+    return event_id.split(":", 1)[0]
+
+
+def trace_sessions_known(trace_ids: Iterable[str]) -> dict[tuple[int, str], str]:
+    """(workload id, trace id) → the session key already linked to each of these traces."""
+    rows = SessionTrace.objects.filter(trace_id__in=set(trace_ids)).values_list(
+        "workload_id", "trace_id", "session__external_id"
+    )
+    return {(workload_id, trace): key for workload_id, trace, key in rows}
+
+
+def trace_links(records: Iterable[EventRecord]) -> set[tuple[int, str, str]]:
+    """(workload id, trace id, session key) for the events whose session a span named."""
+    links = set()
+    for record in records:
+        trace = trace_of(record.event_id)
+        if record.session_key != trace:
+            links.add((record.workload_id, trace, record.session_key))
+    return links
+
+
+def traces_link(links: set[tuple[int, str, str]]) -> int:
+    """Remember each trace's session and fold trace-keyed sessions into named ones; returns
+    how many sessions were folded."""
+    folded = 0
+    for workload_id, trace, key in sorted(links):
+        folded += _link(workload_id, trace, key)
+    return folded
+
+
+@transaction.atomic
+def _link(workload_id: int, trace: str, key: str) -> int:
+    sessions = dict(
+        Session.objects.filter(workload_id=workload_id, external_id__in=(trace, key)).values_list(
+            "external_id", "id"
+        )
+    )
+    target, orphan = sessions.get(key), sessions.get(trace)
+    if target is None:
+        return 0
+    SessionTrace.objects.bulk_create(
+        [SessionTrace(workload_id=workload_id, trace_id=trace, session_id=target)],
+        ignore_conflicts=True,
+    )
+    if orphan is None or orphan == target:
+        return 0
+    # Events first, as the evaluator locks them (claim, then the session rows).
+    UsageEvent.objects.filter(session_id__in=(orphan, target)).update(
+        session_id=target, evaluated=False
+    )
+    locked = {s.id: s for s in Session.objects.select_for_update().filter(id__in=(orphan, target))}
+    if len(locked) != 2:  # folded meanwhile by a concurrent batch of the same trace
+        return 0
+    _findings_move(orphan, target)
+    merged = _merge(locked[target], locked[orphan])
+    merged.evaluation_state = {}  # evaluated again from its first event
+    merged.save()
+    locked[orphan].delete()
+    span = UsageEvent.objects.filter(session_id=target).aggregate(low=Min("id"), high=Max("id"))
+    if span["low"] is not None:
+        evaluation_enqueue_on_commit(min_id=span["low"], max_id=span["high"])
+    return 1
+
+
+def _findings_move(orphan: int, target: int) -> None:
+    """Findings move to the merged session under its dedupe prefix, so evaluating it again
+    does not raise them twice; one the merged session already holds keeps its old key."""
+    taken = set(Finding.objects.filter(session_id=target).values_list("dedupe_key", flat=True))
+    old, new = f"s{orphan}:", f"s{target}:"
+    for finding in Finding.objects.filter(session_id=orphan):
+        finding.session_id = target
+        moved = new + finding.dedupe_key.removeprefix(old)
+        if finding.dedupe_key.startswith(old) and moved[:200] not in taken:
+            finding.dedupe_key = moved[:200]
+        finding.save(update_fields=["session", "dedupe_key"])
+
+
+def _merge(target: Session, orphan: Session) -> Session:
+    def earliest(*values):
+        return min((v for v in values if v is not None), default=None)
+
+    def latest(*values):
+        return max((v for v in values if v is not None), default=None)
+
+    target.started_at = earliest(target.started_at, orphan.started_at)
+    target.last_event_at = latest(target.last_event_at, orphan.last_event_at)
+    target.ended_at = latest(target.ended_at, orphan.ended_at)
+    if orphan.original_request and (
+        not target.original_request
+        or (
+            orphan.original_request_at
+            and target.original_request_at
+            and orphan.original_request_at < target.original_request_at
+        )
+    ):
+        target.original_request = orphan.original_request
+        target.original_request_at = orphan.original_request_at
+    if orphan.final_action and (
+        not target.final_action
+        or (
+            orphan.final_action_at
+            and target.final_action_at
+            and orphan.final_action_at > target.final_action_at
+        )
+    ):
+        target.final_action = orphan.final_action
+        target.final_action_at = orphan.final_action_at
+    return target

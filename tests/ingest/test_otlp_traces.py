@@ -1,0 +1,97 @@
+"""Spans that arrive before the span naming their session end up in that session."""
+
+import pytest
+from django.core.cache import cache
+from django.db.models import Max, Min
+
+from governance.evaluation.services import events_evaluate
+from governance.models import Finding
+from tests.ingest.otlp_builders import TRACE, agent_trace, protobuf_request, span
+from tests.ingest.test_otlp_api import assert_agent_trace_stored
+from workloads.models import Session, SessionTrace, UsageEvent
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_history():
+    cache.clear()
+
+
+@pytest.fixture
+def export(client, secret):
+    def send(spans):
+        response = client.post(
+            "/v1/traces",
+            data=protobuf_request(spans),
+            content_type="application/x-protobuf",
+            headers={"Authorization": f"Bearer {secret}"},
+        )
+        assert response.status_code == 200, response.content
+        return response
+
+    return send
+
+
+def evaluate_all():
+    span = UsageEvent.objects.aggregate(low=Min("id"), high=Max("id"))
+    events_evaluate(min_id=span["low"], max_id=span["high"])
+
+
+def tool_span(span_id: str, tool: str, offset_ms: int):
+    return span(
+        span_id,
+        f"execute_tool {tool}",
+        {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool},
+        parent_span_id="00000000000000a1",
+        offset_ms=offset_ms,
+    )
+
+
+def test_children_exported_before_their_root_are_folded_into_its_session(export, workload):
+    root, *children = agent_trace()
+    export(children)  # the root ends last, so it is exported last
+    assert Session.objects.get(external_id=TRACE).source == "otlp"
+    export([root])
+    assert not Session.objects.filter(external_id=TRACE).exists()
+    assert_agent_trace_stored(workload)
+    session = Session.objects.get(external_id="conv-1")
+    assert session.started_at == UsageEvent.objects.filter(session=session).aggregate(
+        first=Min("occurred_at")
+    )["first"]
+    link = SessionTrace.objects.get(workload=workload, trace_id=TRACE)
+    assert link.session == session
+
+
+def test_spans_after_the_root_find_the_linked_session(export, workload):
+    root, *children = agent_trace()
+    export([root])
+    export([tool_span("00000000000000b7", "ticket-read", 3000)])
+    assert UsageEvent.objects.get(event_id=f"{TRACE}:00000000000000b7").session.external_id == (
+        "conv-1"
+    )
+    assert not Session.objects.filter(external_id=TRACE).exists()
+
+
+def test_a_combination_split_across_the_fold_is_found_and_no_finding_is_raised_twice(
+    export, workload
+):
+    export([tool_span("00000000000000c1", "web-search", 100)])
+    export([tool_span("00000000000000c2", "file-read", 200)])
+    evaluate_all()  # the trace-keyed half alone: two ungranted tools, no combination
+    orphan = Session.objects.get(external_id=TRACE)
+    assert sorted(Finding.objects.values_list("kind", flat=True)) == ["unentitled_tool"] * 2
+
+    root = agent_trace()[0]
+    export([root, tool_span("00000000000000c3", "code-exec", 300)])
+    session = Session.objects.get(external_id="conv-1")
+    assert session.evaluation_state == {}
+    assert not UsageEvent.objects.filter(session=session, evaluated=True).exists()
+    moved = Finding.objects.filter(session=session)
+    assert moved.count() == 2
+    assert all(f.dedupe_key.startswith(f"s{session.pk}:") for f in moved)
+    assert not Session.objects.filter(pk=orphan.pk).exists()
+
+    evaluate_all()
+    kinds = sorted(Finding.objects.filter(session=session).values_list("kind", flat=True))
+    assert kinds == ["forbidden_combination", *["unentitled_tool"] * 3]
