@@ -30,6 +30,7 @@ _CODES = {
     415: "unsupported_media_type",
     422: "unprocessable",
     429: "throttled",
+    503: "unavailable",
 }
 
 
@@ -54,6 +55,15 @@ def _flatten(detail) -> dict:
     return {
         "non_field_errors": [str(m) for m in (detail if isinstance(detail, list) else [detail])]
     }
+
+
+class RateUnknown(exceptions.APIException):
+    """The rate limit cannot be checked (the shared cache is down): a write is refused, not
+    let through unlimited and not answered with a bare 500."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The rate limit cannot be checked right now; try again shortly."
+    default_code = "unavailable"
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -91,6 +101,8 @@ def exception_handler(exc, context):
         response.data = error_body(code, message)
     if response.status_code == status.HTTP_429_TOO_MANY_REQUESTS and getattr(exc, "wait", None):
         response["Retry-After"] = str(int(exc.wait) + 1)
+    if isinstance(exc, RateUnknown):
+        response["Retry-After"] = "5"
     return response
 
 
@@ -143,7 +155,10 @@ class WriteThrottle(SimpleRateThrottle):
         if self.rate is None:
             return True
         self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request, view)
+        try:
+            return super().allow_request(request, view)
+        except Exception as error:  # the cache backend's own errors (Redis down …)
+            raise RateUnknown() from error
 
     def get_cache_key(self, request, view):
         if isinstance(request.auth, ServiceToken):

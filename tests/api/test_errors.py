@@ -156,6 +156,24 @@ def test_an_unknown_workload_is_a_404_in_the_error_shape(token_api):
     assert error_of(response)["code"] == "not_found"
 
 
+def test_a_write_is_refused_with_a_503_when_the_rate_cannot_be_checked(token_api, monkeypatch):
+    from rest_framework.throttling import SimpleRateThrottle
+
+    from workloads.models import Workload
+
+    def cache_down(self, request, view):
+        raise ConnectionError("Error 111 connecting to redis:6379. Connection refused.")
+
+    monkeypatch.setattr(SimpleRateThrottle, "allow_request", cache_down)
+    client = token_api(scopes=["read", "write"], all_workloads=True)
+    response = client.post("/api/v1/workloads", REGISTER | {"slug": "w-cache"}, format="json")
+    assert response.status_code == 503
+    assert error_of(response)["code"] == "unavailable"
+    assert response["Retry-After"] == "5"
+    assert not Workload.objects.filter(slug="w-cache").exists()
+    assert client.get("/api/v1/workloads").status_code == 200  # reads are not write-throttled
+
+
 def test_writes_are_throttled_with_a_429_and_retry_after(token_api, owner, settings):
     settings.REST_FRAMEWORK = settings.REST_FRAMEWORK | {
         "DEFAULT_THROTTLE_RATES": {"write": "2/min"}
