@@ -229,7 +229,9 @@ class DecisionLog:
         flush: the writer flushes twice a second)."""
         now = time.monotonic()
         tokens, self._tokens = self._tokens, set()
-        due = {t for t in tokens if now - self._touched.get(t, -TOUCH_EVERY) >= TOUCH_EVERY}
+        # tuple(): a request thread may still add to the old set (the add was under way when
+        # it was swapped); copying first is one step under the GIL, iterating is not.
+        due = {t for t in tuple(tokens) if now - self._touched.get(t, -TOUCH_EVERY) >= TOUCH_EVERY}
         if due:
             _mark_tokens_used(due)
             self._touched.update(dict.fromkeys(due, now))

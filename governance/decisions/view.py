@@ -38,7 +38,13 @@ from governance.tokens import bearer_secret
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
-_FIELD_LIMITS = {"workload": 80, "tool": 80, "session": 200, "id": 64}
+_WORKLOAD_MAX, _TOOL_MAX, _SESSION_MAX, _ID_MAX = 80, 80, 200, 64  # the log's column sizes
+_FIELD_LIMITS = {
+    "workload": _WORKLOAD_MAX,
+    "tool": _TOOL_MAX,
+    "session": _SESSION_MAX,
+    "id": _ID_MAX,
+}
 
 
 class BadRequest(Exception):
@@ -66,11 +72,11 @@ def _parse_check(item, prefix: str = "") -> tuple:
         session, check_id, context = item.get("session"), item.get("id"), item.get("context")
         if (
             type(workload) is str
-            and 0 < len(workload) <= 80
+            and 0 < len(workload) <= _WORKLOAD_MAX
             and type(tool) is str
-            and 0 < len(tool) <= 80
-            and (session is None or (type(session) is str and 0 < len(session) <= 200))
-            and (check_id is None or (type(check_id) is str and 0 < len(check_id) <= 64))
+            and 0 < len(tool) <= _TOOL_MAX
+            and (session is None or (type(session) is str and 0 < len(session) <= _SESSION_MAX))
+            and (check_id is None or (type(check_id) is str and 0 < len(check_id) <= _ID_MAX))
             and (context is None or type(context) is dict)
         ):
             return workload, tool, session, check_id, context
