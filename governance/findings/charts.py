@@ -24,7 +24,9 @@ def bar_chart(series: list[dict], *, width: int = WIDTH, height: int = HEIGHT) -
                 "n": point["n"],
                 "label": point.get("label") or point["day"].strftime("%d %b"),
                 "tick": i % max(1, len(series) // 7) == 0,
-                "tx": round(i * slot + slot / 2, 1),
+                # The first label starts at the left edge instead of centring past it.
+                "tx": round(i * slot + slot / 2, 1) if i else 0,
+                "anchor": "middle" if i else "start",
             }
         )
     return {

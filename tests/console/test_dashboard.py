@@ -50,3 +50,22 @@ def test_other_concerns_add_dashboard_panels_for_users_with_the_permission(
     assert "Panel says hello" in client.get(reverse("dashboard")).content.decode()
     client.force_login(owner)
     assert "Panel says" not in client.get(reverse("dashboard")).content.decode()
+
+
+def test_a_wider_label_column_moves_the_bars_not_their_length():
+    narrow = dashboard.bar_chart([("a", 10, "x")])
+    wide = dashboard.bar_chart([("a", 10, "x")], label_width=200)
+    assert wide["bars"][0]["x"] == 200 and wide["label_x"] == 192
+    assert wide["track_width"] == narrow["track_width"]
+    assert wide["width"] == narrow["width"] + 200 - narrow["bars"][0]["x"]
+
+
+def test_the_first_column_label_starts_inside_the_chart():
+    from datetime import date, timedelta
+
+    from governance.findings.charts import bar_chart
+
+    day = date(2026, 11, 1)
+    bars = bar_chart([{"day": day + timedelta(days=i), "n": i} for i in range(14)])["bars"]
+    assert (bars[0]["tx"], bars[0]["anchor"]) == (0, "start")
+    assert bars[7]["anchor"] == "middle" and bars[7]["tx"] > 0
