@@ -75,5 +75,13 @@ ERROR_429 = _error(
     "Request was throttled. Expected available in 12 seconds.",
 )
 
+ERROR_503_RATE = _error(
+    "The rate limit cannot be checked (its cache is down); nothing was written. See Retry-After.",
+    "unavailable",
+    "The rate limit cannot be checked right now; try again shortly.",
+)
+# What every throttled write may answer besides its own errors.
+WRITE_LIMITS = {429: ERROR_429, 503: ERROR_503_RATE}
+
 READ_ERRORS = {401: ERROR_401, 403: ERROR_403}
 DETAIL_ERRORS = {**READ_ERRORS, 404: ERROR_404}

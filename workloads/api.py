@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from governance.api_common import ScopeOrPermission, WriteThrottle
 from governance.errors import DomainError, NotAllowed
 from governance.models import ServiceToken
-from governance.openapi import DETAIL_ERRORS, ERROR_400, ERROR_409, ERROR_429, READ_ERRORS
+from governance.openapi import DETAIL_ERRORS, ERROR_400, ERROR_409, READ_ERRORS, WRITE_LIMITS
 from governance.roles import CONSOLE
 from workloads import services
 from workloads.filters import GrantFilter, ToolFilter, WorkloadFilter
@@ -219,7 +219,7 @@ class WorkloadViewSet(
             400: ERROR_400,
             **READ_ERRORS,
             409: ERROR_409,
-            429: ERROR_429,
+            **WRITE_LIMITS,
         },
         examples=[
             _example(
@@ -272,7 +272,7 @@ class WorkloadViewSet(
         description="Only `name` and `purpose` may change here; owner, status and tier are "
         "read-only (classification happens in the console).",
         request=WorkloadUpdateInput,
-        responses={200: WorkloadOutput, 400: ERROR_400, **DETAIL_ERRORS, 429: ERROR_429},
+        responses={200: WorkloadOutput, 400: ERROR_400, **DETAIL_ERRORS, **WRITE_LIMITS},
         examples=[
             _example(
                 "New purpose",

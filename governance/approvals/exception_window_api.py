@@ -13,7 +13,7 @@ from governance.api_common import ScopeOrPermission, WriteThrottle
 from governance.approvals import selectors, services
 from governance.approvals.filters import RuleExceptionFilter, SessionWindowFilter
 from governance.approvals.serializers import RevokeInput, RuleExceptionOutput, SessionWindowOutput
-from governance.openapi import DETAIL_ERRORS, ERROR_400, READ_ERRORS, ErrorBody
+from governance.openapi import DETAIL_ERRORS, ERROR_400, READ_ERRORS, WRITE_LIMITS, ErrorBody
 from governance.roles import CONSOLE
 
 EXCEPTION_EXAMPLE = {
@@ -61,6 +61,7 @@ REVOKE_REQUEST = OpenApiExample(
 REVOKE_ERRORS = {
     **DETAIL_ERRORS,
     400: ERROR_400,
+    **WRITE_LIMITS,
     409: OpenApiResponse(
         ErrorBody,
         description="Already revoked or expired.",

@@ -29,7 +29,7 @@ from governance.findings.serializers import (
     FindingStatusInput,
 )
 from governance.models import Finding
-from governance.openapi import DETAIL_ERRORS, ERROR_400, ERROR_429, READ_ERRORS, ErrorBody
+from governance.openapi import DETAIL_ERRORS, ERROR_400, READ_ERRORS, WRITE_LIMITS, ErrorBody
 
 VIEW = selectors.VIEW
 TRIAGE = services.TRIAGE
@@ -162,7 +162,7 @@ class FindingViewSet(
         400: ERROR_400,
         **DETAIL_ERRORS,
         409: ERROR_409_TRANSITION,
-        429: ERROR_429,
+        **WRITE_LIMITS,
     },
     examples=[
         _example(
@@ -194,7 +194,7 @@ class FindingWriteApi(FindingsApi, APIView):
     required_permission = TRIAGE
 
 
-_WRITE_ERRORS = {400: ERROR_400, **DETAIL_ERRORS, 429: ERROR_429}
+_WRITE_ERRORS = {400: ERROR_400, **DETAIL_ERRORS, **WRITE_LIMITS}
 
 
 @extend_schema(

@@ -33,6 +33,28 @@ def test_the_schema_documents_the_bearer_scheme_and_the_error_shape(client):
     assert {"201", "400", "401", "403", "409", "429"} <= set(register["responses"])
 
 
+def test_every_throttled_write_documents_429_and_503(client):
+    """DRF writes go through WriteThrottle: over the rate (429) or with the rate unknown
+    because the cache is down (503). The hot paths are plain views with their own limits."""
+    from django.urls import resolve
+
+    from governance.api_common import WriteThrottle
+
+    schema = _schema(client)
+    missing = []
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            if method not in ("post", "put", "patch", "delete"):
+                continue
+            view = resolve(re.sub(r"\{[^}]+\}", "1", path)).func
+            cls = getattr(view, "cls", None)
+            if cls is None or WriteThrottle not in getattr(cls, "throttle_classes", ()):
+                continue
+            if not {"429", "503"} <= set(operation["responses"]):
+                missing.append(f"{method.upper()} {path}")
+    assert missing == []
+
+
 def test_every_api_operation_has_examples(client):
     schema = _schema(client)
     missing = []
