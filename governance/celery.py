@@ -10,7 +10,9 @@ app = Celery("mandate")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # Task modules inside sub-packages of the project package (not apps of their own).
-app.autodiscover_tasks(["governance.approvals", "governance.decisions", "governance.evaluation"])
+app.autodiscover_tasks(
+    ["governance.approvals", "governance.decisions", "governance.evaluation", "governance.ingest"]
+)
 # Beat entries come from governance/schedule.py through settings.CELERY_BEAT_SCHEDULE.
 
 

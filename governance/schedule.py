@@ -34,6 +34,12 @@ BEAT_SCHEDULE["sweep-unevaluated-events"] = {
     "schedule": 60.0,
     "options": {"expires": 50},
 }
+# Ingestion: fold OTLP sessions whose fold after their batch failed (governance/ingest/traces).
+BEAT_SCHEDULE["fold-traces"] = {
+    "task": "mandate.fold_traces",
+    "schedule": 60.0,
+    "options": {"expires": 50},
+}
 BEAT_SCHEDULE["check-open-sessions"] = {
     "task": "mandate.check_open_sessions",
     "schedule": 60.0,

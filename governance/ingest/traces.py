@@ -9,9 +9,10 @@ the trace-keyed session into the named one: its events and findings move over, t
 fields merge, and the merged session is evaluated again from the start, since a forbidden
 combination may span both halves.
 
-The fold runs after the batch has committed, in its own transaction, taking locks in the
-evaluator's order (events, then sessions) so the two cannot deadlock. If it fails, the events
-are stored and the client's retry of the batch (a 503) runs it again.
+The link is committed first, then the fold runs in its own transaction, taking locks in the
+evaluator's order (events, then sessions) so the two cannot deadlock. If a fold fails, the
+events are stored, the client's retry of the batch (a 503) runs it again, and a beat task
+(`traces_fold_pending`) folds whatever a link points at but was never folded.
 """
 
 from __future__ import annotations
@@ -55,38 +56,68 @@ def traces_link(links: set[tuple[int, str, str]]) -> int:
     how many sessions were folded."""
     folded = 0
     for workload_id, trace, key in sorted(links):
-        folded += _link(workload_id, trace, key)
+        sessions = dict(
+            Session.objects.filter(
+                workload_id=workload_id, external_id__in=(trace, key)
+            ).values_list("external_id", "id")
+        )
+        target, orphan = sessions.get(key), sessions.get(trace)
+        if target is None:
+            continue
+        pending = orphan is not None and orphan != target
+        link = SessionTrace(
+            workload_id=workload_id, trace_id=trace, session_id=target, fold_pending=pending
+        )
+        if pending:  # committed before the fold: if the fold fails, the sweeper finds it
+            SessionTrace.objects.bulk_create(
+                [link],
+                update_conflicts=True,
+                unique_fields=["workload", "trace_id"],
+                update_fields=["fold_pending"],
+            )
+            folded += _fold(workload_id, trace, orphan, target)
+        else:
+            SessionTrace.objects.bulk_create([link], ignore_conflicts=True)
+    return folded
+
+
+def traces_fold_pending(*, limit: int = 500) -> int:
+    """Fold what a committed link marks as not folded yet (a fold that failed or was cut
+    short); returns how many sessions were folded."""
+    folded = 0
+    pending = SessionTrace.objects.filter(fold_pending=True).values_list(
+        "workload_id", "trace_id", "session_id"
+    )[:limit]
+    for workload_id, trace, target in list(pending):
+        orphan = (
+            Session.objects.filter(workload_id=workload_id, external_id=trace)
+            .values_list("id", flat=True)
+            .first()
+        )
+        folded += _fold(workload_id, trace, orphan, target)
     return folded
 
 
 @transaction.atomic
-def _link(workload_id: int, trace: str, key: str) -> int:
-    sessions = dict(
-        Session.objects.filter(workload_id=workload_id, external_id__in=(trace, key)).values_list(
-            "external_id", "id"
-        )
-    )
-    target, orphan = sessions.get(key), sessions.get(trace)
-    if target is None:
-        return 0
-    SessionTrace.objects.bulk_create(
-        [SessionTrace(workload_id=workload_id, trace_id=trace, session_id=target)],
-        ignore_conflicts=True,
-    )
+def _fold(workload_id: int, trace: str, orphan: int | None, target: int) -> int:
+    done = SessionTrace.objects.filter(workload_id=workload_id, trace_id=trace)
     if orphan is None or orphan == target:
+        done.update(fold_pending=False)
         return 0
     # Events first, as the evaluator locks them (claim, then the session rows).
     UsageEvent.objects.filter(session_id__in=(orphan, target)).update(
         session_id=target, evaluated=False
     )
     locked = {s.id: s for s in Session.objects.select_for_update().filter(id__in=(orphan, target))}
-    if len(locked) != 2:  # folded meanwhile by a concurrent batch of the same trace
+    if len(locked) != 2:  # folded meanwhile by a concurrent batch: undo the events' reset
+        transaction.set_rollback(True)
         return 0
     _findings_move(orphan, target)
     merged = _merge(locked[target], locked[orphan])
     merged.evaluation_state = {}  # evaluated again from its first event
     merged.save()
     locked[orphan].delete()
+    done.update(fold_pending=False)
     span = UsageEvent.objects.filter(session_id=target).aggregate(low=Min("id"), high=Max("id"))
     if span["low"] is not None:
         evaluation_enqueue_on_commit(min_id=span["low"], max_id=span["high"])

@@ -95,3 +95,35 @@ def test_a_combination_split_across_the_fold_is_found_and_no_finding_is_raised_t
     evaluate_all()
     kinds = sorted(Finding.objects.filter(session=session).values_list("kind", flat=True))
     assert kinds == ["forbidden_combination", *["unentitled_tool"] * 3]
+
+
+def test_a_fold_that_failed_is_done_by_the_beat_task(export, workload, monkeypatch):
+    from governance.ingest import traces
+    from governance.ingest.tasks import fold_traces
+    from governance.schedule import BEAT_SCHEDULE
+
+    root, *children = agent_trace()
+    export(children)
+
+    def crash(*args):
+        raise RuntimeError("worker killed mid-fold")
+
+    monkeypatch.setattr(traces, "_fold", crash)
+    with pytest.raises(RuntimeError):
+        export([root])
+    monkeypatch.undo()
+    link = SessionTrace.objects.get(trace_id=TRACE)
+    assert link.fold_pending and Session.objects.filter(external_id=TRACE).exists()
+
+    assert fold_traces.apply().get() == 1
+    assert not Session.objects.filter(external_id=TRACE).exists()
+    assert_agent_trace_stored(workload)
+    link.refresh_from_db()
+    assert not link.fold_pending
+    assert fold_traces.apply().get() == 0  # nothing left
+    assert any(entry["task"] == "mandate.fold_traces" for entry in BEAT_SCHEDULE.values())
+
+
+def test_a_trace_linked_without_anything_to_fold_is_not_pending(export, workload):
+    export(agent_trace())
+    assert SessionTrace.objects.get(trace_id=TRACE).fold_pending is False

@@ -71,10 +71,17 @@ class SessionTrace(models.Model):
     workload = models.ForeignKey(Workload, on_delete=models.CASCADE, related_name="+")
     trace_id = models.CharField(max_length=32)
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="traces")
+    # Set (and committed) before a fold, cleared by it: what the sweeper still has to fold.
+    fold_pending = models.BooleanField(default=False)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["workload", "trace_id"], name="trace_per_workload")
+        ]
+        indexes = [
+            models.Index(
+                fields=["id"], name="trace_fold_pending", condition=models.Q(fold_pending=True)
+            )
         ]
 
     def __str__(self) -> str:
