@@ -67,7 +67,7 @@ def decision_chart_series(*, user, hours: int = 24) -> dict:
                 reasons[code] += n
     return {
         "denied_per_hour": [
-            {"day": hour, "n": n, "label": timezone.localtime(hour).strftime("%H:00")}
+            {"day": hour, "n": n, "label": timezone.localtime(hour).strftime("%H:%M")}
             for hour, n in denied.items()
         ],
         "allowed": totals[Decision.Answer.ALLOW],
