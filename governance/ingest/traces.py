@@ -53,32 +53,39 @@ def trace_links(records: Iterable[EventRecord]) -> set[tuple[int, str, str]]:
 
 def traces_link(links: set[tuple[int, str, str]]) -> int:
     """Remember each trace's session and fold trace-keyed sessions into named ones; returns
-    how many sessions were folded."""
-    folded = 0
+    how many sessions were folded. A few queries per batch, whatever its number of traces,
+    plus one transaction per fold."""
+    if not links:
+        return 0
+    names = {key for _, _, key in links} | {trace for _, trace, _ in links}
+    ids = {
+        (workload_id, name): pk
+        for workload_id, name, pk in Session.objects.filter(
+            workload_id__in={w for w, _, _ in links}, external_id__in=names
+        ).values_list("workload_id", "external_id", "id")
+    }
+    settled, pending = [], []
     for workload_id, trace, key in sorted(links):
-        sessions = dict(
-            Session.objects.filter(
-                workload_id=workload_id, external_id__in=(trace, key)
-            ).values_list("external_id", "id")
-        )
-        target, orphan = sessions.get(key), sessions.get(trace)
+        target, orphan = ids.get((workload_id, key)), ids.get((workload_id, trace))
         if target is None:
             continue
-        pending = orphan is not None and orphan != target
-        link = SessionTrace(
-            workload_id=workload_id, trace_id=trace, session_id=target, fold_pending=pending
-        )
-        if pending:  # committed before the fold: if the fold fails, the sweeper finds it
-            SessionTrace.objects.bulk_create(
-                [link],
-                update_conflicts=True,
-                unique_fields=["workload", "trace_id"],
-                update_fields=["fold_pending"],
-            )
-            folded += _fold(workload_id, trace, orphan, target)
+        link = SessionTrace(workload_id=workload_id, trace_id=trace, session_id=target)
+        if orphan is not None and orphan != target:
+            link.fold_pending = True
+            pending.append((link, orphan))
         else:
-            SessionTrace.objects.bulk_create([link], ignore_conflicts=True)
-    return folded
+            settled.append(link)
+    SessionTrace.objects.bulk_create(settled, ignore_conflicts=True)
+    # Committed before the folds: if one fails, the sweeper finds it.
+    SessionTrace.objects.bulk_create(
+        [link for link, _ in pending],
+        update_conflicts=True,
+        unique_fields=["workload", "trace_id"],
+        update_fields=["fold_pending"],
+    )
+    return sum(
+        _fold(link.workload_id, link.trace_id, orphan, link.session_id) for link, orphan in pending
+    )
 
 
 def traces_fold_pending(*, limit: int = 500) -> int:

@@ -127,3 +127,24 @@ def test_a_fold_that_failed_is_done_by_the_beat_task(export, workload, monkeypat
 def test_a_trace_linked_without_anything_to_fold_is_not_pending(export, workload):
     export(agent_trace())
     assert SessionTrace.objects.get(trace_id=TRACE).fold_pending is False
+
+
+def test_linking_takes_the_same_queries_for_two_traces_as_for_six(
+    workload, django_assert_max_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from governance.ingest.traces import traces_link
+
+    def links(numbers):
+        for i in numbers:
+            Session.objects.create(workload=workload, external_id=f"conv-{i}", source="otlp")
+        return {(workload.pk, f"{i:032x}", f"conv-{i}") for i in numbers}
+
+    two, six = links(range(2)), links(range(10, 16))
+    with CaptureQueriesContext(connection) as counted:
+        traces_link(two)
+    with django_assert_max_num_queries(len(counted.captured_queries)):
+        traces_link(six)
+    assert SessionTrace.objects.count() == 8
