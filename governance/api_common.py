@@ -7,6 +7,7 @@ Error body, everywhere:
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, ValidationError
 from django.http import Http404, JsonResponse
 from django.views.defaults import page_not_found
+from redis.exceptions import RedisError
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
@@ -157,7 +158,7 @@ class WriteThrottle(SimpleRateThrottle):
         self.num_requests, self.duration = self.parse_rate(self.rate)
         try:
             return super().allow_request(request, view)
-        except Exception as error:  # the cache backend's own errors (Redis down …)
+        except (OSError, RedisError) as error:  # the cache is unreachable
             raise RateUnknown() from error
 
     def get_cache_key(self, request, view):

@@ -31,6 +31,7 @@ from governance.decisions.evaluator import (
     session_outcome,
     static_verdict,
 )
+from governance.decisions.log import decision_row
 from governance.decisions.runtime import runtime
 from governance.decisions.snapshot import PolicyUnavailable
 from governance.decisions.state import StaleVersion, StateUnavailable
@@ -213,25 +214,24 @@ def decide_view(request):
     latency_us = (time.perf_counter_ns() - started) // 1000
     request_id = getattr(request, "request_id", "")
     record = rt.log.record
-    # Rows built here rather than by decision_row: every field was validated above.
     for (workload, tool, session, _id, context), verdict, correlation_id in zip(
         checks, verdicts, ids, strict=True
     ):
         record(
-            (
-                now,
-                workload,
-                tool,
-                session or "",
-                verdict.decision,
-                verdict.code,
-                reasons_json(verdict),
-                version,
-                latency_us,
-                token.id,
-                correlation_id,
-                request_id,
-                _encode(context).decode() if context else "{}",
+            decision_row(
+                decided_at=now,
+                workload=workload,
+                tool=tool,
+                session=session,
+                decision=verdict.decision,
+                reasons_json=reasons_json(verdict),
+                reason_code=verdict.code,
+                policy_version=version,
+                latency_us=latency_us,
+                token_id=token.id,
+                correlation_id=correlation_id,
+                request_id=request_id,
+                context_json=_encode(context).decode() if context else "{}",
             )
         )
     return response
