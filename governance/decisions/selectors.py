@@ -25,8 +25,12 @@ class DecisionFilter(django_filters.FilterSet):
         fields = ["workload", "tool", "decision", "session"]
 
 
+def _may_read_decisions(user) -> bool:
+    return user.is_authenticated and user.has_perm("governance.view_decisions")
+
+
 def decisions_visible_to(user) -> QuerySet[Decision]:
-    if user.is_authenticated and user.has_perm("governance.view_decisions"):
+    if _may_read_decisions(user):
         return Decision.objects.all()
     return Decision.objects.none()
 
@@ -56,7 +60,7 @@ def decision_chart_series(*, user, hours: int = 24) -> dict:
     start = end - timedelta(hours=hours - 1)
     denied = dict.fromkeys((start + timedelta(hours=i) for i in range(hours)), 0)
     totals, reasons = Counter(), Counter()
-    if user.is_authenticated and user.has_perm("governance.view_decisions"):
+    if _may_read_decisions(user):
         counts = DecisionCount.objects.filter(hour__gte=start).values_list(
             "hour", "decision", "reason_code", "n"
         )
