@@ -13,11 +13,11 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from governance.errors import DomainError
 from governance.models import ServiceToken
+from governance.throttling import AtomicRateThrottle
 
 _CODES = {
     400: "invalid",
@@ -140,7 +140,7 @@ class ScopeOrPermission(BasePermission):
         return bool(permission) and request.user.has_perm(permission)
 
 
-class WriteThrottle(SimpleRateThrottle):
+class WriteThrottle(AtomicRateThrottle):
     """Rate-limits unsafe methods per token (or user, or address) at the `write` rate."""
 
     scope = "write"

@@ -239,7 +239,6 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "governance.api_common.exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "ingest": os.environ.get("INGEST_RATE", "600/min"),
-        "decide": os.environ.get("DECIDE_RATE", "100000/min"),
         "write": os.environ.get("WRITE_RATE", "120/min"),
     },
 }

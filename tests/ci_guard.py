@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-GUARDED_MARKERS = ("browser", "worker", "postgres")
+GUARDED_MARKERS = ("browser", "worker", "postgres", "redis")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -16,8 +16,8 @@ from datetime import datetime
 
 from django.conf import settings
 from django.utils import timezone
-from rest_framework.throttling import SimpleRateThrottle
 
+from governance.throttling import AtomicRateThrottle
 from governance.tokens import bearer_secret, service_token_lookup, token_hash
 from workloads.models import Workload
 
@@ -114,7 +114,7 @@ def workload_ids_for(slugs) -> dict[str, int]:
     return found
 
 
-class IngestThrottle(SimpleRateThrottle):
+class IngestThrottle(AtomicRateThrottle):
     """DRF's rate limiting, keyed by token, for the plain ingestion views.
 
     The rate is read per request from REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["ingest"]

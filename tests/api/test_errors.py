@@ -157,14 +157,14 @@ def test_an_unknown_workload_is_a_404_in_the_error_shape(token_api):
 
 
 def test_a_write_is_refused_with_a_503_when_the_rate_cannot_be_checked(token_api, monkeypatch):
-    from rest_framework.throttling import SimpleRateThrottle
+    from django.core.cache import cache
 
     from workloads.models import Workload
 
-    def cache_down(self, request, view):
+    def cache_down(*args, **kwargs):
         raise ConnectionError("Error 111 connecting to redis:6379. Connection refused.")
 
-    monkeypatch.setattr(SimpleRateThrottle, "allow_request", cache_down)
+    monkeypatch.setattr(cache, "add", cache_down)
     client = token_api(scopes=["read", "write"], all_workloads=True)
     response = client.post("/api/v1/workloads", REGISTER | {"slug": "w-cache"}, format="json")
     assert response.status_code == 503
