@@ -30,3 +30,35 @@ def test_the_demo_seeds_one_user_per_role_and_the_loop_end_to_end(
     assert ("unentitled_tool", "send-email") in findings
     # Tools used inside their grant's window raise nothing.
     assert ("unentitled_tool", "crm-api") not in findings
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_demo_gateway_asks_the_real_endpoint_and_the_log_records_it(live_server, settings):
+    from governance.decisions.runtime import runtime, runtime_reset
+    from governance.demo_gateway import DEMO_CHECKS, demo_decisions_post, demo_token_create
+    from governance.models import Decision
+
+    settings.DECISIONS_LOG_BACKGROUND = False
+    settings.DECISIONS_VERSION_LISTENER = False
+    settings.DECISIONS_REDIS_URL = ""
+    settings.REDIS_URL = ""
+    runtime_reset()
+    demo_seed()
+    answers = demo_decisions_post(live_server.url, demo_token_create())
+    pairs = zip(DEMO_CHECKS, answers, strict=True)
+    codes = [(check[0], check[1], answer["reasons"][0]["code"]) for check, answer in pairs]
+    assert codes == [
+        ("support-triage", "crm-api", "allowed"),
+        *[("research-assistant", "web-search", "allowed")] * 5,
+        ("support-triage", "send-email", "tool_not_granted"),
+        ("data-analyst", "sql-query", "allowed"),
+        # Refused here, so the session never holds web access and code-exec is no trifecta.
+        ("data-analyst", "web-search", "tool_not_granted"),
+        ("data-analyst", "code-exec", "allowed"),
+        ("release-notes-bot", "web-search", "workload_unclassified"),
+    ]
+    runtime().log.flush()
+    logged = Decision.objects.filter(token__name="demo-gateway")
+    assert logged.count() == len(DEMO_CHECKS)
+    assert logged.filter(decision="deny").count() == sum(a["decision"] == "deny" for a in answers)
+    runtime_reset()

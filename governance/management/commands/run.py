@@ -1,8 +1,10 @@
 """`manage.py run`: the whole console on one machine — web, Celery worker and beat.
 
-Migrates, seeds demo data on the first run (printing the credentials once), then starts the
-web server, a real Celery worker and Celery beat as child processes. Ctrl-C stops all of
-them; if one dies, the others are stopped too.
+Migrates, seeds demo data on the first run (printing the credentials and a service token
+once), then starts the web server, a real Celery worker and Celery beat as child processes;
+on that first run it also asks the decision endpoint about the demo's tool calls, so the
+decision log starts with real answers. Ctrl-C stops all of them; if one dies, the others are
+stopped too.
 """
 
 import os
@@ -16,6 +18,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from governance.demo import demo_needed, demo_seed
+from governance.demo_gateway import demo_decisions_post, demo_token_create, server_wait
 
 
 class Command(BaseCommand):
@@ -28,8 +31,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, host, port, no_demo, **options):
         call_command("migrate", interactive=False, verbosity=0)
+        demo_secret = None
         if not no_demo and demo_needed():
             self._print_credentials(demo_seed())
+            demo_secret = demo_token_create()
         python = sys.executable
         manage = str(settings.BASE_DIR / "manage.py")
         celery = [python, "-m", "celery", "-A", "governance"]
@@ -65,6 +70,8 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        if demo_secret:
+            self._demo_decisions(f"http://{host}:{port}", demo_secret, lambda: stopping)
         exit_code = 0
         while not stopping:
             for name, process in processes.items():
@@ -97,3 +104,30 @@ class Command(BaseCommand):
         )
         for username, password in credentials.items():
             self.stdout.write(f"  {username:<10} {password}")
+
+    def _demo_decisions(self, base_url, secret, stopping):
+        self.stdout.write(
+            self.style.WARNING(
+                "A service token for the demo workloads (scopes decide, ingest), shown once:"
+            )
+        )
+        self.stdout.write(f"  {secret}")
+        self.stdout.write(
+            f"  curl -H 'Authorization: Bearer {secret}' -H 'Content-Type: application/json' "
+            f'-d \'{{"workload": "support-triage", "tool": "crm-api"}}\' '
+            f"{base_url}/api/v1/decisions"
+        )
+        if not server_wait(base_url, give_up=stopping):
+            if not stopping():
+                self.stderr.write("The web server did not answer; no demo decisions were made.")
+            return
+        try:
+            answers = demo_decisions_post(base_url, secret)
+        except OSError as error:  # the console still runs; the log just starts empty
+            self.stderr.write(f"Demo decisions failed: {error}")
+            return
+        denied = sum(answer["decision"] == "deny" for answer in answers)
+        self.stdout.write(
+            f"Asked the decision endpoint about the demo's {len(answers)} tool calls "
+            f"({denied} denied): {base_url}/decisions/"
+        )
