@@ -572,6 +572,7 @@ def cases(ids: dict) -> list[tuple[str, str, str, dict]]:
         "bench-approver",
     )
     detail = f"/workloads/{ids['busy_workload']}/"
+    audit_deep = f"actor={HEAVY_OWNER}&before={ids['audit_deep']}"
     return [
         (admin, "dashboard", "/", {}),
         (admin, "dashboard findings panels", "/findings/dashboard-panels/", hx),
@@ -600,10 +601,11 @@ def cases(ids: dict) -> list[tuple[str, str, str, dict]]:
         (admin, "decisions", "/decisions/", {}),
         (admin, "decisions ?decision=deny", "/decisions/?decision=deny", {}),
         (admin, "decisions ?workload", f"/decisions/?workload={ids['busy_workload']}", {}),
-        (admin, "decisions ?tool&deny p3", "/decisions/?tool=code-exec&decision=deny&page=3", {}),
+        (admin, "decisions ?tool&deny", "/decisions/?tool=code-exec&decision=deny", {}),
+        (admin, "decisions 100,000 back", f"/decisions/?before={ids['decisions_deep']}", {}),
         (admin, "audit", "/audit/", {}),
         (admin, "audit ?action", "/audit/?action=grant.create", {}),
-        (admin, "audit ?actor&page 20", "/audit/?actor=bench-owner&page=20", {}),
+        (admin, "audit ?actor, 1,000 back", f"/audit/?{audit_deep}", {}),
         (
             admin,
             "audit ?object",
@@ -680,7 +682,15 @@ def bench_ids() -> dict:
         .order_by("-id")
         .values_list("id", flat=True)[:1]
     )[0]
+    from governance.keyset import cursor_of
+    from governance.models import AuditEvent, Decision
+
+    # Deep pages: the cursors a user would hold after paging 2,000 and 400 pages back.
+    deep_decision = Decision.objects.order_by("-decided_at", "-id")[100_000]
+    deep_audit = AuditEvent.objects.filter(actor__username=HEAVY_OWNER).order_by("-id")[:1000]
     return {
+        "decisions_deep": cursor_of(deep_decision, ("decided_at", "id")),
+        "audit_deep": cursor_of(list(deep_audit)[-1], ("id",)),
         "busy_workload": busy[0],
         "busy_workload_id": busy[1],
         "owned_workload": owned,

@@ -7,6 +7,7 @@ from django.shortcuts import render
 from governance.dashboard import bar_chart as reason_bars
 from governance.decisions.selectors import decision_chart_series, decision_list
 from governance.findings.charts import bar_chart as column_chart
+from governance.keyset import keyset_page_from_request
 from governance.permissions import requires
 
 PAGE_SIZE = 50
@@ -16,24 +17,14 @@ FILTERS = ("workload", "tool", "decision", "session", "since", "until")
 @requires("governance.view_decisions")
 def decision_log_view(request):
     filters = {key: request.GET.get(key, "").strip() for key in FILTERS}
-    try:
-        page = max(1, int(request.GET.get("page", "1")))
-    except ValueError:
-        page = 1
-    offset = (page - 1) * PAGE_SIZE
-    # No COUNT(*) over the log: fetch one row more than a page to know if there is a next.
-    rows = list(
-        decision_list(user=request.user, filters={k: v for k, v in filters.items() if v})[
-            offset : offset + PAGE_SIZE + 1
-        ]
-    )
-    query = urlencode({k: v for k, v in filters.items() if v})
+    visible = decision_list(user=request.user, filters={k: v for k, v in filters.items() if v})
+    # Keyset pages: the hundredth page costs what the first does, and no COUNT(*) of the log.
+    keyset = keyset_page_from_request(visible, request, fields=("decided_at", "id"), size=PAGE_SIZE)
     context = {
-        "decisions": rows[:PAGE_SIZE],
+        "decisions": keyset.rows,
+        "keyset": keyset,
         "filters": filters,
-        "page": page,
-        "has_next": len(rows) > PAGE_SIZE,
-        "query": query,
+        "query": urlencode({k: v for k, v in filters.items() if v}),
     }
     template = "decisions/log.html"
     if request.htmx and not request.htmx.boosted:

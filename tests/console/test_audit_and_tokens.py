@@ -53,6 +53,25 @@ def test_the_unfiltered_audit_log_shows_the_newest_events_first(client, auditor,
     assert [e.object_id for e in events] == [str(second.pk), str(first.pk)]
 
 
+def test_the_audit_log_pages_older_by_id_without_counting_the_log(
+    client, auditor, admin_user, django_assert_max_num_queries
+):
+    workloads = WorkloadFactory.create_batch(55)
+    for workload in workloads:
+        services.workload_update(workload=workload, by=admin_user, name=f"Renamed {workload.pk}")
+    client.force_login(auditor)
+    url = reverse("audit:log")
+    first = client.get(url, {"action": "workload.update"}).context["page"]
+    assert len(first) == 50
+    with django_assert_max_num_queries(6) as captured:
+        second = client.get(url, {"action": "workload.update", "before": first.older})
+    assert not any("COUNT(" in q["sql"].upper() for q in captured.captured_queries)
+    rest = second.context["page"]
+    assert [e.object_id for e in rest] == [str(w.pk) for w in workloads[:5]][::-1]
+    assert rest.older is None and rest.newer
+    assert "action=workload.update&amp;after=" in second.content.decode()
+
+
 def test_an_invalid_date_filter_matches_nothing_and_says_why(client, auditor):
     client.force_login(auditor)
     response = client.get(reverse("audit:log"), {"since": "yesterday"})

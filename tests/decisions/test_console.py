@@ -67,10 +67,39 @@ def test_the_log_pages_with_a_constant_number_of_queries(
     with django_assert_max_num_queries(8):
         client.get(reverse("decisions:log"))
     make_decisions(120)
+    first = client.get(reverse("decisions:log")).context["keyset"]
     with django_assert_max_num_queries(8):
-        response = client.get(reverse("decisions:log"), {"page": 2})
+        response = client.get(reverse("decisions:log"), {"before": first.older})
     assert len(response.context["decisions"]) == 50
-    assert response.context["has_next"]
+    assert response.context["keyset"].older
+
+
+def test_older_and_newer_links_walk_the_log_and_keep_the_filters(client, reviewer):
+    make_decisions(60, tool="code-exec")
+    make_decisions(5, tool="web-fetch")
+    client.force_login(reviewer)
+    url = reverse("decisions:log")
+    first = client.get(url, {"tool": "code-exec"})
+    body = first.content.decode()
+    older = first.context["keyset"].older
+    assert f"?tool=code-exec&amp;before={older}" in body
+    second = client.get(url, {"tool": "code-exec", "before": older})
+    assert len(second.context["decisions"]) == 10
+    assert {d.tool for d in second.context["decisions"]} == {"code-exec"}
+    assert second.context["keyset"].older is None
+    newer = second.context["keyset"].newer
+    assert f"?tool=code-exec&amp;after={newer}" in second.content.decode()
+    back = client.get(url, {"tool": "code-exec", "after": newer})
+    assert [d.id for d in back.context["decisions"]] == [d.id for d in first.context["decisions"]]
+
+
+def test_a_page_link_that_is_not_ours_shows_the_newest_page_and_says_so(client, reviewer):
+    make_decisions(3)
+    client.force_login(reviewer)
+    response = client.get(reverse("decisions:log"), {"before": "1' OR 1=1"})
+    assert response.status_code == 200
+    assert len(response.context["decisions"]) == 3
+    assert "That page link is not valid" in response.content.decode()
 
 
 def test_an_htmx_request_gets_only_the_table(client, reviewer):

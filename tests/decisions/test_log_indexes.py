@@ -43,3 +43,16 @@ def test_each_filter_uses_its_index(reader, filters, index):
 def test_the_session_timeline_uses_the_partial_session_index(reader):
     queryset = decisions_for_session(user=reader, workload="w", session_external_id="s-1")
     assert "decision_in_session" in plan(queryset)
+
+
+def test_an_older_page_starts_inside_the_index_not_after_reading_the_newer_rows(reader):
+    from governance.keyset import past_cursor
+    from governance.models import Decision
+
+    queryset = decision_list(user=reader, filters={})
+    older = past_cursor(Decision.objects.all(), ("decided_at", "id"), "17-5", "lt")
+    deeper = queryset.filter(older)
+    explained = plan(deeper[:51])
+    assert "decision_recent" in explained
+    # The cursor bounds the scan (Index Cond), rather than filtering every newer row out.
+    assert "Index Cond: (ROW(decided_at, id) < ROW(" in explained
