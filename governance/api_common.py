@@ -8,7 +8,7 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig, Validati
 from django.http import Http404, JsonResponse
 from django.views.defaults import page_not_found
 from redis.exceptions import RedisError
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
@@ -138,6 +138,21 @@ class ScopeOrPermission(BasePermission):
             return bool(scope) and scope in token.scopes
         permission = self._for_method(getattr(view, "required_permission", None), request.method)
         return bool(permission) and request.user.has_perm(permission)
+
+
+class StrictInput(serializers.Serializer):
+    """Unknown or read-only fields are an error, not silently dropped: a misspelt optional
+    field would otherwise be ignored and the request carried out without it. The schema says
+    so too (`additionalProperties: false`, governance.openapi.StrictSchema)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: ["This field cannot be set here."] for name in unknown}
+                )
+        return super().to_internal_value(data)
 
 
 class WriteThrottle(AtomicRateThrottle):

@@ -1,6 +1,8 @@
 """OpenAPI pieces shared by every endpoint: the Bearer scheme and the error shape."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import force_instance
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from rest_framework import serializers
 
@@ -21,6 +23,19 @@ class ServiceTokenScheme(OpenApiAuthenticationExtension):
                 "Scopes: read, write, decide, ingest; a token may be bound to workloads."
             ),
         }
+
+
+class StrictSchema(AutoSchema):
+    """Marks the request bodies that refuse unknown fields as closed objects, so clients and
+    generated tests know an extra field is a 400, not ignored."""
+
+    def _map_serializer(self, serializer, direction, bypass_extensions=False):
+        schema = super()._map_serializer(serializer, direction, bypass_extensions)
+        from governance.api_common import StrictInput
+
+        if direction == "request" and isinstance(force_instance(serializer), StrictInput):
+            schema["additionalProperties"] = False
+        return schema
 
 
 class ErrorDetail(serializers.Serializer):

@@ -4,6 +4,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from governance.api_common import StrictInput
 from workloads.models import (
     CombinationRule,
     Entitlement,
@@ -170,19 +171,6 @@ class WorkloadDetailOutput(WorkloadOutput):
 
 
 # --- inputs ----------------------------------------------------------------------------------
-
-
-class StrictInput(serializers.Serializer):
-    """Unknown or read-only fields are an error, not silently dropped."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError(
-                    {name: ["This field cannot be set here."] for name in unknown}
-                )
-        return super().to_internal_value(data)
 
 
 class WorkloadRegisterInput(StrictInput):

@@ -3,6 +3,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from governance.api_common import StrictInput
 from governance.models import AccessRequest, ApprovalDecision, ApprovalStep
 from workloads.models import RuleException, SessionExtension
 
@@ -75,7 +76,7 @@ class AccessRequestOutput(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class AccessRequestInput(serializers.Serializer):
+class AccessRequestInput(StrictInput):
     workload = serializers.SlugField(max_length=80)
     kind = serializers.ChoiceField(
         choices=AccessRequest.Kind.choices, default=AccessRequest.Kind.TOOLS
@@ -96,11 +97,11 @@ class AccessRequestInput(serializers.Serializer):
     )
 
 
-class CancelInput(serializers.Serializer):
+class CancelInput(StrictInput):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
 
-class ApproveInput(serializers.Serializer):
+class ApproveInput(StrictInput):
     comment = serializers.CharField(required=False, allow_blank=True, max_length=4000)
     justification = serializers.CharField(
         required=False,
@@ -110,7 +111,7 @@ class ApproveInput(serializers.Serializer):
     )
 
 
-class DenyInput(serializers.Serializer):
+class DenyInput(StrictInput):
     comment = serializers.CharField(max_length=4000, help_text="Why; kept on the request.")
 
 
@@ -177,5 +178,5 @@ class SessionWindowOutput(_StatusAsOfNow):
         read_only_fields = fields
 
 
-class RevokeInput(serializers.Serializer):
+class RevokeInput(StrictInput):
     reason = serializers.CharField(max_length=2000, help_text="Why; kept and audited.")

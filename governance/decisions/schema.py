@@ -9,12 +9,13 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.views import APIView
 
+from governance.api_common import StrictInput
 from governance.decisions.evaluator import REASONS
 
 PATH = "/api/v1/decisions"
 
 
-class CheckInput(serializers.Serializer):
+class CheckInput(StrictInput):
     workload = serializers.CharField(max_length=80, help_text="Workload slug")
     tool = serializers.CharField(max_length=80, help_text="Tool slug")
     session = serializers.CharField(

@@ -46,6 +46,10 @@ _FIELD_LIMITS = {
     "session": _SESSION_MAX,
     "id": _ID_MAX,
 }
+# A field the endpoint does not know is refused, not ignored: a misspelt "sesion" would
+# otherwise turn a session check into a sessionless one without a word.
+_CHECK_FIELDS = frozenset((*_FIELD_LIMITS, "context"))
+_UNKNOWN = "This field is not accepted (see the schema)."
 
 
 class BadRequest(Exception):
@@ -79,6 +83,7 @@ def _parse_check(item, prefix: str = "") -> tuple:
             and (session is None or (type(session) is str and 0 < len(session) <= _SESSION_MAX))
             and (check_id is None or (type(check_id) is str and 0 < len(check_id) <= _ID_MAX))
             and (context is None or type(context) is dict)
+            and item.keys() <= _CHECK_FIELDS
         ):
             return workload, tool, session, check_id, context
     return _invalid_check(item, prefix)
@@ -103,6 +108,8 @@ def _invalid_check(item, prefix: str) -> tuple:
     context = item.get("context")
     if context is not None and not isinstance(context, dict):
         fields[prefix + "context"] = ["Expected an object."]
+    for name in sorted(item.keys() - _CHECK_FIELDS):
+        fields[prefix + str(name)] = [_UNKNOWN]
     if fields:
         raise BadRequest(fields)
     return (*values, context)
@@ -169,6 +176,8 @@ def decide_view(request):
             items = data["checks"]
             if not isinstance(items, list) or not items:
                 raise BadRequest({"checks": ["Give a non-empty list of checks."]})
+            if len(data) > 1:
+                raise BadRequest({str(name): [_UNKNOWN] for name in data if name != "checks"})
             if len(items) > settings.DECISIONS_BATCH_MAX:
                 return error_response(
                     413,

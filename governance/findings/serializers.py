@@ -3,9 +3,9 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from governance.api_common import StrictInput
 from governance.findings.services import ALLOWED_TRANSITIONS
 from governance.models import ContainmentAction, Finding, FindingComment
-from workloads.serializers import StrictInput
 
 
 class FindingOutput(serializers.ModelSerializer):

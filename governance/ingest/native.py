@@ -36,7 +36,7 @@ AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 TOOL_TYPES = frozenset({"tool_call", "tool_result"})
 
 
-class NativeEvent(msgspec.Struct, kw_only=True, gc=False):
+class NativeEvent(msgspec.Struct, kw_only=True, gc=False, forbid_unknown_fields=True):
     event_id: Id
     type: EventTypeName
     session_id: Id
@@ -54,11 +54,11 @@ class NativeEvent(msgspec.Struct, kw_only=True, gc=False):
     attributes: msgspec.Raw = msgspec.Raw(b"{}")
 
 
-class NativeBatch(msgspec.Struct):
+class NativeBatch(msgspec.Struct, forbid_unknown_fields=True):
     events: list[NativeEvent]
 
 
-class RawBatch(msgspec.Struct):
+class RawBatch(msgspec.Struct, forbid_unknown_fields=True):
     events: list[msgspec.Raw]
 
 
@@ -75,6 +75,7 @@ _decode_raw_batch = msgspec.json.Decoder(RawBatch).decode
 _decode_event = msgspec.json.Decoder(NativeEvent).decode
 _AT = re.compile(r" - at `\$\.?([^`]*)`$")
 _MISSING = re.compile(r"^Object missing required field `([^`]*)`")
+_UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`")
 
 
 def _decode_error(error: msgspec.MsgspecError) -> tuple[str, str]:
@@ -82,6 +83,8 @@ def _decode_error(error: msgspec.MsgspecError) -> tuple[str, str]:
     message = str(error)
     if missing := _MISSING.match(message):
         return "missing_field", missing.group(1)
+    if unknown := _UNKNOWN.match(message):  # refused, not dropped: put extras in `attributes`
+        return "unknown_field", unknown.group(1)
     at = _AT.search(message)
     field = at.group(1).split(".")[0].split("[")[0] if at else ""
     if field == "type":

@@ -12,7 +12,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.views import APIView
 
-from governance.api_common import ScopeOrPermission
+from governance.api_common import ScopeOrPermission, StrictInput
 from governance.ingest.native import MAX_EVENTS
 from governance.ingest.otlp_wire import MAX_SPANS
 from governance.ingest.views import MAX_BYTES
@@ -27,6 +27,7 @@ EVENT_TYPES = [
 ]
 REJECTION_CODES = [
     "missing_field",
+    "unknown_field",
     "invalid_field",
     "invalid_event",
     "unknown_type",
@@ -36,7 +37,7 @@ REJECTION_CODES = [
 ]
 
 
-class NativeEventDoc(serializers.Serializer):
+class NativeEventDoc(StrictInput):
     event_id = serializers.CharField(
         max_length=200, help_text="Client id; the idempotency key (unique per workload)."
     )
@@ -66,10 +67,14 @@ class NativeEventDoc(serializers.Serializer):
     output_tokens = serializers.IntegerField(min_value=0, required=False)
     reasoning_tokens = serializers.IntegerField(min_value=0, required=False)
     duration_ms = serializers.IntegerField(min_value=0, required=False, allow_null=True)
-    attributes = serializers.DictField(required=False, help_text="Free attributes (an object).")
+    attributes = serializers.DictField(
+        required=False,
+        help_text="Free attributes (an object): your own fields go here; any other field "
+        "beside the ones above rejects the event (unknown_field).",
+    )
 
 
-class NativeBatchDoc(serializers.Serializer):
+class NativeBatchDoc(StrictInput):
     events = NativeEventDoc(many=True, help_text=f"At most {MAX_EVENTS} events.")
 
 

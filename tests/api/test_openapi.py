@@ -105,3 +105,19 @@ def test_the_docs_initialiser_is_served_as_a_local_script(client):
         "findstatic", "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js", stdout=out
     )
     assert "Found" in out.getvalue()
+
+
+def test_request_bodies_that_refuse_unknown_fields_say_so(client):
+    schemas = _schema(client)["components"]["schemas"]
+    closed = {name for name, body in schemas.items() if body.get("additionalProperties") is False}
+    assert {
+        "WorkloadRegisterInputRequest",
+        "AccessRequestInputRequest",
+        "ApproveInputRequest",
+        "FindingStatusInputRequest",
+        "CheckInputRequest",
+        "NativeEventDocRequest",
+        "NativeBatchDocRequest",
+    } <= closed
+    # Answers are open: a client must accept fields added later.
+    assert "AccessRequestOutput" not in closed

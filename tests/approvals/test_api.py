@@ -50,6 +50,23 @@ def test_an_owner_files_a_request_over_the_api(owner, boundary_workload):
     assert body["impact"]["exceptions_needed"][0]["slug"] == "lethal-trifecta"
 
 
+def test_a_misspelt_field_is_refused_not_dropped(owner, boundary_workload):
+    # "duration" for duration_days: ignored, the request would go in without the end asked for.
+    response = api(owner).post(
+        "/api/v1/requests",
+        {
+            "workload": boundary_workload.slug,
+            "tools": ["crm-api"],
+            "justification": "Analyse datasets.",
+            "duration": 14,
+        },
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {"duration": ["This field cannot be set here."]}
+    assert not AccessRequest.objects.exists()
+
+
 def test_a_write_token_files_for_a_named_owner(owner, boundary_workload):
     issued = service_token_create(
         name="ci", scopes=["write", "read"], workloads=[boundary_workload]

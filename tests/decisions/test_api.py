@@ -370,6 +370,22 @@ def test_malformed_requests_get_400(client, decide_secret, triage):
     assert client.get(DECIDE_URL).status_code == 405
 
 
+def test_a_field_it_does_not_know_is_refused_not_ignored(client, decide_secret, triage):
+    # A misspelt "session" must not quietly turn a session check into a sessionless one.
+    single = post(
+        client, decide_secret, {"workload": "triage", "tool": "web-search", "sesion": "s1"}
+    )
+    assert single.status_code == 400
+    assert list(single.json()["error"]["fields"]) == ["sesion"]
+    check = {"workload": "triage", "tool": "web-search"}
+    batch = post(client, decide_secret, {"checks": [check, {**check, "contxt": {}}]})
+    assert batch.status_code == 400
+    assert list(batch.json()["error"]["fields"]) == ["checks[1].contxt"]
+    extra = post(client, decide_secret, {"checks": [check], "dry_run": True})
+    assert (extra.status_code, list(extra.json()["error"]["fields"])) == (400, ["dry_run"])
+    assert Decision.objects.count() == 0 and flush_log() == 0
+
+
 def test_every_decision_is_logged(client, decide_secret, triage, state):
     ask(client, decide_secret, session="s1", context={"prompt_id": "p"})
     ask(client, decide_secret, tool="send-email", session="s1")

@@ -132,6 +132,8 @@ def test_it_does_not_enqueue_before_commit(post_events, published):
         (event(1, "launch_rockets"), "unknown_type", "type"),
         ({k: v for k, v in event(1).items() if k != "session_id"}, "missing_field", "session_id"),
         (event(1, "tool_call", tool=""), "missing_field", "tool"),
+        # Refused, not dropped: a misspelt count would otherwise be stored as 0.
+        (event(1, reasoning_token=900), "unknown_field", "reasoning_token"),
         (event(1, input_tokens=-1), "invalid_field", "input_tokens"),
         (event(1, reasoning_tokens=2**40), "invalid_field", "reasoning_tokens"),
         (event(1, attributes=[1, 2]), "invalid_field", "attributes"),
@@ -152,6 +154,12 @@ def test_it_rejects_a_bad_item_with_a_reason_and_keeps_the_rest(post_events, ite
     assert rejected.get("field", "") == field
     assert rejected["message"]
     assert set(UsageEvent.objects.values_list("event_id", flat=True)) == {"evt-100", "evt-101"}
+
+
+def test_a_batch_with_fields_beside_events_is_refused_whole(post_events):
+    response = post_events(None, raw=b'{"events": [], "source": "gateway"}')
+    assert response.status_code == 400
+    assert "source" in response.json()["error"]["message"]
 
 
 def test_it_rejects_events_for_workloads_the_token_is_not_bound_to(post_events, other_workload):
