@@ -3,24 +3,10 @@
 import django_filters
 from django.db.models import Q
 from django.utils import timezone
-from django_filters.constants import EMPTY_VALUES
 
+from governance.filtering import StableOrderingFilter
 from workloads.models import CapabilityClass, Entitlement, SensitivityTier, Tool, Workload
 from workloads.selectors import grants_with_status
-
-
-class StableOrderingFilter(django_filters.OrderingFilter):
-    """Orders by the chosen fields, then by the unique slug: rows that tie on the chosen field
-    (thousands of workloads share a tier or a status) keep one order from page to page, so
-    paging neither repeats nor skips a row."""
-
-    def filter(self, qs, value):
-        if value in EMPTY_VALUES:
-            return qs
-        ordering = [self.get_ordering_value(param) for param in value]
-        if not any(field.lstrip("-") == "slug" for field in ordering):
-            ordering.append("slug")
-        return qs.order_by(*ordering)
 
 
 class WorkloadFilter(django_filters.FilterSet):
@@ -38,7 +24,8 @@ class WorkloadFilter(django_filters.FilterSet):
             ("created_at", "created"),
             ("status", "status"),
             ("tier__rank", "tier"),
-        )
+        ),
+        tie_break=("slug",),
     )
 
     class Meta:

@@ -4,6 +4,7 @@ REST lists so they never disagree."""
 import django_filters
 from django.utils import timezone
 
+from governance.filtering import StableOrderingFilter
 from governance.models import AccessRequest
 from workloads.models import RuleException, SessionExtension
 from workloads.selectors import grants_with_status
@@ -13,8 +14,9 @@ class AccessRequestFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=AccessRequest.Status.choices)
     kind = django_filters.ChoiceFilter(choices=AccessRequest.Kind.choices)
     workload = django_filters.CharFilter(field_name="workload__slug")
-    ordering = django_filters.OrderingFilter(
-        fields=(("created_at", "created"), ("expires_at", "expires"))
+    ordering = StableOrderingFilter(
+        fields=(("created_at", "created"), ("expires_at", "expires")),
+        tie_break=("-created_at", "-id"),
     )
 
     class Meta:

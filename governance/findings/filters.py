@@ -2,25 +2,12 @@
 
 import django_filters
 from django import forms
-from django_filters.constants import EMPTY_VALUES
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
+from governance.filtering import StableOrderingFilter
 from governance.models import Finding, FindingKind, Severity
 from workloads.models import SensitivityTier
-
-
-class StableOrderingFilter(django_filters.OrderingFilter):
-    """Orders by the chosen field, then newest first, so pages never shuffle on ties."""
-
-    TIE_BREAK = ("-created_at", "-id")
-
-    def filter(self, qs, value):
-        qs = super().filter(qs, value)
-        if value in EMPTY_VALUES:
-            return qs
-        ordering = list(qs.query.order_by)
-        return qs.order_by(*ordering, *(f for f in self.TIE_BREAK if f not in ordering))
 
 
 @extend_schema_field(OpenApiTypes.INT)
@@ -53,6 +40,7 @@ class FindingFilter(django_filters.FilterSet):
     )
     ordering = StableOrderingFilter(
         fields=(("created_at", "created"), ("severity_rank", "severity")),
+        tie_break=("-created_at", "-id"),
         label="`-created` (newest first, the default), `created`, `-severity` (most severe "
         "first) or `severity`",
     )
