@@ -53,6 +53,24 @@ def decisions_for_session(*, user, workload: str, session_external_id: str) -> Q
     )
 
 
+SESSION_DECISIONS_SHOWN = 20
+
+
+def session_decisions(*, user, session) -> dict:
+    """The gateway's answers for one session, for its timeline: the first ones in order and
+    whether there are more (the decision log, filtered to the session, has them all). Empty
+    for a user who may not read the decision log."""
+    rows = list(
+        decisions_for_session(
+            user=user, workload=session.workload.slug, session_external_id=session.external_id
+        ).only("id", "decided_at", "tool", "decision", "reason_code")[: SESSION_DECISIONS_SHOWN + 1]
+    )
+    return {
+        "decisions": rows[:SESSION_DECISIONS_SHOWN],
+        "more": len(rows) > SESSION_DECISIONS_SHOWN,
+    }
+
+
 def decision_chart_series(*, user, hours: int = 24) -> dict:
     """Denials per hour and the reasons for them over the last `hours`, from the hourly
     counts the log writer keeps (one small query, whatever the size of the log)."""

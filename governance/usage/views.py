@@ -3,6 +3,7 @@
 from django.core.paginator import Paginator
 from django.shortcuts import render
 
+from governance.decisions.selectors import session_decisions
 from governance.findings import selectors
 from governance.permissions import requires
 from governance.usage.filters import SessionState
@@ -35,8 +36,9 @@ def timeline(request, pk):
         page = max(1, int(request.GET.get("page", "1")))
     except ValueError:
         page = 1
-    return render(
-        request,
-        "usage/timeline.html",
-        {"session": session, **selectors.session_timeline(session=session, page=page)},
-    )
+    context = {
+        "session": session,
+        "gateway": session_decisions(user=request.user, session=session),
+        **selectors.session_timeline(session=session, page=page),
+    }
+    return render(request, "usage/timeline.html", context)

@@ -166,3 +166,35 @@ def test_the_page_charts_denials_per_hour_and_their_reasons(client, reviewer):
     assert 'data-label="tool_not_granted" data-count="2"' in body
     filtered = client.get(reverse("decisions:log"), HTTP_HX_REQUEST="true")
     assert "chart" not in filtered.context  # filtering redraws only the table
+
+
+def test_the_session_timeline_shows_its_decisions_and_links_to_the_log(
+    client, reviewer, approver, monkeypatch
+):
+    from governance.decisions import selectors as decision_selectors
+    from tests.evaluation.rows import add_events, make_session
+    from tests.factories import ClassifiedWorkloadFactory
+
+    session = make_session(ClassifiedWorkloadFactory())
+    add_events(session, ("session_start", 0))
+    slug = session.workload.slug
+    make_decisions(3, workload=slug, session=session.external_id, tool="crm-api")
+    make_decisions(2, workload=slug, session="another-run", tool="code-exec")
+    url = reverse("usage:timeline", args=[session.pk])
+
+    client.force_login(reviewer)
+    page = client.get(url)
+    shown = page.context["gateway"]["decisions"]
+    assert [d.tool for d in shown] == ["crm-api"] * 3
+    assert not page.context["gateway"]["more"]
+    body = page.content.decode()
+    assert f"?workload={slug}&amp;session={session.external_id}" in body
+
+    monkeypatch.setattr(decision_selectors, "SESSION_DECISIONS_SHOWN", 2)
+    assert client.get(url).context["gateway"]["more"]
+
+    client.force_login(approver)  # sees the session, may not read the decision log
+    page = client.get(url)
+    assert page.status_code == 200
+    assert page.context["gateway"]["decisions"] == []
+    assert "session-decisions" not in page.content.decode()

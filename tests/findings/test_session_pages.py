@@ -52,3 +52,36 @@ def test_a_short_timeline_has_no_pager_and_a_bad_page_shows_the_first(client, re
     page = client.get(url, {"page": "nope"}).content.decode()
     assert "hello" in page
     assert 'aria-label="Events"' not in page
+
+
+def test_the_timeline_runs_the_same_queries_for_a_long_run_as_for_a_short_one(
+    client, reviewer, django_assert_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from governance.models import Decision
+
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    short, long = make_session(workload), make_session(workload)
+    add_events(short, ("session_start", 0))
+    add_events(long, *[("tool_call", i, {"tool": "crm-api"}) for i in range(60)])
+    Decision.objects.bulk_create(
+        Decision(
+            workload=workload.slug,
+            tool="crm-api",
+            session=long.external_id,
+            decision="allow",
+            reason_code="allowed",
+            policy_version=1,
+            latency_us=5,
+        )
+        for _ in range(30)
+    )
+    client.force_login(reviewer)
+    client.get(reverse("usage:timeline", args=[short.pk]))  # warm the session and permissions
+    with CaptureQueriesContext(connection) as few:
+        client.get(reverse("usage:timeline", args=[short.pk]))
+    with django_assert_num_queries(len(few)):
+        page = client.get(reverse("usage:timeline", args=[long.pk]))
+    assert len(page.context["rows"]) == 60 and len(page.context["gateway"]["decisions"]) == 20
