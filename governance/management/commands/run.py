@@ -123,7 +123,7 @@ class Command(BaseCommand):
             return
         try:
             answers = demo_decisions_post(base_url, secret)
-        except OSError as error:  # the console still runs; the log just starts empty
+        except (OSError, ValueError) as error:  # the console runs on; the log starts empty
             self.stderr.write(f"Demo decisions failed: {error}")
             return
         denied = sum(answer["decision"] == "deny" for answer in answers)
