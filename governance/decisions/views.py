@@ -5,7 +5,11 @@ from urllib.parse import urlencode
 from django.shortcuts import render
 
 from governance.dashboard import bar_chart as reason_bars
-from governance.decisions.selectors import decision_chart_series, decision_list
+from governance.decisions.selectors import (
+    decision_chart_series,
+    decision_list,
+    decision_session_links,
+)
 from governance.findings.charts import bar_chart as column_chart
 from governance.keyset import keyset_page_from_request
 from governance.permissions import requires
@@ -20,6 +24,10 @@ def decision_log_view(request):
     visible = decision_list(user=request.user, filters={k: v for k, v in filters.items() if v})
     # Keyset pages: the hundredth page costs what the first does, and no COUNT(*) of the log.
     keyset = keyset_page_from_request(visible, request, fields=("decided_at", "id"), size=PAGE_SIZE)
+    # Each decision with a session links to that session's timeline when Mandate has its usage.
+    timelines = decision_session_links(user=request.user, decisions=keyset.rows)
+    for decision in keyset.rows:
+        decision.timeline_pk = timelines.get((decision.workload, decision.session))
     context = {
         "decisions": keyset.rows,
         "keyset": keyset,

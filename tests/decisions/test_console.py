@@ -198,3 +198,23 @@ def test_the_session_timeline_shows_its_decisions_and_links_to_the_log(
     assert page.status_code == 200
     assert page.context["gateway"]["decisions"] == []
     assert "session-decisions" not in page.content.decode()
+
+
+def test_a_logged_decision_links_to_its_session_timeline_when_there_is_one(
+    client, reviewer, django_assert_max_num_queries
+):
+    from tests.evaluation.rows import make_session
+    from tests.factories import ClassifiedWorkloadFactory
+
+    session = make_session(ClassifiedWorkloadFactory())
+    slug = session.workload.slug
+    make_decisions(2, workload=slug, session=session.external_id)
+    make_decisions(2, workload=slug, session="never-reported")
+    make_decisions(40, workload=slug, session="")
+    client.force_login(reviewer)
+    with django_assert_max_num_queries(8):
+        page = client.get(reverse("decisions:log"))
+    by_session = {d.session: d.timeline_pk for d in page.context["decisions"]}
+    assert by_session == {session.external_id: session.pk, "never-reported": None, "": None}
+    body = page.content.decode()
+    assert body.count(reverse("usage:timeline", args=[session.pk])) == 2
