@@ -21,9 +21,21 @@ class DashboardPanel:
     context: Callable = field(default=lambda request: {})
 
 
+def _decisions_panel(request) -> dict:
+    from governance.decisions.selectors import decision_chart_series
+    from governance.findings.charts import bar_chart as column_chart
+
+    series = decision_chart_series(user=request.user)
+    return {"series": series, "denied_chart": column_chart(series["denied_per_hour"])}
+
+
 PANELS: list[DashboardPanel] = [
     # Findings and sessions over time, top workloads by open findings (loaded over htmx).
     DashboardPanel("findings/_dashboard_include.html", "governance.view_findings"),
+    # The gateway's answers over 24 hours, from the decision log's hourly counts (one query).
+    DashboardPanel(
+        "decisions/_dashboard_panel.html", "governance.view_decisions", _decisions_panel
+    ),
 ]
 
 

@@ -69,3 +69,21 @@ def test_the_first_column_label_starts_inside_the_chart():
     bars = bar_chart([{"day": day + timedelta(days=i), "n": i} for i in range(14)])["bars"]
     assert (bars[0]["tx"], bars[0]["anchor"]) == (0, "start")
     assert bars[7]["anchor"] == "middle" and bars[7]["tx"] > 0
+
+
+def test_readers_of_the_decision_log_see_the_days_decisions_on_the_dashboard(
+    client, reviewer, owner
+):
+    from django.utils import timezone
+
+    from governance.models import DecisionCount
+
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    DecisionCount.objects.create(hour=hour, decision="allow", reason_code="allowed", n=40)
+    DecisionCount.objects.create(hour=hour, decision="deny", reason_code="tool_not_granted", n=3)
+    client.force_login(reviewer)
+    page = client.get(reverse("dashboard")).content.decode()
+    assert "24 hours: 3 of 43 decisions" in page
+    assert 'href="/decisions/?decision=deny"' in page
+    client.force_login(owner)  # may not read the decision log
+    assert 'id="decisions-panel"' not in client.get(reverse("dashboard")).content.decode()
