@@ -55,9 +55,11 @@ class Decision(models.Model):
                 name="decision_denied",
                 condition=models.Q(decision="deny"),
             ),
+            # Session first: the console may filter by session alone, and with the workload
+            # (the timeline's query) both columns are still equalities before decided_at.
             models.Index(
-                fields=["workload", "session", "decided_at"],
-                name="decision_in_session",
+                fields=["session", "workload", "decided_at"],
+                name="decision_by_session",
                 condition=~models.Q(session=""),
             ),
         ]

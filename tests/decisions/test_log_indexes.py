@@ -33,7 +33,8 @@ def reader():
         ({"workload": "w"}, "decision_by_workload"),
         ({"tool": "t"}, "decision_by_tool"),
         ({"decision": "deny"}, "decision_denied"),
-        ({"workload": "w", "session": "s-1"}, "decision_in_session"),
+        ({"workload": "w", "session": "s-1"}, "decision_by_session"),
+        ({"session": "s-1"}, "decision_by_session"),
     ],
 )
 def test_each_filter_uses_its_index(reader, filters, index):
@@ -42,7 +43,7 @@ def test_each_filter_uses_its_index(reader, filters, index):
 
 def test_the_session_timeline_uses_the_partial_session_index(reader):
     queryset = decisions_for_session(user=reader, workload="w", session_external_id="s-1")
-    assert "decision_in_session" in plan(queryset)
+    assert "decision_by_session" in plan(queryset)
 
 
 def test_an_older_page_starts_inside_the_index_not_after_reading_the_newer_rows(reader):
