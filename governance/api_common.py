@@ -140,6 +140,10 @@ class ScopeOrPermission(BasePermission):
         return bool(permission) and request.user.has_perm(permission)
 
 
+# What a request field the API does not know gets, from DRF inputs and the plain views alike.
+UNKNOWN_FIELD = "This field cannot be set here."
+
+
 class StrictInput(serializers.Serializer):
     """Unknown or read-only fields are an error, not silently dropped: a misspelt optional
     field would otherwise be ignored and the request carried out without it. The schema says
@@ -149,9 +153,7 @@ class StrictInput(serializers.Serializer):
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
-                raise serializers.ValidationError(
-                    {name: ["This field cannot be set here."] for name in unknown}
-                )
+                raise serializers.ValidationError({name: [UNKNOWN_FIELD] for name in unknown})
         return super().to_internal_value(data)
 
 

@@ -56,20 +56,26 @@ def decisions_for_session(*, user, workload: str, session_external_id: str) -> Q
 SESSION_DECISIONS_SHOWN = 20
 
 
-def decision_session_links(*, user, decisions) -> dict[tuple[str, str], int]:
-    """(workload slug, session id) → the session's pk, for the decisions of one page whose
-    session Mandate has usage for and `user` may see: one query, whatever the page holds."""
+def decisions_link_timelines(*, user, decisions: list[Decision]) -> list[Decision]:
+    """Set `timeline_pk` on each decision: its session's pk when Mandate has usage for that
+    session and `user` may see it, else None. One query, whatever the page holds."""
     from governance.findings.selectors import sessions_visible_to
 
     pairs = {(d.workload, d.session) for d in decisions if d.session}
-    if not pairs:
-        return {}
-    rows = (
-        sessions_visible_to(user)
-        .filter(workload__slug__in={w for w, _s in pairs}, external_id__in={s for _w, s in pairs})
-        .values_list("workload__slug", "external_id", "pk")
-    )
-    return {(w, s): pk for w, s, pk in rows if (w, s) in pairs}
+    found = {}
+    if pairs:
+        rows = (
+            sessions_visible_to(user)
+            .filter(
+                workload__slug__in={w for w, _s in pairs},
+                external_id__in={s for _w, s in pairs},
+            )
+            .values_list("workload__slug", "external_id", "pk")
+        )
+        found = {(w, s): pk for w, s, pk in rows}
+    for decision in decisions:
+        decision.timeline_pk = found.get((decision.workload, decision.session))
+    return decisions
 
 
 def session_decisions(*, user, session) -> dict:

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from governance.api_common import error_response
+from governance.api_common import UNKNOWN_FIELD, error_response
 from governance.decisions.evaluator import (
     SessionPlan,
     Verdict,
@@ -49,7 +49,6 @@ _FIELD_LIMITS = {
 # A field the endpoint does not know is refused, not ignored: a misspelt "sesion" would
 # otherwise turn a session check into a sessionless one without a word.
 _CHECK_FIELDS = frozenset((*_FIELD_LIMITS, "context"))
-_UNKNOWN = "This field is not accepted (see the schema)."
 
 
 class BadRequest(Exception):
@@ -109,7 +108,7 @@ def _invalid_check(item, prefix: str) -> tuple:
     if context is not None and not isinstance(context, dict):
         fields[prefix + "context"] = ["Expected an object."]
     for name in sorted(item.keys() - _CHECK_FIELDS):
-        fields[prefix + str(name)] = [_UNKNOWN]
+        fields[prefix + str(name)] = [UNKNOWN_FIELD]
     if fields:
         raise BadRequest(fields)
     return (*values, context)
@@ -177,7 +176,7 @@ def decide_view(request):
             if not isinstance(items, list) or not items:
                 raise BadRequest({"checks": ["Give a non-empty list of checks."]})
             if len(data) > 1:
-                raise BadRequest({str(name): [_UNKNOWN] for name in data if name != "checks"})
+                raise BadRequest({str(name): [UNKNOWN_FIELD] for name in data if name != "checks"})
             if len(items) > settings.DECISIONS_BATCH_MAX:
                 return error_response(
                     413,

@@ -8,7 +8,7 @@ from governance.dashboard import bar_chart as reason_bars
 from governance.decisions.selectors import (
     decision_chart_series,
     decision_list,
-    decision_session_links,
+    decisions_link_timelines,
 )
 from governance.findings.charts import bar_chart as column_chart
 from governance.keyset import keyset_page_from_request
@@ -24,12 +24,9 @@ def decision_log_view(request):
     visible = decision_list(user=request.user, filters={k: v for k, v in filters.items() if v})
     # Keyset pages: the hundredth page costs what the first does, and no COUNT(*) of the log.
     keyset = keyset_page_from_request(visible, request, fields=("decided_at", "id"), size=PAGE_SIZE)
-    # Each decision with a session links to that session's timeline when Mandate has its usage.
-    timelines = decision_session_links(user=request.user, decisions=keyset.rows)
-    for decision in keyset.rows:
-        decision.timeline_pk = timelines.get((decision.workload, decision.session))
     context = {
-        "decisions": keyset.rows,
+        # Each decision with a session links to its timeline when Mandate has its usage.
+        "decisions": decisions_link_timelines(user=request.user, decisions=keyset.rows),
         "keyset": keyset,
         "filters": filters,
         "query": urlencode({k: v for k, v in filters.items() if v}),

@@ -62,3 +62,14 @@ def test_the_demo_gateway_asks_the_real_endpoint_and_the_log_records_it(live_ser
     assert logged.count() == len(DEMO_CHECKS)
     assert logged.filter(decision="deny").count() == sum(a["decision"] == "deny" for a in answers)
     runtime_reset()
+
+
+def test_waiting_for_the_web_server_stops_at_once_when_the_run_command_is_stopping():
+    import time
+
+    from governance.demo_gateway import server_wait
+
+    started = time.monotonic()
+    # Nothing listens on port 9: without give_up this would wait out its timeout.
+    assert not server_wait("http://127.0.0.1:9", timeout=30, give_up=lambda: True)
+    assert time.monotonic() - started < 1
