@@ -22,9 +22,10 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.db.models import Max, Min
 
+from governance.audit import audit_record
 from governance.ingest.handoff import evaluation_enqueue_on_commit
 from governance.ingest.records import EventRecord
-from governance.models import Finding
+from governance.models import ContainmentAction, Finding, FindingComment
 from workloads.models import Session, SessionTrace, UsageEvent
 
 
@@ -133,15 +134,58 @@ def _fold(workload_id: int, trace: str, orphan: int | None, target: int) -> int:
 
 def _findings_move(orphan: int, target: int) -> None:
     """Findings move to the merged session under its dedupe prefix, so evaluating it again
-    does not raise them twice; one the merged session already holds keeps its old key."""
-    taken = set(Finding.objects.filter(session_id=target).values_list("dedupe_key", flat=True))
+    does not raise them twice. A finding the merged session already holds under that key
+    (the same signal fired in both halves, e.g. one ungranted tool in two turns of a
+    conversation) is merged into it rather than kept twice."""
+    held = {f.dedupe_key: f for f in Finding.objects.filter(session_id=target)}
     old, new = f"s{orphan}:", f"s{target}:"
-    for finding in Finding.objects.filter(session_id=orphan):
+    for finding in Finding.objects.filter(session_id=orphan).order_by("id"):
+        moved = finding.dedupe_key
+        if moved.startswith(old):
+            moved = (new + moved.removeprefix(old))[:200]
+        if moved in held:
+            _finding_merge(finding, into=held[moved])
+            continue
         finding.session_id = target
-        moved = new + finding.dedupe_key.removeprefix(old)
-        if finding.dedupe_key.startswith(old) and moved[:200] not in taken:
-            finding.dedupe_key = moved[:200]
+        finding.dedupe_key = moved
         finding.save(update_fields=["session", "dedupe_key"])
+
+
+def _finding_merge(duplicate: Finding, *, into: Finding) -> None:
+    """Fold one finding into another of the same signal, losing nothing a reviewer made: its
+    evidence, comments and containment actions move over, and an assignee fills an empty
+    one. The survivor keeps its own status, as a signal that fires again does; the audit
+    event keeps the duplicate's."""
+    before = {
+        "merged_finding": duplicate.pk,
+        "status": duplicate.status,
+        "assignee": duplicate.assignee_id,
+        "evidence": duplicate.evidence,
+        "containment": list(
+            ContainmentAction.objects.filter(finding=duplicate).values("id", "action")
+        ),
+    }
+    into.evidence = [*into.evidence, *(e for e in duplicate.evidence if e not in into.evidence)]
+    into.occurred_at = min(into.occurred_at, duplicate.occurred_at)
+    if duplicate.severity_rank > into.severity_rank:
+        into.severity, into.severity_rank = duplicate.severity, duplicate.severity_rank
+    if into.assignee_id is None:
+        into.assignee_id = duplicate.assignee_id
+    FindingComment.objects.filter(finding=duplicate).update(finding=into)
+    # One action of a kind per finding: the survivor's stands, the duplicate's is in the audit.
+    taken = ContainmentAction.objects.filter(finding=into).values("action")
+    ContainmentAction.objects.filter(finding=duplicate).exclude(action__in=taken).update(
+        finding=into
+    )
+    into.save(update_fields=["evidence", "occurred_at", "severity", "severity_rank", "assignee"])
+    duplicate.delete()
+    audit_record(
+        by=None,
+        action="finding.merged",
+        obj=into,
+        before=before,
+        after={"evidence": into.evidence, "severity": into.severity},
+    )
 
 
 def _merge(target: Session, orphan: Session) -> Session:

@@ -2,6 +2,7 @@
 
 import pytest
 from django.core.cache import cache
+from django.db import transaction
 from django.db.models import Max, Min
 
 from governance.evaluation.services import events_evaluate
@@ -148,3 +149,84 @@ def test_linking_takes_the_same_queries_for_two_traces_as_for_six(
     with django_assert_max_num_queries(len(counted.captured_queries)):
         traces_link(six)
     assert SessionTrace.objects.count() == 8
+
+
+SECOND_TRACE = "6c9f0008a9149214e37ac744924ad71d"
+
+
+def test_a_signal_fired_in_both_halves_is_merged_into_one_finding(export, workload, admin_user):
+    from governance.audit import AuditEvent
+    from governance.models import ContainmentAction, FindingComment
+
+    # Turn one of conversation conv-1: its root names the session, web-search is not granted.
+    export([agent_trace()[0], tool_span("00000000000000c1", "web-search", 100)])
+    evaluate_all()
+    session = Session.objects.get(external_id="conv-1")
+    first = Finding.objects.get(session=session, kind="unentitled_tool", tool="web-search")
+
+    # Turn two: its children arrive before its root, in a session keyed by the trace.
+    second_turn = [
+        span(
+            "00000000000000d1",
+            "execute_tool web-search",
+            {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "web-search"},
+            trace_id=SECOND_TRACE,
+            parent_span_id="00000000000000a1",
+            offset_ms=9000,
+        )
+    ]
+    export(second_turn)
+    evaluate_all()
+    orphan_finding = Finding.objects.get(session__external_id=SECOND_TRACE)
+    orphan_finding.assignee = admin_user
+    orphan_finding.save()
+    FindingComment.objects.create(finding=orphan_finding, author=admin_user, body="seen it")
+    suspended = ContainmentAction.objects.create(
+        finding=orphan_finding, action="suspend_workload", workload=workload
+    )
+    ContainmentAction.objects.create(finding=first, action="revoke_grant", workload=workload)
+
+    root = agent_trace()[0]
+    root["trace_id"], root["start"], root["end"] = (
+        SECOND_TRACE,
+        root["start"] + 8_000_000_000,
+        root["end"] + 8_000_000_000,
+    )
+    export([root])
+
+    findings = Finding.objects.filter(session=session, kind="unentitled_tool", tool="web-search")
+    assert list(findings) == [first]  # one finding, not two
+    first.refresh_from_db()
+    both_turns = UsageEvent.objects.filter(
+        event_id__in=[f"{TRACE}:00000000000000c1", f"{SECOND_TRACE}:00000000000000d1"]
+    )
+    assert sorted(first.evidence) == sorted(both_turns.values_list("id", flat=True))
+    assert first.assignee == admin_user  # the empty assignee is filled
+    assert list(first.comments.values_list("body", flat=True)) == ["seen it"]
+    assert sorted(first.containment.values_list("action", flat=True)) == [
+        "revoke_grant",
+        "suspend_workload",
+    ]
+    assert first.containment.filter(pk=suspended.pk).exists()
+    merged = AuditEvent.objects.get(action="finding.merged")
+    assert merged.object_id == str(first.pk)
+    assert merged.before["merged_finding"] == orphan_finding.pk
+
+    evaluate_all()  # evaluating the merged session again raises nothing twice
+    assert findings.count() == 1
+
+
+def test_merging_keeps_one_containment_action_of_a_kind(workload, admin_user):
+    from governance.ingest.traces import _finding_merge
+    from governance.models import ContainmentAction
+    from tests.findings.api_rows import make_finding
+
+    kept, duplicate = make_finding(workload), make_finding(workload)
+    ContainmentAction.objects.create(finding=kept, action="suspend_workload", workload=workload)
+    ContainmentAction.objects.create(
+        finding=duplicate, action="suspend_workload", workload=workload
+    )
+    with transaction.atomic():
+        _finding_merge(duplicate, into=kept)
+    assert list(kept.containment.values_list("action", flat=True)) == ["suspend_workload"]
+    assert not Finding.objects.filter(pk=duplicate.pk).exists()
