@@ -417,3 +417,30 @@ def test_a_retired_workload_is_denied(client, decide_secret, triage):
     Workload.objects.filter(pk=triage.pk).update(status="retired")
     policy_version_bump()
     assert ask(client, decide_secret)["reasons"][0]["code"] == "workload_not_active"
+
+
+def test_a_content_length_that_is_not_a_number_gets_400(client, decide_secret, triage):
+    response = client.post(
+        DECIDE_URL,
+        data='{"workload": "triage", "tool": "web-search"}',
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {decide_secret}",
+        CONTENT_LENGTH="lots",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid"
+
+
+def test_the_body_is_read_up_to_its_content_length(client, decide_secret, triage):
+    # The view reads the server's stream itself: exactly Content-Length bytes, no more.
+    body = b'{"workload": "triage", "tool": "web-search"}'
+    response = client.generic(
+        "POST",
+        DECIDE_URL,
+        body + b"trailing bytes past the declared length",
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {decide_secret}",
+        CONTENT_LENGTH=str(len(body)),
+    )
+    assert response.status_code == 200
+    assert response.json()["decision"] == "allow"
