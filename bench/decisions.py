@@ -11,8 +11,9 @@ loopback at 16 and 32 connections for each of:
   state    — the same plus ONE EVALSHA of `return 1`       (/bench/floor/state)
   nosess   — a sessionless decision                        (/api/v1/decisions)
   session  — a session check: one Lua check-and-record     (/api/v1/decisions, 1,000 sessions)
-with token auth and the decision log on; then restarts with DECISIONS_LOG=0 to measure the
-log's cost. Prints requests/s, p50, p99 and the ratios the issue sets targets for.
+with token auth and the decision log on, and a second server beside it with DECISIONS_LOG=0
+to measure the log's cost. Each ratio comes from pairs of back-to-back runs (see `measure`).
+Prints requests/s, p50, p99 and the ratios the issue sets targets for.
 Needs wrk (`apt-get install -y wrk`), PostgreSQL and Redis.
 """
 
@@ -21,6 +22,7 @@ import os
 import platform
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,7 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PORT = 8765
+# Two servers side by side: the decision log on, and off (to measure what it costs).
+PORTS = {True: 8765, False: 8766}
 WORKLOAD = "bench-agent"
 TOOL = "crm-api"
 PREFIX = "mandate-bench:"
@@ -109,7 +112,7 @@ def seed() -> str:
     return secret
 
 
-def start_server(log: bool) -> subprocess.Popen:
+def start_server(log: bool, port: int) -> subprocess.Popen:
     command = [
         sys.executable,
         "-m",
@@ -120,7 +123,7 @@ def start_server(log: bool) -> subprocess.Popen:
         "--worker-class",
         "sync",
         "--bind",
-        f"127.0.0.1:{PORT}",
+        f"127.0.0.1:{port}",
         "--log-level",
         "warning",
     ]
@@ -130,7 +133,7 @@ def start_server(log: bool) -> subprocess.Popen:
     answered = 0
     while time.time() < deadline and answered < 8:
         try:
-            url = f"http://127.0.0.1:{PORT}/bench/floor/trivial"
+            url = f"http://127.0.0.1:{port}/bench/floor/trivial"
             with urllib.request.urlopen(urllib.request.Request(url, data=b""), timeout=30):
                 answered += 1
         except (OSError, urllib.error.URLError):
@@ -190,7 +193,7 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(path: str, script: str, connections: int, duration: int) -> dict:
+def run_wrk(port: int, path: str, script: str, connections: int, duration: int) -> dict:
     out = subprocess.run(
         [
             "wrk",
@@ -200,7 +203,7 @@ def run_wrk(path: str, script: str, connections: int, duration: int) -> dict:
             "--latency",
             "-s",
             script,
-            f"http://127.0.0.1:{PORT}{path}",
+            f"http://127.0.0.1:{port}{path}",
         ],
         capture_output=True,
         text=True,
@@ -215,11 +218,11 @@ def run_wrk(path: str, script: str, connections: int, duration: int) -> dict:
     }
 
 
-def warm(path: str, secret: str) -> None:
+def warm(port: int, path: str, secret: str) -> None:
     body = f'{{"workload":"{WORKLOAD}","tool":"{TOOL}","session":"warm"}}'.encode()
     for _ in range(20):
         request = urllib.request.Request(
-            f"http://127.0.0.1:{PORT}{path}",
+            f"http://127.0.0.1:{port}{path}",
             data=body,
             headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
         )
@@ -227,36 +230,96 @@ def warm(path: str, secret: str) -> None:
             response.read()
 
 
-def measure(secret: str, log: bool, scenarios, connections, duration, rounds) -> dict:
-    """Best of `rounds` per scenario; scenarios interleaved so drift in the machine's load
-    hits them alike (it is shared: see bench/README.md)."""
-    server = start_server(log)
-    scripts = {name: wrk_script(secret, SCENARIOS[name][1]) for name in scenarios}
+# What each target compares: (baseline, measured), each a (scenario, decision log on?) run.
+# The log's comparisons use the sessionless and session checks at 16 connections only.
+COMPARISONS = {
+    "sessionless / trivial": (("trivial", True), ("nosess", True)),
+    "session / state": (("state", True), ("session", True)),
+    "log on / off, sessionless": (("nosess", False), ("nosess", True)),
+    "log on / off, session": (("session", False), ("session", True)),
+}
+LOG_COMPARISONS_AT = 16
+
+
+def measure(secret: str, connections, duration: int, rounds: int):
+    """Each comparison run as a pair, its two runs back to back.
+
+    The machine's speed drifts by more than the gaps being measured (bench/README.md): a
+    ratio of two runs minutes apart says more about the drift than about the code. So each
+    ratio is taken within a pair of adjacent runs, the pair's order alternating between
+    rounds, and the report gives the median over the rounds with its spread.
+    Returns ({(scenario, log, conns): [run, ...]}, {(comparison, conns): [(base, measured)]}).
+    """
+    servers = {log: start_server(log, PORTS[log]) for log in (True, False)}
+    scripts = {name: wrk_script(secret, sessions) for name, (_path, sessions) in SCENARIOS.items()}
+    runs: dict = {}
+    pairs: dict = {}
     try:
-        for path, _sessions in SCENARIOS.values():
-            warm(path, secret)
-        results = {}
+        for log in servers:
+            for path, _sessions in SCENARIOS.values():
+                warm(PORTS[log], path, secret)
         for round_number in range(rounds):
-            # Rotate the order each round so no scenario always runs first.
-            shift = round_number % len(scenarios)
-            order = [*scenarios[shift:], *scenarios[:shift]]
             for c in connections:
-                for name in order:
-                    run = run_wrk(SCENARIOS[name][0], scripts[name], c, duration)
-                    best = results.get((name, c))
-                    if best is None or run["rps"] > best["rps"]:
-                        results[name, c] = run
-        return results
+                names = [
+                    name
+                    for name, (base, _measured) in COMPARISONS.items()
+                    if base[1] or c == LOG_COMPARISONS_AT
+                ]
+                shift = round_number % len(names)  # no comparison always runs first
+                for name in [*names[shift:], *names[:shift]]:
+                    pair = COMPARISONS[name]
+                    ordered = pair if round_number % 2 == 0 else pair[::-1]
+                    results = {}
+                    for scenario, log in ordered:
+                        path, _sessions = SCENARIOS[scenario]
+                        run = run_wrk(PORTS[log], path, scripts[scenario], c, duration)
+                        runs.setdefault((scenario, log, c), []).append(run)
+                        results[scenario, log] = run
+                        time.sleep(0.6)  # the log writer lands what it buffered (500 ms)
+                    pairs.setdefault((name, c), []).append((results[pair[0]], results[pair[1]]))
+        return runs, pairs
     finally:
-        stop_server(server)
+        for server in servers.values():
+            stop_server(server)
         for script in scripts.values():
             os.unlink(script)
 
 
+def paired_ratios(pairs: list[tuple[dict, dict]], key: str) -> tuple[float, float, float]:
+    """(median, lowest, highest) of measured ÷ baseline over the pairs."""
+    ratios = sorted(measured[key] / base[key] for base, measured in pairs)
+    return statistics.median(ratios), ratios[0], ratios[-1]
+
+
+TARGETS = {"rps": (">=", None), "p50": ("<=", 1.25), "p99": ("<=", 1.5)}
+RPS_TARGETS = {
+    "sessionless / trivial": 0.90,
+    "session / state": 0.85,
+    "log on / off, sessionless": 0.90,
+    "log on / off, session": 0.90,
+}
+
+
+def report_ratios(pairs: dict) -> None:
+    print("\nratios, median of paired runs (lowest-highest); the target in brackets")
+    for (name, c), runs in pairs.items():
+        parts = []
+        for key in ("rps", "p50", "p99"):
+            if name.startswith("log") and key != "rps":
+                continue
+            op, target = TARGETS[key]
+            target = RPS_TARGETS[name] if key == "rps" else target
+            median, low, high = paired_ratios(runs, key)
+            met = median >= target if op == ">=" else median <= target
+            verdict = "" if met else " MISSED"
+            parts.append(f"{key} {median:.2f} ({low:.2f}-{high:.2f}) [{op}{target}]{verdict}")
+        print(f"  c={c:<3}{name:<27}" + "  ".join(parts))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Decision endpoint vs its floors")
-    parser.add_argument("--duration", type=int, default=6, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=2, help="best of this many runs")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="pairs per comparison")
     args = parser.parse_args()
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/7")
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
@@ -266,10 +329,9 @@ def main() -> None:
     print(
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"python {platform.python_version()}; gunicorn 2 sync workers; wrk -t2 on loopback; "
-        f"best of {args.rounds} runs of {args.duration}s; load average {os.getloadavg()[0]:.1f}"
+        f"{args.rounds} rounds of {args.duration}s runs; load average {os.getloadavg()[0]:.1f}"
     )
-    on = measure(secret, True, list(SCENARIOS), connections, args.duration, args.rounds)
-    off = measure(secret, False, ["nosess", "session"], (16,), args.duration, args.rounds)
+    runs, pairs = measure(secret, connections, args.duration, args.rounds)
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -284,29 +346,20 @@ def main() -> None:
         )
         own_time = cursor.fetchall()
 
-    print(f"\n{'scenario':<10}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
-    for (name, c), r in on.items():
-        print(f"{name:<10}{c:>6}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['errors']:>9}")
-    for (name, c), r in off.items():
-        label = f"{name}-nolog"
-        print(f"{label:<10}{c:>6}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['errors']:>9}")
-    print("\nratios (target)")
-    for c in connections:
-        t, s = on["trivial", c], on["state", c]
-        n, d = on["nosess", c], on["session", c]
+    print(
+        f"\n{'scenario':<15}{'conns':>6}{'best req/s':>11}{'median':>8}"
+        f"{'p50 ms':>8}{'p99 ms':>8}{'non-2xx':>8}"
+    )
+    for (name, log, c), results in runs.items():
+        label = name if log else f"{name}, no log"
+        best = max(results, key=lambda run: run["rps"])
+        median = statistics.median(run["rps"] for run in results)
+        errors = sum(run["errors"] for run in results)
         print(
-            f"  c={c}: sessionless/trivial {n['rps'] / t['rps']:.2f} (>=0.90)  "
-            f"session/state {d['rps'] / s['rps']:.2f} (>=0.85)  "
-            f"state/trivial {s['rps'] / t['rps']:.2f}"
+            f"{label:<15}{c:>6}{best['rps']:>11.0f}{median:>8.0f}"
+            f"{best['p50']:>8.2f}{best['p99']:>8.2f}{errors:>8}"
         )
-        print(
-            f"        p50 sessionless/trivial {n['p50'] / t['p50']:.2f} (<=1.25)  "
-            f"session/state {d['p50'] / s['p50']:.2f} (<=1.25)  "
-            f"p99 {n['p99'] / t['p99']:.2f} / {d['p99'] / s['p99']:.2f} (<=1.5)"
-        )
-    for name in ("nosess", "session"):
-        ratio = on[name, 16]["rps"] / off[name, 16]["rps"]
-        print(f"  decision log on/off, {name}, c=16: {ratio:.2f} (>=0.90)")
+    report_ratios(pairs)
     print(f"  decision rows in the log after the run: {logged}")
     for with_session, p50, p99 in own_time:
         kind = "session check" if with_session else "sessionless"
