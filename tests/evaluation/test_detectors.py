@@ -2,6 +2,8 @@
 
 from dataclasses import replace
 
+import pytest
+
 from governance.evaluation.detectors import (
     Limits,
     check_budgets,
@@ -13,6 +15,7 @@ from governance.evaluation.detectors import (
     check_tool_access,
     check_workload_status,
 )
+from governance.evaluation.detectors.drift import capabilities_named
 from governance.evaluation.detectors.severity import severity_for
 from governance.evaluation.scoring import TfCosineScorer, TokenSetScorer
 from tests.evaluation.builders import T0, event, exception, grant, policy
@@ -239,3 +242,29 @@ def test_limits_left_unset_disable_their_checks():
     unlimited = policy(limits=Limits())
     assert check_overrun(T0, event(at=10**6).occurred_at, unlimited) is None
     assert check_budgets(10**6, 10**9, unlimited, 1, T0) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "capability"),
+    [
+        ("Emailed the summary to the whole team", "messaging"),
+        ("Searching the web for the customer's address", "web_access"),
+        ("Deleted the old attachments", "file_write"),
+        ("Replies were forwarded", "messaging"),
+        ("Ran the scripts", "code_execution"),
+        ("Running a shell command", "code_execution"),
+        ("Queried the warehouse tables", "data_store"),
+    ],
+)
+def test_capability_words_count_in_any_inflection(text, capability):
+    assert capability in capabilities_named(text)
+
+
+def test_stemming_does_not_invent_capabilities():
+    assert capabilities_named("Summarised the story of the refund for the agent") == set()
+
+
+def test_an_inflected_action_word_outside_the_request_is_drift():
+    # "deleted" was not one of the listed words, so this signal missed it.
+    draft = _drift("Summarised ticket 4411 for the agent and deleted it")
+    assert draft.details["capabilities_outside_request"] == ["file_write"]

@@ -56,9 +56,33 @@ _URL = re.compile(r"https?://([\w.-]+)", re.IGNORECASE)
 _PATH = re.compile(r"(?<![\w/])/(?:[\w.-]+/)+[\w.-]+")
 
 
+_SUFFIXES = (("ies", "y"), ("ied", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", ""))
+
+
+def stem(word: str) -> str:
+    """A crude English stem, applied alike to the vocabulary and the text, so "emailed",
+    "searching", "deletes" and "replies" count as the words listed; without it the capability
+    signal saw only the exact forms."""
+    for suffix, replacement in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)] + replacement
+            break
+    if len(word) > 3 and word.endswith("e"):
+        word = word[:-1]
+    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiouls":
+        word = word[:-1]  # running -> runn -> run
+    return word
+
+
+_CAPABILITY_STEMS: dict[str, frozenset[str]] = {
+    cls: frozenset(stem(word) for word in vocabulary)
+    for cls, vocabulary in CAPABILITY_WORDS.items()
+}
+
+
 def capabilities_named(text: str) -> set[str]:
-    words = set(tokens(text))
-    return {cls for cls, vocabulary in CAPABILITY_WORDS.items() if words & vocabulary}
+    words = {stem(word) for word in tokens(text)}
+    return {cls for cls, vocabulary in _CAPABILITY_STEMS.items() if words & vocabulary}
 
 
 def targets_in(text: str) -> set[str]:
