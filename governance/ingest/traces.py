@@ -177,7 +177,16 @@ def _finding_merge(duplicate: Finding, *, into: Finding) -> None:
     ContainmentAction.objects.filter(finding=duplicate).exclude(action__in=taken).update(
         finding=into
     )
-    into.save(update_fields=["evidence", "occurred_at", "severity", "severity_rank", "assignee"])
+    into.save(
+        update_fields=[
+            "evidence",
+            "occurred_at",
+            "severity",
+            "severity_rank",
+            "assignee",
+            "updated_at",
+        ]
+    )
     duplicate.delete()
     audit_record(
         by=None,

@@ -186,6 +186,7 @@ def test_a_signal_fired_in_both_halves_is_merged_into_one_finding(export, worklo
     )
     ContainmentAction.objects.create(finding=first, action="revoke_grant", workload=workload)
 
+    untouched_since = first.updated_at
     root = agent_trace()[0]
     root["trace_id"], root["start"], root["end"] = (
         SECOND_TRACE,
@@ -202,6 +203,7 @@ def test_a_signal_fired_in_both_halves_is_merged_into_one_finding(export, worklo
     )
     assert sorted(first.evidence) == sorted(both_turns.values_list("id", flat=True))
     assert first.assignee == admin_user  # the empty assignee is filled
+    assert first.updated_at > untouched_since
     assert list(first.comments.values_list("body", flat=True)) == ["seen it"]
     assert sorted(first.containment.values_list("action", flat=True)) == [
         "revoke_grant",
