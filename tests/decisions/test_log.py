@@ -84,9 +84,13 @@ def test_the_background_writer_stores_decisions():
     log = DecisionLog(background=True, interval=0.05)
     log.record(row(1))
     deadline = time.monotonic() + 10
-    while not Decision.objects.exists() and time.monotonic() < deadline:
+    # Wait on the writer's own count, not on the table: a query racing the writer's
+    # transaction finds the table locked on SQLite's shared in-memory test database.
+    while not log.written and time.monotonic() < deadline:
         time.sleep(0.05)
+    written_by_the_thread = log.written
     log.stop()
+    assert written_by_the_thread == 1
     stored = Decision.objects.get()
     assert (stored.workload, stored.decision, stored.latency_us) == ("w", "allow", 10)
 
