@@ -250,11 +250,13 @@ def measure(secret: str, connections, duration: int, rounds: int):
     rounds, and the report gives the median over the rounds with its spread.
     Returns ({(scenario, log, conns): [run, ...]}, {(comparison, conns): [(base, measured)]}).
     """
-    servers = {log: start_server(log, PORTS[log]) for log in (True, False)}
+    servers: dict = {}
     scripts = {name: wrk_script(secret, sessions) for name, (_path, sessions) in SCENARIOS.items()}
     runs: dict = {}
     pairs: dict = {}
     try:
+        for log in (True, False):
+            servers[log] = start_server(log, PORTS[log])  # inside: a failed start stops both
         for log in servers:
             for path, _sessions in SCENARIOS.values():
                 warm(PORTS[log], path, secret)
