@@ -115,6 +115,52 @@ def finding_comment_add(*, finding: Finding, body: str, by) -> FindingComment:
     return comment
 
 
+def finding_merge(*, duplicate: Finding, into: Finding) -> Finding:
+    """Fold a finding into another of the same signal (the system's doing, inside the
+    caller's transaction), losing nothing a reviewer made: evidence, comments and
+    containment actions move over, and an assignee fills an empty one. The survivor keeps
+    its own status, as a signal that fires again does; the audit event keeps the
+    duplicate's."""
+    before = audit_snapshot(into, FINDING_AUDIT_FIELDS) | {
+        "merged_finding": audit_snapshot(duplicate, FINDING_AUDIT_FIELDS)
+        | {"id": duplicate.pk, "evidence": duplicate.evidence},
+        "merged_containment": list(
+            ContainmentAction.objects.filter(finding=duplicate).values("id", "action")
+        ),
+    }
+    into.evidence = [*into.evidence, *(e for e in duplicate.evidence if e not in into.evidence)]
+    into.occurred_at = min(into.occurred_at, duplicate.occurred_at)
+    if duplicate.severity_rank > into.severity_rank:
+        into.severity, into.severity_rank = duplicate.severity, duplicate.severity_rank
+    if into.assignee_id is None:
+        into.assignee_id = duplicate.assignee_id
+    FindingComment.objects.filter(finding=duplicate).update(finding=into)
+    # One action of a kind per finding: the survivor's stands, the duplicate's is in the audit.
+    taken = ContainmentAction.objects.filter(finding=into).values("action")
+    ContainmentAction.objects.filter(finding=duplicate).exclude(action__in=taken).update(
+        finding=into
+    )
+    into.save(
+        update_fields=[
+            "evidence",
+            "occurred_at",
+            "severity",
+            "severity_rank",
+            "assignee",
+            "updated_at",
+        ]
+    )
+    duplicate.delete()
+    audit_record(
+        by=None,
+        action="finding.merged",
+        obj=into,
+        before=before,
+        after=audit_snapshot(into, FINDING_AUDIT_FIELDS) | {"evidence": into.evidence},
+    )
+    return into
+
+
 def triager_get(username: str | None):
     """The user a finding may be assigned to, by username (None: nobody)."""
     if username is None:

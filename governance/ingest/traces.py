@@ -22,10 +22,10 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.db.models import Max, Min
 
-from governance.audit import audit_record
+from governance.findings.services import finding_merge
 from governance.ingest.handoff import evaluation_enqueue_on_commit
 from governance.ingest.records import EventRecord
-from governance.models import ContainmentAction, Finding, FindingComment
+from governance.models import Finding
 from workloads.models import Session, SessionTrace, UsageEvent
 
 
@@ -144,57 +144,11 @@ def _findings_move(orphan: int, target: int) -> None:
         if moved.startswith(old):
             moved = (new + moved.removeprefix(old))[:200]
         if moved in held:
-            _finding_merge(finding, into=held[moved])
+            finding_merge(duplicate=finding, into=held[moved])
             continue
         finding.session_id = target
         finding.dedupe_key = moved
         finding.save(update_fields=["session", "dedupe_key"])
-
-
-def _finding_merge(duplicate: Finding, *, into: Finding) -> None:
-    """Fold one finding into another of the same signal, losing nothing a reviewer made: its
-    evidence, comments and containment actions move over, and an assignee fills an empty
-    one. The survivor keeps its own status, as a signal that fires again does; the audit
-    event keeps the duplicate's."""
-    before = {
-        "merged_finding": duplicate.pk,
-        "status": duplicate.status,
-        "assignee": duplicate.assignee_id,
-        "evidence": duplicate.evidence,
-        "containment": list(
-            ContainmentAction.objects.filter(finding=duplicate).values("id", "action")
-        ),
-    }
-    into.evidence = [*into.evidence, *(e for e in duplicate.evidence if e not in into.evidence)]
-    into.occurred_at = min(into.occurred_at, duplicate.occurred_at)
-    if duplicate.severity_rank > into.severity_rank:
-        into.severity, into.severity_rank = duplicate.severity, duplicate.severity_rank
-    if into.assignee_id is None:
-        into.assignee_id = duplicate.assignee_id
-    FindingComment.objects.filter(finding=duplicate).update(finding=into)
-    # One action of a kind per finding: the survivor's stands, the duplicate's is in the audit.
-    taken = ContainmentAction.objects.filter(finding=into).values("action")
-    ContainmentAction.objects.filter(finding=duplicate).exclude(action__in=taken).update(
-        finding=into
-    )
-    into.save(
-        update_fields=[
-            "evidence",
-            "occurred_at",
-            "severity",
-            "severity_rank",
-            "assignee",
-            "updated_at",
-        ]
-    )
-    duplicate.delete()
-    audit_record(
-        by=None,
-        action="finding.merged",
-        obj=into,
-        before=before,
-        after={"evidence": into.evidence, "severity": into.severity},
-    )
 
 
 def _merge(target: Session, orphan: Session) -> Session:

@@ -420,12 +420,8 @@ def test_a_retired_workload_is_denied(client, decide_secret, triage):
 
 
 def test_a_content_length_that_is_not_a_number_gets_400(client, decide_secret, triage):
-    response = client.post(
-        DECIDE_URL,
-        data='{"workload": "triage", "tool": "web-search"}',
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {decide_secret}",
-        CONTENT_LENGTH="lots",
+    response = post(
+        client, decide_secret, {"workload": "triage", "tool": "web-search"}, CONTENT_LENGTH="lots"
     )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid"

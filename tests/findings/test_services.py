@@ -135,3 +135,17 @@ def test_a_middle_tier_without_containment_settings_contains_nothing():
     finding = _finding(workload)
     finding.severity = "critical"
     assert services.finding_contain(finding=finding) == []
+
+
+def test_merging_keeps_one_containment_action_of_a_kind():
+    from tests.findings.api_rows import make_finding
+
+    workload = ClassifiedWorkloadFactory()
+    kept, duplicate = make_finding(workload), make_finding(workload)
+    ContainmentAction.objects.create(finding=kept, action="suspend_workload", workload=workload)
+    ContainmentAction.objects.create(
+        finding=duplicate, action="suspend_workload", workload=workload
+    )
+    services.finding_merge(duplicate=duplicate, into=kept)
+    assert list(kept.containment.values_list("action", flat=True)) == ["suspend_workload"]
+    assert not Finding.objects.filter(pk=duplicate.pk).exists()
