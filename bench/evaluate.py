@@ -161,7 +161,7 @@ def load_events(
             """
             INSERT INTO workloads_usageevent (workload_id, session_id, event_id, type, occurred_at,
                 received_at, tool, tool_call_id, arguments_hash, content, input_tokens,
-                output_tokens, reasoning_tokens, duration_ms, attributes, evaluated)
+                output_tokens, reasoning_tokens, duration_ms, attributes)
             SELECT %(w)s,
                 %(s0)s + (g / %(per)s),
                 %(prefix)s || g,
@@ -178,8 +178,9 @@ def load_events(
                 CASE WHEN g %% %(per)s = 0 THEN 'Summarise ticket ' || g || ' for the agent'
                      WHEN g %% %(per)s = %(per)s - 1 THEN 'Drafted a reply to ticket ' || g
                      WHEN g %% 2 = 0 THEN 'Reasoning about step ' || g ELSE '' END,
-                100, 40, CASE WHEN g %% 2 = 0 THEN 50 ELSE 0 END, 120, '{}'::jsonb, %(ev)s
+                100, 40, CASE WHEN g %% 2 = 0 THEN 50 ELSE 0 END, 120, '{}'::jsonb
             FROM generate_series(0, %(n)s - 1) AS g
+            RETURNING id
             """,
             {
                 "w": workload_id,
@@ -188,9 +189,14 @@ def load_events(
                 "prefix": prefix,
                 "age": age,
                 "n": count,
-                "ev": evaluated,
             },
         )
+        if evaluated:  # history: off the pending list the insert trigger put it on
+            ids = [row[0] for row in cursor.fetchall()]
+            cursor.execute(
+                "DELETE FROM workloads_pendingevaluation WHERE event_id BETWEEN %s AND %s",
+                [min(ids), max(ids)],
+            )
         cursor.execute("ANALYZE workloads_usageevent; ANALYZE workloads_session")
 
 
@@ -208,9 +214,9 @@ def settle() -> None:
 def unevaluated_range() -> tuple[int, int]:
     from django.db.models import Max, Min
 
-    from workloads.models import UsageEvent
+    from workloads.models import PendingEvaluation
 
-    r = UsageEvent.objects.filter(evaluated=False).aggregate(lo=Min("id"), hi=Max("id"))
+    r = PendingEvaluation.objects.aggregate(lo=Min("event_id"), hi=Max("event_id"))
     return r["lo"], r["hi"]
 
 
@@ -264,7 +270,7 @@ def celery_throughput(workload, *, events: int, workers: int, broker: str) -> No
     from celery import Celery
     from django.db import connection
 
-    from workloads.models import UsageEvent
+    from workloads.models import PendingEvaluation
 
     truncate()
     sessions = events // EVENTS_PER_SESSION
@@ -312,7 +318,7 @@ def celery_throughput(workload, *, events: int, workers: int, broker: str) -> No
                 kwargs={"min_id": low, "max_id": min(low + TASK_EVENTS - 1, hi)},
             )
             tasks += 1
-        while UsageEvent.objects.filter(evaluated=False).exists():
+        while PendingEvaluation.objects.exists():
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
     finally:

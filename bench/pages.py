@@ -296,7 +296,7 @@ def build(cursor) -> None:
     )
     event_columns = """(event_id, type, occurred_at, received_at, tool, tool_call_id,
         arguments_hash, content, input_tokens, output_tokens, reasoning_tokens, duration_ms,
-        attributes, evaluated, session_id, workload_id)"""
+        attributes, session_id, workload_id)"""
     last = EVENTS_PER_SESSION - 1
 
     def event_values(at: str) -> str:
@@ -313,7 +313,7 @@ def build(cursor) -> None:
         CASE WHEN (k - 1) % 3 = 0 THEN 'Thinking about which order the customer means.'
              ELSE '' END,
         100, 40, CASE WHEN (k - 1) % 3 = 0 THEN 800 ELSE 0 END,
-        CASE WHEN (k - 1) % 3 = 1 THEN 120 END, '{{}}'::jsonb, true, s.id, s.workload_id
+        CASE WHEN (k - 1) % 3 = 1 THEN 120 END, '{{}}'::jsonb, s.id, s.workload_id
         """
 
     _step(
@@ -338,6 +338,8 @@ def build(cursor) -> None:
         WHERE s.external_id = '{LONG_SESSION}'
         """,
     )
+    # History: evaluated long ago, so off the pending list the insert trigger put it on.
+    cursor.execute("TRUNCATE workloads_pendingevaluation")
     cursor.execute(
         f"UPDATE workloads_session SET last_event_at = started_at + interval '10 minutes',"
         f" ended_at = started_at + interval '10 minutes' WHERE external_id = '{LONG_SESSION}'"

@@ -71,7 +71,9 @@ def reevaluation_step(*, job_id: int, batch: int = 25) -> ReevaluationJob:
         events = {
             session.id: [
                 event_data(row)
-                for row in UsageEvent.objects.filter(session_id=session.id, evaluated=True)
+                for row in UsageEvent.objects.filter(
+                    session_id=session.id, pending_evaluation__isnull=True
+                )
                 .order_by("occurred_at", "id")
                 .values(*EVENT_FIELDS)
             ]

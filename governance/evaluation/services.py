@@ -2,9 +2,9 @@
 transaction per bounded batch, so a killed worker loses nothing and a redelivered task
 duplicates nothing.
 
-- Claim: the unevaluated events of the range are locked FOR UPDATE in id order and marked
-  evaluated in the same statement (the transaction's rollback un-marks them); a concurrent
-  or redelivered run waits, then sees them evaluated and skips them.
+- Claim: the range's pending rows (workloads.PendingEvaluation) are locked FOR UPDATE in id
+  order and deleted in the same statement (the transaction's rollback puts them back); a
+  concurrent or redelivered run waits, then finds them gone and skips those events.
 - Sessions are locked in id order, so two batches of one session apply one after the other
   to its incremental state.
 - Findings carry a unique dedupe key (session + detector key) and are inserted with
@@ -35,7 +35,7 @@ from governance.evaluation.snapshot import policy_snapshots, policy_snapshots_ca
 from governance.ingest.handoff import evaluation_enqueue  # the one publisher of the task
 from governance.models import Finding
 from governance.models.findings import SEVERITY_RANK
-from workloads.models import Session, UsageEvent
+from workloads.models import PendingEvaluation, Session
 
 # A locked session as evaluation sees it: a store.SessionRow, or a Session instance.
 SessionLike = store.SessionRow | Session
@@ -162,7 +162,7 @@ def _evaluate_chunk(
 ) -> tuple[EvaluationResult, int | None]:
     """Evaluate up to `limit` unevaluated events of the range; return the last id claimed.
 
-    One transaction: claim (lock and mark evaluated), lock the sessions, evaluate, save the
+    One transaction: claim (take off the pending list), lock the sessions, evaluate, save the
     states, insert the findings. Any failure rolls all of it back for the next run.
     """
     with transaction.atomic():
@@ -212,14 +212,14 @@ def events_evaluate(*, min_id: int, max_id: int, batch: int | None = None) -> Ev
 def unevaluated_ranges(*, grace_seconds: int, limit: int, batch: int) -> list[tuple[int, int]]:
     """Id ranges of events left unevaluated for longer than `grace_seconds` (oldest first).
 
-    Reads the `unevaluated_events` partial index only; each range holds at most `batch`
-    unevaluated events.
+    Walks the pending list (small: what evaluation has not reached yet) in id order, joined to
+    the events for their arrival time; each range holds at most `batch` pending events.
     """
     cutoff = timezone.now() - timedelta(seconds=grace_seconds)
     ids = list(
-        UsageEvent.objects.filter(evaluated=False, received_at__lt=cutoff)
-        .order_by("id")
-        .values_list("id", flat=True)[:limit]
+        PendingEvaluation.objects.filter(event__received_at__lt=cutoff)
+        .order_by("event_id")
+        .values_list("event_id", flat=True)[:limit]
     )
     return [
         (chunk[0], chunk[-1]) for chunk in (ids[i : i + batch] for i in range(0, len(ids), batch))

@@ -3,10 +3,10 @@
 Only the service (`governance.evaluation.services`) calls these, inside its transaction. Each
 function is one statement on PostgreSQL whatever the batch size:
 
-- `events_claim`: lock the range's unevaluated events in id order, mark them evaluated and
-  return the columns the detectors read (UPDATE … FROM (SELECT … FOR UPDATE) … RETURNING). A
-  concurrent or redelivered run waits on the locks, then skips what was evaluated meanwhile;
-  a rollback un-marks them.
+- `events_claim`: lock the range's pending rows in id order, delete them and return their
+  events' columns the detectors read (DELETE … (SELECT … FOR UPDATE) … RETURNING, then the
+  events by primary key). A concurrent or redelivered run waits on the locks, then skips what
+  was claimed meanwhile; a rollback puts the pending rows back.
 - `sessions_lock`: the sessions' rows, locked in id order, state as text (decoded by msgspec).
 - `session_states_save`: every session's new state in one UPDATE … FROM unnest(…).
 - `findings_insert`: INSERT … ON CONFLICT (dedupe_key) DO NOTHING RETURNING the new rows, so
@@ -28,7 +28,7 @@ from django.db import connection
 from governance.evaluation.detectors import EventData
 from governance.models import Finding
 from governance.policy_version import policy_version_current
-from workloads.models import Session, UsageEvent
+from workloads.models import PendingEvaluation, Session, UsageEvent
 
 # The order of EventData's fields: rows become EventData(*row) without a dict per row.
 EVENT_COLUMNS = (
@@ -43,22 +43,25 @@ EVENT_COLUMNS = (
 )
 _EVENT_SELECT = ", ".join(f"e.{column}" for column in EVENT_COLUMNS)
 
-# ANY(ARRAY(…)): the claimed ids drive an index scan on the primary key, whatever the table's
-# size (a join against the subquery may be planned as a scan of the whole table).
+# The claim deletes the range's pending rows (workloads.PendingEvaluation) and returns their
+# events. ANY(ARRAY(…)): the claimed ids drive index scans on the primary keys, whatever the
+# tables' sizes (a join against the subquery may be planned as a scan of the whole table).
 # The policy version rides along (evaluation's snapshot cache is keyed on it): one round trip
 # fewer per batch, and read in the same statement as the events it will judge.
 _CLAIM = """
 WITH claimed AS (
-    UPDATE workloads_usageevent e SET evaluated = true
-    WHERE e.id = ANY(ARRAY(
-        SELECT id FROM workloads_usageevent
-        WHERE id BETWEEN %s AND %s AND NOT evaluated
-        ORDER BY id LIMIT %s
+    DELETE FROM workloads_pendingevaluation p
+    WHERE p.event_id = ANY(ARRAY(
+        SELECT event_id FROM workloads_pendingevaluation
+        WHERE event_id BETWEEN %s AND %s
+        ORDER BY event_id LIMIT %s
         FOR UPDATE{skip}
     ))
-    RETURNING e.session_id, {columns}
+    RETURNING p.event_id
 )
-SELECT claimed.*, (SELECT version FROM governance_policystate WHERE id = 1) FROM claimed
+SELECT e.session_id, {columns}, (SELECT version FROM governance_policystate WHERE id = 1)
+FROM workloads_usageevent e
+WHERE e.id = ANY(ARRAY(SELECT event_id FROM claimed))
 """
 _CLAIM_WAIT = _CLAIM.format(skip="", columns=_EVENT_SELECT)
 _CLAIM_SKIP_LOCKED = _CLAIM.format(skip=" SKIP LOCKED", columns=_EVENT_SELECT)
@@ -73,7 +76,7 @@ FROM unnest(%b::bigint[], %b::text[]) AS v(id, state)
 WHERE s.id = v.id
 """
 _PENDING = """
-SELECT EXISTS (SELECT 1 FROM workloads_usageevent WHERE id BETWEEN %s AND %s AND NOT evaluated)
+SELECT EXISTS (SELECT 1 FROM workloads_pendingevaluation WHERE event_id BETWEEN %s AND %s)
 """
 
 _decode = msgspec.json.Decoder(dict).decode
@@ -102,8 +105,8 @@ class Claim:
 
 
 def events_claim(*, min_id: int, max_id: int, limit: int, skip_locked: bool = False) -> Claim:
-    """Up to `limit` unevaluated events of [min_id, max_id], lowest ids first, marked evaluated
-    (in the caller's transaction) and returned as (session id, EventData), with the policy
+    """Up to `limit` pending events of [min_id, max_id], lowest ids first, taken off the pending
+    list (in the caller's transaction) and returned as (session id, EventData), with the policy
     version.
 
     `skip_locked` passes over events another transaction holds instead of waiting for it.
@@ -117,25 +120,30 @@ def events_claim(*, min_id: int, max_id: int, limit: int, skip_locked: bool = Fa
             return Claim([], None)
         rows.sort(key=lambda row: row[1])
         return Claim([(row[0], EventData(*row[1:-1])) for row in rows], rows[0][-1] or 1)
-    rows = list(
-        UsageEvent.objects.select_for_update(skip_locked=skip_locked)
-        .filter(id__gte=min_id, id__lte=max_id, evaluated=False)
-        .order_by("id")
-        .values_list("session_id", *EVENT_COLUMNS)[:limit]
+    ids = list(
+        PendingEvaluation.objects.select_for_update(skip_locked=skip_locked)
+        .filter(event_id__gte=min_id, event_id__lte=max_id)
+        .order_by("event_id")
+        .values_list("event_id", flat=True)[:limit]
     )
-    if not rows:
+    if not ids:
         return Claim([], None)
-    UsageEvent.objects.filter(id__in=[row[1] for row in rows]).update(evaluated=True)
+    PendingEvaluation.objects.filter(event_id__in=ids).delete()
+    rows = (
+        UsageEvent.objects.filter(id__in=ids)
+        .order_by("id")
+        .values_list("session_id", *EVENT_COLUMNS)
+    )
     return Claim([(row[0], EventData(*row[1:])) for row in rows], policy_version_current())
 
 
 def events_pending(*, min_id: int, max_id: int) -> bool:
-    """Is anything in the range unevaluated (including events another run holds)?"""
+    """Is anything in the range pending (including events another run holds)?"""
     if _postgresql():
         with connection.cursor() as cursor:
             cursor.execute(_PENDING, [min_id, max_id])
             return cursor.fetchone()[0]
-    return UsageEvent.objects.filter(id__gte=min_id, id__lte=max_id, evaluated=False).exists()
+    return PendingEvaluation.objects.filter(event_id__gte=min_id, event_id__lte=max_id).exists()
 
 
 def sessions_lock(session_ids: Iterable[int]) -> list[SessionRow]:

@@ -7,6 +7,7 @@ from datetime import datetime, time, timedelta
 
 from django.db.models import (
     Count,
+    Exists,
     IntegerField,
     OuterRef,
     Prefetch,
@@ -21,7 +22,14 @@ from django.utils import timezone
 
 from governance.models import ContainmentAction, Finding, FindingComment
 from governance.tokens import ServicePrincipal
-from workloads.models import EventType, LoggingLevel, Session, UsageEvent, Workload
+from workloads.models import (
+    EventType,
+    LoggingLevel,
+    PendingEvaluation,
+    Session,
+    UsageEvent,
+    Workload,
+)
 from workloads.selectors import workloads_visible_to
 
 VIEW = "governance.view_findings"
@@ -214,8 +222,14 @@ def session_logs_content(session: Session) -> bool:
 
 
 def session_events(*, session: Session) -> QuerySet[UsageEvent]:
-    """The session's events in time order (the (session, occurred_at) index)."""
-    return UsageEvent.objects.filter(session=session).order_by("occurred_at", "id")
+    """The session's events in time order (the (session, occurred_at) index), each with
+    `evaluated`: false while it is still on evaluation's pending list."""
+    pending = PendingEvaluation.objects.filter(event_id=OuterRef("pk"))
+    return (
+        UsageEvent.objects.filter(session=session)
+        .annotate(evaluated=~Exists(pending))
+        .order_by("occurred_at", "id")
+    )
 
 
 # Events a timeline page shows. Rendering is what costs (about 0.15 ms an event), so a
@@ -242,7 +256,6 @@ def session_timeline(*, session: Session, page: int = 1) -> dict:
             "reasoning_tokens",
             "input_tokens",
             "output_tokens",
-            "evaluated",
         )[offset : offset + TIMELINE_PAGE + 1]
     )
     findings = list(session.findings.order_by("created_at", "id"))

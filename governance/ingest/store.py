@@ -92,11 +92,11 @@ WITH batch_sessions AS (
     INSERT INTO workloads_usageevent (
         workload_id, session_id, event_id, type, occurred_at, received_at, tool, tool_call_id,
         arguments_hash, content, input_tokens, output_tokens, reasoning_tokens, duration_ms,
-        attributes, evaluated
+        attributes
     )
     SELECT st.workload_id, sessions.id, st.event_id, st.type, st.occurred_at, %(now)s, st.tool,
         st.tool_call_id, st.arguments_hash, st.content, st.input_tokens, st.output_tokens,
-        st.reasoning_tokens, st.duration_ms, st.attributes::jsonb, false
+        st.reasoning_tokens, st.duration_ms, st.attributes::jsonb
     FROM {STAGE} st
     JOIN sessions ON sessions.workload_id = st.workload_id
                  AND sessions.external_id = st.session_key

@@ -26,7 +26,7 @@ from governance.findings.services import finding_merge
 from governance.ingest.handoff import evaluation_enqueue_on_commit
 from governance.ingest.records import EventRecord
 from governance.models import Finding
-from workloads.models import Session, SessionTrace, UsageEvent
+from workloads.models import PendingEvaluation, Session, SessionTrace, UsageEvent
 
 
 def trace_of(event_id: str) -> str:
@@ -112,10 +112,11 @@ def _fold(workload_id: int, trace: str, orphan: int | None, target: int) -> int:
     if orphan is None or orphan == target:
         done.update(fold_pending=False)
         return 0
-    # Events first, as the evaluator locks them (claim, then the session rows).
-    UsageEvent.objects.filter(session_id__in=(orphan, target)).update(
-        session_id=target, evaluated=False
-    )
+    # Pending rows first, as the evaluator locks them (claim, then the session rows): taking
+    # the two sessions' events off the list waits for a claim that holds some of them, and
+    # keeps later claims off them until the fold commits and puts all of them back.
+    PendingEvaluation.objects.filter(event__session_id__in=(orphan, target)).delete()
+    UsageEvent.objects.filter(session_id=orphan).update(session_id=target)
     locked = {s.id: s for s in Session.objects.select_for_update().filter(id__in=(orphan, target))}
     if len(locked) != 2:  # folded meanwhile by a concurrent batch: undo the events' reset
         transaction.set_rollback(True)
@@ -124,6 +125,16 @@ def _fold(workload_id: int, trace: str, orphan: int | None, target: int) -> int:
     merged = _merge(locked[target], locked[orphan])
     merged.evaluation_state = {}  # evaluated again from its first event
     merged.save()
+    PendingEvaluation.objects.bulk_create(
+        (
+            PendingEvaluation(event_id=event_id)
+            for event_id in UsageEvent.objects.filter(session_id=target)
+            .values_list("id", flat=True)
+            .iterator()
+        ),
+        ignore_conflicts=True,  # an event stored meanwhile is on the list already
+        batch_size=5000,
+    )
     locked[orphan].delete()
     done.update(fold_pending=False)
     span = UsageEvent.objects.filter(session_id=target).aggregate(low=Min("id"), high=Max("id"))

@@ -90,6 +90,9 @@ class UsageEventOutput(serializers.ModelSerializer):
         help_text="Reasoning text, tool result, original request or final action. Null unless "
         "the workload's logging level is full_trace."
     )
+    evaluated = serializers.BooleanField(
+        read_only=True, help_text="False while the event waits for evaluation."
+    )
 
     class Meta:
         model = UsageEvent

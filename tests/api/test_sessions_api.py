@@ -9,7 +9,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.evaluation.rows import add_events, make_session
+from governance.evaluation.services import events_evaluate
+from tests.evaluation.rows import add_events, id_range, make_session
 from tests.factories import ClassifiedWorkloadFactory, WorkloadFactory, tier
 from tests.findings.api_rows import make_finding
 from workloads.models import SessionPolicy
@@ -255,3 +256,14 @@ def test_the_session_detail_takes_constant_queries(
         make_finding(workload, session=session)
     with django_assert_max_num_queries(len(few)):
         assert len(client.get(f"{LIST}/{session.pk}").json()["findings"]) == 10
+
+
+def test_the_events_api_says_which_events_are_evaluated(reviewer, user_api):
+    session = make_session(ClassifiedWorkloadFactory())
+    events = add_events(session, ("session_start", 0), ("session_end", 1))
+    url = _events_url(session)
+    before = user_api(reviewer).get(url).json()["results"]
+    assert [row["evaluated"] for row in before] == [False, False]
+    events_evaluate(**id_range(events))
+    after = user_api(reviewer).get(url).json()["results"]
+    assert [row["evaluated"] for row in after] == [True, True]

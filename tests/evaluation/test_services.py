@@ -7,7 +7,7 @@ from governance.evaluation.services import events_evaluate, open_sessions_check
 from governance.models import Finding
 from tests.evaluation.rows import add_events, id_range, make_session
 from tests.factories import ClassifiedWorkloadFactory, EntitlementFactory, tier
-from workloads.models import Tool, UsageEvent
+from workloads.models import PendingEvaluation, Tool
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +29,7 @@ def test_it_raises_a_finding_for_an_unentitled_call_and_marks_events_evaluated(w
     assert finding.tool == "send-email"
     assert finding.evidence == [events[1].id]
     assert finding.session == session
-    assert not UsageEvent.objects.filter(evaluated=False).exists()
+    assert not PendingEvaluation.objects.exists()
 
 
 def test_raised_findings_are_audited_once_per_batch_after_commit(
@@ -70,7 +70,7 @@ def test_a_replayed_run_with_a_fresh_state_inserts_no_duplicate(workload):
     events = add_events(session, ("tool_call", 1, {"tool": "send-email"}))
     events_evaluate(**id_range(events))
     # As if the state write were lost but the finding kept: the unique key still holds.
-    UsageEvent.objects.update(evaluated=False)
+    PendingEvaluation.objects.bulk_create(PendingEvaluation(event=e) for e in events)
     session.evaluation_state = {}
     session.save()
     events_evaluate(**id_range(events))
@@ -96,7 +96,7 @@ def test_a_failed_run_rolls_back_leaving_the_events_for_the_next(workload, monke
     monkeypatch.setattr(services, "findings_record", crash)
     with pytest.raises(RuntimeError):
         events_evaluate(**id_range(events))
-    assert UsageEvent.objects.filter(evaluated=False).count() == 1
+    assert PendingEvaluation.objects.count() == 1
     monkeypatch.undo()
     events_evaluate(**id_range(events))
     assert Finding.objects.count() == 1

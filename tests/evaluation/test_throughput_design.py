@@ -14,7 +14,7 @@ from governance.evaluation.snapshot import policy_snapshots_cached, snapshot_cac
 from governance.models import Finding
 from tests.evaluation.rows import add_events, make_session
 from tests.factories import ClassifiedWorkloadFactory, EntitlementFactory, tier
-from workloads.models import SessionExtension, Tool, UsageEvent
+from workloads.models import PendingEvaluation, SessionExtension, Tool
 from workloads.services import entitlement_revoke
 
 pytestmark = pytest.mark.django_db
@@ -50,7 +50,7 @@ def test_a_batch_costs_the_same_statements_for_3_sessions_as_for_30(workload):
     few = _evaluate_sessions(workload, 3)
     many = _evaluate_sessions(workload, 30)
     assert many == few
-    assert not UsageEvent.objects.filter(evaluated=False).exists()
+    assert not PendingEvaluation.objects.exists()
     assert Finding.objects.count() == 34
 
 

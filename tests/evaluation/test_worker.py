@@ -21,7 +21,7 @@ from tests.evaluation.worker import (
     wait_for,
 )
 from tests.factories import ClassifiedWorkloadFactory, EntitlementFactory, tier
-from workloads.models import Tool, UsageEvent
+from workloads.models import PendingEvaluation, Tool
 
 pytestmark = [
     pytest.mark.worker,
@@ -39,7 +39,7 @@ def _postgres_only():
 
 
 def _all_evaluated():
-    return not UsageEvent.objects.filter(evaluated=False).exists()
+    return not PendingEvaluation.objects.exists()
 
 
 def _scenario():
@@ -119,7 +119,7 @@ def test_events_stored_while_the_broker_was_down_are_drained_by_the_sweeper():
     _session, events = _scenario()
     with broker("redis://127.0.0.1:1/0"):
         assert evaluation_enqueue(**id_range(events)) is False
-    assert UsageEvent.objects.filter(evaluated=False).count() == len(events)
+    assert PendingEvaluation.objects.count() == len(events)
     with celery_worker(), broker(BROKER_URL):
         assert unevaluated_sweep(grace_seconds=0, batch=3) == 3  # 7 events, ≤ 3 per task
         wait_for(_all_evaluated, what="the sweeper's tasks to drain the backlog")

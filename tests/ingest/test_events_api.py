@@ -16,7 +16,7 @@ from governance.ingest import handoff, views
 from governance.ingest.native import MAX_EVENTS
 from governance.tokens import service_token_revoke
 from tests.ingest.conftest import event
-from workloads.models import Session, UsageEvent
+from workloads.models import PendingEvaluation, Session, UsageEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -50,7 +50,8 @@ def test_it_stores_a_batch_and_builds_the_session(post_events, workload):
     assert (call.tool, call.tool_call_id, call.duration_ms) == ("ticket-read", "c1", 40)
     assert call.arguments_hash == hashlib.sha256(b'{"ticket":1234}').hexdigest()
     assert stored["evt-1"].reasoning_tokens == 120
-    assert not any(e.evaluated for e in stored.values())
+    pending = set(PendingEvaluation.objects.values_list("event_id", flat=True))
+    assert pending == {e.id for e in stored.values()}
 
 
 def test_a_late_older_batch_does_not_overwrite_the_newer_request_or_action(post_events, workload):

@@ -8,7 +8,7 @@ from governance.evaluation.services import events_evaluate
 from governance.models import Finding
 from tests.ingest.otlp_builders import TRACE, agent_trace, protobuf_request, span
 from tests.ingest.test_otlp_api import assert_agent_trace_stored
-from workloads.models import Session, SessionTrace, UsageEvent
+from workloads.models import PendingEvaluation, Session, SessionTrace, UsageEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -86,7 +86,8 @@ def test_a_combination_split_across_the_fold_is_found_and_no_finding_is_raised_t
     export([root, tool_span("00000000000000c3", "code-exec", 300)])
     session = Session.objects.get(external_id="conv-1")
     assert session.evaluation_state == {}
-    assert not UsageEvent.objects.filter(session=session, evaluated=True).exists()
+    events = UsageEvent.objects.filter(session=session)
+    assert PendingEvaluation.objects.filter(event__in=events).count() == events.count() > 1
     moved = Finding.objects.filter(session=session)
     assert moved.count() == 2
     assert all(f.dedupe_key.startswith(f"s{session.pk}:") for f in moved)

@@ -13,7 +13,13 @@ from workloads.models.catalogue import (
     Tool,
     Workload,
 )
-from workloads.models.usage import EventType, Session, SessionTrace, UsageEvent
+from workloads.models.usage import (
+    EventType,
+    PendingEvaluation,
+    Session,
+    SessionTrace,
+    UsageEvent,
+)
 
 __all__ = [
     "CapabilityClass",
@@ -23,6 +29,7 @@ __all__ = [
     "EventType",
     "LoggingLevel",
     "ModelFamily",
+    "PendingEvaluation",
     "RiskLevel",
     "RuleException",
     "SensitivityTier",
