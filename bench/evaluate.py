@@ -159,6 +159,7 @@ def load_events(
     with connection.cursor() as cursor:
         cursor.execute(
             """
+            WITH stored AS (
             INSERT INTO workloads_usageevent (workload_id, session_id, event_id, type, occurred_at,
                 received_at, tool, tool_call_id, arguments_hash, content, input_tokens,
                 output_tokens, reasoning_tokens, duration_ms, attributes)
@@ -181,6 +182,8 @@ def load_events(
                 100, 40, CASE WHEN g %% 2 = 0 THEN 50 ELSE 0 END, 120, '{}'::jsonb
             FROM generate_series(0, %(n)s - 1) AS g
             RETURNING id
+            )
+            SELECT min(id), max(id) FROM stored
             """,
             {
                 "w": workload_id,
@@ -191,11 +194,11 @@ def load_events(
                 "n": count,
             },
         )
+        low, high = cursor.fetchone()
         if evaluated:  # history: off the pending list the insert trigger put it on
-            ids = [row[0] for row in cursor.fetchall()]
             cursor.execute(
                 "DELETE FROM workloads_pendingevaluation WHERE event_id BETWEEN %s AND %s",
-                [min(ids), max(ids)],
+                [low, high],
             )
         cursor.execute("ANALYZE workloads_usageevent; ANALYZE workloads_session")
 

@@ -8,6 +8,7 @@ job row, sees the cursor moved, and continues from there.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import timedelta
 
 from django.db import transaction
@@ -68,17 +69,17 @@ def reevaluation_step(*, job_id: int, batch: int = 25) -> ReevaluationJob:
             .order_by("id")
             .only("id", "workload_id", "original_request", "started_at", "evaluation_state")[:batch]
         )
-        events = {
-            session.id: [
-                event_data(row)
-                for row in UsageEvent.objects.filter(
-                    session_id=session.id, pending_evaluation__isnull=True
-                )
-                .order_by("occurred_at", "id")
-                .values(*EVENT_FIELDS)
-            ]
-            for session in sessions
-        }
+        # The batch's evaluated events (not on the pending list) in one query, in time order.
+        events: dict[int, list] = defaultdict(list)
+        for row in (
+            UsageEvent.objects.filter(
+                session_id__in=[session.id for session in sessions],
+                pending_evaluation__isnull=True,
+            )
+            .order_by("session_id", "occurred_at", "id")
+            .values("session_id", *EVENT_FIELDS)
+        ):
+            events[row["session_id"]].append(event_data(row))
         drafts = sessions_apply(sessions, events, fresh=True)
         job.findings_raised += len(findings_record(drafts))
         job.done = min(job.total, job.done + len(sessions)) if job.total else len(sessions)

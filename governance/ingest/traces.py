@@ -118,7 +118,7 @@ def _fold(workload_id: int, trace: str, orphan: int | None, target: int) -> int:
     PendingEvaluation.objects.filter(event__session_id__in=(orphan, target)).delete()
     UsageEvent.objects.filter(session_id=orphan).update(session_id=target)
     locked = {s.id: s for s in Session.objects.select_for_update().filter(id__in=(orphan, target))}
-    if len(locked) != 2:  # folded meanwhile by a concurrent batch: undo the events' reset
+    if len(locked) != 2:  # folded meanwhile by a concurrent batch: undo the events' move
         transaction.set_rollback(True)
         return 0
     _findings_move(orphan, target)
@@ -150,6 +150,7 @@ def _findings_move(orphan: int, target: int) -> None:
     conversation) is merged into it rather than kept twice."""
     held = {f.dedupe_key: f for f in Finding.objects.filter(session_id=target)}
     old, new = f"s{orphan}:", f"s{target}:"
+    moving = []
     for finding in Finding.objects.filter(session_id=orphan).order_by("id"):
         moved = finding.dedupe_key
         if moved.startswith(old):
@@ -159,7 +160,8 @@ def _findings_move(orphan: int, target: int) -> None:
             continue
         finding.session_id = target
         finding.dedupe_key = moved
-        finding.save(update_fields=["session", "dedupe_key"])
+        moving.append(finding)
+    Finding.objects.bulk_update(moving, ["session", "dedupe_key"])
 
 
 def _merge(target: Session, orphan: Session) -> Session:

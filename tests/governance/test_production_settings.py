@@ -68,6 +68,13 @@ def test_secret_key_is_required_with_debug_off(tmp_path):
     assert "SECRET_KEY is required" in result.stderr
 
 
+def test_makemigrations_alone_runs_without_a_secret_key(tmp_path):
+    env = production_env(tmp_path, SECRET_KEY=None)
+    result = run([MANAGE, "makemigrations", "--check", "--dry-run"], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No changes detected" in result.stdout
+
+
 def test_secret_key_may_come_from_a_file(tmp_path):
     key_file = tmp_path / "secret"
     key_file.write_text(REAL_KEY + "\n")

@@ -2,10 +2,15 @@
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import Max, Min
+from django.test.utils import CaptureQueriesContext
 
 from governance.evaluation.services import events_evaluate
+from governance.ingest.traces import _findings_move
 from governance.models import Finding
+from tests.evaluation.rows import make_session
+from tests.findings.api_rows import make_finding
 from tests.ingest.otlp_builders import TRACE, agent_trace, protobuf_request, span
 from tests.ingest.test_otlp_api import assert_agent_trace_stored
 from workloads.models import PendingEvaluation, Session, SessionTrace, UsageEvent
@@ -216,3 +221,16 @@ def test_a_signal_fired_in_both_halves_is_merged_into_one_finding(export, worklo
 
     evaluate_all()  # evaluating the merged session again raises nothing twice
     assert findings.count() == 1
+
+
+def test_moving_findings_in_a_fold_costs_the_same_queries_for_one_or_many(workload):
+    def queries_to_move(count: int) -> int:
+        orphan, target = make_session(workload), make_session(workload)
+        for _ in range(count):
+            make_finding(workload, session=orphan)
+        with CaptureQueriesContext(connection) as queries:
+            _findings_move(orphan.pk, target.pk)
+        assert Finding.objects.filter(session=target).count() == count
+        return len(queries)
+
+    assert queries_to_move(3) == queries_to_move(1)
