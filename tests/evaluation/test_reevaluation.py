@@ -9,17 +9,8 @@ from governance.evaluation.reevaluation import reevaluation_step
 from governance.evaluation.services import events_evaluate
 from governance.models import Finding, ReevaluationJob
 from tests.evaluation.rows import add_events, id_range, make_session
-from tests.factories import ClassifiedWorkloadFactory, EntitlementFactory, tier
-from workloads.models import Tool
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def workload():
-    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
-    EntitlementFactory(workload=workload, tool=Tool.objects.get(slug="crm-api"))
-    return workload
 
 
 def _job(admin_user) -> ReevaluationJob:

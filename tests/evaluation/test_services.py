@@ -6,17 +6,9 @@ from governance.evaluation import services
 from governance.evaluation.services import events_evaluate, open_sessions_check
 from governance.models import Finding
 from tests.evaluation.rows import add_events, id_range, make_session
-from tests.factories import ClassifiedWorkloadFactory, EntitlementFactory, tier
-from workloads.models import PendingEvaluation, Tool
+from workloads.models import PendingEvaluation
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def workload():
-    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
-    EntitlementFactory(workload=workload, tool=Tool.objects.get(slug="crm-api"))
-    return workload
 
 
 def test_it_raises_a_finding_for_an_unentitled_call_and_marks_events_evaluated(workload):

@@ -13,18 +13,10 @@ from governance.evaluation.services import events_evaluate
 from governance.evaluation.snapshot import policy_snapshots_cached, snapshot_cache_clear
 from governance.models import Finding
 from tests.evaluation.rows import add_events, make_session
-from tests.factories import ClassifiedWorkloadFactory, EntitlementFactory, tier
-from workloads.models import PendingEvaluation, SessionExtension, Tool
+from workloads.models import PendingEvaluation, SessionExtension
 from workloads.services import entitlement_revoke
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def workload():
-    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
-    EntitlementFactory(workload=workload, tool=Tool.objects.get(slug="crm-api"))
-    return workload
 
 
 def _evaluate_sessions(workload, count: int) -> int:
