@@ -5,7 +5,8 @@ Production (REDIS_URL set): `RedisSessionStore`. One Lua script per session chec
 caller's policy version with the published one, reads the session's hash, applies the same
 rules as `evaluator.session_verdict`, and records the call only when it is allowed. Redis runs
 a script alone, so concurrent calls for one session (from any number of processes) are
-serialised and the budget cannot be overrun. A batch sends all its session checks in one
+serialised and the budget cannot be overrun. A single check goes over `redis_wire` (one send,
+one receive, no pool or retry layers); a batch sends all its session checks in one redis-py
 pipeline: still one round trip.
 
 Embedded default (no REDIS_URL): `LocalSessionStore`, the same interface over a dict and a
@@ -24,6 +25,7 @@ from governance.decisions.evaluator import (
     combination_code,
     session_verdict,
 )
+from governance.decisions.redis_wire import ScriptMissing, WireError, script_head, wire_for_url
 
 
 class StateUnavailable(Exception):
@@ -140,6 +142,12 @@ class RedisSessionStore:
         self._session_sha = self._sha(SESSION_SCRIPT)
         self._publish_sha = self._sha(PUBLISH_SCRIPT)
         self._floor_sha = self._sha(FLOOR_SCRIPT)
+        # The single session check and the bench's floor go over the lean wire (TLS: None,
+        # then redis-py serves them too).
+        self.wire = wire_for_url(url, timeout=timeout)
+        self._version_key_bytes = self.version_key.encode()
+        self._session_head = script_head(self._session_sha)
+        self._floor_head = script_head(self._floor_sha)
 
     @staticmethod
     def _sha(script: str) -> str:
@@ -158,17 +166,17 @@ class RedisSessionStore:
         # The braces keep a session on one Redis Cluster slot.
         return f"{self.prefix}session:{{{workload}\x1f{session}}}"
 
-    def _args(self, plan: SessionPlan, now: float, version: int) -> list:
+    def _args(self, plan: SessionPlan, now: float, version: int) -> list[bytes]:
         ttl = int(plan.max_session_seconds + plan.idle_timeout_seconds) + 60
         return [
-            version,
-            f"{now:.3f}",
-            plan.max_session_seconds,
-            plan.idle_timeout_seconds,
-            plan.max_tool_calls,
-            ttl,
-            f",{','.join(plan.labels)},",
-            *(rule.encoded for rule in plan.rules),
+            b"%d" % version,
+            b"%.3f" % now,
+            str(plan.max_session_seconds).encode(),
+            str(plan.idle_timeout_seconds).encode(),
+            b"%d" % plan.max_tool_calls,
+            b"%d" % ttl,
+            f",{','.join(plan.labels)},".encode(),
+            *[rule.encoded.encode() for rule in plan.rules],
         ]
 
     def _result(self, plan: SessionPlan, raw) -> CheckResult:
@@ -181,9 +189,26 @@ class RedisSessionStore:
             return _combination_code(plan, detail), f"Rule: {detail}.", float(second), int(raw[2])
         return code, "", float(second), int(raw[2])
 
+    def _wire_evalsha(self, head: bytes, script: str, tail: tuple[bytes, ...]):
+        try:
+            return self.wire.evalsha(head, tail)
+        except ScriptMissing:
+            self.client.script_load(script)
+            return self.wire.evalsha(head, tail)
+
+    def _wire_tail(self, plan: SessionPlan, now: float, version: int) -> tuple[bytes, ...]:
+        session_key = self.session_key(plan.workload, plan.session).encode()
+        return (b"2", self._version_key_bytes, session_key, *self._args(plan, now, version))
+
     def check(self, items: list[tuple[SessionPlan, float]], version: int) -> list[CheckResult]:
         """Check and record each session call; one round trip for the lot."""
         try:
+            if len(items) == 1 and self.wire is not None:
+                plan, now = items[0]
+                raw = self._wire_evalsha(
+                    self._session_head, SESSION_SCRIPT, self._wire_tail(plan, now, version)
+                )
+                return [self._result(plan, raw)]
             if len(items) == 1:
                 plan, now = items[0]
                 raw = self._evalsha(
@@ -206,7 +231,7 @@ class RedisSessionStore:
                         raise
                     self.client.script_load(SESSION_SCRIPT)
             return [self._result(plan, raw) for (plan, _now), raw in zip(items, raws, strict=True)]
-        except self._errors as exc:
+        except (*self._errors, WireError) as exc:
             raise StateUnavailable(str(exc)) from exc
 
     def published_version(self, *, authoritative: bool = False) -> int:
@@ -227,7 +252,10 @@ class RedisSessionStore:
         return int(self._evalsha(self._publish_sha, PUBLISH_SCRIPT, [self.version_key], [version]))
 
     def floor(self) -> None:
-        self._evalsha(self._floor_sha, FLOOR_SCRIPT, [], [])
+        if self.wire is None:
+            self._evalsha(self._floor_sha, FLOOR_SCRIPT, [], [])
+        else:
+            self._wire_evalsha(self._floor_head, FLOOR_SCRIPT, (b"0",))
 
     def subscribe(self, on_change) -> threading.Thread:
         """Call `on_change()` whenever a new version is published (and after a reconnect,

@@ -191,15 +191,19 @@ def test_a_session_check_is_one_redis_round_trip(client, decide_secret, triage, 
     store = runtime().store
     assert isinstance(store, RedisSessionStore)
     calls = []
-    original = store.client.execute_command
+    through_redis_py, through_wire = store.client.execute_command, store.wire.request
 
-    def counting(*args, **kwargs):
-        calls.append(args[0])
-        return original(*args, **kwargs)
+    def counting(original, name):
+        def call(*args, **kwargs):
+            calls.append(name(args))
+            return original(*args, **kwargs)
 
-    store.client.execute_command = counting
+        return call
+
+    store.client.execute_command = counting(through_redis_py, lambda args: args[0])
+    store.wire.request = counting(through_wire, lambda args: args[0].split(b"\r\n")[2])
     ask(client, decide_secret, tool="crm-api", session="warm")
-    assert calls == ["EVALSHA"]
+    assert calls == [b"EVALSHA"]
     calls.clear()
     ask(client, decide_secret, tool="crm-api")  # sessionless: none
     assert calls == []
