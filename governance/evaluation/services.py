@@ -229,9 +229,11 @@ def unevaluated_ranges(*, grace_seconds: int, limit: int, batch: int) -> list[tu
 def unevaluated_sweep(
     *, grace_seconds: int | None = None, limit: int = 50_000, batch: int | None = None
 ) -> int:
-    """Enqueue evaluation for what was stored but never evaluated; returns the tasks sent."""
+    """Enqueue evaluation for what was stored but never evaluated; returns the tasks sent.
+    Pending rows left by events deleted outside the ORM go first: nothing else removes them."""
     grace = settings.MANDATE_SWEEP_GRACE_SECONDS if grace_seconds is None else grace_seconds
     batch = batch or settings.MANDATE_EVALUATION_BATCH
+    store.pending_orphans_delete(limit=limit)
     sent = 0
     for low, high in unevaluated_ranges(grace_seconds=grace, limit=limit, batch=batch):
         if not evaluation_enqueue(min_id=low, max_id=high):

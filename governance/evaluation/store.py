@@ -24,6 +24,7 @@ from datetime import datetime
 import msgspec
 import psycopg
 from django.db import connection
+from django.db.models import Exists, OuterRef
 
 from governance.evaluation.detectors import EventData
 from governance.models import Finding
@@ -144,6 +145,17 @@ def events_pending(*, min_id: int, max_id: int) -> bool:
             cursor.execute(_PENDING, [min_id, max_id])
             return cursor.fetchone()[0]
     return PendingEvaluation.objects.filter(event_id__gte=min_id, event_id__lte=max_id).exists()
+
+
+def pending_orphans_delete(*, limit: int) -> int:
+    """Drop pending rows whose event is gone. The table has no database foreign key (it would
+    slow ingestion), so an event deleted outside the ORM leaves its row behind, and no
+    claim's range, drawn from existing events, would ever reach it."""
+    orphans = PendingEvaluation.objects.filter(
+        ~Exists(UsageEvent.objects.filter(pk=OuterRef("event_id")))
+    ).values_list("event_id", flat=True)[:limit]
+    deleted, _ = PendingEvaluation.objects.filter(event_id__in=list(orphans)).delete()
+    return deleted
 
 
 def sessions_lock(session_ids: Iterable[int]) -> list[SessionRow]:
