@@ -254,6 +254,10 @@ def test_limits_left_unset_disable_their_checks():
         ("Ran the scripts", "code_execution"),
         ("Running a shell command", "code_execution"),
         ("Queried the warehouse tables", "data_store"),
+        ("Sent it to Bob", "messaging"),
+        ("Wrote it to disk", "file_write"),
+        ("Overwritten yesterday", "file_write"),
+        ("Ran it twice", "code_execution"),
     ],
 )
 def test_capability_words_count_in_any_inflection(text, capability):

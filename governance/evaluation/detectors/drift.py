@@ -59,10 +59,23 @@ _PATH = re.compile(r"(?<![\w/])/(?:[\w.-]+/)+[\w.-]+")
 _SUFFIXES = (("ies", "y"), ("ied", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", ""))
 
 
+# The irregular past forms of the listed verbs, which no suffix rule reaches: "sent the
+# file" must count as sending. ("read" is its own past.)
+_IRREGULAR = {
+    "sent": "send",
+    "wrote": "write",
+    "written": "write",
+    "overwrote": "overwrite",
+    "overwritten": "overwrite",
+    "ran": "run",
+}
+
+
 def stem(word: str) -> str:
     """A crude English stem, applied alike to the vocabulary and the text, so "emailed",
     "searching", "deletes" and "replies" count as the words listed; without it the capability
     signal saw only the exact forms."""
+    word = _IRREGULAR.get(word, word)
     for suffix, replacement in _SUFFIXES:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             word = word[: -len(suffix)] + replacement
