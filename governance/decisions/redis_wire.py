@@ -108,11 +108,11 @@ class ScriptWire:
         try:
             if self.path:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            else:
-                sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+                sock.settimeout(self.timeout)
+                sock.connect(self.path)
+            else:  # resolves the name, IPv4 or IPv6
+                sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(self.timeout)
-            sock.connect(self.path or (self.host, self.port))
             # Blocking from here on, with the timeouts kept by the kernel.
             sock.settimeout(None)
             seconds = int(self.timeout)
@@ -132,7 +132,14 @@ class ScriptWire:
         return self._local.conn
 
     def _handshake(self, packed: bytes) -> None:
-        if self.request(packed) != b"OK":
+        """AUTH or SELECT; a refusal closes the connection, so the next call starts over
+        instead of reusing a connection that is not set up."""
+        try:
+            reply = self.request(packed)
+        except WireError:
+            self.close()
+            raise
+        if reply != b"OK":
             self.close()
             raise WireError("Redis refused the connection's setup")
 
