@@ -174,3 +174,30 @@ def test_the_store_loads_its_script_when_redis_lost_it(live_redis):
     assert (code, calls) == ("allowed", 1)
     live_redis.script_flush()
     store.floor()
+
+
+def test_without_the_wire_redis_py_gives_the_same_answers(live_redis):
+    """A rediss:// URL has no wire: the same checks go through redis-py."""
+    prefix = f"mandate-test:{uuid.uuid4().hex}:"
+    wired, plain = (RedisSessionStore(TEST_REDIS_URL, prefix=prefix) for _ in range(2))
+    plain.wire = None
+    wired.publish(1)
+    now = time.time()
+    answers = [
+        store.check([(plan("s", tool, calls=3), now)], 1)[0][::3]
+        for store, tool in [
+            (wired, "web"),
+            (plain, "read"),
+            (plain, "exec"),
+            (wired, "web"),
+            (plain, "read"),
+        ]
+    ]
+    assert answers == [
+        ("allowed", 1),
+        ("allowed", 2),
+        ("combination_needs_exception", 2),
+        ("allowed", 3),
+        ("tool_call_budget_exhausted", 3),
+    ]
+    plain.floor()
