@@ -1,7 +1,7 @@
 """A lean EVALSHA for the decision hot path: one send, one receive, nothing around them.
 
 redis-py 8 wraps every command in a pool checkout (a lock, a pid check and a `poll` to see
-whether the connection holds stray data), a retry policy with backoff, observability
+whether the connection holds stray data), a retry policy, observability
 counters and a generic argument packer; with a socket timeout, Python adds a `poll` before
 each send and receive as well. A session check needs none of that: it sends one command and
 reads one reply. `ScriptWire` holds one connection per thread, packs the command itself,
@@ -91,6 +91,11 @@ class ScriptWire:
         except (WireError, hiredis.ProtocolError) as exc:
             self.close()
             raise WireError(str(exc)) from exc
+        except BaseException:
+            # Interrupted between the send and the reply (a signal, a timeout in the
+            # server): the reply may still come, and must not answer the next call.
+            self.close()
+            raise
         if isinstance(reply, hiredis.ReplyError):
             message = str(reply)
             if message.startswith("NOSCRIPT"):
@@ -105,6 +110,7 @@ class ScriptWire:
             conn[0].close()
 
     def _connect(self):
+        sock = None
         try:
             if self.path:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -120,6 +126,8 @@ class ScriptWire:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
         except OSError as exc:
+            if sock is not None:
+                sock.close()
             raise WireError(f"cannot connect to Redis: {exc}") from exc
         self._local.conn = (sock, hiredis.Reader())
         if self.password:

@@ -116,6 +116,30 @@ def test_it_reconnects_after_the_server_drops_the_connection(live_redis):
     assert wire.request(pack(b"PING")) == b"PONG"
 
 
+def test_an_interrupted_call_never_leaves_its_reply_to_the_next(live_redis):
+    wire = wire_for_url(TEST_REDIS_URL, timeout=0.5)
+    wire.request(pack(b"PING"))
+    sock, reader = wire._local.conn
+
+    class Interrupted(BaseException):  # as a signal handler's exception would be
+        pass
+
+    class InterruptedAfterSending:
+        def sendall(self, data):
+            sock.sendall(data)
+
+        def recv(self, size):
+            raise Interrupted
+
+        def close(self):
+            sock.close()
+
+    wire._local.conn = (InterruptedAfterSending(), reader)
+    with pytest.raises(Interrupted):
+        wire.request(pack(b"ECHO", b"meant-for-the-first-call"))
+    assert wire.request(pack(b"ECHO", b"second")) == b"second"
+
+
 def _client_id(client, name: str) -> int:
     return next(int(c["id"]) for c in client.client_list() if c.get("name") == name)
 
