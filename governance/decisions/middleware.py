@@ -7,11 +7,10 @@ API answer. DECISIONS_FAST_PATH=0 sends the endpoint through the full stack inst
 view is csrf_exempt and routed in api_urls.py either way) — bench/README.md compares both.
 """
 
-import uuid
-
 from django.conf import settings
 
 from governance.decisions.view import decide_view
+from governance.request_id import request_id_for
 
 
 class DecisionFastPathMiddleware:
@@ -29,10 +28,7 @@ class DecisionFastPathMiddleware:
         view = self.routes.get(request.path_info)
         if view is None:
             return self.get_response(request)
-        incoming = request.META.get("HTTP_X_REQUEST_ID", "")
-        request.request_id = (
-            incoming[:64] if incoming and incoming.isprintable() else uuid.uuid4().hex
-        )
+        request.request_id = request_id_for(request.META)
         response = view(request)
         response["X-Content-Type-Options"] = "nosniff"
         response["X-Request-ID"] = request.request_id
