@@ -10,7 +10,9 @@ loopback at 16 and 32 connections for each of:
   trivial  — a constant JsonResponse                       (/bench/floor/trivial)
   state    — the same plus ONE EVALSHA of `return 1`       (/bench/floor/state)
   nosess   — a sessionless decision                        (/api/v1/decisions)
-  session  — a session check: one Lua check-and-record     (/api/v1/decisions, 1,000 sessions)
+  session  — a session check: one Lua check-and-record     (/api/v1/decisions, 7,000 sessions)
+  script   — the state floor running the session script     (/bench/floor/script, no target:
+             the script's share of a session check, next to the decision's)
 with token auth and the decision log on, and a second server beside it with DECISIONS_LOG=0
 to measure the log's cost. Each ratio comes from pairs of back-to-back runs (see `measure`).
 Prints requests/s, p50, p99 and the ratios the issue sets targets for.
@@ -175,6 +177,7 @@ SCENARIOS = {
     "state": ("/bench/floor/state", 1000),
     "nosess": ("/api/v1/decisions", 0),
     "session": ("/api/v1/decisions", 1000),
+    "script": ("/bench/floor/script", 1000),
 }
 
 
@@ -237,7 +240,9 @@ COMPARISONS = {
     "session / state": (("state", True), ("session", True)),
     "log on / off, sessionless": (("nosess", False), ("nosess", True)),
     "log on / off, session": (("session", False), ("session", True)),
+    "script alone / state": (("state", True), ("script", True)),
 }
+# Run at 16 connections only: the log's cost, and the session script's share of a check.
 LOG_COMPARISONS_AT = 16
 
 
@@ -265,7 +270,8 @@ def measure(secret: str, connections, duration: int, rounds: int):
                 names = [
                     name
                     for name, (base, _measured) in COMPARISONS.items()
-                    if base[1] or c == LOG_COMPARISONS_AT
+                    if c == LOG_COMPARISONS_AT
+                    or name in ("sessionless / trivial", "session / state")
                 ]
                 shift = round_number % len(names)  # no comparison always runs first
                 for name in [*names[shift:], *names[:shift]]:
@@ -307,6 +313,11 @@ def report_ratios(pairs: dict) -> None:
     for (name, c), runs in pairs.items():
         parts = []
         for key in ("rps", "p50", "p99"):
+            if name not in RPS_TARGETS:  # a diagnostic: figures, no target
+                if key == "rps":
+                    median, low, high = paired_ratios(runs, key)
+                    parts.append(f"{key} {median:.2f} ({low:.2f}-{high:.2f}) [no target]")
+                continue
             if name.startswith("log") and key != "rps":
                 continue
             op, target = TARGETS[key]
