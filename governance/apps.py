@@ -9,7 +9,7 @@ class GovernanceConfig(AppConfig):
     def ready(self) -> None:
         post_migrate.connect(_sync_roles_once, sender=self, dispatch_uid="mandate-roles-sync")
         # Registers the Bearer scheme with drf-spectacular (extensions register on import).
-        from governance import openapi  # noqa: F401
+        from governance import checks, openapi  # noqa: F401
 
 
 def _sync_roles_once(**kwargs) -> None:

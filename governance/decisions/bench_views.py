@@ -12,6 +12,7 @@ from django.http import JsonResponse
 from governance.decisions.evaluator import SessionPlan
 from governance.decisions.runtime import runtime
 
+FLOOR_SESSIONS = "bench-floor:"
 _BODY = {"decision": "allow", "reasons": [], "policy_version": 0, "obligations": {}}
 
 
@@ -30,12 +31,13 @@ def floor_script(request):
     """The state floor with the session check's own script in place of `return 1`, called
     with the keys and arguments of the check in the body, and none of the decision around
     it (no token, no verdict, no answer, no log). Not a target: it splits the session
-    check's cost into the script's and the decision's (bench/README.md)."""
+    check's cost into the script's and the decision's (bench/README.md). It answers without
+    a token, so its sessions live apart from real ones (FLOOR_SESSIONS in their keys)."""
     check = msgspec.json.decode(request.body)
     rt = runtime()
     snapshot = rt.holder.current()
     plan = SessionPlan(
-        workload=check["workload"],
+        workload=FLOOR_SESSIONS + check["workload"],
         session=check["session"],
         max_session_seconds=3600,
         idle_timeout_seconds=3600,

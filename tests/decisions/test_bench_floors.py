@@ -1,10 +1,18 @@
 """The bench's floor views: routed only for the bench, and doing what their names say."""
 
 import json
+import time
 
 import pytest
 
+from governance.decisions.evaluator import SessionPlan
+from governance.decisions.runtime import runtime
 from tests.decisions.conftest import ask
+
+
+def version() -> int:
+    return runtime().holder.current().version
+
 
 pytestmark = pytest.mark.django_db
 FLOORS = ("/bench/floor/trivial", "/bench/floor/state", "/bench/floor/script")
@@ -33,11 +41,24 @@ def test_the_bench_gets_a_constant_answer_from_each(client, settings, triage, st
     }
 
 
-def test_the_script_floor_runs_the_session_script_on_the_checks_session(
+def test_the_script_floor_runs_the_session_script_apart_from_real_sessions(
     client, settings, decide_secret, triage, state
 ):
     settings.DECISIONS_BENCH_FLOORS = True
     floor(client, "/bench/floor/script")
     floor(client, "/bench/floor/script")
+    # Its two calls were recorded, under its own name: the real session is untouched.
+    plan = SessionPlan("bench-floor:triage", "s", 3600, 3600, 10**9, ("crm",), (), "metadata")
+    [(code, _detail, _started, calls)] = runtime().store.check([(plan, time.time())], version())
+    assert (code, calls) == ("allowed", 3)
     answer = ask(client, decide_secret, tool="crm-api", session="s")
-    assert answer["obligations"]["tool_calls_left"] == 100 - 3  # two by the floor, one here
+    assert answer["obligations"]["tool_calls_left"] == 100 - 1
+
+
+def test_check_deploy_warns_while_the_floors_are_routed(settings):
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    settings.DECISIONS_BENCH_FLOORS = True
+    with pytest.raises(SystemCheckError, match=r"mandate\.W001"):
+        call_command("check", deploy=True, fail_level="WARNING", tags=["security"])
