@@ -34,6 +34,11 @@ BEAT_SCHEDULE["sweep-unevaluated-events"] = {
     "schedule": 60.0,
     "options": {"expires": 50},
 }
+BEAT_SCHEDULE["sweep-pending-orphans"] = {
+    "task": "mandate.sweep_pending_orphans",
+    "schedule": 60 * 60,
+    "options": {"expires": 55 * 60},
+}
 # Ingestion: fold OTLP sessions whose fold after their batch failed (governance/ingest/traces).
 BEAT_SCHEDULE["fold-traces"] = {
     "task": "mandate.fold_traces",

@@ -229,17 +229,23 @@ def unevaluated_ranges(*, grace_seconds: int, limit: int, batch: int) -> list[tu
 def unevaluated_sweep(
     *, grace_seconds: int | None = None, limit: int = 50_000, batch: int | None = None
 ) -> int:
-    """Enqueue evaluation for what was stored but never evaluated; returns the tasks sent.
-    Pending rows left by events deleted outside the ORM go first: nothing else removes them."""
+    """Enqueue evaluation for what was stored but never evaluated; returns the tasks sent."""
     grace = settings.MANDATE_SWEEP_GRACE_SECONDS if grace_seconds is None else grace_seconds
     batch = batch or settings.MANDATE_EVALUATION_BATCH
-    store.pending_orphans_delete(limit=limit)
     sent = 0
     for low, high in unevaluated_ranges(grace_seconds=grace, limit=limit, batch=batch):
         if not evaluation_enqueue(min_id=low, max_id=high):
             break
         sent += 1
     return sent
+
+
+def pending_orphans_sweep(*, limit: int = 50_000) -> int:
+    """Drop pending rows whose event was deleted outside the ORM (the list has no database
+    foreign key); returns how many. Nothing else would: a claim only reaches rows inside a
+    range drawn from existing events. Hourly, since it reads the whole pending list and
+    only a hand-made delete leaves such rows."""
+    return store.pending_orphans_delete(limit=limit)
 
 
 def open_sessions_check(*, now=None, idle_after_seconds: int = 60, limit: int = 500) -> int:

@@ -29,6 +29,13 @@ def sweep_unevaluated(self) -> int:
     return unevaluated_sweep()
 
 
+@shared_task(name="mandate.sweep_pending_orphans", **RETRYING)
+def sweep_pending_orphans(self) -> int:
+    from governance.evaluation.services import pending_orphans_sweep
+
+    return pending_orphans_sweep()
+
+
 @shared_task(name="mandate.check_open_sessions", **RETRYING)
 def check_open_sessions(self) -> int:
     from governance.evaluation.services import open_sessions_check

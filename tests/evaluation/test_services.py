@@ -121,25 +121,27 @@ def test_the_sweeper_enqueues_ranges_of_left_over_events(workload, monkeypatch):
     assert sent[-1] == {"min_id": events[4].id, "max_id": events[4].id}
 
 
-def test_the_sweeper_drops_pending_rows_whose_event_was_deleted_outside_the_orm(
-    workload, monkeypatch
-):
+def test_pending_rows_whose_event_was_deleted_outside_the_orm_are_swept_hourly(workload):
     from django.db import connection
 
+    from governance.evaluation.tasks import sweep_pending_orphans
+    from governance.schedule import BEAT_SCHEDULE
     from workloads.models import PendingEvaluation, UsageEvent
 
-    sent = []
-    monkeypatch.setattr(services, "evaluation_enqueue", lambda **kw: sent.append(kw) or True)
     events = add_events(make_session(workload), *[("reasoning_step", i) for i in range(3)])
     with connection.cursor() as cursor:  # no database foreign key: the pending row stays
         cursor.execute(f"DELETE FROM {UsageEvent._meta.db_table} WHERE id = %s", [events[2].id])
     assert PendingEvaluation.objects.filter(event_id=events[2].id).exists()
-    assert services.unevaluated_sweep(grace_seconds=0, batch=10) == 1
-    assert sent == [{"min_id": events[0].id, "max_id": events[1].id}]
+    assert services.unevaluated_ranges(grace_seconds=0, limit=100, batch=10) == [
+        (events[0].id, events[1].id)  # no range ever reaches it
+    ]
+    assert sweep_pending_orphans.apply().get() == 1
     assert set(PendingEvaluation.objects.values_list("event_id", flat=True)) == {
         events[0].id,
         events[1].id,
     }
+    entry = next(e for e in BEAT_SCHEDULE.values() if e["task"] == sweep_pending_orphans.name)
+    assert entry["schedule"] == 3600
 
 
 def test_the_sweeper_leaves_recent_events_to_their_own_task(workload, monkeypatch):
