@@ -66,10 +66,9 @@ class ScriptWire:
     def _forget(self) -> None:
         self._local = threading.local()
 
-    def evalsha(self, head: bytes, tail: tuple[bytes, ...]):
-        """Run a script: `head` from `script_head`, `tail` the key count, keys and arguments
-        as bytes. Returns the decoded reply."""
-        return self.request(head % (len(tail) + 2) + b"".join([_bulk(a) for a in tail]))
+    def evalsha(self, sha: bytes, args: tuple[bytes, ...]):
+        """Run a loaded script: `args` are the key count, keys and arguments, as bytes."""
+        return self.request(pack(b"EVALSHA", sha, *args))
 
     def request(self, packed: bytes):
         conn = getattr(self._local, "conn", None)
@@ -152,33 +151,22 @@ class ScriptWire:
             raise WireError("Redis refused the connection's setup")
 
 
-def script_head(sha: str) -> bytes:
-    """The packed start of `EVALSHA sha …`, with `%d` for the whole command's length."""
-    return b"*%%d\r\n$7\r\nEVALSHA\r\n%s" % _bulk(sha.encode())
-
-
 def wire_for_url(url: str, *, timeout: float) -> ScriptWire | None:
     """A `ScriptWire` for a redis:// or unix:// URL; None for TLS or anything else."""
     parts = urlsplit(url)
     query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
-    db = int(query.get("db") or 0)
+    common = {
+        "db": int(query.get("db") or 0),
+        "username": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+        "timeout": timeout,
+    }
     if parts.scheme == "redis":
         path = (parts.path or "/").lstrip("/")
-        db = int(path) if path else db
-        return ScriptWire(
-            host=parts.hostname or "localhost",
-            port=parts.port or 6379,
-            db=db,
-            username=unquote(parts.username or ""),
-            password=unquote(parts.password or ""),
-            timeout=timeout,
-        )
+        if path:
+            common["db"] = int(path)
+        host = parts.hostname or "localhost"
+        return ScriptWire(host=host, port=parts.port or 6379, **common)
     if parts.scheme == "unix":
-        return ScriptWire(
-            path=parts.path,
-            db=db,
-            username=unquote(parts.username or ""),
-            password=unquote(parts.password or ""),
-            timeout=timeout,
-        )
+        return ScriptWire(path=parts.path, **common)
     return None

@@ -15,7 +15,6 @@ from governance.decisions.redis_wire import (
     ScriptWire,
     WireError,
     pack,
-    script_head,
     wire_for_url,
 )
 from governance.decisions.state import RedisSessionStore, StateUnavailable
@@ -40,9 +39,13 @@ def test_it_packs_a_command_as_redis_py_does():
     assert pack(*args) == b"".join(packer.pack(*args))
 
 
-def test_script_head_and_tail_make_one_evalsha():
-    head = script_head("f" * 40)
-    assert head % 4 + b"$1\r\n1\r\n$1\r\nk\r\n" == pack(b"EVALSHA", b"f" * 40, b"1", b"k")
+def test_evalsha_sends_one_packed_command():
+    wire = ScriptWire(host="127.0.0.1")
+    sent = []
+    wire.request = sent.append
+    wire.evalsha(b"f" * 40, (b"1", b"k"))
+    assert sent == [pack(b"EVALSHA", b"f" * 40, b"1", b"k")]
+    assert sent[0] == b"*4\r\n$7\r\nEVALSHA\r\n$40\r\n" + b"f" * 40 + b"\r\n$1\r\n1\r\n$1\r\nk\r\n"
 
 
 @pytest.mark.parametrize(
@@ -70,9 +73,9 @@ def test_it_runs_a_script_and_reports_a_missing_one(live_redis):
     wire = wire_for_url(TEST_REDIS_URL, timeout=0.5)
     live_redis.script_flush()
     with pytest.raises(ScriptMissing):
-        wire.evalsha(script_head(sha), (b"1", b"key", b"value"))
+        wire.evalsha(sha.encode(), (b"1", b"key", b"value"))
     live_redis.script_load(script)
-    reply = wire.evalsha(script_head(sha), (b"1", b"key", b"value"))
+    reply = wire.evalsha(sha.encode(), (b"1", b"key", b"value"))
     assert reply == live_redis.evalsha(sha, 1, "key", "value")
     assert reply[:2] == [b"key", b"value"]
 
