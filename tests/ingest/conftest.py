@@ -10,6 +10,7 @@ from governance.ingest import handoff
 from governance.ingest.access import ingest_caches_clear
 from governance.tokens import service_token_create
 from tests.factories import ClassifiedWorkloadFactory
+from tests.ingest.otlp_builders import protobuf_request
 
 
 @pytest.fixture(autouse=True)
@@ -97,3 +98,20 @@ def event(
         item["tool"] = "ticket-read"
     item.update(extra)
     return item
+
+
+@pytest.fixture
+def export_spans(client, secret):
+    """Send OTLP spans as protobuf; the export must be accepted whole."""
+
+    def send(spans):
+        response = client.post(
+            "/v1/traces",
+            data=protobuf_request(spans),
+            content_type="application/x-protobuf",
+            headers={"Authorization": f"Bearer {secret}"},
+        )
+        assert response.status_code == 200, response.content
+        return response
+
+    return send

@@ -8,7 +8,6 @@ from django.db import connection, transaction
 from governance.evaluation import store
 from governance.ingest.traces import traces_fold_pending
 from tests.ingest.otlp_builders import TRACE, agent_trace
-from tests.ingest.test_otlp_traces import export  # noqa: F401 (fixture)
 from workloads.models import PendingEvaluation, Session, SessionTrace, UsageEvent
 
 pytestmark = [
@@ -32,16 +31,16 @@ def _in_thread(target):
 
 
 def test_a_fold_waits_for_a_claim_on_its_events_then_queues_them_all_again(
-    export,  # noqa: F811
+    export_spans,
     workload,
     monkeypatch,
 ):
     from governance.ingest import traces
 
     root, *children = agent_trace()
-    export(children)  # before their root: stored in a session of their own
+    export_spans(children)  # before their root: stored in a session of their own
     monkeypatch.setattr(traces, "_fold", lambda *args: 0)  # linked, not folded yet
-    export([root])
+    export_spans([root])
     monkeypatch.undo()
     orphan_events = list(
         UsageEvent.objects.filter(session__external_id=TRACE).values_list("id", flat=True)

@@ -11,7 +11,7 @@ from governance.ingest.traces import _findings_move
 from governance.models import Finding
 from tests.evaluation.rows import make_session
 from tests.findings.api_rows import make_finding
-from tests.ingest.otlp_builders import TRACE, agent_trace, protobuf_request, span
+from tests.ingest.otlp_builders import TRACE, agent_trace, span
 from tests.ingest.test_otlp_api import assert_agent_trace_stored
 from workloads.models import PendingEvaluation, Session, SessionTrace, UsageEvent
 
@@ -21,21 +21,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _fresh_rate_history():
     cache.clear()
-
-
-@pytest.fixture
-def export(client, secret):
-    def send(spans):
-        response = client.post(
-            "/v1/traces",
-            data=protobuf_request(spans),
-            content_type="application/x-protobuf",
-            headers={"Authorization": f"Bearer {secret}"},
-        )
-        assert response.status_code == 200, response.content
-        return response
-
-    return send
 
 
 def evaluate_all():
@@ -53,11 +38,11 @@ def tool_span(span_id: str, tool: str, offset_ms: int):
     )
 
 
-def test_children_exported_before_their_root_are_folded_into_its_session(export, workload):
+def test_children_exported_before_their_root_are_folded_into_its_session(export_spans, workload):
     root, *children = agent_trace()
-    export(children)  # the root ends last, so it is exported last
+    export_spans(children)  # the root ends last, so it is exported last
     assert Session.objects.get(external_id=TRACE).source == "otlp"
-    export([root])
+    export_spans([root])
     assert not Session.objects.filter(external_id=TRACE).exists()
     assert_agent_trace_stored(workload)
     session = Session.objects.get(external_id="conv-1")
@@ -69,9 +54,9 @@ def test_children_exported_before_their_root_are_folded_into_its_session(export,
     assert link.session == session
 
 
-def test_spans_after_the_root_find_the_linked_session(export, workload):
-    export([agent_trace()[0]])
-    export([tool_span("00000000000000b7", "ticket-read", 3000)])
+def test_spans_after_the_root_find_the_linked_session(export_spans, workload):
+    export_spans([agent_trace()[0]])
+    export_spans([tool_span("00000000000000b7", "ticket-read", 3000)])
     assert UsageEvent.objects.get(event_id=f"{TRACE}:00000000000000b7").session.external_id == (
         "conv-1"
     )
@@ -79,16 +64,16 @@ def test_spans_after_the_root_find_the_linked_session(export, workload):
 
 
 def test_a_combination_split_across_the_fold_is_found_and_no_finding_is_raised_twice(
-    export, workload
+    export_spans, workload
 ):
-    export([tool_span("00000000000000c1", "web-search", 100)])
-    export([tool_span("00000000000000c2", "file-read", 200)])
+    export_spans([tool_span("00000000000000c1", "web-search", 100)])
+    export_spans([tool_span("00000000000000c2", "file-read", 200)])
     evaluate_all()  # the trace-keyed half alone: two ungranted tools, no combination
     orphan = Session.objects.get(external_id=TRACE)
     assert sorted(Finding.objects.values_list("kind", flat=True)) == ["unentitled_tool"] * 2
 
     root = agent_trace()[0]
-    export([root, tool_span("00000000000000c3", "code-exec", 300)])
+    export_spans([root, tool_span("00000000000000c3", "code-exec", 300)])
     session = Session.objects.get(external_id="conv-1")
     assert session.evaluation_state == {}
     events = UsageEvent.objects.filter(session=session)
@@ -103,20 +88,20 @@ def test_a_combination_split_across_the_fold_is_found_and_no_finding_is_raised_t
     assert kinds == ["forbidden_combination", *["unentitled_tool"] * 3]
 
 
-def test_a_fold_that_failed_is_done_by_the_beat_task(export, workload, monkeypatch):
+def test_a_fold_that_failed_is_done_by_the_beat_task(export_spans, workload, monkeypatch):
     from governance.ingest import traces
     from governance.ingest.tasks import fold_traces
     from governance.schedule import BEAT_SCHEDULE
 
     root, *children = agent_trace()
-    export(children)
+    export_spans(children)
 
     def crash(*args):
         raise RuntimeError("worker killed mid-fold")
 
     monkeypatch.setattr(traces, "_fold", crash)
     with pytest.raises(RuntimeError):
-        export([root])
+        export_spans([root])
     monkeypatch.undo()
     link = SessionTrace.objects.get(trace_id=TRACE)
     assert link.fold_pending and Session.objects.filter(external_id=TRACE).exists()
@@ -130,8 +115,8 @@ def test_a_fold_that_failed_is_done_by_the_beat_task(export, workload, monkeypat
     assert any(entry["task"] == "mandate.fold_traces" for entry in BEAT_SCHEDULE.values())
 
 
-def test_a_trace_linked_without_anything_to_fold_is_not_pending(export, workload):
-    export(agent_trace())
+def test_a_trace_linked_without_anything_to_fold_is_not_pending(export_spans, workload):
+    export_spans(agent_trace())
     assert SessionTrace.objects.get(trace_id=TRACE).fold_pending is False
 
 
@@ -159,12 +144,14 @@ def test_linking_takes_the_same_queries_for_two_traces_as_for_six(
 SECOND_TRACE = "6c9f0008a9149214e37ac744924ad71d"
 
 
-def test_a_signal_fired_in_both_halves_is_merged_into_one_finding(export, workload, admin_user):
+def test_a_signal_fired_in_both_halves_is_merged_into_one_finding(
+    export_spans, workload, admin_user
+):
     from governance.audit import AuditEvent
     from governance.models import ContainmentAction, FindingComment
 
     # Turn one of conversation conv-1: its root names the session, web-search is not granted.
-    export([agent_trace()[0], tool_span("00000000000000c1", "web-search", 100)])
+    export_spans([agent_trace()[0], tool_span("00000000000000c1", "web-search", 100)])
     evaluate_all()
     session = Session.objects.get(external_id="conv-1")
     first = Finding.objects.get(session=session, kind="unentitled_tool", tool="web-search")
@@ -180,7 +167,7 @@ def test_a_signal_fired_in_both_halves_is_merged_into_one_finding(export, worklo
             offset_ms=9000,
         )
     ]
-    export(second_turn)
+    export_spans(second_turn)
     evaluate_all()
     orphan_finding = Finding.objects.get(session__external_id=SECOND_TRACE)
     orphan_finding.assignee = admin_user
@@ -198,7 +185,7 @@ def test_a_signal_fired_in_both_halves_is_merged_into_one_finding(export, worklo
         root["start"] + 8_000_000_000,
         root["end"] + 8_000_000_000,
     )
-    export([root])
+    export_spans([root])
 
     findings = Finding.objects.filter(session=session, kind="unentitled_tool", tool="web-search")
     assert list(findings) == [first]  # one finding, not two
