@@ -68,6 +68,9 @@ def page(browser):
     errors = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.csp_errors = errors
+    failed = []
+    page.on("response", lambda r: failed.append((r.status, r.url)) if r.status >= 400 else None)
+    page.failed_responses = failed
     yield page
     context.close()
 
@@ -113,6 +116,22 @@ def test_an_iam_admin_registers_classifies_and_tightens_a_workload(page, live_se
     page.wait_for_url(re.compile(r"/audit/$"))
     page.get_by_role("cell", name="session_policy.update").first.wait_for()
     assert not [e for e in page.csp_errors if "Content Security Policy" in e]
+
+
+def test_every_page_in_the_navigation_loads_whole(page, live_server, admin_user):
+    """Each page of the main navigation, with everything it pulls in (styles, scripts, the
+    icon), loads without a failed request or a console error."""
+    log_in(page, live_server, admin_user)
+    links = page.locator(".mainnav a")
+    hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
+    assert len(hrefs) >= 8
+    for href in hrefs:
+        page.goto(f"{live_server.url}{href}")
+        page.wait_for_load_state("networkidle")
+        assert page.locator("h1").count() == 1, href
+    assert page.locator('link[rel="icon"]').count() == 1
+    assert page.failed_responses == []
+    assert page.csp_errors == []
 
 
 def test_a_field_error_appears_in_place_with_422(page, live_server, admin_user):
