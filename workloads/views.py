@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
+from governance.audit_labels import audit_labels_attach
 from governance.errors import DomainError
 from governance.forms import form_add_service_error
 from governance.htmx import is_fragment_request, redirect_after_post, render_invalid, render_page
@@ -196,6 +197,7 @@ def _detail_context(request, workload: Workload, **forms) -> dict:
     audit_page = Paginator(workload_audit_trail(workload=workload), AUDIT_TRAIL_PAGE_SIZE).get_page(
         request.GET.get("audit_page")
     )
+    audit_page.object_list = audit_labels_attach(audit_page.object_list)
     return {
         "workload": workload,
         "policy": policy,

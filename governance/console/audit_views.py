@@ -1,5 +1,6 @@
 """The audit log: every state change, filterable, newest first."""
 
+from governance.audit_labels import audit_labels_attach
 from governance.console.selectors import audit_event_list
 from governance.htmx import render_page
 from governance.keyset import keyset_page_from_request
@@ -15,6 +16,7 @@ def audit_log_view(request):
     events, filterset = audit_event_list(filters={k: v for k, v in filters.items() if v})
     # Keyset pages: as fast at the millionth event as at the first, and no COUNT(*).
     page = keyset_page_from_request(events, request, fields=("id",), size=PAGE_SIZE)
+    audit_labels_attach(page.rows)
     query = request.GET.copy()
     for cursor in ("before", "after", "page"):
         query.pop(cursor, None)

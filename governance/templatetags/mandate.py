@@ -9,14 +9,18 @@ _HIDDEN = object()
 
 @register.filter
 def audit_changes(event) -> list[dict]:
-    """The fields an audit event changed, with their value before and after."""
+    """The fields an audit event changed, with their value before and after; ids of related
+    objects by name where `audit_labels_attach` found one."""
     before = event.before or {}
     after = event.after or {}
+    labels = getattr(event, "value_labels", {})
     changes = []
     for field in sorted(set(before) | set(after)):
         old, new = before.get(field, _HIDDEN), after.get(field, _HIDDEN)
         if old == new:
             continue
+        named = labels.get(field, {})
+        old, new = named.get(str(old), old), named.get(str(new), new)
         changes.append(
             {
                 "field": field,

@@ -4,7 +4,7 @@ import pytest
 from django.db import transaction
 from django.urls import reverse
 
-from governance.audit import audit_record
+from governance.audit import audit_record, audit_snapshot
 from governance.tokens import service_token_create
 from tests.factories import (
     ClassifiedWorkloadFactory,
@@ -14,6 +14,7 @@ from tests.factories import (
     WorkloadFactory,
 )
 from workloads.models import CombinationRule, Entitlement
+from workloads.services import GRANT_AUDIT_FIELDS
 
 pytestmark = pytest.mark.django_db
 # Constant, not minimal: the detail page also shows exceptions, windows and requests.
@@ -105,6 +106,10 @@ def test_workload_detail_query_count_is_constant(
         with transaction.atomic():
             for i in range(start, start + n):
                 audit_record(by=admin_user, action="workload.update", obj=workload, after={"i": i})
+            # Events naming related objects: their names are looked up per page, not per row.
+            for grant in Entitlement.objects.filter(workload=workload)[start : start + n]:
+                after = audit_snapshot(grant, GRANT_AUDIT_FIELDS)
+                audit_record(by=admin_user, action="grant.create", obj=grant, after=after)
 
     grow(5, 0)
     few = _queries(admin_client, url, django_assert_max_num_queries)
