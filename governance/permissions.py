@@ -1,6 +1,7 @@
 """Every console view states the permission it needs; anything unstated is denied.
 
-Anonymous users are sent to log in; a signed-in user without the permission gets 403.
+Anonymous users are sent to log in; a signed-in user without the permission gets 403 (the
+console's 403 page, or for htmx a banner from static/js/mandate.js).
 The permission-matrix test reads `required_permission` off every routed view.
 """
 
@@ -8,6 +9,7 @@ from functools import wraps
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django_htmx.http import HttpResponseClientRedirect
 
 
 def requires(permission: str):
@@ -17,7 +19,7 @@ def requires(permission: str):
         @wraps(view)
         def guarded(request, *args, **kwargs):
             if not request.user.is_authenticated:
-                return redirect_to_login(request.get_full_path())
+                return _to_login(request)
             if not request.user.has_perm(permission):
                 raise PermissionDenied
             return view(request, *args, **kwargs)
@@ -26,6 +28,16 @@ def requires(permission: str):
         return guarded
 
     return decorate
+
+
+def _to_login(request):
+    """To the login page, then back. An htmx request (the session expired while the page was
+    open) sends the browser there, and back to the page it was on, not the fragment's URL: a
+    redirect it followed itself would swap the login form into the fragment."""
+    if getattr(request, "htmx", False):
+        back = request.htmx.current_url_abs_path or request.get_full_path()
+        return HttpResponseClientRedirect(redirect_to_login(back).url)
+    return redirect_to_login(request.get_full_path())
 
 
 def public(view):

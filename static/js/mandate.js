@@ -6,3 +6,37 @@ document.addEventListener("htmx:beforeSwap", (event) => {
     event.detail.isError = false;
   }
 });
+
+// Any other failed htmx request says so above the page instead of doing nothing: the
+// click did not take effect, and the reviewer must know.
+const REQUEST_ERRORS = {
+  403: "Not done: you are not allowed to do this, or the page's security token expired. Reload the page and try again.",
+  404: "Not done: what this acted on no longer exists. Reload the page.",
+  409: "Not done: someone changed this at the same time. Reload the page to see the current state.",
+  413: "Not done: what you sent is too large.",
+  429: "Not done: too many requests in a short time. Wait a moment and try again.",
+};
+
+function showRequestError(text) {
+  const banner = document.getElementById("request-error");
+  if (!banner) return;
+  banner.textContent = text;
+  banner.hidden = false;
+}
+
+document.addEventListener("htmx:responseError", (event) => {
+  const status = event.detail.xhr.status;
+  showRequestError(
+    REQUEST_ERRORS[status] ||
+      `Not done: the server could not complete this request (${status}). Try again; if it keeps failing, tell your administrator.`,
+  );
+});
+
+document.addEventListener("htmx:sendError", () => {
+  showRequestError("Not done: the server could not be reached. Check your connection and try again.");
+});
+
+document.addEventListener("htmx:afterRequest", (event) => {
+  const banner = document.getElementById("request-error");
+  if (banner && event.detail.successful) banner.hidden = true;
+});

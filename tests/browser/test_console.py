@@ -172,3 +172,41 @@ def test_an_owner_cannot_classify(page, live_server, owner):
     workload.refresh_from_db()
     assert workload.tier is None
     assert not AuditEvent.objects.filter(action="workload.classify").exists()
+
+
+def test_a_refused_htmx_action_says_so_and_leaves_the_page_as_it_was(page, live_server, admin_user):
+    workload = ClassifiedWorkloadFactory(slug="kept-policy")
+    log_in(page, live_server, admin_user)
+    page.goto(f"{live_server.url}/workloads/{workload.slug}/")
+    banner = page.locator("#request-error")
+    assert banner.is_hidden()
+
+    admin_user.groups.clear()  # the role is taken away while the page is open
+    policy = page.locator("#policy")
+    policy.get_by_label("Max tool calls").fill("7")
+    policy.get_by_role("button", name="Save session policy").click()
+
+    banner.wait_for(state="visible")
+    assert "not allowed" in banner.inner_text()
+    assert policy.get_by_label("Max tool calls").input_value() == "7"  # nothing swapped away
+    assert SessionPolicy.objects.get(workload=workload).max_tool_calls is None
+
+
+def test_an_htmx_action_after_logging_out_elsewhere_goes_to_log_in_and_back(
+    page, live_server, admin_user
+):
+    workload = ClassifiedWorkloadFactory(slug="came-back")
+    log_in(page, live_server, admin_user)
+    page.goto(f"{live_server.url}/workloads/{workload.slug}/")
+
+    # The session ended (expired, or logged out in another tab); the CSRF cookie outlives it.
+    kept = [c for c in page.context.cookies() if c["name"] != "sessionid"]
+    page.context.clear_cookies()
+    page.context.add_cookies(kept)
+    page.locator("#policy").get_by_role("button", name="Save session policy").click()
+
+    page.wait_for_url(re.compile(r"/login/\?next=/workloads/came-back/$"))
+    page.get_by_label("Username").fill(admin_user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{live_server.url}/workloads/{workload.slug}/")

@@ -1,0 +1,76 @@
+"""Refusals and failures reach the user as console pages, and an expired session under htmx
+goes to the login page rather than into a fragment."""
+
+import pytest
+from django.test import Client, RequestFactory
+from django.views.defaults import server_error
+
+from tests.factories import ClassifiedWorkloadFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_page_outside_the_role_is_a_403_in_the_console_layout(client, owner):
+    client.force_login(owner)
+
+    response = client.get("/audit/")
+
+    assert response.status_code == 403
+    html = response.content.decode()
+    assert "You may not open this" in html
+    assert 'class="mainnav"' in html  # the user can go on from here
+    assert 'href="/audit/"' not in html  # and is not offered the page again
+
+
+def test_an_unknown_address_is_a_404_in_the_console_layout(client, owner):
+    client.force_login(owner)
+
+    response = client.get("/no-such-page/")
+
+    assert response.status_code == 404
+    assert "There is no page at <code>/no-such-page/</code>" in response.content.decode()
+
+
+def test_a_form_without_its_csrf_token_says_it_expired_and_changes_nothing(admin_user):
+    workload = ClassifiedWorkloadFactory(slug="kept")
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(admin_user)
+
+    response = browser.post(f"/workloads/{workload.slug}/status/", {"status": "suspended"})
+
+    assert response.status_code == 403
+    assert "This form has expired" in response.content.decode()
+    workload.refresh_from_db()
+    assert workload.status == "active"
+
+
+def test_a_server_error_page_needs_no_request_context():
+    response = server_error(RequestFactory().get("/"))
+
+    assert response.status_code == 500
+    assert "Something went wrong on our side" in response.content.decode()
+
+
+def test_an_htmx_request_after_the_session_ended_sends_the_browser_to_log_in(client):
+    workload = ClassifiedWorkloadFactory(slug="open-page")
+
+    response = client.post(
+        f"/workloads/{workload.slug}/session-policy/",
+        {},
+        headers={
+            "HX-Request": "true",
+            "HX-Target": "policy",
+            "HX-Current-URL": f"http://testserver/workloads/{workload.slug}/",
+        },
+    )
+
+    assert response.status_code == 200
+    assert response["HX-Redirect"] == f"/login/?next=/workloads/{workload.slug}/"
+    assert response.content == b""
+
+
+def test_a_plain_request_after_the_session_ended_is_redirected_to_log_in(client):
+    response = client.get("/audit/?action=grant.create")
+
+    assert response.status_code == 302
+    assert response["Location"] == "/login/?next=/audit/%3Faction%3Dgrant.create"
