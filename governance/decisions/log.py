@@ -16,13 +16,17 @@ between wake-ups instead of reconnecting twice a second.
 
 Trade-off (documented in bench/README.md): entries buffered in a process that is killed are
 lost (at most one flush interval's worth); a graceful exit flushes. When the database is down
-entries stay buffered up to DECISIONS_LOG_MAX_BUFFER, then the oldest are dropped and counted.
+entries stay buffered up to DECISIONS_LOG_MAX_BUFFER, then the oldest are dropped. A loss is
+never silent: once the database answers again the writer records what was dropped (and any
+entry the database refused) as a `decision_log.entries_lost` audit event, which the
+console's decision log shows, and logs it as an error.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import socket
 import threading
 import time
 from collections import Counter, deque
@@ -143,6 +147,8 @@ class DecisionLog:
         self.max_buffer = max_buffer
         self.dropped = 0
         self.rejected = 0
+        # Losses not yet reported: (dropped, rejected, first and last time one happened).
+        self._lost = _Losses()
         self.written = 0
         self._buffer: deque = deque()
         self._tokens: set[int] = set()
@@ -162,6 +168,7 @@ class DecisionLog:
         if len(self._buffer) > self.max_buffer:
             self._buffer.popleft()
             self.dropped += 1
+            self._lost.add(dropped=1)
         if self.background:
             if self._pid != process.pid:
                 self._start()
@@ -222,7 +229,28 @@ class DecisionLog:
             self.written += total
             if total:
                 self._touch_tokens()
+            if self._lost:
+                self._report_losses()
             return total
+
+    def _report_losses(self) -> None:
+        """Record the entries this process lost since the last report, now that the database
+        answers (if it fails again, they stay unreported and the next flush retries)."""
+        lost, self._lost = self._lost, _Losses()
+        try:
+            _losses_record(lost)
+        except Exception:
+            self._lost.merge(lost)
+            raise
+        logger.error(
+            "decision log lost %d entries (%d dropped from a full buffer while the database "
+            "was unreachable, %d refused by the database) between %s and %s",
+            lost.dropped + lost.rejected,
+            lost.dropped,
+            lost.rejected,
+            _iso(lost.first_at),
+            _iso(lost.last_at),
+        )
 
     def _touch_tokens(self) -> None:
         """Mark the tokens that asked as used, at most once a minute each (not a query per
@@ -246,8 +274,67 @@ class DecisionLog:
                 written += 1
             except (DataError, IntegrityError):
                 self.rejected += 1
+                self._lost.add(rejected=1)
                 logger.error("decision log entry rejected by the database: %r", row)
         return written
+
+
+class _Losses:
+    __slots__ = ("dropped", "first_at", "last_at", "rejected")
+
+    def __init__(self):
+        self.dropped = self.rejected = 0
+        self.first_at = self.last_at = 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.dropped or self.rejected)
+
+    def add(self, *, dropped: int = 0, rejected: int = 0) -> None:
+        now = time.time()
+        if not self:
+            self.first_at = now
+        self.last_at = now
+        self.dropped += dropped
+        self.rejected += rejected
+
+    def merge(self, other: _Losses) -> None:
+        if not self:
+            self.first_at = other.first_at
+        else:
+            self.first_at = min(self.first_at, other.first_at)
+        self.last_at = max(self.last_at, other.last_at)
+        self.dropped += other.dropped
+        self.rejected += other.rejected
+
+
+LOSSES_ACTION = "decision_log.entries_lost"
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def _losses_record(lost: _Losses) -> None:
+    from django.db import transaction
+
+    from governance.audit import audit_record
+
+    with transaction.atomic():
+        audit_record(
+            by=None,
+            action=LOSSES_ACTION,
+            object_type="governance.decision",
+            object_repr="decision log",
+            after={
+                "lost": lost.dropped + lost.rejected,
+                "dropped": lost.dropped,
+                "rejected": lost.rejected,
+                "first_lost_at": _iso(lost.first_at),
+                "last_lost_at": _iso(lost.last_at),
+                "host": socket.gethostname(),
+                "process": process.pid,
+            },
+        )
 
 
 def _write(rows: list) -> None:

@@ -48,6 +48,7 @@ def _build() -> Runtime:
         background=settings.DECISIONS_LOG_BACKGROUND,
         interval=settings.DECISIONS_LOG_FLUSH_MS / 1000,
         batch=settings.DECISIONS_LOG_BATCH,
+        max_buffer=settings.DECISIONS_LOG_MAX_BUFFER,
     )
     return Runtime(store=store, holder=holder, log=log)
 

@@ -7,7 +7,8 @@ import django_filters
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from governance.models import Decision, DecisionCount
+from governance.decisions.log import LOSSES_ACTION
+from governance.models import AuditEvent, Decision, DecisionCount
 
 
 class DecisionFilter(django_filters.FilterSet):
@@ -33,6 +34,27 @@ def decisions_visible_to(user) -> QuerySet[Decision]:
     if _may_read_decisions(user):
         return Decision.objects.all()
     return Decision.objects.none()
+
+
+def decision_log_losses(*, user, days: int = 7) -> dict | None:
+    """Entries the log writers reported lost in the last `days` (None: none, or not
+    visible). One query on the audit log's action index."""
+    if not _may_read_decisions(user):
+        return None
+    since = timezone.now() - timedelta(days=days)
+    reports = list(
+        AuditEvent.objects.filter(action=LOSSES_ACTION, created_at__gte=since)
+        .order_by("-id")
+        .values_list("after", flat=True)[:500]
+    )
+    if not reports:
+        return None
+    return {
+        "lost": sum(int((after or {}).get("lost", 0)) for after in reports),
+        "reports": len(reports),
+        "days": days,
+        "action": LOSSES_ACTION,
+    }
 
 
 def decision_list(*, user, filters=None) -> QuerySet[Decision]:

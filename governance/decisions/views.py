@@ -8,6 +8,7 @@ from governance.dashboard import bar_chart as reason_bars
 from governance.decisions.selectors import (
     decision_chart_series,
     decision_list,
+    decision_log_losses,
     decisions_link_timelines,
 )
 from governance.findings.charts import bar_chart as column_chart
@@ -37,6 +38,7 @@ def decision_log_view(request):
     else:
         series = decision_chart_series(user=request.user)
         context |= {
+            "losses": decision_log_losses(user=request.user),
             "chart": series,
             "denied_chart": column_chart(series["denied_per_hour"]),
             # Reason codes are long: a wider label column than the dashboard's.

@@ -218,3 +218,29 @@ def test_a_logged_decision_links_to_its_session_timeline_when_there_is_one(
     assert by_session == {session.external_id: session.pk, "never-reported": None, "": None}
     body = page.content.decode()
     assert body.count(reverse("usage:timeline", args=[session.pk])) == 2
+
+
+def _report_losses(lost: int) -> None:
+    from django.db import transaction
+
+    from governance.audit import audit_record
+    from governance.decisions.log import LOSSES_ACTION
+
+    with transaction.atomic():
+        audit_record(by=None, action=LOSSES_ACTION, object_type="governance.decision",
+                     after={"lost": lost, "dropped": lost, "rejected": 0})  # fmt: skip
+
+
+def test_the_log_says_when_writers_lost_entries(client, reviewer, auditor):
+    page = reverse("decisions:log")
+    client.force_login(reviewer)
+    assert 'id="log-losses"' not in client.get(page).content.decode()
+
+    _report_losses(3)
+    _report_losses(4)
+
+    html = client.get(page).content.decode()
+    assert "7 decisions could not be logged in the last 7 days" in html
+    assert "?action=decision_log.entries_lost" not in html  # reviewers do not read the audit log
+    client.force_login(auditor)
+    assert "?action=decision_log.entries_lost" in client.get(page).content.decode()

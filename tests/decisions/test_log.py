@@ -187,3 +187,87 @@ def test_the_writer_keeps_hourly_counts_per_answer_and_reason():
         (0, "deny", "tool_not_granted"): 1,
         (3600, "allow", "allowed"): 1,
     }
+
+
+def _database_down(monkeypatch, name: str):
+    """Make the log module's `name` fail as it would with the database down; returns the
+    real one."""
+    real = getattr(log_module, name)
+
+    def down(*args):
+        raise ConnectionError("database down")
+
+    monkeypatch.setattr(log_module, name, down)
+    return real
+
+
+def _loss_reports():
+    from governance.models import AuditEvent
+
+    return list(
+        AuditEvent.objects.filter(action=log_module.LOSSES_ACTION).values_list("after", flat=True)
+    )
+
+
+@pytest.mark.django_db
+def test_entries_dropped_while_the_database_was_down_are_reported_when_it_answers(monkeypatch):
+    log = DecisionLog(background=False, max_buffer=2)
+    real_write = _database_down(monkeypatch, "_write")
+    for n in range(5):
+        log.record(row(n))
+    with pytest.raises(ConnectionError):
+        log.flush()
+    assert _loss_reports() == []  # nothing to report to while the database is down
+
+    monkeypatch.setattr(log_module, "_write", real_write)
+    assert log.flush() == 2
+
+    (report,) = _loss_reports()
+    assert report["lost"] == 3 and report["dropped"] == 3 and report["rejected"] == 0
+    assert report["first_lost_at"] <= report["last_lost_at"]
+    log.record(row(9))
+    log.flush()
+    assert len(_loss_reports()) == 1  # reported once, not on every flush
+
+
+@pytest.mark.django_db
+def test_a_report_that_fails_is_kept_and_made_on_the_next_flush(monkeypatch, writes):
+    log = DecisionLog(background=False, max_buffer=1)
+    real_record = _database_down(monkeypatch, "_losses_record")
+    for n in range(3):
+        log.record(row(n))
+    with pytest.raises(ConnectionError):
+        log.flush()
+    log.record(row(3))  # and one more dropped meanwhile
+    log.record(row(4))
+
+    monkeypatch.setattr(log_module, "_losses_record", real_record)
+    log.flush()
+
+    (report,) = _loss_reports()
+    assert report["dropped"] == 3
+
+
+@pytest.mark.django_db
+def test_entries_the_database_refuses_are_reported_as_lost():
+    log = DecisionLog(background=False)
+    log.record(row(1, policy_version=-1))
+    log.record(row(2))
+
+    assert log.flush() == 1
+
+    (report,) = _loss_reports()
+    assert report["rejected"] == 1 and report["dropped"] == 0 and report["lost"] == 1
+
+
+def test_the_runtime_builds_its_log_from_the_settings(settings):
+    from governance.decisions.runtime import runtime, runtime_reset
+
+    settings.DECISIONS_LOG_BATCH = 123
+    settings.DECISIONS_LOG_MAX_BUFFER = 4567
+    settings.DECISIONS_LOG_FLUSH_MS = 250
+    runtime_reset()
+
+    log = runtime().log
+
+    assert (log.batch, log.max_buffer, log.interval) == (123, 4567, 0.25)
