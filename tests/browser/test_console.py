@@ -11,7 +11,7 @@ import pytest
 
 from governance.models import AuditEvent
 from governance.roles import roles_sync
-from tests.factories import ClassifiedWorkloadFactory, WorkloadFactory
+from tests.factories import ClassifiedWorkloadFactory, EntitlementFactory, WorkloadFactory
 from workloads.models import SessionPolicy, Workload
 from workloads.seed import seed_reference_data
 
@@ -210,3 +210,21 @@ def test_an_htmx_action_after_logging_out_elsewhere_goes_to_log_in_and_back(
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{live_server.url}/workloads/{workload.slug}/")
+
+
+def test_on_a_phone_the_pages_fit_the_screen_and_wide_tables_scroll(browser, live_server, cast):
+    workload = ClassifiedWorkloadFactory(
+        slug="a-workload-with-a-rather-long-slug-for-a-narrow-screen"
+    )
+    EntitlementFactory(workload=workload)  # its revoke form has a label only screen readers see
+    context = browser.new_context(viewport={"width": 390, "height": 800})
+    page = context.new_page()
+    log_in(page, live_server, cast["admin"])
+    for path in ("/workloads/", f"/workloads/{workload.slug}/", "/decisions/", "/tokens/"):
+        page.goto(f"{live_server.url}{path}")
+        page_width = page.evaluate("document.documentElement.scrollWidth")
+        assert page_width <= 390, (path, page_width)
+        topbar = page.locator(".topbar").bounding_box()
+        last_link = page.locator(".mainnav a").last.bounding_box()
+        assert last_link["y"] + last_link["height"] <= topbar["y"] + topbar["height"], path
+    context.close()
