@@ -12,6 +12,17 @@ slug_validator = RegexValidator(
 )
 
 
+def related_label(instance: models.Model, name: str) -> str:
+    """The related object's name when it is already loaded, else its id: a readable
+    `str()` for audit records without a query behind every call."""
+    field = instance._meta.get_field(name)
+    if field.is_cached(instance):
+        related = field.get_cached_value(instance)
+        if related is not None:
+            return str(related)
+    return str(getattr(instance, field.attname))
+
+
 class CapabilityClass(models.TextChoices):
     WEB_ACCESS = "web_access", "Web access"
     FILE_READ = "file_read", "File read"
@@ -196,7 +207,7 @@ class SessionPolicy(models.Model):
         verbose_name_plural = "session policies"
 
     def __str__(self) -> str:
-        return f"session policy of {self.workload_id}"
+        return f"session policy of {related_label(self, 'workload')}"
 
     def effective(self, tier: SensitivityTier | None = None) -> dict:
         """The limits in force: each override, else the tier's default."""
@@ -300,7 +311,7 @@ class Entitlement(models.Model):
         permissions = [("grant_entitlement", "Can grant and revoke entitlements directly")]
 
     def __str__(self) -> str:
-        return f"{self.workload_id}:{self.tool_id}"
+        return f"{related_label(self, 'workload')}:{related_label(self, 'tool')}"
 
     def is_valid_at(self, moment) -> bool:
         """Expired grants count as expired even before the expiry job has run."""
@@ -388,7 +399,7 @@ class SessionExtension(ExpiringApproval):
         ]
 
     def __str__(self) -> str:
-        return f"extension of {self.workload_id}"
+        return f"extension of {related_label(self, 'workload')}"
 
 
 class RuleException(ExpiringApproval):
@@ -426,4 +437,4 @@ class RuleException(ExpiringApproval):
         ]
 
     def __str__(self) -> str:
-        return f"{self.rule_id} exception for {self.workload_id}"
+        return f"{related_label(self, 'rule')} exception for {related_label(self, 'workload')}"

@@ -4,7 +4,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from workloads.models.catalogue import Workload
+from workloads.models.catalogue import Workload, related_label
 
 
 class Session(models.Model):
@@ -46,7 +46,7 @@ class Session(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.workload_id}/{self.external_id}"
+        return f"{related_label(self, 'workload')}/{self.external_id}"
 
 
 class EventType(models.TextChoices):
