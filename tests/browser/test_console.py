@@ -228,3 +228,19 @@ def test_on_a_phone_the_pages_fit_the_screen_and_wide_tables_scroll(browser, liv
         last_link = page.locator(".mainnav a").last.bounding_box()
         assert last_link["y"] + last_link["height"] <= topbar["y"] + topbar["height"], path
     context.close()
+
+
+def test_many_requests_at_once_are_all_answered(page, live_server, admin_user):
+    for n in range(20):
+        ClassifiedWorkloadFactory(slug=f"busy-{n}")
+    log_in(page, live_server, admin_user)
+
+    statuses = page.evaluate(
+        """async () => {
+            const asks = Array.from({length: 24}, (_, i) =>
+                fetch(i % 2 ? "/workloads/" : "/requests/", {headers: {"HX-Request": "true"}}));
+            return (await Promise.all(asks)).map(r => r.status);
+        }"""
+    )
+
+    assert statuses == [200] * 24
