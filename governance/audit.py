@@ -45,13 +45,14 @@ def audit_snapshot(obj: models.Model, fields: list[str] | tuple[str, ...]) -> di
     data = {}
     for name in fields:
         field = obj._meta.get_field(name)
-        data[name] = _jsonable(getattr(obj, field.attname))
+        # A reverse relation has no column: audit_snapshot names concrete fields only.
+        data[name] = _jsonable(getattr(obj, getattr(field, "attname", name)))
     return data
 
 
 @dataclass(frozen=True)
 class Actor:
-    user: AbstractBaseUser | None
+    user: Any  # an instance of AUTH_USER_MODEL, or None for the system
     label: str
 
 

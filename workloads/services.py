@@ -47,7 +47,7 @@ GRANT_AUDIT_FIELDS = (
     "revoke_reason",
 )
 
-ALLOWED_STATUS_CHANGES = {
+ALLOWED_STATUS_CHANGES: dict[str, set[str]] = {
     Workload.Status.DRAFT: {Workload.Status.ACTIVE, Workload.Status.RETIRED},
     Workload.Status.ACTIVE: {Workload.Status.SUSPENDED, Workload.Status.RETIRED},
     Workload.Status.SUSPENDED: {Workload.Status.ACTIVE, Workload.Status.RETIRED},
@@ -229,7 +229,7 @@ def session_policy_update(*, workload: Workload, by, **values) -> SessionPolicy:
 def tool_save(*, by, tool: Tool | None = None, **fields) -> Tool:
     """Create a tool, or change one; capability class changes re-evaluate rules next time."""
     creating = tool is None
-    tool = Tool() if creating else Tool.objects.select_for_update().get(pk=tool.pk)
+    tool = Tool() if tool is None else Tool.objects.select_for_update().get(pk=tool.pk)
     before = None if creating else audit_snapshot(tool, TOOL_AUDIT_FIELDS)
     for name, value in fields.items():
         setattr(tool, name, value)
@@ -251,7 +251,7 @@ def combination_rule_save(*, by, rule: CombinationRule | None = None, **fields) 
     creating = rule is None
     rule = (
         CombinationRule()
-        if creating
+        if rule is None
         else CombinationRule.objects.select_for_update().get(pk=rule.pk)
     )
     before = None if creating else audit_snapshot(rule, RULE_AUDIT_FIELDS)

@@ -8,8 +8,10 @@ combination, a self-approval) are audited in their own committed transaction, th
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -366,6 +368,8 @@ def _grant(req: AccessRequest, by, allowed_rules: set[str], tools: list[Tool]) -
     """The final approval: exceptions, then grants (or the session window), then the status."""
     now = timezone.now()
     tier = req.workload.tier
+    if tier is None:  # a request needs a classified workload; its tier sets the longest grant
+        raise Conflict("Classify the workload before granting it anything.", code="unclassified")
     if req.valid_until is not None:
         end = req.valid_until
     elif req.duration_days is not None:
@@ -376,8 +380,9 @@ def _grant(req: AccessRequest, by, allowed_rules: set[str], tools: list[Tool]) -
         exception_decision = (
             req.decisions.filter(step__kind=EXCEPTION).select_related("step").first()
         )
-        if exception_decision is not None:
-            for rule in CombinationRule.objects.filter(slug__in=exception_decision.step.rules):
+        step = exception_decision.step if exception_decision is not None else None
+        if exception_decision is not None and step is not None:
+            for rule in CombinationRule.objects.filter(slug__in=step.rules):
                 exception = RuleException.objects.create(
                     workload=req.workload,
                     rule=rule,
@@ -645,7 +650,7 @@ def _may_revoke_exception(by, exception: RuleException) -> bool:
 
 
 # model -> (what to call it, audit action, audited fields, who may revoke it)
-_REVOCABLE = {
+_REVOCABLE: dict[type, tuple[str, str, tuple[str, ...], Callable[[Any, Any], bool]]] = {
     RuleException: ("exception", "exception.revoke", EXCEPTION_AUDIT_FIELDS, _may_revoke_exception),
     SessionExtension: (
         "session window",

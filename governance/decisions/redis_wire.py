@@ -155,18 +155,20 @@ def wire_for_url(url: str, *, timeout: float) -> ScriptWire | None:
     """A `ScriptWire` for a redis:// or unix:// URL; None for TLS or anything else."""
     parts = urlsplit(url)
     query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
-    common = {
-        "db": int(query.get("db") or 0),
-        "username": unquote(parts.username or ""),
-        "password": unquote(parts.password or ""),
-        "timeout": timeout,
-    }
+    db = int(query.get("db") or 0)
+    username, password = unquote(parts.username or ""), unquote(parts.password or "")
     if parts.scheme == "redis":
         path = (parts.path or "/").lstrip("/")
-        if path:
-            common["db"] = int(path)
-        host = parts.hostname or "localhost"
-        return ScriptWire(host=host, port=parts.port or 6379, **common)
+        return ScriptWire(
+            host=parts.hostname or "localhost",
+            port=parts.port or 6379,
+            db=int(path) if path else db,
+            username=username,
+            password=password,
+            timeout=timeout,
+        )
     if parts.scheme == "unix":
-        return ScriptWire(path=parts.path, **common)
+        return ScriptWire(
+            path=parts.path, db=db, username=username, password=password, timeout=timeout
+        )
     return None

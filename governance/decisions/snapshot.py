@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 INF = math.inf
@@ -113,9 +114,9 @@ def snapshot_build(
     tools: list[dict],
     grants: list[dict],
     rules: list[dict],
-    extensions: list[dict] = (),
-    exceptions: list[dict] = (),
-    tokens: list[dict] = (),
+    extensions: Sequence[dict] = (),
+    exceptions: Sequence[dict] = (),
+    tokens: Sequence[dict] = (),
     compiled_at: float | None = None,
 ) -> Snapshot:
     """Compile plain rows. Datetimes may be datetimes or epoch numbers (None = open end).

@@ -25,7 +25,7 @@ from governance.decisions.evaluator import (
     combination_code,
     session_verdict,
 )
-from governance.decisions.redis_wire import ScriptMissing, WireError, wire_for_url
+from governance.decisions.redis_wire import ScriptMissing, ScriptWire, WireError, wire_for_url
 
 
 class StateUnavailable(Exception):
@@ -189,12 +189,12 @@ class RedisSessionStore:
             return _combination_code(plan, detail), f"Rule: {detail}.", float(second), int(raw[2])
         return code, "", float(second), int(raw[2])
 
-    def _wire_evalsha(self, sha: bytes, script: str, args: tuple[bytes, ...]):
+    def _wire_evalsha(self, wire: ScriptWire, sha: bytes, script: str, args: tuple[bytes, ...]):
         try:
-            return self.wire.evalsha(sha, args)
+            return wire.evalsha(sha, args)
         except ScriptMissing:
             self.client.script_load(script)
-            return self.wire.evalsha(sha, args)
+            return wire.evalsha(sha, args)
 
     def _wire_tail(self, plan: SessionPlan, now: float, version: int) -> tuple[bytes, ...]:
         session_key = self.session_key(plan.workload, plan.session).encode()
@@ -206,7 +206,10 @@ class RedisSessionStore:
             if len(items) == 1 and self.wire is not None:
                 plan, now = items[0]
                 raw = self._wire_evalsha(
-                    self._session_sha_bytes, SESSION_SCRIPT, self._wire_tail(plan, now, version)
+                    self.wire,
+                    self._session_sha_bytes,
+                    SESSION_SCRIPT,
+                    self._wire_tail(plan, now, version),
                 )
                 return [self._result(plan, raw)]
             if len(items) == 1:
@@ -255,7 +258,7 @@ class RedisSessionStore:
         if self.wire is None:
             self._evalsha(self._floor_sha, FLOOR_SCRIPT, [], [])
         else:
-            self._wire_evalsha(self._floor_sha_bytes, FLOOR_SCRIPT, (b"0",))
+            self._wire_evalsha(self.wire, self._floor_sha_bytes, FLOOR_SCRIPT, (b"0",))
 
     def subscribe(self, on_change) -> threading.Thread:
         """Call `on_change()` whenever a new version is published (and after a reconnect,

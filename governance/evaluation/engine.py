@@ -102,8 +102,8 @@ def evaluate_session_batch(
         if event.type == "tool_call" and event.tool:
             state["tool_calls"] += 1
             emit(check_tool_access(event, policy))
-            for draft in check_session_combination(tools_used, event, policy):
-                emit(draft)
+            for combination in check_session_combination(tools_used, event, policy):
+                emit(combination)
             tools_used.setdefault(event.tool, policy.tools.get(event.tool, ""))
             signature = f"{event.tool}:{event.arguments_hash}"
             calls, draft = check_loop(

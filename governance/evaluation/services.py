@@ -17,6 +17,7 @@ duplicates nothing.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -64,7 +65,7 @@ def dedupe_key(session_id: int, draft: FindingDraft) -> str:
     return f"s{session_id}:{draft.key}"[:200]
 
 
-def findings_record(drafts: list[tuple[SessionLike, FindingDraft]]) -> list[Finding]:
+def findings_record(drafts: Sequence[tuple[SessionLike, FindingDraft]]) -> list[Finding]:
     """Insert findings once each (ON CONFLICT DO NOTHING); return the ones that are new.
 
     Must run in the transaction that holds the sessions' locks: that is what makes the
@@ -122,7 +123,7 @@ def _audit_raised(raised: list[dict]) -> None:
 
 
 def sessions_apply(
-    sessions: list[SessionLike],
+    sessions: Sequence[SessionLike],
     events: dict[int, list[EventData]],
     *,
     fresh: bool = False,

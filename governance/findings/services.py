@@ -15,7 +15,7 @@ from workloads.models import Entitlement, RuleException, Workload
 TRIAGE = "governance.triage_finding"
 FINDING_AUDIT_FIELDS = ("kind", "severity", "status", "workload", "session", "assignee")
 
-ALLOWED_TRANSITIONS = {
+ALLOWED_TRANSITIONS: dict[str, set[str]] = {
     Finding.Status.OPEN: {
         Finding.Status.ACKNOWLEDGED,
         Finding.Status.RESOLVED,

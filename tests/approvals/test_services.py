@@ -293,6 +293,26 @@ def test_a_session_window_request_creates_an_expiring_extension(read_workload, o
     assert limits["max_session_seconds"] == current["max_session_seconds"] * 2
 
 
+def test_a_workload_that_lost_its_tier_is_granted_nothing(read_workload, owner, approver):
+    current = effective_session_limits(workload=read_workload, at=timezone.now())
+    req = services.access_request_create(
+        by=owner,
+        workload=read_workload,
+        kind="session_window",
+        justification="Month-end runs are long.",
+        session_limits={"max_session_seconds": current["max_session_seconds"] * 2},
+        duration_days=5,
+    )
+    # Only a workload that is not live may lack a tier (a check constraint); say it was reset.
+    type(read_workload).objects.filter(pk=read_workload.pk).update(status="draft", tier=None)
+
+    with pytest.raises(Conflict) as refused:
+        services.access_request_approve(access_request=req, by=approver)
+
+    assert refused.value.code == "unclassified"
+    assert not SessionExtension.objects.filter(request=req).exists()
+
+
 def test_a_session_window_must_ask_for_more_than_now(read_workload, owner):
     current = effective_session_limits(workload=read_workload, at=timezone.now())
     with pytest.raises(DomainError) as excinfo:

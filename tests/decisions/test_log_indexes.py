@@ -21,6 +21,38 @@ def plan(queryset) -> str:
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
+@pytest.fixture(autouse=True)
+def log_like_production():
+    """A log whose statistics look like a real one: many workloads, tools and sessions, few
+    denials. On a table the planner believes empty or tiny its choice depends on whatever
+    statistics earlier tests left behind (the session filter once planned through the
+    recency index after a long run), which is not what this test is about."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from governance.models import Decision
+
+    now = timezone.now()
+    Decision.objects.bulk_create(
+        Decision(
+            decided_at=now - timedelta(seconds=i),
+            # The filters below ask for "w", "t" and "s-1": values the log holds, in the
+            # proportions a busy log would.
+            workload="w" if i % 40 == 1 else f"w{i % 40}",
+            tool="t" if i % 25 == 1 else f"t{i % 25}",
+            session=f"s-{i % 400}",
+            decision="deny" if i % 20 == 0 else "allow",
+            reason_code="tool_not_granted" if i % 20 == 0 else "allowed",
+            policy_version=1,
+            latency_us=100,
+        )
+        for i in range(4000)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE governance_decision")
+
+
 @pytest.fixture
 def reader():
     return get_user_model().objects.create_superuser("reader", "reader@example.test", "x")
