@@ -276,16 +276,22 @@ def test_approval_replaces_a_grant_it_makes_redundant(read_workload, owner, appr
     assert Entitlement.objects.get(workload=read_workload, status="active").request == req
 
 
-def test_a_session_window_request_creates_an_expiring_extension(read_workload, owner, approver):
-    current = effective_session_limits(workload=read_workload, at=timezone.now())
-    req = services.access_request_create(
+def file_double_window(workload, owner):
+    """A request for twice the session window in force, for five days."""
+    current = effective_session_limits(workload=workload, at=timezone.now())
+    return services.access_request_create(
         by=owner,
-        workload=read_workload,
+        workload=workload,
         kind="session_window",
         justification="Month-end runs are long.",
         session_limits={"max_session_seconds": current["max_session_seconds"] * 2},
         duration_days=5,
     )
+
+
+def test_a_session_window_request_creates_an_expiring_extension(read_workload, owner, approver):
+    current = effective_session_limits(workload=read_workload, at=timezone.now())
+    req = file_double_window(read_workload, owner)
     services.access_request_approve(access_request=req, by=approver)
     extension = SessionExtension.objects.get(request=req)
     assert extension.valid_until - timezone.now() <= timedelta(days=5)
@@ -294,15 +300,7 @@ def test_a_session_window_request_creates_an_expiring_extension(read_workload, o
 
 
 def test_a_workload_that_lost_its_tier_is_granted_nothing(read_workload, owner, approver):
-    current = effective_session_limits(workload=read_workload, at=timezone.now())
-    req = services.access_request_create(
-        by=owner,
-        workload=read_workload,
-        kind="session_window",
-        justification="Month-end runs are long.",
-        session_limits={"max_session_seconds": current["max_session_seconds"] * 2},
-        duration_days=5,
-    )
+    req = file_double_window(read_workload, owner)
     # Only a workload that is not live may lack a tier (a check constraint); say it was reset.
     type(read_workload).objects.filter(pk=read_workload.pk).update(status="draft", tier=None)
 
