@@ -3,16 +3,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from governance import views
+from governance.auth_views import LoginView
 from governance.ingest.urls import otlp_urlpatterns
 from governance.permissions import public
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
-    path(
-        "login/",
-        public(auth_views.LoginView.as_view(template_name="registration/login.html")),
-        name="login",
-    ),
+    path("login/", public(LoginView.as_view()), name="login"),
     path("logout/", public(auth_views.LogoutView.as_view()), name="logout"),
     path("", include("workloads.urls")),
     path("audit/", include("governance.console.audit_urls")),
