@@ -25,7 +25,9 @@ logger = logging.getLogger(__name__)
 def client_address(request) -> str:
     header = settings.LOGIN_CLIENT_IP_HEADER
     if header and request.META.get(header):
-        return request.META[header].split(",")[0].strip()[:64]
+        # The last entry: in a list such as X-Forwarded-For it is the one your proxy added;
+        # the ones before it are whatever the client sent.
+        return request.META[header].split(",")[-1].strip()[:64]
     return request.META.get("REMOTE_ADDR", "")[:64]
 
 
@@ -41,8 +43,9 @@ def _keys(username: str, address: str) -> tuple[tuple[str, int], tuple[str, int]
 
 def login_wait(*, username: str, address: str) -> int:
     """Seconds until this username may try again from this address (0: now)."""
-    counts = cache.get_many([key for key, _limit in _keys(username, address)])
-    if any(counts.get(key, 0) >= limit for key, limit in _keys(username, address)):
+    keys = _keys(username, address)
+    counts = cache.get_many([key for key, _limit in keys])
+    if any(counts.get(key, 0) >= limit for key, limit in keys):
         window = settings.LOGIN_FAILURE_WINDOW
         return max(1, int(window - time.time() % window))
     return 0

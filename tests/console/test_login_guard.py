@@ -126,3 +126,14 @@ def test_a_trusted_proxys_client_header_tells_clients_apart(client, admin_user, 
         ).status_code
         == 302
     )
+
+
+def test_with_a_forwarded_for_list_the_proxys_own_entry_counts(client, admin_user, settings):
+    settings.LOGIN_CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
+    for n in range(5):  # the client forges a new first entry each time
+        attempt(
+            client, admin_user.username, headers={"X-Forwarded-For": f"10.9.9.{n}, 203.0.113.7"}
+        )
+
+    forged = {"X-Forwarded-For": "10.9.9.99, 203.0.113.7"}
+    assert attempt(client, admin_user.username, PASSWORD, headers=forged).status_code == 429
