@@ -3,8 +3,10 @@ lockouts in the audit trail."""
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.db import transaction
+from django.urls import reverse_lazy
 
 from governance.audit import audit_record
 from governance.login_guard import (
@@ -52,4 +54,19 @@ class LoginView(auth_views.LoginView):
         login_success_record(username=user.get_username(), address=address)
         with transaction.atomic():
             audit_record(by=user, action="user.login", obj=user, after={"address": address})
+        return response
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Any console user changes their own password (the demo prints one once); the old one
+    is required, the password validators apply, the change is audited."""
+
+    template_name = "registration/password_change_form.html"
+    success_url = reverse_lazy("dashboard")
+
+    def form_valid(self, form):
+        with transaction.atomic():
+            response = super().form_valid(form)
+            audit_record(by=self.request.user, action="user.password_change", obj=form.user)
+        messages.success(self.request, "Your password is changed.")
         return response

@@ -3,14 +3,16 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from governance import views
-from governance.auth_views import LoginView
+from governance.auth_views import LoginView, PasswordChangeView
 from governance.ingest.urls import otlp_urlpatterns
-from governance.permissions import public
+from governance.permissions import public, requires
+from governance.roles import CONSOLE
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("login/", public(LoginView.as_view()), name="login"),
     path("logout/", public(auth_views.LogoutView.as_view()), name="logout"),
+    path("password/", requires(CONSOLE)(PasswordChangeView.as_view()), name="password_change"),
     path("", include("workloads.urls")),
     path("audit/", include("governance.console.audit_urls")),
     path("tokens/", include("governance.console.token_urls")),

@@ -137,3 +137,9 @@ def test_with_a_forwarded_for_list_the_proxys_own_entry_counts(client, admin_use
 
     forged = {"X-Forwarded-For": "10.9.9.99, 203.0.113.7"}
     assert attempt(client, admin_user.username, PASSWORD, headers=forged).status_code == 429
+
+
+def test_a_console_sign_in_lasts_a_working_day(client, admin_user):
+    response = attempt(client, admin_user.username, PASSWORD)
+
+    assert response.cookies["sessionid"]["max-age"] == 8 * 3600
