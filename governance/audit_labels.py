@@ -49,25 +49,23 @@ def audit_labels_attach(events) -> list:
     """Give each event `value_labels`: {field: {stored id as text: name}}. Returns the events
     as a list (a queryset is read once)."""
     events = list(events)
+    refs = []  # (event, field, related model, stored value)
     wanted: dict[type[models.Model], set] = defaultdict(set)
     for event in events:
+        event.value_labels = {}
         for side in (event.before or {}, event.after or {}):
             for name, value in side.items():
                 model = _related_model(event.object_type, name)
                 pk = _pk(model, value) if model is not None else None
                 if pk is not None:
                     wanted[model].add(pk)
+                    refs.append((event, name, model, value))
     names: dict[tuple[type[models.Model], str], str] = {}
     for model, pks in wanted.items():
         for obj in model._default_manager.filter(pk__in=pks):
             names[(model, str(obj.pk))] = _label(obj)
-    for event in events:
-        labels: dict[str, dict[str, str]] = {}
-        for side in (event.before or {}, event.after or {}):
-            for name, value in side.items():
-                model = _related_model(event.object_type, name)
-                label = names.get((model, str(value))) if model is not None else None
-                if label is not None:
-                    labels.setdefault(name, {})[str(value)] = label
-        event.value_labels = labels
+    for event, name, model, value in refs:
+        label = names.get((model, str(value)))
+        if label is not None:
+            event.value_labels.setdefault(name, {})[str(value)] = label
     return events

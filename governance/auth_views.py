@@ -1,5 +1,5 @@
-"""The console's login: Django's LoginView behind the failed-login limits, with logins and
-lockouts in the audit trail."""
+"""The console's login and password change: Django's views, thin, behind the failed-login
+limits; what they record is in governance/accounts.py."""
 
 from __future__ import annotations
 
@@ -8,13 +8,8 @@ from django.contrib.auth import views as auth_views
 from django.db import transaction
 from django.urls import reverse_lazy
 
-from governance.audit import audit_record
-from governance.login_guard import (
-    client_address,
-    login_failure_record,
-    login_success_record,
-    login_wait,
-)
+from governance.accounts import login_failed, login_succeeded, password_changed
+from governance.login_guard import client_address, login_wait
 
 
 class LoginView(auth_views.LoginView):
@@ -35,25 +30,12 @@ class LoginView(auth_views.LoginView):
 
     def form_invalid(self, form):
         username = self.request.POST.get("username", "")
-        address = client_address(self.request)
-        if login_failure_record(username=username, address=address):
-            with transaction.atomic():
-                audit_record(
-                    by=None,
-                    action="user.login_locked",
-                    object_type="auth.user",
-                    object_repr=username[:200],
-                    after={"username": username[:150], "address": address},
-                )
+        login_failed(username=username, address=client_address(self.request))
         return super().form_invalid(form)
 
     def form_valid(self, form):
         response = super().form_valid(form)
-        user = form.get_user()
-        address = client_address(self.request)
-        login_success_record(username=user.get_username(), address=address)
-        with transaction.atomic():
-            audit_record(by=user, action="user.login", obj=user, after={"address": address})
+        login_succeeded(user=form.get_user(), address=client_address(self.request))
         return response
 
 
@@ -65,8 +47,8 @@ class PasswordChangeView(auth_views.PasswordChangeView):
     success_url = reverse_lazy("dashboard")
 
     def form_valid(self, form):
-        with transaction.atomic():
+        with transaction.atomic():  # the new password and its audit event, together
             response = super().form_valid(form)
-            audit_record(by=self.request.user, action="user.password_change", obj=form.user)
+            password_changed(user=form.user)
         messages.success(self.request, "Your password is changed.")
         return response

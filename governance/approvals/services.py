@@ -380,9 +380,8 @@ def _grant(req: AccessRequest, by, allowed_rules: set[str], tools: list[Tool]) -
         exception_decision = (
             req.decisions.filter(step__kind=EXCEPTION).select_related("step").first()
         )
-        step = exception_decision.step if exception_decision is not None else None
-        if exception_decision is not None and step is not None:
-            for rule in CombinationRule.objects.filter(slug__in=step.rules):
+        if exception_decision is not None and exception_decision.step is not None:
+            for rule in CombinationRule.objects.filter(slug__in=exception_decision.step.rules):
                 exception = RuleException.objects.create(
                     workload=req.workload,
                     rule=rule,

@@ -201,6 +201,18 @@ def _database_down(monkeypatch, name: str):
     return real
 
 
+def _overflow_while_down(monkeypatch, failing: str, *, max_buffer: int, rows: int):
+    """A log that records `rows` entries into a buffer of `max_buffer` and then fails to
+    flush because `failing` cannot reach the database; returns it and the real `failing`."""
+    log = DecisionLog(background=False, max_buffer=max_buffer)
+    real = _database_down(monkeypatch, failing)
+    for n in range(rows):
+        log.record(row(n))
+    with pytest.raises(ConnectionError):
+        log.flush()
+    return log, real
+
+
 def _loss_reports():
     from governance.models import AuditEvent
 
@@ -211,12 +223,7 @@ def _loss_reports():
 
 @pytest.mark.django_db
 def test_entries_dropped_while_the_database_was_down_are_reported_when_it_answers(monkeypatch):
-    log = DecisionLog(background=False, max_buffer=2)
-    real_write = _database_down(monkeypatch, "_write")
-    for n in range(5):
-        log.record(row(n))
-    with pytest.raises(ConnectionError):
-        log.flush()
+    log, real_write = _overflow_while_down(monkeypatch, "_write", max_buffer=2, rows=5)
     assert _loss_reports() == []  # nothing to report to while the database is down
 
     monkeypatch.setattr(log_module, "_write", real_write)
@@ -232,12 +239,7 @@ def test_entries_dropped_while_the_database_was_down_are_reported_when_it_answer
 
 @pytest.mark.django_db
 def test_a_report_that_fails_is_kept_and_made_on_the_next_flush(monkeypatch, writes):
-    log = DecisionLog(background=False, max_buffer=1)
-    real_record = _database_down(monkeypatch, "_losses_record")
-    for n in range(3):
-        log.record(row(n))
-    with pytest.raises(ConnectionError):
-        log.flush()
+    log, real_record = _overflow_while_down(monkeypatch, "_losses_record", max_buffer=1, rows=3)
     log.record(row(3))  # and one more dropped meanwhile
     log.record(row(4))
 
