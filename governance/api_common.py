@@ -8,7 +8,7 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig, Validati
 from django.http import Http404, JsonResponse
 from django.views.defaults import page_not_found
 from redis.exceptions import RedisError
-from rest_framework import exceptions, serializers, status
+from rest_framework import exceptions, parsers, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
@@ -56,6 +56,18 @@ def _flatten(detail) -> dict:
     return {
         "non_field_errors": [str(m) for m in (detail if isinstance(detail, list) else [detail])]
     }
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser, answering a body nested deeper than Python's recursion limit with a
+    400 like any other bad JSON (DRF's own lets the RecursionError through as a 500). The API
+    takes JSON only: the default parsers' form and multipart bodies are not part of it."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise exceptions.ParseError("JSON parse error - the body nests too deeply.") from None
 
 
 class RateUnknown(exceptions.APIException):
@@ -108,8 +120,27 @@ def exception_handler(exc, context):
 
 
 class CursorlessPagination(PageNumberPagination):
+    """Page numbers. A `page` or `page_size` that is not a positive whole number is a 400
+    naming the parameter (DRF ignores such a page size, and answers a 404 for such a page,
+    which reads as "no such list"); a page past the last is still a 404, and a page size over
+    the maximum is the maximum."""
+
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def paginate_queryset(self, queryset, request, view=None):
+        fields = {}
+        for name in (self.page_query_param, self.page_size_query_param):
+            raw = request.query_params.get(name)
+            if raw is not None and not _positive_whole_number(raw):
+                fields[name] = ["Give a whole number of 1 or more."]
+        if fields:
+            raise exceptions.ValidationError(fields)
+        return super().paginate_queryset(queryset, request, view)
+
+
+def _positive_whole_number(raw: str) -> bool:
+    return raw.isascii() and raw.isdigit() and int(raw) >= 1
 
 
 class ScopeOrPermission(BasePermission):

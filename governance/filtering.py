@@ -1,6 +1,7 @@
 """The list filters' ordering, shared by every console list and REST list that sorts."""
 
 import django_filters
+from django import forms
 
 
 class StableOrderingFilter(django_filters.OrderingFilter):
@@ -23,3 +24,26 @@ class StableOrderingFilter(django_filters.OrderingFilter):
         return qs.order_by(
             *ordering, *(field for field in self.tie_break if field.lstrip("-") not in chosen)
         )
+
+
+class _StrictNullBooleanField(forms.NullBooleanField):
+    """true/false (or 1/0), or absent; anything else is an error, where Django's field reads
+    it as "not given" and the list comes back unfiltered without a word."""
+
+    widget = forms.TextInput  # the select widget maps any unknown value to None first
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        if value in (True, "True", "true", "1"):
+            return True
+        if value in (False, "False", "false", "0"):
+            return False
+        raise forms.ValidationError("Use true or false.", code="invalid")
+
+    def validate(self, value):
+        pass
+
+
+class StrictBooleanFilter(django_filters.BooleanFilter):
+    field_class = _StrictNullBooleanField

@@ -14,11 +14,10 @@ from drf_spectacular.utils import (
     extend_schema_view,
 )
 from rest_framework import mixins, status, viewsets
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from governance.api_common import ScopeOrPermission, WriteThrottle
+from governance.api_common import JSONParser, ScopeOrPermission, WriteThrottle
 from governance.errors import DomainError, NotAllowed
 from governance.models import ServiceToken
 from governance.openapi import DETAIL_ERRORS, ERROR_400, ERROR_409, READ_ERRORS, WRITE_LIMITS

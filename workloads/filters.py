@@ -4,7 +4,7 @@ import django_filters
 from django.db.models import Q
 from django.utils import timezone
 
-from governance.filtering import StableOrderingFilter
+from governance.filtering import StableOrderingFilter, StrictBooleanFilter
 from workloads.models import CapabilityClass, Entitlement, SensitivityTier, Tool, Workload
 from workloads.selectors import grants_with_status
 
@@ -16,7 +16,7 @@ class WorkloadFilter(django_filters.FilterSet):
     )
     status = django_filters.ChoiceFilter(choices=Workload.Status.choices)
     owner = django_filters.CharFilter(field_name="owner__username")
-    unclassified = django_filters.BooleanFilter(field_name="tier", lookup_expr="isnull")
+    unclassified = StrictBooleanFilter(field_name="tier", lookup_expr="isnull")
     ordering = StableOrderingFilter(
         fields=(
             ("slug", "slug"),

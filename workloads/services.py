@@ -298,6 +298,13 @@ def static_rules_completed(workload: Workload, tools: list[Tool], at=None) -> li
     return rules_completed_by(specs, active_tools_of(workload, at), added)
 
 
+def _is_person(by) -> bool:
+    """A console user (not a service token, not the system)."""
+    from django.contrib.auth.models import AbstractBaseUser
+
+    return isinstance(by, AbstractBaseUser)
+
+
 @transaction.atomic
 def entitlement_grant(
     *,
@@ -312,8 +319,17 @@ def entitlement_grant(
 ) -> Entitlement:
     """Grant a tool. Combination rules are checked against the workload's current grants:
     a forbid rule blocks; an exception-required rule blocks unless its slug is in
-    `allow_exception_rules` (the approval flow passes the approved exceptions)."""
+    `allow_exception_rules` (the approval flow passes the approved exceptions).
+
+    Separation of duties: a person never grants their own workload a tool directly (nor
+    restores one by reversing its revocation); an owner's tools come through an access
+    request that others approve."""
     workload = _locked(workload)
+    if request is None and _is_person(by) and by.pk == workload.owner_id:
+        raise NotAllowed(
+            "You own this workload: request the tool, and another person approves it.",
+            code="own_workload",
+        )
     now = timezone.now()
     valid_from = valid_from or now
     if workload.status == Workload.Status.RETIRED:

@@ -5,12 +5,12 @@ approver users signed in to the console (session auth), never for tokens.
 """
 
 from django.contrib.auth import get_user_model
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
-from rest_framework import generics, status
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from governance.api_common import ScopeOrPermission
+from governance.api_common import ScopeOrPermission, WriteThrottle
 from governance.approvals import selectors, services
 from governance.approvals.filters import AccessRequestFilter
 from governance.approvals.serializers import (
@@ -21,6 +21,7 @@ from governance.approvals.serializers import (
     DenyInput,
 )
 from governance.errors import DomainError
+from governance.openapi import DETAIL_ERRORS, ERROR_400, READ_ERRORS, WRITE_LIMITS
 from governance.roles import CONSOLE
 from governance.tokens import ServicePrincipal
 from workloads.models import Tool
@@ -131,15 +132,32 @@ REQUEST_EXAMPLE = OpenApiExample(
 )
 
 
+PERSONAL_VIEWS = ("awaiting", "mine")
+
+
 class _RequestApi:
     permission_classes = [ScopeOrPermission]
+    throttle_classes = [WriteThrottle]  # filing and deciding, like every other API write
 
     def get_object(self):
         return selectors.request_get(user=self.request.user, pk=self.kwargs["pk"])
 
 
 @extend_schema(tags=["requests"])
-@extend_schema(methods=["GET"], examples=[REQUEST_EXAMPLE])
+@extend_schema(
+    methods=["GET"],
+    examples=[REQUEST_EXAMPLE],
+    parameters=[
+        OpenApiParameter(
+            "view",
+            str,
+            enum=list(PERSONAL_VIEWS),
+            description="A person's queue: `awaiting` (requests waiting on your decision) or "
+            "`mine` (filed by you or for your workloads). Not for tokens (400).",
+        )
+    ],
+    responses={200: AccessRequestOutput(many=True), 400: ERROR_400, **READ_ERRORS},
+)
 class AccessRequestListCreateApi(_RequestApi, generics.ListAPIView):
     """List the requests you may see (`view=awaiting` for the ones waiting on you), or file one."""
 
@@ -150,15 +168,24 @@ class AccessRequestListCreateApi(_RequestApi, generics.ListAPIView):
 
     def get_queryset(self):
         view = self.request.query_params.get("view", "")
+        if view not in ("", *PERSONAL_VIEWS):
+            raise exceptions.ValidationError({"view": ["Use awaiting or mine."]})
+        if view and isinstance(self.request.user, ServicePrincipal):
+            # A token is nobody's approver and files nothing of its own: its "awaiting" or
+            # "mine" would silently be every request.
+            raise exceptions.ValidationError({"view": ["A token has no personal queue."]})
         return selectors.request_list(user=self.request.user, filters={"view": view})
 
     @extend_schema(
         request=AccessRequestInput,
         responses={
             201: AccessRequestOutput,
+            **READ_ERRORS,
             400: OpenApiResponse(ERROR, description="Invalid fields"),
             403: OpenApiResponse(ERROR, description="Not the workload's owner"),
+            404: OpenApiResponse(ERROR, description="No such workload, or not visible to you"),
             422: OpenApiResponse(ERROR, description="A forbid rule blocks the combination"),
+            **WRITE_LIMITS,
         },
         examples=[
             OpenApiExample(
@@ -230,7 +257,11 @@ class AccessRequestListCreateApi(_RequestApi, generics.ListAPIView):
         return Response(output.data, status=status.HTTP_201_CREATED)
 
 
-@extend_schema(tags=["requests"], examples=[REQUEST_EXAMPLE])
+@extend_schema(
+    tags=["requests"],
+    examples=[REQUEST_EXAMPLE],
+    responses={200: AccessRequestOutput, **DETAIL_ERRORS},
+)
 class AccessRequestDetailApi(_RequestApi, generics.RetrieveAPIView):
     """One request with its steps and decisions (404 if you may not see it)."""
 
@@ -251,8 +282,11 @@ def _decided(view, request, service, payload):
     request=CancelInput,
     responses={
         200: AccessRequestOutput,
+        **DETAIL_ERRORS,
+        400: ERROR_400,
         403: OpenApiResponse(ERROR),
         409: OpenApiResponse(ERROR, description="No longer pending"),
+        **WRITE_LIMITS,
     },
     examples=[
         OpenApiExample("Cancel", value={"reason": "No longer needed."}, request_only=True),
@@ -283,9 +317,12 @@ class AccessRequestCancelApi(_RequestApi, APIView):
     request=ApproveInput,
     responses={
         200: AccessRequestOutput,
+        **DETAIL_ERRORS,
+        400: ERROR_400,
         403: OpenApiResponse(ERROR, description="Requester, owner or not an approver"),
         409: OpenApiResponse(ERROR, description="No longer pending, or already decided by you"),
         422: OpenApiResponse(ERROR, description="A combination rule blocks the grant"),
+        **WRITE_LIMITS,
     },
     examples=[
         OpenApiExample("Approve", value={"comment": "Scoped to the sandbox."}, request_only=True),
@@ -324,8 +361,11 @@ class AccessRequestApproveApi(_RequestApi, APIView):
     request=DenyInput,
     responses={
         200: AccessRequestOutput,
+        **DETAIL_ERRORS,
+        400: ERROR_400,
         403: OpenApiResponse(ERROR),
         409: OpenApiResponse(ERROR, description="No longer pending"),
+        **WRITE_LIMITS,
     },
     examples=[
         OpenApiExample(

@@ -178,6 +178,8 @@ def decide_view(request):
         data = _decode(body)
     except msgspec.DecodeError:
         return error_response(400, "invalid", "The body is not valid JSON.")
+    except RecursionError:
+        return error_response(400, "invalid", "The body nests too deeply.")
     batch = isinstance(data, dict) and "checks" in data
     try:
         if batch:

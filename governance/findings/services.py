@@ -229,6 +229,12 @@ def containment_reverse(*, action: ContainmentAction, by) -> ContainmentAction:
     )
     if action.reversed_at is not None:
         raise Conflict("This containment was already reversed.")
+    if getattr(by, "pk", None) == action.workload.owner_id:
+        # Separation of duties, as for grants: nobody lifts a containment of their own workload.
+        raise NotAllowed(
+            "You own this workload: another person reverses its containment.",
+            code="own_workload",
+        )
     if action.action == ContainmentAction.Action.SUSPEND_WORKLOAD:
         workload_services.workload_set_status(
             workload=action.workload,

@@ -103,13 +103,15 @@ def decode_native_batch(
     items: list[NativeEvent | Rejection]
     try:
         items = list(_decode_batch(body).events)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         try:
             raw_items = _decode_raw_batch(body).events
         except msgspec.ValidationError as error:
             raise BatchInvalid(f'Expected {{"events": [ … ]}}: {error}') from None
         except msgspec.DecodeError as error:
             raise BatchInvalid(f"The body is not valid JSON: {error}") from None
+        except RecursionError:
+            raise BatchInvalid("The body nests too deeply.") from None
         if len(raw_items) > max_events:
             raise BatchTooLarge(len(raw_items)) from None
         items = []
@@ -131,6 +133,7 @@ def decode_native_batch(
     records: list[EventRecord] = []
     rejected: list[Rejection] = []
     append = records.append
+    first_seen: dict[tuple[int, str], int] = {}  # (workload, event id) -> its item's index
     # The hot loop: plain tuples (EventRecord's field order), every check inline; the slow
     # path (`_problem`) only runs for an item that fails one, to say why.
     for index, item in enumerate(items):
@@ -149,6 +152,15 @@ def decode_native_batch(
             code, field, message = _problem(item, token, workload_ids, now)
             rejected.append(Rejection(index, item.event_id, code, message, field))
             continue
+        # An id twice in one batch is the client's mistake, and only one copy could be stored:
+        # the later copy is refused by name rather than counted as accepted and dropped.
+        key = (workload_id, item.event_id)
+        if key in first_seen:
+            message = f"The event id is used by item {first_seen[key]} of this batch."
+            code = "duplicate_event_id"
+            rejected.append(Rejection(index, item.event_id, code, message, "event_id"))
+            continue
+        first_seen[key] = index
         arguments = item.arguments
         append(
             (

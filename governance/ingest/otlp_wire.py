@@ -7,6 +7,9 @@ read them as base64 and yield wrong bytes) and its int64s are decimal strings.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,11 +116,25 @@ def spans_from_protobuf(body: bytes) -> tuple[list[OtlpSpan], list[Rejection]]:
 
 
 # --- JSON (walked by hand: ids are hex, int64s are strings) ---------------------------------
+#
+# A field that is absent or null reads as empty, as protobuf would. A field present with the
+# wrong shape (`"spans": {…}`, `"attributes": {"k": "v"}`) is refused, never read as empty:
+# that would answer success for spans that were never stored. In the request's structure it
+# refuses the request (400); inside one span, that span (partialSuccess).
+
+_INT64 = re.compile(r"-?[0-9]{1,19}")
+INT64_MIN, INT64_MAX = -(2**63), 2**64 - 1  # int64 and fixed64 (timestamps) share the parser
 
 
-def _json_value(value: Any) -> Any:
-    if not isinstance(value, dict):
+class _Malformed(Exception):
+    """A field has the wrong JSON type; the message names it."""
+
+
+def _json_value(value: Any, where: str) -> Any:
+    if value is None:
         return None
+    if not isinstance(value, dict):
+        raise _Malformed(f"{where} must be an AnyValue object.")
     if "stringValue" in value:
         text = value["stringValue"]
         return text if isinstance(text, str) else None
@@ -126,36 +143,64 @@ def _json_value(value: Any) -> Any:
     if "intValue" in value:
         return _json_int(value["intValue"])
     if "doubleValue" in value:
-        number = value["doubleValue"]
-        return float(number) if isinstance(number, (int, float)) else None
+        return _json_double(value["doubleValue"])
     if "arrayValue" in value:
-        return [_json_value(v) for v in _list(value["arrayValue"], "values")]
+        values = _list(_object(value["arrayValue"], f"{where}.arrayValue"), "values", where)
+        return [_json_value(v, f"{where}.arrayValue.values[{n}]") for n, v in enumerate(values)]
     if "kvlistValue" in value:
-        return _json_attributes(_list(value["kvlistValue"], "values"))
+        kvlist = _object(value["kvlistValue"], f"{where}.kvlistValue")
+        return _json_attributes(kvlist, "values", f"{where}.kvlistValue")
     if "bytesValue" in value:
-        raw = value["bytesValue"]
-        return raw if isinstance(raw, str) else None
+        return _json_bytes(value["bytesValue"])
     return None
 
 
-def _json_attributes(key_values: Any) -> dict[str, Any]:
-    if not isinstance(key_values, list):
-        return {}
-    return {
-        kv["key"]: _json_value(kv.get("value"))
-        for kv in key_values
-        if isinstance(kv, dict) and isinstance(kv.get("key"), str)
-    }
+def _json_attributes(container: dict, key: str, where: str) -> dict[str, Any]:
+    attributes = {}
+    for n, kv in enumerate(_list(container, key, where)):
+        if not isinstance(kv, dict) or not isinstance(kv.get("key"), str):
+            raise _Malformed(f"{where}.{key}[{n}] must be a KeyValue with a string key.")
+        attributes[kv["key"]] = _json_value(kv.get("value"), f"{where}.{key}[{n}].value")
+    return attributes
 
 
 def _json_int(value: Any) -> int | None:
+    """An int64 or fixed64: a JSON number or, as OTLP/JSON writes them, a decimal string."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
+    if isinstance(value, str) and _INT64.fullmatch(value):  # ASCII digits only, not "²"
+        value = int(value)
+    if isinstance(value, int) and INT64_MIN <= value <= INT64_MAX:
         return value
-    if isinstance(value, str) and value.isdigit() and len(value) < 25:
-        return int(value)
     return None
+
+
+def _json_double(value: Any) -> float | None:
+    """A double: a JSON number or a string ("1.5", "NaN", "Infinity"), as proto3 JSON allows."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and value.isascii():
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _json_bytes(value: Any) -> str | None:
+    """bytesValue is base64 in OTLP/JSON; stored as hex, as the protobuf path stores it, so a
+    span reads the same whichever encoding carried it."""
+    if not isinstance(value, str):
+        return None
+    padded = value + "=" * (-len(value) % 4)  # proto3 JSON parsers accept it unpadded
+    # Either alphabet, standard or URL-safe, as proto3 JSON parsers accept both.
+    alphabet = b"-_" if ("-" in value or "_" in value) else None
+    try:
+        return base64.b64decode(padded, altchars=alphabet, validate=True).hex()
+    except (binascii.Error, ValueError):
+        return None
 
 
 def _hex_id(value: Any, length: int) -> str | None:
@@ -168,9 +213,21 @@ def _hex_id(value: Any, length: int) -> str | None:
     return value.lower()
 
 
-def _list(container: Any, key: str) -> list:
-    value = container.get(key) if isinstance(container, dict) else None
-    return value if isinstance(value, list) else []
+def _object(value: Any, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _Malformed(f"{where} must be an object.")
+    return value
+
+
+def _list(container: dict, key: str, where: str) -> list:
+    value = container.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _Malformed(f"{where}.{key} must be a list.")
+    return value
 
 
 def spans_from_json(body: bytes) -> tuple[list[OtlpSpan], list[Rejection]]:
@@ -178,22 +235,25 @@ def spans_from_json(body: bytes) -> tuple[list[OtlpSpan], list[Rejection]]:
         document = msgspec.json.decode(body)
     except msgspec.DecodeError as error:
         raise OtlpInvalid(f"The body is not valid JSON: {error}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("resourceSpans", []), list):
+    except RecursionError:
+        raise OtlpInvalid("The body nests too deeply.") from None
+    if not isinstance(document, dict):
         raise OtlpInvalid('Expected an ExportTraceServiceRequest: {"resourceSpans": [ … ]}.')
     spans: list[OtlpSpan] = []
     rejected: list[Rejection] = []
     index = 0
     try:
-        for resource_spans in _list(document, "resourceSpans"):
-            resource_part = (
-                resource_spans.get("resource") if isinstance(resource_spans, dict) else None
-            )
-            resource = _json_attributes(_list(resource_part, "attributes"))
-            scopes = _list(resource_spans, "scopeSpans") or _list(
-                resource_spans, "instrumentationLibrarySpans"
-            )
-            for scope_spans in scopes:
-                for span in _list(scope_spans, "spans"):
+        for r, resource_spans in enumerate(_list(document, "resourceSpans", "$")):
+            where = f"$.resourceSpans[{r}]"
+            resource_spans = _object(resource_spans, where)
+            resource_part = _object(resource_spans.get("resource"), f"{where}.resource")
+            resource = _json_attributes(resource_part, "attributes", f"{where}.resource")
+            scope_key = "scopeSpans"
+            if "scopeSpans" not in resource_spans:  # the name before OTLP 0.19
+                scope_key = "instrumentationLibrarySpans"
+            for s, scope_spans in enumerate(_list(resource_spans, scope_key, where)):
+                scope_where = f"{where}.{scope_key}[{s}]"
+                for span in _list(_object(scope_spans, scope_where), "spans", scope_where):
                     if index >= MAX_SPANS:
                         raise OtlpTooLarge(index)
                     parsed = _json_span(index, span, resource)
@@ -202,25 +262,35 @@ def spans_from_json(body: bytes) -> tuple[list[OtlpSpan], list[Rejection]]:
                     else:
                         spans.append(parsed)
                     index += 1
+    except _Malformed as error:
+        raise OtlpInvalid(f"The body is not an ExportTraceServiceRequest: {error}") from None
     except RecursionError:
         raise OtlpInvalid("The body nests too deeply.") from None
     return spans, rejected
 
 
 def _json_span(index: int, span: Any, resource: dict[str, Any]) -> OtlpSpan | str:
+    """The span, or why it is refused."""
     if not isinstance(span, dict):
         return "A span must be an object."
     trace_id = _hex_id(span.get("traceId"), 32)
     span_id = _hex_id(span.get("spanId"), 16)
     if trace_id is None or span_id is None:
         return "A span needs a 32-hex-digit traceId and a 16-hex-digit spanId."
+    try:
+        status = _object(span.get("status"), "status")
+        events = []
+        for n, event in enumerate(_list(span, "events", "span")):
+            event = _object(event, f"events[{n}]")
+            if isinstance(event.get("name"), str):
+                attributes = _json_attributes(event, "attributes", f"events[{n}]")
+                events.append((event["name"], attributes))
+        attributes = _json_attributes(span, "attributes", "span")
+    except _Malformed as error:
+        return str(error)
     parent = span.get("parentSpanId") or ""
-    status = span.get("status") if isinstance(span.get("status"), dict) else {}
-    events = []
-    for event in _list(span, "events"):
-        if isinstance(event, dict) and isinstance(event.get("name"), str):
-            events.append((event["name"], _json_attributes(event.get("attributes"))))
     name = span.get("name")
+    message = status.get("message")
     return OtlpSpan(
         index=index,
         trace_id=trace_id,
@@ -229,10 +299,10 @@ def _json_span(index: int, span: Any, resource: dict[str, Any]) -> OtlpSpan | st
         name=name if isinstance(name, str) else "",
         start_ns=_json_int(span.get("startTimeUnixNano")) or 0,
         end_ns=_json_int(span.get("endTimeUnixNano")) or 0,
-        attributes=_json_attributes(span.get("attributes")),
+        attributes=attributes,
         resource=resource,
         status_code=_json_int(status.get("code")) or 0,
-        status_message=status.get("message") if isinstance(status.get("message"), str) else "",
+        status_message=message if isinstance(message, str) else "",
         events=events,
     )
 

@@ -55,7 +55,14 @@ WITH batch_sessions AS (
         min(occurred_at) AS started_at,
         max(occurred_at) AS last_event_at,
         max(occurred_at) FILTER (WHERE type = 'session_end') AS ended_at
-    FROM {STAGE} GROUP BY workload_id, session_key
+    FROM {STAGE} st
+    -- Only events not stored before shape their session: a replay whose content differs
+    -- from the stored event must not change the session the stored one describes.
+    WHERE NOT EXISTS (
+        SELECT 1 FROM workloads_usageevent e
+        WHERE e.workload_id = st.workload_id AND e.event_id = st.event_id
+    )
+    GROUP BY workload_id, session_key
 ), sessions AS (
     INSERT INTO workloads_session AS s (
         workload_id, external_id, source, original_request, original_request_at, final_action,
@@ -149,9 +156,26 @@ def _store_postgresql(records: list[EventRecord], source: str) -> StoreResult:
 def _store_generic(records: list[EventRecord], source: str) -> StoreResult:
     """SQLite (the embedded default): the same semantics with the ORM, no speed target."""
     now = timezone.now()
-    records = [EventRecord(*r) for r in records]
+    wanted = {(r[0], r[2]) for r in records}  # (workload_id, event_id)
+    existing: set[tuple[int, str]] = set()
+    for workload_id in {w for w, _ in wanted}:
+        ids = [e for w, e in wanted if w == workload_id]
+        existing.update(
+            (workload_id, e)
+            for e in UsageEvent.objects.filter(
+                workload_id=workload_id, event_id__in=ids
+            ).values_list("event_id", flat=True)
+        )
+    # Only events not stored before (the first copy of each) shape their session, as on
+    # PostgreSQL.
+    fresh, seen = [], set()
+    for r in map(EventRecord._make, records):
+        key = (r.workload_id, r.event_id)
+        if key not in existing and key not in seen:
+            seen.add(key)
+            fresh.append(r)
     by_session: dict[tuple[int, str], list[EventRecord]] = {}
-    for record in records:
+    for record in fresh:
         by_session.setdefault((record.workload_id, record.session_key), []).append(record)
     session_ids = {}
     for (workload_id, key), events in sorted(by_session.items()):
@@ -163,22 +187,8 @@ def _store_generic(records: list[EventRecord], source: str) -> StoreResult:
         _session_merge(session, events)
         session_ids[workload_id, key] = session.pk
 
-    wanted = {(r.workload_id, r.event_id) for r in records}
-    existing = set()
-    for workload_id in {w for w, _ in wanted}:
-        ids = [e for w, e in wanted if w == workload_id]
-        existing.update(
-            (workload_id, e)
-            for e in UsageEvent.objects.filter(
-                workload_id=workload_id, event_id__in=ids
-            ).values_list("event_id", flat=True)
-        )
-    new, seen = [], set()
-    for r in records:
-        key = (r.workload_id, r.event_id)
-        if key in existing or key in seen:
-            continue
-        seen.add(key)
+    new = []
+    for r in fresh:
         new.append(
             UsageEvent(
                 workload_id=r.workload_id,

@@ -50,7 +50,7 @@ def _authorize(request):
 
 def _read_body(request) -> bytes:
     declared = request.META.get("CONTENT_LENGTH") or "0"
-    if declared.isdigit() and int(declared) > MAX_BYTES:
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_BYTES:
         raise _Refused(413, "too_large", f"The body is over {MAX_BYTES} bytes.")
     body = request.read(MAX_BYTES + 1)
     if len(body) > MAX_BYTES:

@@ -114,6 +114,15 @@ def test_a_huge_string_is_a_400_not_a_500(token_api, owner):
     assert "purpose" in error_of(response)["fields"]
 
 
+def test_a_body_nested_past_the_recursion_limit_is_a_400_not_a_500(token_api):
+    body = '{"slug": ' + "[" * 5000 + "]" * 5000 + "}"
+    response = token_api(scopes=["write"]).generic(
+        "POST", "/api/v1/workloads", body, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "malformed"
+
+
 def test_a_body_over_the_upload_limit_is_a_413(token_api, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     response = token_api(scopes=["write"]).post(
@@ -239,9 +248,18 @@ def test_no_json_body_makes_the_write_endpoints_fail_with_a_500(fuzz_client, bod
         ("/api/v1/workloads?owner=" + "x" * 10_000, 200),
         ("/api/v1/workloads?tier=nope", 400),
         ("/api/v1/workloads?ordering=password", 400),
-        ("/api/v1/workloads?unclassified=maybe", 200),
-        ("/api/v1/workloads?page=%00", 404),
-        ("/api/v1/workloads?page_size=-1", 200),
+        ("/api/v1/workloads?unclassified=maybe", 400),
+        ("/api/v1/workloads?unclassified=true", 200),
+        ("/api/v1/workloads?page=%00", 400),
+        ("/api/v1/workloads?page=%C2%B2", 400),
+        ("/api/v1/workloads?page=0", 400),
+        ("/api/v1/workloads?page=99", 404),
+        ("/api/v1/workloads?page_size=-1", 400),
+        ("/api/v1/workloads?page_size=abc", 400),
+        ("/api/v1/workloads?page_size=100000", 200),
+        ("/api/v1/requests?view=bogus", 400),
+        ("/api/v1/requests?view=awaiting", 400),
+        ("/api/v1/requests?view=mine", 400),
         ("/api/v1/grants?status=pending", 400),
     ],
 )

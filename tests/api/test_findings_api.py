@@ -296,11 +296,15 @@ def test_triage_needs_the_csrf_token_with_session_auth(reviewer):
     assert finding.status == Finding.Status.OPEN
 
 
-def test_triage_accepts_a_form_body_too(reviewer, user_api):
+def test_triage_takes_json_only_and_says_so_for_a_form_body(reviewer, user_api):
+    """The whole API speaks JSON (governance.api_common.JSONParser): a form body gets a
+    machine-readable 415, not a silent misreading."""
     finding = make_finding(ClassifiedWorkloadFactory())
     response = user_api(reviewer).post(_status_url(finding), {"status": "false_positive"})
-    assert response.status_code == 200
-    assert response.json()["status"] == "false_positive"
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+    finding.refresh_from_db()
+    assert finding.status == Finding.Status.OPEN
 
 
 def test_triage_is_write_throttled_with_a_429(reviewer, user_api, settings):

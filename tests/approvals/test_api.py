@@ -276,3 +276,29 @@ def test_the_token_that_filed_a_request_may_cancel_it(owner, boundary_workload):
     response = client.post(f"/api/v1/requests/{created['id']}/cancel", {}, format="json")
     assert response.status_code == 200
     assert response.json()["status"] == "cancelled"
+
+
+def test_filing_and_deciding_are_write_throttled_with_a_429(owner, read_workload, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.REST_FRAMEWORK = settings.REST_FRAMEWORK | {
+        "DEFAULT_THROTTLE_RATES": {"write": "2/min"}
+    }
+    client = api(owner)
+    body = {"workload": read_workload.slug, "tools": ["crm-api"], "justification": "Why"}
+    assert client.post("/api/v1/requests", body, format="json").status_code == 201
+    filed = AccessRequest.objects.get()
+    assert client.post(f"/api/v1/requests/{filed.pk}/cancel", {}, format="json").status_code == 200
+    refused = client.post("/api/v1/requests", body, format="json")
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "throttled"
+    assert int(refused["Retry-After"]) >= 1
+    assert AccessRequest.objects.count() == 1
+    assert client.get("/api/v1/requests").status_code == 200  # reads are not write-throttled
+
+
+def test_an_unknown_view_is_a_400_naming_it(owner):
+    response = api(owner).get("/api/v1/requests?view=everything")
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {"view": ["Use awaiting or mine."]}

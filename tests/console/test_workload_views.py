@@ -244,6 +244,18 @@ def test_a_grant_that_trips_a_combination_rule_names_the_rule(admin_client):
     assert not workload.entitlements.filter(tool__slug="code-exec").exists()
 
 
+def test_an_iam_admin_cannot_grant_a_tool_to_a_workload_they_own(admin_client, admin_user):
+    """Separation of duties: an owner's tools come through a request others approve."""
+    workload = ClassifiedWorkloadFactory(owner=admin_user)
+    tool = ToolFactory()
+    response = admin_client.post(
+        reverse("workloads:grant", args=[workload.slug]), {"tool": tool.slug}, headers=HX
+    )
+    assert response.status_code == 422
+    assert "You own this workload" in response.content.decode()
+    assert not workload.entitlements.exists()
+
+
 def test_an_iam_admin_grants_and_revokes_with_a_reason(admin_client):
     workload = ClassifiedWorkloadFactory()
     tool = ToolFactory()

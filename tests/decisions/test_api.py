@@ -423,6 +423,22 @@ def test_a_retired_workload_is_denied(client, decide_secret, triage):
     assert ask(client, decide_secret)["reasons"][0]["code"] == "workload_not_active"
 
 
+def test_a_body_nested_past_the_recursion_limit_gets_400_not_500(client, decide_secret, triage):
+    nested = '{"workload": "triage", "tool": "crm-api", "context": ' + "[" * 5000 + "]" * 5000
+    for body in ("[" * 5000 + "]" * 5000, nested + "}"):
+        response = client.post(
+            DECIDE_URL,
+            data=body,
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {decide_secret}"},
+        )
+        assert response.status_code == 400
+        assert response.json()["error"] == {
+            "code": "invalid",
+            "message": "The body nests too deeply.",
+        }
+
+
 def test_a_content_length_that_is_not_a_number_gets_400(client, decide_secret, triage):
     response = post(
         client, decide_secret, {"workload": "triage", "tool": "web-search"}, CONTENT_LENGTH="lots"

@@ -14,8 +14,9 @@ from governance.evaluation.detectors import (
     check_session_combination,
     check_tool_access,
     check_workload_status,
+    drift,
 )
-from governance.evaluation.detectors.drift import capabilities_named
+from governance.evaluation.detectors.drift import capabilities_named, targets_in
 from governance.evaluation.detectors.severity import severity_for
 from governance.evaluation.scoring import TfCosineScorer, TokenSetScorer
 from tests.evaluation.builders import T0, event, exception, grant, policy
@@ -216,6 +217,28 @@ def test_an_unrelated_action_scores_low_similarity():
     draft = _drift("Rebalanced the kubernetes cluster nodes")
     assert "similarity" in draft.details["signals"]
     assert draft.details["similarity"] < 0.1
+
+
+def test_addresses_are_found_inside_words_and_beside_punctuation():
+    text = "Mailed it (to:Ops.Team+drift@corp.example.co.uk), then saw https://Evil.example/x"
+    assert targets_in(text) == {"ops.team+drift@corp.example.co.uk", "evil.example"}
+
+
+def test_the_address_pattern_only_reads_short_words_holding_an_at_sign(monkeypatch):
+    """Event text is the client's: the pattern backtracks quadratically over a long run of
+    name characters, so it must never see one (40 KB of letters took it 5 s)."""
+    seen = []
+    pattern = drift._EMAIL
+
+    class Spy:
+        def findall(self, text):
+            seen.append(text)
+            return pattern.findall(text)
+
+    monkeypatch.setattr(drift, "_EMAIL", Spy())
+    hostile = "a" * 50_000 + " " + "b" * 400 + "@x.example " + "reach me@corp.example"
+    assert drift.emails_in(hostile) == {"me@corp.example"}
+    assert seen == ["me@corp.example"]
 
 
 def test_the_drift_scorer_is_pluggable():

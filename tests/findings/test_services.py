@@ -80,13 +80,12 @@ def test_an_open_high_finding_marks_the_workload_until_resolved(reviewer):
     assert not workload_has_open_high_findings(workload)
 
 
-def test_a_critical_finding_suspends_and_revokes_as_the_tier_says(admin_user):
+def _critical_containment(workload):
     # Boundary-crossing tiers suspend and revoke on critical findings; the forbid rule
     # below makes the combination critical.
     from workloads.models import CombinationRule
 
     CombinationRule.objects.filter(slug="lethal-trifecta").update(effect="forbid", scope="dynamic")
-    workload = ClassifiedWorkloadFactory(tier=tier("boundary-crossing"))
     for slug in ("sql-query", "web-search", "send-email"):
         EntitlementFactory(
             workload=workload,
@@ -104,7 +103,12 @@ def test_a_critical_finding_suspends_and_revokes_as_the_tier_says(admin_user):
             )
         )
     )
-    finding = Finding.objects.get(kind="forbidden_combination")
+    return Finding.objects.get(kind="forbidden_combination")
+
+
+def test_a_critical_finding_suspends_and_revokes_as_the_tier_says(admin_user):
+    workload = ClassifiedWorkloadFactory(tier=tier("boundary-crossing"))
+    finding = _critical_containment(workload)
     assert finding.severity == "critical"
     workload.refresh_from_db()
     assert workload.status == Workload.Status.SUSPENDED
@@ -122,6 +126,18 @@ def test_a_critical_finding_suspends_and_revokes_as_the_tier_says(admin_user):
         workload=workload, tool__slug="send-email", status="active"
     ).exists()
     assert AuditEvent.objects.filter(action="containment.reverse").count() == 2
+
+
+def test_nobody_reverses_the_containment_of_their_own_workload(admin_user):
+    workload = ClassifiedWorkloadFactory(tier=tier("boundary-crossing"), owner=admin_user)
+    finding = _critical_containment(workload)
+    for action in ContainmentAction.objects.filter(finding=finding):
+        with pytest.raises(NotAllowed) as excinfo:
+            services.containment_reverse(action=action, by=admin_user)
+        assert excinfo.value.code == "own_workload"
+    workload.refresh_from_db()
+    assert workload.status == Workload.Status.SUSPENDED
+    assert not ContainmentAction.objects.filter(reversed_at__isnull=False).exists()
 
 
 def test_a_reviewer_cannot_reverse_containment(reviewer):

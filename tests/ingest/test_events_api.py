@@ -98,10 +98,43 @@ def test_it_stores_the_same_event_once_and_answers_a_replay_alike(post_events):
     assert UsageEvent.objects.count() == 3
 
 
-def test_it_keeps_one_copy_of_an_event_repeated_within_a_batch(post_events):
-    response = post_events([event(1), event(1)])
-    assert response.json()["accepted"] == 2
-    assert UsageEvent.objects.count() == 1
+def test_it_refuses_an_event_id_repeated_within_a_batch_by_name(post_events):
+    """Only one copy could be stored: the later one is refused, not counted and dropped,
+    and it does not shape the session."""
+    response = post_events(
+        [
+            event(1, content="stored"),
+            event(2),
+            event(1, "session_start", content="never stored"),
+        ]
+    )
+    assert response.json() == {
+        "accepted": 2,
+        "rejected": [
+            {
+                "index": 2,
+                "event_id": "evt-1",
+                "code": "duplicate_event_id",
+                "field": "event_id",
+                "message": "The event id is used by item 0 of this batch.",
+            }
+        ],
+    }
+    assert UsageEvent.objects.get(event_id="evt-1").content == "stored"
+    assert Session.objects.get().original_request == ""
+
+
+def test_a_replayed_event_id_does_not_reshape_the_session(post_events):
+    """A replay is accepted (idempotent), but only the stored copy describes the session."""
+    post_events([event(0, "session_start", content="The real request")])
+    response = post_events(
+        [event(0, "session_start", content="Rewritten"), event(1, "final_action", content="Done")]
+    )
+    assert response.json() == {"accepted": 2, "rejected": []}
+    session = Session.objects.get()
+    assert session.original_request == "The real request"
+    assert session.final_action == "Done"
+    assert UsageEvent.objects.count() == 2
 
 
 def test_it_enqueues_one_evaluation_per_stored_batch_after_commit(
@@ -178,7 +211,17 @@ def test_an_unbound_token_reports_for_every_workload(post_events, make_token, ot
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"not json", b"[]", b'{"events": 3}', b'{"evnts": []}', b'{"events": [1,', b"\xff\xfe"],
+    [
+        b"",
+        b"not json",
+        b"[]",
+        b'{"events": 3}',
+        b'{"evnts": []}',
+        b'{"events": [1,',
+        b"\xff\xfe",
+        b"[" * 5000 + b"]" * 5000,  # deeper than Python's recursion limit
+        b'{"events": [{"attributes": ' + b"[" * 5000 + b"]" * 5000 + b"}]}",
+    ],
 )
 def test_it_answers_400_to_a_body_that_is_not_a_batch(post_events, raw):
     response = post_events(None, raw=raw)
@@ -191,6 +234,18 @@ def test_it_answers_413_to_too_many_events(post_events):
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "too_large"
     assert UsageEvent.objects.count() == 0
+
+
+def test_a_content_length_of_non_ascii_digits_is_a_400_not_a_500(client, secret):
+    response = client.post(
+        "/api/v1/events",
+        data=msgspec.json.encode({"events": [event(1)]}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {secret}"},
+        CONTENT_LENGTH="\u00b2",  # "²" passes str.isdigit(), not int()
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid"
 
 
 def test_it_answers_413_to_too_many_bytes(post_events):

@@ -90,7 +90,8 @@ def test_it_maps_json_spans_with_hex_ids(export, workload):
 
 def test_it_accepts_gzip_in_both_encodings(export, workload):
     export(gzip.compress(protobuf_request(agent_trace())), **{"Content-Encoding": "gzip"})
-    body = gzip.compress(json.dumps(json_request(agent_trace(conversation="c2"))).encode())
+    other_trace = [{**s, "trace_id": "ab" * 16} for s in agent_trace(conversation="c2")]
+    body = gzip.compress(json.dumps(json_request(other_trace)).encode())
     response = export(body, content_type="application/json", **{"Content-Encoding": "gzip"})
     assert response.status_code == 200
     assert Session.objects.filter(external_id__in=["conv-1", "c2"]).count() == 2

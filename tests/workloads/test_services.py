@@ -1,6 +1,6 @@
 import pytest
 
-from governance.errors import Conflict, DomainError, RuleViolation
+from governance.errors import Conflict, DomainError, NotAllowed, RuleViolation
 from governance.models import AuditEvent
 from governance.policy_version import policy_version_current
 from tests.factories import ClassifiedWorkloadFactory, WorkloadFactory, tier
@@ -67,3 +67,13 @@ def test_a_direct_grant_completing_the_trifecta_needs_an_exception(admin_user):
             workload=workload, tool=Tool.objects.get(slug="code-exec"), by=admin_user
         )
     assert excinfo.value.detail["rule"] == "lethal-trifecta"
+
+
+def test_nobody_grants_their_own_workload_a_tool_directly(admin_user):
+    workload = ClassifiedWorkloadFactory(owner=admin_user)
+    with pytest.raises(NotAllowed) as excinfo:
+        services.entitlement_grant(
+            workload=workload, tool=Tool.objects.get(slug="web-search"), by=admin_user
+        )
+    assert excinfo.value.code == "own_workload"
+    assert not workload.entitlements.exists()
