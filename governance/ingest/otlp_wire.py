@@ -215,12 +215,13 @@ def _json_span(index: int, span: Any, resource: dict[str, Any]) -> OtlpSpan | st
     if trace_id is None or span_id is None:
         return "A span needs a 32-hex-digit traceId and a 16-hex-digit spanId."
     parent = span.get("parentSpanId") or ""
-    status = span.get("status") if isinstance(span.get("status"), dict) else {}
+    raw_status = span.get("status")
+    status = raw_status if isinstance(raw_status, dict) else {}
     events = []
     for event in _list(span, "events"):
         if isinstance(event, dict) and isinstance(event.get("name"), str):
             events.append((event["name"], _json_attributes(event.get("attributes"))))
-    name = span.get("name")
+    name, message = span.get("name"), status.get("message")
     return OtlpSpan(
         index=index,
         trace_id=trace_id,
@@ -232,7 +233,7 @@ def _json_span(index: int, span: Any, resource: dict[str, Any]) -> OtlpSpan | st
         attributes=_json_attributes(span.get("attributes")),
         resource=resource,
         status_code=_json_int(status.get("code")) or 0,
-        status_message=status.get("message") if isinstance(status.get("message"), str) else "",
+        status_message=message if isinstance(message, str) else "",
         events=events,
     )
 
@@ -246,7 +247,7 @@ def export_response(rejected: list[Rejection], *, as_json: bool) -> bytes:
     if rejected:
         response.partial_success.rejected_spans = len(rejected)
         shown = "; ".join(
-            f"span {r.index} ({r.event_id or '?'}): {r.code}: {r.message}" for r in rejected[:10]
+            f"span {r.position} ({r.event_id or '?'}): {r.code}: {r.message}" for r in rejected[:10]
         )
         more = f" (and {len(rejected) - 10} more)" if len(rejected) > 10 else ""
         response.partial_success.error_message = shown + more

@@ -14,6 +14,7 @@ latest, `ended_at` the latest session_end.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -22,7 +23,7 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from governance.ingest.handoff import evaluation_enqueue_on_commit
-from governance.ingest.records import EventRecord
+from governance.ingest.records import EventRecord, EventRow
 from workloads.models import Session, UsageEvent
 
 STAGE = "mandate_ingest_stage"
@@ -117,7 +118,7 @@ class StoreResult:
     max_id: int | None
 
 
-def usage_events_store(*, records: list[EventRecord] | list[tuple], source: str) -> StoreResult:
+def usage_events_store(*, records: Sequence[EventRow], source: str) -> StoreResult:
     """Store the events (duplicates ignored) and upsert their sessions, in one transaction.
 
     After commit, one evaluation task is enqueued for the id range of the new events.
@@ -129,12 +130,12 @@ def usage_events_store(*, records: list[EventRecord] | list[tuple], source: str)
             result = _store_postgresql(records, source)
         else:
             result = _store_generic(records, source)
-        if result.stored:
+        if result.min_id is not None and result.max_id is not None:  # None: nothing new stored
             evaluation_enqueue_on_commit(min_id=result.min_id, max_id=result.max_id)
     return result
 
 
-def _store_postgresql(records: list[EventRecord], source: str) -> StoreResult:
+def _store_postgresql(records: Sequence[EventRow], source: str) -> StoreResult:
     with connection.cursor() as cursor:
         cursor.execute(_CREATE_STAGE)
         with cursor.copy(_COPY) as copy:
@@ -146,10 +147,10 @@ def _store_postgresql(records: list[EventRecord], source: str) -> StoreResult:
     return StoreResult(stored, min_id, max_id)
 
 
-def _store_generic(records: list[EventRecord], source: str) -> StoreResult:
+def _store_generic(rows: Sequence[EventRow], source: str) -> StoreResult:
     """SQLite (the embedded default): the same semantics with the ORM, no speed target."""
     now = timezone.now()
-    records = [EventRecord(*r) for r in records]
+    records = [EventRecord(*r) for r in rows]
     by_session: dict[tuple[int, str], list[EventRecord]] = {}
     for record in records:
         by_session.setdefault((record.workload_id, record.session_key), []).append(record)
@@ -164,7 +165,7 @@ def _store_generic(records: list[EventRecord], source: str) -> StoreResult:
         session_ids[workload_id, key] = session.pk
 
     wanted = {(r.workload_id, r.event_id) for r in records}
-    existing = set()
+    existing: set[tuple[int, str]] = set()
     for workload_id in {w for w, _ in wanted}:
         ids = [e for w, e in wanted if w == workload_id]
         existing.update(
@@ -175,10 +176,10 @@ def _store_generic(records: list[EventRecord], source: str) -> StoreResult:
         )
     new, seen = [], set()
     for r in records:
-        key = (r.workload_id, r.event_id)
-        if key in existing or key in seen:
+        pair = (r.workload_id, r.event_id)
+        if pair in existing or pair in seen:
             continue
-        seen.add(key)
+        seen.add(pair)
         new.append(
             UsageEvent(
                 workload_id=r.workload_id,
