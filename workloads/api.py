@@ -18,7 +18,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from governance.api_common import ScopeOrPermission, WriteThrottle
+from governance.api_common import Requirement, ScopeOrPermission, WriteThrottle
 from governance.errors import DomainError, NotAllowed
 from governance.models import ServiceToken
 from governance.openapi import DETAIL_ERRORS, ERROR_400, ERROR_409, READ_ERRORS, WRITE_LIMITS
@@ -130,8 +130,8 @@ class CatalogueApi:
     renderer_classes = [JSONRenderer]
     parser_classes = [JSONParser]
     throttle_classes = [WriteThrottle]
-    required_scope = "read"
-    required_permission = CONSOLE
+    required_scope: Requirement = "read"
+    required_permission: Requirement = CONSOLE
 
 
 def actor_of_request(request):
