@@ -4,6 +4,8 @@ Error body, everywhere:
     {"error": {"code": "...", "message": "...", "fields": {"name": ["..."]}, ...}}
 """
 
+from typing import Any
+
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, ValidationError
 from django.http import Http404, JsonResponse
 from django.views.defaults import page_not_found
@@ -36,7 +38,7 @@ _CODES = {
 
 
 def error_body(code: str, message: str, *, fields: dict | None = None, **extra) -> dict:
-    error = {"code": code, "message": message}
+    error: dict[str, Any] = {"code": code, "message": message}
     if fields:
         error["fields"] = fields
     error.update(extra)
@@ -141,6 +143,11 @@ class CursorlessPagination(PageNumberPagination):
 
 def _positive_whole_number(raw: str) -> bool:
     return raw.isascii() and raw.isdigit() and int(raw) >= 1
+
+
+# A view's required_scope or required_permission, as ScopeOrPermission reads it: one for every
+# method, one per method (a dict), or None: no caller of that kind is let in.
+Requirement = str | dict[str, str] | None
 
 
 class ScopeOrPermission(BasePermission):

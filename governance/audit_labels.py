@@ -56,7 +56,9 @@ def audit_labels_attach(events) -> list:
         for side in (event.before or {}, event.after or {}):
             for name, value in side.items():
                 model = _related_model(event.object_type, name)
-                pk = _pk(model, value) if model is not None else None
+                if model is None:
+                    continue
+                pk = _pk(model, value)
                 if pk is not None:
                     wanted[model].add(pk)
                     refs.append((event, name, model, value))

@@ -5,6 +5,7 @@ Everything goes through the services, so the demo starts with a real audit trail
 
 import secrets
 from datetime import timedelta
+from typing import TypedDict
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -17,7 +18,22 @@ from governance.roles import ROLES
 from workloads import services
 from workloads.models import SensitivityTier, Tool, Workload
 
-DEMO_WORKLOADS = [
+
+class DemoWorkload(TypedDict):
+    """One demo workload: its registration fields, tier slug (None: left unclassified) and
+    granted tools."""
+
+    slug: str
+    name: str
+    model_family: str
+    environment: str
+    data_categories: list[str]
+    purpose: str
+    tier: str | None
+    tools: list[str]
+
+
+DEMO_WORKLOADS: list[DemoWorkload] = [
     dict(
         slug="support-triage",
         name="Support triage",

@@ -101,7 +101,7 @@ def past_cursor(queryset: QuerySet, fields: tuple[str, ...], cursor: str, lookup
     parts = cursor.split("-")
     if len(parts) != len(fields) or not all(part.isdigit() for part in parts):
         raise BadCursor(cursor)
-    values = []
+    values: list[datetime | int] = []
     for name, part in zip(fields, parts, strict=True):
         if isinstance(queryset.model._meta.get_field(name), DateTimeField):
             try:

@@ -5,11 +5,28 @@ console's 403 page, or for htmx a banner from static/js/mandate.js).
 The permission-matrix test reads `required_permission` off every routed view.
 """
 
+from collections.abc import Callable
 from functools import wraps
+from typing import Any, Protocol, cast
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django_htmx.http import HttpResponseClientRedirect
+
+
+class ViewMarks(Protocol):
+    """What a function view states about itself, as plain attributes on the function; the
+    permission-matrix test reads them. Typed here because the checker knows no such
+    attributes on a function."""
+
+    required_permission: str | None
+    required_scope: str | None
+    is_public: bool
+
+
+def view_marks(view: Callable[..., Any]) -> ViewMarks:
+    """`view` itself, typed so the checker accepts setting its marks."""
+    return cast(ViewMarks, view)
 
 
 def requires(permission: str):
@@ -24,7 +41,7 @@ def requires(permission: str):
                 raise PermissionDenied
             return view(request, *args, **kwargs)
 
-        guarded.required_permission = permission
+        view_marks(guarded).required_permission = permission
         return guarded
 
     return decorate
@@ -42,6 +59,7 @@ def _to_login(request):
 
 def public(view):
     """Mark a view as open to anyone (login, schema). Used sparingly and on purpose."""
-    view.required_permission = None
-    view.is_public = True
+    marks = view_marks(view)
+    marks.required_permission = None
+    marks.is_public = True
     return view

@@ -7,6 +7,7 @@ CELERY_BROKER_URL, REDIS_URL, SECRET_KEY and ALLOWED_HOSTS.
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.utils.csp import CSP
@@ -235,7 +236,8 @@ if os.environ.get("EMAIL_FILE_PATH"):  # mail as files in a directory (demos, re
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "mandate@localhost")
 
 # --- REST framework ---------------------------------------------------------------
-REST_FRAMEWORK = {
+# Annotated so the type checker lets code read nested entries (the throttle rates) back.
+REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "governance.tokens.ServiceTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
@@ -252,7 +254,7 @@ REST_FRAMEWORK = {
         "write": os.environ.get("WRITE_RATE", "120/min"),
     },
 }
-SPECTACULAR_SETTINGS = {
+SPECTACULAR_SETTINGS: dict[str, Any] = {
     "TITLE": "Mandate API",
     "DESCRIPTION": (
         "Governance for reasoning-model workloads: the catalogue, entitlement workflow, "

@@ -17,7 +17,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from governance.api_common import JSONParser, ScopeOrPermission, WriteThrottle
+from governance.api_common import JSONParser, Requirement, ScopeOrPermission, WriteThrottle
 from governance.errors import DomainError, NotAllowed
 from governance.models import ServiceToken
 from governance.openapi import DETAIL_ERRORS, ERROR_400, ERROR_409, READ_ERRORS, WRITE_LIMITS
@@ -129,8 +129,8 @@ class CatalogueApi:
     renderer_classes = [JSONRenderer]
     parser_classes = [JSONParser]
     throttle_classes = [WriteThrottle]
-    required_scope = "read"
-    required_permission = CONSOLE
+    required_scope: Requirement = "read"
+    required_permission: Requirement = CONSOLE
 
 
 def actor_of_request(request):

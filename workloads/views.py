@@ -5,6 +5,8 @@ ValidationError) goes back onto the form and the form fragment is re-rendered in
 status 422; success re-renders the region (htmx) or redirects (plain post).
 """
 
+from typing import Protocol, cast
+
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404
@@ -124,7 +126,8 @@ def workload_register_view(request):
 
 # --- detail and its in-place actions --------------------------------------------------------
 
-TRANSITION_LABELS = {
+# (from status, to status) -> (button label, confirmation question)
+TRANSITION_LABELS: dict[tuple[str, str], tuple[str, str]] = {
     (Workload.Status.DRAFT, Workload.Status.ACTIVE): ("Activate", ""),
     (Workload.Status.SUSPENDED, Workload.Status.ACTIVE): (
         "Reinstate",
@@ -180,6 +183,13 @@ def _session_policy(workload: Workload) -> SessionPolicy | None:
         return None
 
 
+class _GrantRow(Protocol):
+    """What the detail template reads off a current grant besides its fields."""
+
+    expired_now: bool
+    revoke_form: RevokeForm
+
+
 def _detail_context(request, workload: Workload, **forms) -> dict:
     user = request.user
     now = timezone.now()
@@ -189,11 +199,12 @@ def _detail_context(request, workload: Workload, **forms) -> dict:
     current = [g for g in grants if g.status == Entitlement.Status.ACTIVE]
     failed_revoke = forms.get("revoke_form")
     for grant in current:
-        grant.expired_now = not grant.is_valid_at(now) and grant.valid_from <= now
+        row = cast(_GrantRow, grant)
+        row.expired_now = not grant.is_valid_at(now) and grant.valid_from <= now
         if failed_revoke is not None and failed_revoke.prefix == f"revoke-{grant.pk}":
-            grant.revoke_form = failed_revoke
+            row.revoke_form = failed_revoke
         else:
-            grant.revoke_form = RevokeForm(prefix=f"revoke-{grant.pk}")
+            row.revoke_form = RevokeForm(prefix=f"revoke-{grant.pk}")
     audit_page = Paginator(workload_audit_trail(workload=workload), AUDIT_TRAIL_PAGE_SIZE).get_page(
         request.GET.get("audit_page")
     )
@@ -307,7 +318,7 @@ def workload_status_view(request, slug):
             form_add_service_error(form, error)
         else:
             return _after_detail_write(request, workload)
-    message = " ".join(e for errors in form.errors.values() for e in errors)
+    message = " ".join(str(e) for errors in form.errors.values() for e in errors)
     return _detail_invalid(
         request, workload, partial="status_actions", target="#status-actions", status_error=message
     )
@@ -365,7 +376,7 @@ def grant_revoke_view(request, slug, pk):
         else:
             return _after_detail_write(request, workload)
     if is_fragment_request(request):
-        grant.revoke_form = form
+        cast(_GrantRow, grant).revoke_form = form
         return render_invalid(
             request,
             DETAIL,

@@ -4,9 +4,12 @@ Tokens with the write scope file and cancel requests for a named owner; deciding
 approver users signed in to the console (session auth), never for tokens.
 """
 
+from typing import Any
+
 from django.contrib.auth import get_user_model
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics, status
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -138,6 +141,9 @@ PERSONAL_VIEWS = ("awaiting", "mine")
 class _RequestApi:
     permission_classes = [ScopeOrPermission]
     throttle_classes = [WriteThrottle]  # filing and deciding, like every other API write
+    # Set by the DRF view this is mixed into.
+    request: Request
+    kwargs: dict[str, Any]
 
     def get_object(self):
         return selectors.request_get(user=self.request.user, pk=self.kwargs["pk"])

@@ -9,7 +9,7 @@ from rest_framework import generics
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from governance.api_common import ScopeOrPermission, WriteThrottle
+from governance.api_common import Requirement, ScopeOrPermission, WriteThrottle
 from governance.approvals import selectors, services
 from governance.approvals.filters import RuleExceptionFilter, SessionWindowFilter
 from governance.approvals.serializers import RevokeInput, RuleExceptionOutput, SessionWindowOutput
@@ -82,8 +82,8 @@ def _response(name: str, value: dict) -> OpenApiExample:
 class _Api:
     permission_classes = [ScopeOrPermission]
     throttle_classes = [WriteThrottle]
-    required_scope = "read"
-    required_permission = CONSOLE
+    required_scope: Requirement = "read"
+    required_permission: Requirement = CONSOLE
 
 
 @extend_schema(

@@ -1,10 +1,14 @@
 """Forms for filing and deciding requests. Domain rules live in the services; the views map
 a DomainError back onto the field it names."""
 
+from __future__ import annotations
+
+from typing import cast
+
 from django import forms
 
 from governance.models import AccessRequest
-from workloads.models import Tool
+from workloads.models import Tool, Workload
 
 
 class ToolChoiceField(forms.ModelMultipleChoiceField):
@@ -13,7 +17,10 @@ class ToolChoiceField(forms.ModelMultipleChoiceField):
 
 
 class RequestForm(forms.Form):
-    workload = forms.ModelChoiceField(queryset=None, to_field_name="slug")
+    # The caller's visible workloads, set per form in __init__.
+    workload: forms.ModelChoiceField[Workload] = forms.ModelChoiceField(
+        queryset=None, to_field_name="slug"
+    )
     kind = forms.ChoiceField(choices=AccessRequest.Kind.choices, initial=AccessRequest.Kind.TOOLS)
     tools = ToolChoiceField(
         queryset=Tool.objects.order_by("capability_class", "slug"),
@@ -34,7 +41,7 @@ class RequestForm(forms.Form):
 
     def __init__(self, *args, workloads, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["workload"].queryset = workloads
+        cast(forms.ModelChoiceField, self.fields["workload"]).queryset = workloads
 
     def session_limits(self) -> dict:
         names = ("max_session_seconds", "max_tool_calls", "max_reasoning_tokens")
@@ -55,7 +62,8 @@ class BulkDecisionForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         raw = self.data.getlist("ids") if hasattr(self.data, "getlist") else []
-        self.fields["ids"].choices = [(v, v) for v in raw if str(v).isdigit()]
+        ids = cast(forms.TypedMultipleChoiceField, self.fields["ids"])
+        ids.choices = [(v, v) for v in raw if str(v).isdigit()]
 
 
 class CancelForm(forms.Form):

@@ -342,7 +342,7 @@ def _revoke(request, obj, revoke, *, kind: str, what: str):
     workload_url = reverse("workloads:detail", args=[obj.workload.slug])
     if not is_fragment_request(request):
         if form.errors:
-            messages.error(request, " ".join(e for errs in form.errors.values() for e in errs))
+            messages.error(request, " ".join(str(e) for errs in form.errors.values() for e in errs))
         else:
             messages.success(request, f"Revoked the {what}.")
         return redirect_after_post(request, workload_url)

@@ -31,7 +31,8 @@ class ServiceTokenCreateForm(forms.Form):
         return found
 
     def clean(self):
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data  # what Form.clean returns (its stub allows None, for overrides)
         if data.get("all_workloads") and data.get("workloads"):
             self.add_error("workloads", "Either bind workloads or choose “Any workload”, not both.")
         elif not data.get("all_workloads") and not data.get("workloads") and not self.errors:

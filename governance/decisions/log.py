@@ -155,7 +155,7 @@ class DecisionLog:
         self._touched: dict[int, float] = {}  # token id -> when this process last marked it
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pid = None
+        self._pid: int | None = None  # the process whose writer thread runs
         self._flush_lock = threading.Lock()
         self._stopped = False
 

@@ -34,6 +34,7 @@ _runtime: Runtime | None = None
 
 def _build() -> Runtime:
     url = getattr(settings, "DECISIONS_REDIS_URL", "") or settings.REDIS_URL
+    store: RedisSessionStore | LocalSessionStore
     if url:
         store = RedisSessionStore(url, prefix=settings.DECISIONS_REDIS_PREFIX)
     else:

@@ -101,7 +101,7 @@ class DecisionSchemaStub(APIView):
     from governance.tokens import ServiceTokenAuthentication
 
     authentication_classes = [ServiceTokenAuthentication]
-    permission_classes = []
+    permission_classes: list[type] = []
 
     @extend_schema(
         operation_id="decide",

@@ -2,6 +2,7 @@
 
 from collections import Counter
 from datetime import timedelta
+from typing import Protocol, cast
 
 import django_filters
 from django.db.models import QuerySet
@@ -78,6 +79,12 @@ def decisions_for_session(*, user, workload: str, session_external_id: str) -> Q
 SESSION_DECISIONS_SHOWN = 20
 
 
+class _TimelineLinked(Protocol):
+    """A Decision once decisions_link_timelines has set the attribute the log page reads."""
+
+    timeline_pk: int | None
+
+
 def decisions_link_timelines(*, user, decisions: list[Decision]) -> list[Decision]:
     """Set `timeline_pk` on each decision: its session's pk when Mandate has usage for that
     session and `user` may see it, else None. One query, whatever the page holds."""
@@ -96,7 +103,9 @@ def decisions_link_timelines(*, user, decisions: list[Decision]) -> list[Decisio
         )
         found = {(w, s): pk for w, s, pk in rows}
     for decision in decisions:
-        decision.timeline_pk = found.get((decision.workload, decision.session))
+        cast(_TimelineLinked, decision).timeline_pk = found.get(
+            (decision.workload, decision.session)
+        )
     return decisions
 
 
@@ -121,7 +130,8 @@ def decision_chart_series(*, user, hours: int = 24) -> dict:
     end = timezone.now().replace(minute=0, second=0, microsecond=0)
     start = end - timedelta(hours=hours - 1)
     denied = dict.fromkeys((start + timedelta(hours=i) for i in range(hours)), 0)
-    totals, reasons = Counter(), Counter()
+    totals: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
     if _may_read_decisions(user):
         counts = DecisionCount.objects.filter(hour__gte=start).values_list(
             "hour", "decision", "reason_code", "n"

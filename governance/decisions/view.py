@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from collections.abc import Sequence
 
 import msgspec
 from django.conf import settings
@@ -35,6 +36,7 @@ from governance.decisions.log import decision_row
 from governance.decisions.runtime import runtime
 from governance.decisions.snapshot import PolicyUnavailable
 from governance.decisions.state import StaleVersion, StateUnavailable
+from governance.permissions import view_marks
 from governance.tokens import bearer_secret
 
 _encode = msgspec.json.encode
@@ -92,7 +94,7 @@ def _invalid_check(item, prefix: str) -> tuple:
     if not isinstance(item, dict):
         raise BadRequest({prefix or "non_field_errors": ["Expected an object."]})
     fields = {}
-    values = []
+    values: list[str | None] = []
     for name in ("workload", "tool", "session", "id"):
         value = item.get(name)
         required = name in ("workload", "tool")
@@ -140,6 +142,7 @@ def _answer(verdict: Verdict, version: int) -> dict:
 @csrf_exempt
 def decide_view(request):
     started = time.perf_counter_ns()
+    response: HttpResponse
     if request.method != "POST":
         response = error_response(405, "method_not_allowed", "Use POST.")
         response["Allow"] = "POST"
@@ -219,6 +222,7 @@ def decide_view(request):
                 return _not_authenticated()
 
     version = snapshot.version
+    ids: Sequence[str]
     if batch:
         ids = [check[3] or uuid.uuid4().hex for check in checks]
         results = []
@@ -257,8 +261,8 @@ def decide_view(request):
 
 
 # Token-only: the permission matrix reads these; no console permission opens this view.
-decide_view.required_scope = "decide"
-decide_view.required_permission = None
+view_marks(decide_view).required_scope = "decide"
+view_marks(decide_view).required_permission = None
 
 
 def _not_authenticated() -> HttpResponse:

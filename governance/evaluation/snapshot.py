@@ -74,16 +74,16 @@ def policy_snapshots(workload_ids: Iterable[int], *, at: datetime) -> dict[int, 
             )
         )
     exceptions = defaultdict(list)
-    for row in RuleException.objects.filter(workload_id__in=ids).values(
+    for rule_row in RuleException.objects.filter(workload_id__in=ids).values(
         "workload_id", "rule__slug", "status", "valid_from", "valid_until", "revoked_at"
     ):
-        exceptions[row["workload_id"]].append(
+        exceptions[rule_row["workload_id"]].append(
             ExceptionWindow(
-                row["rule__slug"],
-                row["status"],
-                row["valid_from"],
-                row["valid_until"],
-                row["revoked_at"],
+                rule_row["rule__slug"],
+                rule_row["status"],
+                rule_row["valid_from"],
+                rule_row["valid_until"],
+                rule_row["revoked_at"],
             )
         )
     snapshots = {}

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 import msgspec
 import psycopg
@@ -215,15 +216,19 @@ def _findings_insert_postgresql(findings: Sequence[Finding]) -> list[Finding]:
     meta = Finding._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]
     quote = connection.ops.quote_name
+    # Concrete fields all have a column (the stubs allow None, for the kinds that have none).
+    columns = ", ".join(quote(cast(str, f.column)) for f in fields)
+    key_column = quote(cast(str, meta.get_field("dedupe_key").column))
+    pk_column = quote(cast(str, meta.pk.column))
     params = []
     for finding in findings:
         params += [f.get_db_prep_save(f.pre_save(finding, True), connection) for f in fields]
     row = f"({', '.join(['%s'] * len(fields))})"
     sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) "
         f"VALUES {', '.join([row] * len(findings))} "
-        f"ON CONFLICT ({quote(meta.get_field('dedupe_key').column)}) DO NOTHING "
-        f"RETURNING {quote(meta.pk.column)}, {quote(meta.get_field('dedupe_key').column)}"
+        f"ON CONFLICT ({key_column}) DO NOTHING "
+        f"RETURNING {pk_column}, {key_column}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

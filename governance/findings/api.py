@@ -6,6 +6,8 @@ Reads: a user needs view_findings, a token the `read` scope and sees the finding
 workloads it is bound to. Writes are for signed-in users with triage_finding, never tokens.
 """
 
+from typing import Any
+
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -17,7 +19,7 @@ from rest_framework import mixins, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from governance.api_common import ScopeOrPermission, WriteThrottle
+from governance.api_common import Requirement, ScopeOrPermission, WriteThrottle
 from governance.findings import selectors, services
 from governance.findings.filters import FindingFilter
 from governance.findings.serializers import (
@@ -51,7 +53,7 @@ _FINDING_EXAMPLE = {
     "updated_at": "2025-03-04T14:02:13Z",
     "resolved_at": None,
 }
-_DETAIL_EXAMPLE = _FINDING_EXAMPLE | {
+_DETAIL_EXAMPLE: dict[str, Any] = _FINDING_EXAMPLE | {
     "status": "acknowledged",
     "assignee": "riley",
     "updated_at": "2025-03-04T15:10:00Z",
@@ -106,8 +108,8 @@ class FindingsApi:
 
     permission_classes = [ScopeOrPermission]
     throttle_classes = [WriteThrottle]
-    required_scope = "read"
-    required_permission = VIEW
+    required_scope: Requirement = "read"
+    required_permission: Requirement = VIEW
 
 
 @extend_schema_view(

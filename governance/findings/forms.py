@@ -1,3 +1,5 @@
+from typing import cast
+
 from django import forms
 
 from governance.models import Finding
@@ -10,7 +12,8 @@ class BulkTriageForm(forms.Form):
 
     def __init__(self, *args, finding_ids=(), **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["ids"].choices = [(i, i) for i in finding_ids]
+        ids = cast(forms.TypedMultipleChoiceField, self.fields["ids"])
+        ids.choices = [(i, i) for i in finding_ids]
 
 
 class StatusForm(forms.Form):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import datetime, time, timedelta
+from typing import Any
 
 from django.db.models import (
     Count,
@@ -180,7 +182,7 @@ def session_get(*, user, pk: int) -> Session:
 
 def session_summary(*, session: Session) -> dict:
     """Counts for one session (one aggregate query over its events, one for its findings)."""
-    per_type = {
+    per_type: dict[str, Mapping[str, Any]] = {
         row["type"]: row
         for row in UsageEvent.objects.filter(session=session)
         .order_by()

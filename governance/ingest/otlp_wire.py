@@ -316,7 +316,7 @@ def export_response(rejected: list[Rejection], *, as_json: bool) -> bytes:
     if rejected:
         response.partial_success.rejected_spans = len(rejected)
         shown = "; ".join(
-            f"span {r.index} ({r.event_id or '?'}): {r.code}: {r.message}" for r in rejected[:10]
+            f"span {r.position} ({r.event_id or '?'}): {r.code}: {r.message}" for r in rejected[:10]
         )
         more = f" (and {len(rejected) - 10} more)" if len(rejected) > 10 else ""
         response.partial_success.error_message = shown + more

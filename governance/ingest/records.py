@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, final
 
 import msgspec
 
@@ -36,17 +36,23 @@ class EventRecord(NamedTuple):
     attributes: str  # JSON object text
 
 
+# EventRecord as a plain tuple: the native decoder's hot loop builds these without the
+# NamedTuple constructor, and the store takes either (every EventRecord is one).
+EventRow = tuple[int, str, str, str, datetime, str, str, str, str, int, int, int, int | None, str]
+
+
+@final  # never subclassed: lets `type(item) is Rejection` narrow both ways, as fast as it is
 class Rejection(NamedTuple):
     """Why one item (an event, or an OTLP span) was not stored."""
 
-    index: int
+    position: int  # the item's index in the batch (not `index`: that is tuple.index)
     event_id: str
     code: str
     message: str
     field: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        item = {"index": self.index, "event_id": self.event_id, "code": self.code}
+        item = {"index": self.position, "event_id": self.event_id, "code": self.code}
         if self.field:
             item["field"] = self.field
         item["message"] = self.message

@@ -14,6 +14,7 @@ latest, `ended_at` the latest session_end.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -22,7 +23,7 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from governance.ingest.handoff import evaluation_enqueue_on_commit
-from governance.ingest.records import EventRecord
+from governance.ingest.records import EventRecord, EventRow
 from workloads.models import Session, UsageEvent
 
 STAGE = "mandate_ingest_stage"
@@ -124,7 +125,7 @@ class StoreResult:
     max_id: int | None
 
 
-def usage_events_store(*, records: list[EventRecord] | list[tuple], source: str) -> StoreResult:
+def usage_events_store(*, records: Sequence[EventRow], source: str) -> StoreResult:
     """Store the events (duplicates ignored) and upsert their sessions, in one transaction.
 
     After commit, one evaluation task is enqueued for the id range of the new events.
@@ -136,12 +137,12 @@ def usage_events_store(*, records: list[EventRecord] | list[tuple], source: str)
             result = _store_postgresql(records, source)
         else:
             result = _store_generic(records, source)
-        if result.stored:
+        if result.min_id is not None and result.max_id is not None:  # None: nothing new stored
             evaluation_enqueue_on_commit(min_id=result.min_id, max_id=result.max_id)
     return result
 
 
-def _store_postgresql(records: list[EventRecord], source: str) -> StoreResult:
+def _store_postgresql(records: Sequence[EventRow], source: str) -> StoreResult:
     with connection.cursor() as cursor:
         cursor.execute(_CREATE_STAGE)
         with cursor.copy(_COPY) as copy:
@@ -153,10 +154,10 @@ def _store_postgresql(records: list[EventRecord], source: str) -> StoreResult:
     return StoreResult(stored, min_id, max_id)
 
 
-def _store_generic(records: list[EventRecord], source: str) -> StoreResult:
+def _store_generic(rows: Sequence[EventRow], source: str) -> StoreResult:
     """SQLite (the embedded default): the same semantics with the ORM, no speed target."""
     now = timezone.now()
-    wanted = {(r[0], r[2]) for r in records}  # (workload_id, event_id)
+    wanted = {(r[0], r[2]) for r in rows}  # (workload_id, event_id)
     existing: set[tuple[int, str]] = set()
     for workload_id in {w for w, _ in wanted}:
         ids = [e for w, e in wanted if w == workload_id]
@@ -168,11 +169,12 @@ def _store_generic(records: list[EventRecord], source: str) -> StoreResult:
         )
     # Only events not stored before (the first copy of each) shape their session, as on
     # PostgreSQL.
-    fresh, seen = [], set()
-    for r in map(EventRecord._make, records):
-        key = (r.workload_id, r.event_id)
-        if key not in existing and key not in seen:
-            seen.add(key)
+    fresh: list[EventRecord] = []
+    seen: set[tuple[int, str]] = set()
+    for r in map(EventRecord._make, rows):
+        pair = (r.workload_id, r.event_id)
+        if pair not in existing and pair not in seen:
+            seen.add(pair)
             fresh.append(r)
     by_session: dict[tuple[int, str], list[EventRecord]] = {}
     for record in fresh:
@@ -187,7 +189,7 @@ def _store_generic(records: list[EventRecord], source: str) -> StoreResult:
         _session_merge(session, events)
         session_ids[workload_id, key] = session.pk
 
-    new = []
+    new: list[UsageEvent] = []
     for r in fresh:
         new.append(
             UsageEvent(

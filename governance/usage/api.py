@@ -135,7 +135,7 @@ class SessionViewSet(
 )
 class SessionEventListApi(SessionsApi, generics.ListAPIView):
     serializer_class = UsageEventOutput
-    filter_backends = []  # the session is the filter
+    filter_backends: list[type] = []  # the session is the filter
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):

@@ -77,7 +77,7 @@ def test_attributes_of_the_wrong_shape_refuse_their_span(attributes):
     _with_attributes(document, attributes)
     spans, rejected = spans_from_json(_json(document))
     assert [s.span_id for s in spans] == ["00000000000000b2"]
-    assert [(r.index, r.code) for r in rejected] == [(0, "invalid_span")]
+    assert [(r.position, r.code) for r in rejected] == [(0, "invalid_span")]
     assert "must be" in rejected[0].message
 
 

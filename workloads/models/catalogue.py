@@ -1,5 +1,7 @@
 """The catalogue: what each reasoning-model workload is, and what it may touch."""
 
+from typing import cast
+
 from django.conf import settings
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
@@ -15,7 +17,7 @@ slug_validator = RegexValidator(
 def related_label(instance: models.Model, name: str) -> str:
     """The related object's name when it is already loaded, else its id: a readable
     `str()` for audit records without a query behind every call."""
-    field = instance._meta.get_field(name)
+    field = cast(models.ForeignKey, instance._meta.get_field(name))  # every caller names one
     if field.is_cached(instance):
         related = field.get_cached_value(instance)
         if related is not None:

@@ -1,5 +1,8 @@
 """Revoke a service token by name; it stops working on its next request."""
 
+from datetime import datetime
+from typing import cast
+
 from django.core.management.base import BaseCommand, CommandError
 
 from governance.models import ServiceToken
@@ -20,4 +23,5 @@ class Command(BaseCommand):
             self.stdout.write(f"Token {name!r} was already revoked at {token.revoked_at}.")
             return
         token = service_token_revoke(token=token, by=None)
-        self.stdout.write(f"Revoked token {name!r} at {token.revoked_at.isoformat()}.")
+        revoked_at = cast(datetime, token.revoked_at)  # set: the service returns it revoked
+        self.stdout.write(f"Revoked token {name!r} at {revoked_at.isoformat()}.")
