@@ -5,7 +5,12 @@ hook `decision_endpoint_hook` (SPECTACULAR_SETTINGS["PREPROCESSING_HOOKS"]) adds
 endpoints drf-spectacular walks, at the real view's path.
 """
 
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
 from rest_framework import serializers
 from rest_framework.views import APIView
 
@@ -25,22 +30,33 @@ class CheckInput(StrictInput):
         help_text="The agent run's id. With it the window, budget and dynamic combination "
         "rules are checked, and an allowed call counts toward the session.",
     )
-    context = serializers.DictField(required=False, help_text="Free-form; logged, not judged.")
+    context = serializers.DictField(
+        required=False,
+        help_text="Free-form, at most DECISIONS_CONTEXT_MAX (default 4,096) bytes as JSON; "
+        "logged with the answer, not judged. Larger → 400.",
+    )
     id = serializers.CharField(
         max_length=64, required=False, help_text="Correlation id (batch): echoed back."
     )
 
 
-class DecisionInput(CheckInput):
-    """A single check; or send `checks` alone for a batch."""
+class BatchInput(StrictInput):
+    """The batch form: `checks` alone, nothing beside it."""
 
-    workload = serializers.CharField(max_length=80, required=False)
-    tool = serializers.CharField(max_length=80, required=False)
     checks = CheckInput(
         many=True,
-        required=False,
-        help_text="Batch form: up to DECISIONS_BATCH_MAX (default 100) checks; more → 413.",
+        allow_empty=False,
+        help_text="Up to DECISIONS_BATCH_MAX (default 100) checks; more → 413.",
     )
+
+
+# One of the two forms, exactly: a single check, or `checks` alone (a body mixing them, or
+# neither, is a 400). Each form refuses fields it does not know (additionalProperties).
+DecisionInput = PolymorphicProxySerializer(
+    component_name="Decision",  # "DecisionRequest" once split into request and response
+    serializers=[CheckInput, BatchInput],
+    resource_type_field_name=None,
+)
 
 
 class ReasonOutput(serializers.Serializer):
@@ -62,13 +78,24 @@ class AnswerOutput(serializers.Serializer):
     id = serializers.CharField(required=False, help_text="Batch only: the correlation id.")
 
 
-class DecisionOutput(AnswerOutput):
-    """A single answer, or (batch) `policy_version` and `results`."""
+class SingleAnswerOutput(AnswerOutput):
+    """The answer to a single check."""
 
-    decision = serializers.ChoiceField(choices=["allow", "deny"], required=False)
-    reasons = ReasonOutput(many=True, required=False)
-    obligations = ObligationsOutput(required=False)
-    results = AnswerOutput(many=True, required=False)
+    id = None  # only batch answers carry a correlation id
+
+
+class BatchAnswerOutput(serializers.Serializer):
+    """The answers to a batch, in the order of its checks."""
+
+    policy_version = serializers.IntegerField()
+    results = AnswerOutput(many=True)
+
+
+DecisionOutput = PolymorphicProxySerializer(
+    component_name="DecisionResponse",
+    serializers=[SingleAnswerOutput, BatchAnswerOutput],
+    resource_type_field_name=None,
+)
 
 
 class ErrorOutput(serializers.Serializer):

@@ -70,7 +70,8 @@ def _unavailable(message: str) -> HttpResponse:
 
 
 def _parse_check(item, prefix: str = "") -> tuple:
-    """(workload, tool, session, id, context) of a well-formed check, or BadRequest."""
+    """(workload, tool, session, id, context as JSON text) of a well-formed check, or
+    BadRequest."""
     # The common, valid case in one expression; anything else goes to the field-by-field
     # pass below, which says what is wrong with each field.
     if type(item) is dict:
@@ -86,8 +87,21 @@ def _parse_check(item, prefix: str = "") -> tuple:
             and (context is None or type(context) is dict)
             and item.keys() <= _CHECK_FIELDS
         ):
-            return workload, tool, session, check_id, context
+            return workload, tool, session, check_id, _context_json(context, prefix)
     return _invalid_check(item, prefix)
+
+
+def _context_json(context: dict | None, prefix: str) -> str:
+    """The context as the log stores it, within DECISIONS_CONTEXT_MAX bytes: every answer is
+    logged with its context, and the log buffers entries in memory while the database is
+    away, so an unbounded context would let one token fill a web process's memory."""
+    if not context:
+        return "{}"
+    encoded = _encode(context)
+    limit = settings.DECISIONS_CONTEXT_MAX
+    if len(encoded) > limit:
+        raise BadRequest({prefix + "context": [f"At most {limit} bytes of JSON."]})
+    return encoded.decode()
 
 
 def _invalid_check(item, prefix: str) -> tuple:
@@ -113,7 +127,7 @@ def _invalid_check(item, prefix: str) -> tuple:
         fields[prefix + str(name)] = [UNKNOWN_FIELD]
     if fields:
         raise BadRequest(fields)
-    return (*values, context)
+    return (*values, _context_json(context, prefix))
 
 
 def _decide(snapshot, token, checks, now: float, store):
@@ -237,7 +251,7 @@ def decide_view(request):
     latency_us = (time.perf_counter_ns() - started) // 1000
     request_id = getattr(request, "request_id", "")
     record = rt.log.record
-    for (workload, tool, session, _id, context), verdict, correlation_id in zip(
+    for (workload, tool, session, _id, context_json), verdict, correlation_id in zip(
         checks, verdicts, ids, strict=True
     ):
         record(
@@ -254,7 +268,7 @@ def decide_view(request):
                 token_id=token.id,
                 correlation_id=correlation_id,
                 request_id=request_id,
-                context_json=_encode(context).decode() if context else "{}",
+                context_json=context_json,
             )
         )
     return response

@@ -290,6 +290,19 @@ _OTLP_JSON_EXAMPLE = {
 }
 
 
+def _in_both_encodings(responses: dict[int, OpenApiResponse]) -> dict:
+    """Each answer as JSON (documented field by field) and as protobuf: OTLP answers in the
+    request's content type, so a protobuf export gets ExportTraceServiceResponse or a
+    google.rpc.Status as protobuf bytes."""
+    both: dict = {}
+    for code, response in responses.items():
+        both[(code, "application/json")] = response
+        both[(code, "application/x-protobuf")] = OpenApiResponse(
+            OpenApiTypes.BINARY, description=response.description
+        )
+    return both
+
+
 class OtlpTracesDoc(_IngestDoc):
     """Documentation only: served by `governance.ingest.views.otlp_traces`."""
 
@@ -322,34 +335,36 @@ class OtlpTracesDoc(_IngestDoc):
             "application/x-protobuf": OpenApiTypes.BINARY,
             "application/json": OpenApiTypes.OBJECT,
         },
-        responses={
-            200: OpenApiResponse(
-                ExportResponseDoc,
-                description="Stored. Empty on full success; `partialSuccess` when some spans "
-                "were rejected.",
-                examples=[
-                    OpenApiExample("Full success", value={}),
-                    OpenApiExample(
-                        "Partial success",
-                        value={
-                            "partialSuccess": {
-                                "rejectedSpans": "1",
-                                "errorMessage": "span 3 (…): workload_not_bound: …",
-                            }
-                        },
-                    ),
-                ],
-            ),
-            400: OpenApiResponse(RpcStatusDoc, description="Unreadable body (not retried)."),
-            401: OpenApiResponse(RpcStatusDoc, description="No valid bearer token."),
-            403: OpenApiResponse(RpcStatusDoc, description="The token lacks `ingest`."),
-            413: OpenApiResponse(RpcStatusDoc, description="Too large."),
-            415: OpenApiResponse(RpcStatusDoc, description="Not protobuf or JSON."),
-            429: OpenApiResponse(RpcStatusDoc, description="Over the rate; see Retry-After."),
-            503: OpenApiResponse(
-                RpcStatusDoc, description="Overloaded (database unavailable); see Retry-After."
-            ),
-        },
+        responses=_in_both_encodings(
+            {
+                200: OpenApiResponse(
+                    ExportResponseDoc,
+                    description="Stored. Empty on full success; `partialSuccess` when some spans "
+                    "were rejected.",
+                    examples=[
+                        OpenApiExample("Full success", value={}),
+                        OpenApiExample(
+                            "Partial success",
+                            value={
+                                "partialSuccess": {
+                                    "rejectedSpans": "1",
+                                    "errorMessage": "span 3 (…): workload_not_bound: …",
+                                }
+                            },
+                        ),
+                    ],
+                ),
+                400: OpenApiResponse(RpcStatusDoc, description="Unreadable body (not retried)."),
+                401: OpenApiResponse(RpcStatusDoc, description="No valid bearer token."),
+                403: OpenApiResponse(RpcStatusDoc, description="The token lacks `ingest`."),
+                413: OpenApiResponse(RpcStatusDoc, description="Too large."),
+                415: OpenApiResponse(RpcStatusDoc, description="Not protobuf or JSON."),
+                429: OpenApiResponse(RpcStatusDoc, description="Over the rate; see Retry-After."),
+                503: OpenApiResponse(
+                    RpcStatusDoc, description="Overloaded (database unavailable); see Retry-After."
+                ),
+            }
+        ),
         examples=[OpenApiExample("One tool span", value=_OTLP_JSON_EXAMPLE, request_only=True)],
     )
     def post(self, request):  # pragma: no cover - never routed

@@ -439,6 +439,29 @@ def test_a_body_nested_past_the_recursion_limit_gets_400_not_500(client, decide_
         }
 
 
+def test_a_context_over_its_limit_gets_400_and_a_fitting_one_is_logged(
+    client, decide_secret, triage, settings
+):
+    settings.DECISIONS_CONTEXT_MAX = 64
+    too_big = post(
+        client, decide_secret, {"workload": "triage", "tool": "crm-api", "context": {"x": "y" * 64}}
+    )
+    assert too_big.status_code == 400
+    assert too_big.json()["error"]["fields"] == {"context": ["At most 64 bytes of JSON."]}
+    batch = post(
+        client,
+        decide_secret,
+        {"checks": [{"workload": "triage", "tool": "crm-api", "context": {"x": "y" * 64}}]},
+    )
+    assert batch.json()["error"]["fields"] == {"checks[0].context": ["At most 64 bytes of JSON."]}
+    fits = post(
+        client, decide_secret, {"workload": "triage", "tool": "crm-api", "context": {"step": 3}}
+    )
+    assert fits.status_code == 200
+    runtime().log.flush()
+    assert Decision.objects.get().context == {"step": 3}
+
+
 def test_a_content_length_that_is_not_a_number_gets_400(client, decide_secret, triage):
     response = post(
         client, decide_secret, {"workload": "triage", "tool": "web-search"}, CONTENT_LENGTH="lots"

@@ -26,6 +26,16 @@ def test_the_otlp_endpoint_is_documented_in_both_encodings(schema):
         "application/json",
     }
     assert set(operation["responses"]) >= {"200", "400", "413", "429", "503"}
+    # OTLP answers in the request's content type: a protobuf export gets protobuf back.
+    for code, response in operation["responses"].items():
+        assert set(response["content"]) == {"application/json", "application/x-protobuf"}, code
+
+
+def test_the_json_hot_paths_document_json_bodies_only(schema):
+    for path in ("/api/v1/events", "/api/v1/decisions"):
+        assert set(schema["paths"][path]["post"]["requestBody"]["content"]) == {
+            "application/json"
+        }
 
 
 def test_the_served_views_stay_plain_functions():
