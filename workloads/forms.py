@@ -25,7 +25,9 @@ ASSIGN_OWNER_PERMISSION = "workloads.classify_workload"
 class WorkloadRegisterForm(forms.Form):
     """An owner registers for themself; an IAM admin may name another owner."""
 
-    slug = forms.SlugField(
+    # A CharField, not a SlugField: Django's slug check beside slug_validator gave two
+    # messages that contradicted each other.
+    slug = forms.CharField(
         max_length=80, validators=[slug_validator], help_text="e.g. ticket-triage"
     )
     name = forms.CharField(max_length=120)
@@ -111,7 +113,7 @@ class RevokeForm(forms.Form):
 
 
 class ToolForm(forms.Form):
-    slug = forms.SlugField(max_length=80, validators=[slug_validator])
+    slug = forms.CharField(max_length=80, validators=[slug_validator])
     name = forms.CharField(max_length=120)
     capability_class = forms.ChoiceField(choices=CapabilityClass.choices)
     risk = forms.ChoiceField(choices=RiskLevel.choices, initial=RiskLevel.MEDIUM)
@@ -141,7 +143,7 @@ def rule_labels() -> set[str]:
 
 
 class CombinationRuleForm(forms.Form):
-    slug = forms.SlugField(max_length=80, validators=[slug_validator])
+    slug = forms.CharField(max_length=80, validators=[slug_validator])
     name = forms.CharField(max_length=120)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
     groups = forms.CharField(

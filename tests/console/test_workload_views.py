@@ -102,6 +102,16 @@ def test_an_iam_admin_may_register_for_an_owner(admin_client, owner):
     assert Workload.objects.get(slug="ticket-triage").owner == owner
 
 
+def test_a_bad_slug_gets_one_message_that_says_what_is_allowed(owner_client):
+    for slug in ("Bad Slug!", "billing.bot", "double--dash"):
+        bad = owner_client.post(reverse("workloads:register"), {**REGISTRATION, "slug": slug})
+        assert bad.context["form"].errors["slug"] == [
+            "Use lowercase letters and digits, with single - or _ between them."
+        ]
+    good = owner_client.post(reverse("workloads:register"), {**REGISTRATION, "slug": "bill_bot-2"})
+    assert good.status_code == 303
+
+
 def test_a_duplicate_slug_is_shown_on_the_slug_field_with_422(admin_client):
     WorkloadFactory(slug="ticket-triage")
     response = admin_client.post(reverse("workloads:register"), REGISTRATION, headers=HX)

@@ -33,9 +33,7 @@ def test_the_otlp_endpoint_is_documented_in_both_encodings(schema):
 
 def test_the_json_hot_paths_document_json_bodies_only(schema):
     for path in ("/api/v1/events", "/api/v1/decisions"):
-        assert set(schema["paths"][path]["post"]["requestBody"]["content"]) == {
-            "application/json"
-        }
+        assert set(schema["paths"][path]["post"]["requestBody"]["content"]) == {"application/json"}
 
 
 def test_the_served_views_stay_plain_functions():

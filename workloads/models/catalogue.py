@@ -8,9 +8,11 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+# What a slug field allows anyway (Django's slug check has no dots), in lower case: the
+# message must not promise dots that the field then refuses.
 slug_validator = RegexValidator(
-    r"^[a-z0-9]+(?:[-_.][a-z0-9]+)*$",
-    "Use lowercase letters, digits and single - _ . separators.",
+    r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$",
+    "Use lowercase letters and digits, with single - or _ between them.",
 )
 
 
