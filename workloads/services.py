@@ -174,6 +174,10 @@ def workload_set_status(*, workload: Workload, status: str, by, reason: str = ""
         raise Conflict(
             "Classify the workload before activating it.", field="status", code="unclassified"
         )
+    if workload.status != Workload.Status.DRAFT and not reason.strip():
+        # Suspending, reinstating and retiring change what a running agent may do: the audit
+        # keeps why. (A first activation follows the classification, which has its rationale.)
+        raise DomainError("Say why.", field="reason", code="required")
     before = audit_snapshot(workload, WORKLOAD_AUDIT_FIELDS)
     workload.status = status
     workload.save()

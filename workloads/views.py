@@ -149,7 +149,13 @@ def _transitions(workload: Workload) -> list[dict]:
             (workload.status, target), ("Retire", RETIRE_CONFIRM)
         )
         rows.append(
-            {"status": target, "label": label, "confirm": confirm, "danger": target != "active"}
+            {
+                "status": target,
+                "label": label,
+                "confirm": confirm,
+                "danger": target != "active",
+                "needs_reason": workload.status != Workload.Status.DRAFT,
+            }
         )
     return rows
 

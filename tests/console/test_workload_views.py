@@ -181,20 +181,34 @@ def test_activating_an_unclassified_workload_explains_why_not(admin_client):
     assert workload.status == Workload.Status.DRAFT
 
 
+def test_a_classified_draft_says_decisions_deny_until_it_is_activated(admin_client):
+    workload = ClassifiedWorkloadFactory(status=Workload.Status.DRAFT)
+    url = reverse("workloads:detail", args=[workload.slug])
+    assert 'id="activation-notice"' in admin_client.get(url).content.decode()
+    admin_client.post(reverse("workloads:status", args=[workload.slug]), {"status": "active"})
+    assert 'id="activation-notice"' not in admin_client.get(url).content.decode()
+
+
 def test_suspend_and_reinstate_go_through_the_service(admin_client):
     workload = ClassifiedWorkloadFactory()
     url = reverse("workloads:status", args=[workload.slug])
     page = admin_client.get(reverse("workloads:detail", args=[workload.slug])).content.decode()
     assert "hx-confirm=" in page and ">Suspend<" in page
-    admin_client.post(url, {"status": "suspended"})
+    assert 'name="reason" required' in page
+    unexplained = admin_client.post(url, {"status": "suspended"}, headers=HX)
+    assert unexplained.status_code == 422 and "Say why." in unexplained.content.decode()
+    workload.refresh_from_db()
+    assert workload.status == Workload.Status.ACTIVE
+    admin_client.post(url, {"status": "suspended", "reason": "Leaking tickets"})
     workload.refresh_from_db()
     assert workload.status == Workload.Status.SUSPENDED
     page = admin_client.get(reverse("workloads:detail", args=[workload.slug])).content.decode()
     assert ">Reinstate<" in page
-    admin_client.post(url, {"status": "active"})
+    admin_client.post(url, {"status": "active", "reason": "Fixed the prompt"})
     workload.refresh_from_db()
     assert workload.status == Workload.Status.ACTIVE
-    assert AuditEvent.objects.filter(action="workload.suspended").exists()
+    reasons = AuditEvent.objects.filter(action__in=["workload.suspended", "workload.active"])
+    assert sorted(e.after["reason"] for e in reasons) == ["Fixed the prompt", "Leaking tickets"]
 
 
 # --- session policy -----------------------------------------------------------------------
