@@ -170,3 +170,34 @@ def workload_audit_trail(*, workload: Workload):
         ),
     ]
     return branches[0].union(*branches[1:], all=True).order_by("-id")
+
+
+def workloads_holding_combination(*, rule: CombinationRule, at) -> list[str]:
+    """Slugs of the workloads (not retired) whose grants valid at `at` already trip `rule`,
+    without a valid exception to it: what a new or tightened rule leaves standing, since it
+    only blocks grants made after it. Reads only the grants of the rule's tools."""
+    from workloads.combinations import rule_tripped
+    from workloads.models import RuleException
+    from workloads.services import rule_spec
+
+    spec = rule_spec(rule)
+    labels = set().union(*spec.groups)
+    slugs = {label.removeprefix("tool:") for label in labels if label.startswith("tool:")}
+    grants = (
+        Entitlement.objects.filter(status=Entitlement.Status.ACTIVE, valid_from__lte=at)
+        .filter(Q(valid_until__isnull=True) | Q(valid_until__gt=at))
+        .filter(Q(tool__capability_class__in=labels) | Q(tool__slug__in=slugs))
+        .exclude(workload__status=Workload.Status.RETIRED)
+        .values_list("workload__slug", "tool__slug", "tool__capability_class")
+    )
+    held: dict[str, dict[str, str]] = {}
+    for workload, tool, capability in grants:
+        held.setdefault(workload, {})[tool] = capability
+    excepted = {
+        e.workload.slug
+        for e in RuleException.objects.filter(rule=rule, workload__slug__in=held).select_related(
+            "workload"
+        )
+        if e.is_valid_at(at)
+    }
+    return sorted(w for w, tools in held.items() if w not in excepted and rule_tripped(spec, tools))

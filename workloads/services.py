@@ -281,11 +281,14 @@ def combination_rule_save(*, by, rule: CombinationRule | None = None, **fields) 
     return rule
 
 
+def rule_spec(rule: CombinationRule) -> RuleSpec:
+    return RuleSpec(
+        rule.slug, rule.name, tuple(frozenset(g) for g in rule.groups), rule.effect, rule.scope
+    )
+
+
 def rule_specs(scopes: tuple[str, ...]) -> list[RuleSpec]:
-    return [
-        RuleSpec(r.slug, r.name, tuple(frozenset(g) for g in r.groups), r.effect, r.scope)
-        for r in CombinationRule.objects.filter(enabled=True, scope__in=scopes)
-    ]
+    return [rule_spec(r) for r in CombinationRule.objects.filter(enabled=True, scope__in=scopes)]
 
 
 def active_tools_of(workload: Workload, at: datetime) -> dict[str, str]:

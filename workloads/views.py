@@ -7,9 +7,11 @@ status 422; success re-renders the region (htmx) or redirects (plain post).
 
 from typing import Protocol, cast
 
+from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
@@ -47,6 +49,7 @@ from workloads.selectors import (
     workload_audit_trail,
     workload_get,
     workload_list,
+    workloads_holding_combination,
 )
 
 LIST_PAGE_SIZE = 25
@@ -470,9 +473,29 @@ def rule_create_view(request):
         request,
         form=CombinationRuleForm(request.POST or None),
         template="workloads/rule_form.html",
-        save=lambda data: services.combination_rule_save(by=request.user, **data),
+        save=lambda data: _rule_saved(
+            request, services.combination_rule_save(by=request.user, **data)
+        ),
         done_url=reverse("workloads:rules"),
     )
+
+
+def _rule_saved(request, rule: CombinationRule) -> None:
+    """A rule on grants only stops grants made after it: say which workloads already hold
+    the combination, so the admin can review them (revoke, or approve an exception)."""
+    if not rule.enabled or rule.scope == CombinationRule.Scope.DYNAMIC:
+        return
+    holders = workloads_holding_combination(rule=rule, at=timezone.now())
+    if holders:
+        shown = ", ".join(holders[:10]) + (
+            f" and {len(holders) - 10} more" if len(holders) > 10 else ""
+        )
+        messages.warning(
+            request,
+            f"Rule {rule.slug} saved. {len(holders)} workload{pluralize(len(holders))} already "
+            f"hold{'' if len(holders) != 1 else 's'} this combination through current grants, "
+            f"which the rule does not undo: {shown}. Review their grants.",
+        )
 
 
 @requires("workloads.manage_catalogue")
@@ -484,6 +507,8 @@ def rule_edit_view(request, slug):
         request,
         form=form,
         template="workloads/rule_form.html",
-        save=lambda data: services.combination_rule_save(by=request.user, rule=rule, **data),
+        save=lambda data: _rule_saved(
+            request, services.combination_rule_save(by=request.user, rule=rule, **data)
+        ),
         done_url=reverse("workloads:rules"),
     )

@@ -1,8 +1,12 @@
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from governance.models import AuditEvent
-from workloads.models import CombinationRule, Tool
+from tests.factories import ClassifiedWorkloadFactory, EntitlementFactory
+from workloads.models import CombinationRule, RuleException, Tool
 
 pytestmark = pytest.mark.django_db
 HX = {"HX-Request": "true"}
@@ -56,6 +60,36 @@ def test_rule_groups_are_entered_one_per_line_with_alternatives(admin_client):
     rule = CombinationRule.objects.get(slug="no-exfil")
     assert rule.groups == [["data_store", "file_read"], ["messaging", "tool:web-fetch"]]
     assert rule.enabled and rule.effect == "forbid"
+
+
+def test_a_new_grant_rule_names_the_workloads_that_already_hold_the_combination(admin_client):
+    holder = ClassifiedWorkloadFactory(slug="holder")
+    excepted = ClassifiedWorkloadFactory(slug="excepted")
+    half = ClassifiedWorkloadFactory(slug="half")
+    for workload in (holder, excepted):
+        EntitlementFactory(workload=workload, tool=Tool.objects.get(slug="file-read"))
+        EntitlementFactory(workload=workload, tool=Tool.objects.get(slug="send-email"))
+    EntitlementFactory(workload=half, tool=Tool.objects.get(slug="file-read"))
+    rule = {**RULE, "groups": "file_read\nmessaging"}
+    created = admin_client.post(reverse("workloads:rule_create"), rule, follow=True)
+    [note] = [str(m) for m in created.context["messages"]]
+    assert "2 workloads already hold this combination" in note and "excepted, holder" in note
+    RuleException.objects.create(
+        workload=excepted,
+        rule=CombinationRule.objects.get(slug="no-exfil"),
+        status="active",
+        valid_from=timezone.now() - timedelta(days=1),
+        valid_until=timezone.now() + timedelta(days=1),
+    )
+    url = reverse("workloads:rule_edit", args=["no-exfil"])
+    response = admin_client.post(url, rule, follow=True)
+    shown = [str(m) for m in response.context["messages"]]
+    assert len(shown) == 1
+    assert "1 workload already holds this combination" in shown[0] and "holder" in shown[0]
+    assert "excepted" not in shown[0] and "half" not in shown[0]
+    admin_client.post(url, {**rule, "scope": "dynamic"}, follow=True)  # sessions only: no note
+    response = admin_client.get(reverse("workloads:rules"))
+    assert not list(response.context["messages"])
 
 
 def test_an_unknown_group_entry_is_shown_on_the_groups_field(admin_client):
