@@ -141,6 +141,9 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# --- recommendations: a grant unused this many days is listed for revocation
+GRANT_UNUSED_DAYS = env_int("GRANT_UNUSED_DAYS", 30)
+
 # --- decisions (governance/decisions; figures and trade-offs in bench/README.md) ---
 DECISIONS_FAST_PATH = env_bool("DECISIONS_FAST_PATH", True)
 DECISIONS_REDIS_PREFIX = os.environ.get("DECISIONS_REDIS_PREFIX", "mandate:")

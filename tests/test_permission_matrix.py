@@ -58,6 +58,7 @@ SAMPLE_KWARGS: dict[str, Callable[[SimpleNamespace, Callable], dict]] = {
     "workloads:session_policy": lambda w, fx: {"slug": w.workload.slug},
     "workloads:grant": lambda w, fx: {"slug": w.workload.slug},
     "workloads:grant_revoke": lambda w, fx: {"slug": w.workload.slug, "pk": w.grant.pk},
+    "workloads:unused_grant_revoke": lambda w, fx: {"pk": w.grant.pk},
     "workloads:tool_edit": lambda w, fx: {"slug": w.tool.slug},
     "workloads:rule_edit": lambda w, fx: {"slug": w.rule.slug},
     "tokens:revoke": lambda w, fx: {"pk": w.token.pk},
@@ -109,6 +110,7 @@ SAMPLE_POST: dict[str, Callable[[SimpleNamespace], dict]] = {
     "workloads:session_policy": lambda w: {"max_tool_calls": "3"},
     "workloads:grant": lambda w: {"tool": w.spare_tool.slug},
     "workloads:grant_revoke": lambda w: {f"revoke-{w.grant.pk}-reason": "forged"},
+    "workloads:unused_grant_revoke": lambda w: {"reason": "forged", "days": "30"},
     "workloads:tool_create": lambda w: {
         "slug": "forged-tool",
         "name": "Forged",

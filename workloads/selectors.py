@@ -1,12 +1,21 @@
 """Reads of the catalogue, scoped to what the asking user (or token) may see."""
 
-from django.db.models import CharField, Count, OuterRef, Q, QuerySet, Subquery
+from datetime import timedelta
+
+from django.db.models import CharField, Count, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Cast, Coalesce
 from django.http import Http404
 
 from governance.models import AuditEvent
 from governance.tokens import ServicePrincipal
-from workloads.models import CombinationRule, Entitlement, SensitivityTier, Tool, Workload
+from workloads.models import (
+    CombinationRule,
+    Entitlement,
+    SensitivityTier,
+    Tool,
+    ToolLastUse,
+    Workload,
+)
 
 
 def workloads_visible_to(user) -> QuerySet[Workload]:
@@ -184,8 +193,7 @@ def workloads_holding_combination(*, rule: CombinationRule, at) -> list[str]:
     labels = set().union(*spec.groups)
     slugs = {label.removeprefix("tool:") for label in labels if label.startswith("tool:")}
     grants = (
-        Entitlement.objects.filter(status=Entitlement.Status.ACTIVE, valid_from__lte=at)
-        .filter(Q(valid_until__isnull=True) | Q(valid_until__gt=at))
+        grants_valid_at_any(at)
         .filter(Q(tool__capability_class__in=labels) | Q(tool__slug__in=slugs))
         .exclude(workload__status=Workload.Status.RETIRED)
         .values_list("workload__slug", "tool__slug", "tool__capability_class")
@@ -201,3 +209,29 @@ def workloads_holding_combination(*, rule: CombinationRule, at) -> list[str]:
         if e.is_valid_at(at)
     }
     return sorted(w for w, tools in held.items() if w not in excepted and rule_tripped(spec, tools))
+
+
+def grants_unused(*, user, at, days: int) -> QuerySet[Entitlement]:
+    """Grants valid now, held for at least `days`, whose tool the workload has not called in
+    that time (least recently used first; never used first of all): the "unused grant →
+    revoke" recommendation. Last use comes from ToolLastUse, which evaluation keeps."""
+    cutoff = at - timedelta(days=days)
+    last_use = ToolLastUse.objects.filter(
+        workload=OuterRef("workload_id"), tool=OuterRef("tool__slug")
+    ).values("last_used_at")[:1]
+    return (
+        grants_valid_at_any(at)
+        .filter(workload__in=workloads_visible_to(user), valid_from__lte=cutoff)
+        .exclude(workload__status=Workload.Status.RETIRED)
+        .annotate(last_used_at=Subquery(last_use))
+        .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=cutoff))
+        .select_related("workload", "tool")
+        .order_by(F("last_used_at").asc(nulls_first=True), "id")
+    )
+
+
+def grants_valid_at_any(at) -> QuerySet[Entitlement]:
+    """Every grant valid at `at` (active, started, not ended)."""
+    return Entitlement.objects.filter(status=Entitlement.Status.ACTIVE, valid_from__lte=at).filter(
+        Q(valid_until__isnull=True) | Q(valid_until__gt=at)
+    )

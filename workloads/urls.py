@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from workloads import views
+from workloads import recommendation_views, views
 
 app_name = "workloads"
 
@@ -22,6 +22,12 @@ urlpatterns = [
         "workloads/<str:slug>/grants/<int:pk>/revoke/",
         views.grant_revoke_view,
         name="grant_revoke",
+    ),
+    path("grants/unused/", recommendation_views.unused_grants_view, name="unused_grants"),
+    path(
+        "grants/unused/<int:pk>/revoke/",
+        recommendation_views.unused_grant_revoke_view,
+        name="unused_grant_revoke",
     ),
     path("tools/", views.tool_list_view, name="tools"),
     path("tools/new/", views.tool_create_view, name="tool_create"),

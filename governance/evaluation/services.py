@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
@@ -158,6 +158,20 @@ def sessions_apply(
     return drafts
 
 
+def tool_uses(
+    sessions: Sequence[SessionLike], events: dict[int, list[EventData]]
+) -> dict[tuple[int, str], datetime]:
+    """(workload id, tool) → the latest call among these events."""
+    latest: dict[tuple[int, str], datetime] = {}
+    for session in sessions:
+        for event in events.get(session.id, ()):
+            if event.type == "tool_call" and event.tool:
+                key = (session.workload_id, event.tool)
+                if key not in latest or event.occurred_at > latest[key]:
+                    latest[key] = event.occurred_at
+    return latest
+
+
 def _evaluate_chunk(
     min_id: int, max_id: int, limit: int, *, skip_locked: bool = False
 ) -> tuple[EvaluationResult, int | None]:
@@ -178,6 +192,7 @@ def _evaluate_chunk(
         sessions = store.sessions_lock(by_session)
         drafts = sessions_apply(sessions, by_session, policy_version=claim.policy_version)
         new = findings_record(drafts)
+        store.tool_uses_record(tool_uses(sessions, by_session))
         result = EvaluationResult(events=len(claim.events), findings=len(new))
         return result, claim.events[-1][1].id
 

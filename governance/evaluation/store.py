@@ -30,7 +30,7 @@ from django.db.models import Exists, OuterRef
 from governance.evaluation.detectors import EventData
 from governance.models import Finding
 from governance.policy_version import policy_version_current
-from workloads.models import PendingEvaluation, Session, UsageEvent
+from workloads.models import PendingEvaluation, Session, ToolLastUse, UsageEvent
 
 # The order of EventData's fields: rows become EventData(*row) without a dict per row.
 EVENT_COLUMNS = (
@@ -76,6 +76,13 @@ _SAVE_STATES = """
 UPDATE workloads_session s SET evaluation_state = v.state::jsonb
 FROM unnest(%b::bigint[], %b::text[]) AS v(id, state)
 WHERE s.id = v.id
+"""
+# Sorted, so two workers upserting the same (workload, tool) rows lock them in one order.
+_TOOL_USES = """
+INSERT INTO workloads_toollastuse AS t (workload_id, tool, last_used_at)
+SELECT * FROM unnest(%b::bigint[], %b::text[], %b::timestamptz[]) ORDER BY 1, 2
+ON CONFLICT (workload_id, tool) DO UPDATE
+    SET last_used_at = GREATEST(t.last_used_at, EXCLUDED.last_used_at)
 """
 _PENDING = """
 SELECT EXISTS (SELECT 1 FROM workloads_pendingevaluation WHERE event_id BETWEEN %s AND %s)
@@ -192,6 +199,35 @@ def session_states_save(states: Sequence[tuple[int, dict]]) -> None:
         return
     sessions = [Session(id=sid, evaluation_state=state) for sid, state in states]
     Session.objects.bulk_update(sessions, ["evaluation_state"])
+
+
+def tool_uses_record(uses: dict[tuple[int, str], datetime]) -> None:
+    """Move each (workload id, tool) → last call time forward (never back: a re-evaluation
+    replays old events) in one statement."""
+    if not uses:
+        return
+    if _postgresql():
+        keys = sorted(uses)
+        connection.ensure_connection()
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(
+                _TOOL_USES,
+                [[w for w, _ in keys], [t for _, t in keys], [uses[k] for k in keys]],
+            )
+        return
+    held = {
+        (row.workload_id, row.tool): row
+        for row in ToolLastUse.objects.filter(
+            workload_id__in={w for w, _ in uses}, tool__in={t for _, t in uses}
+        )
+    }
+    for key, moment in sorted(uses.items()):
+        row = held.get(key)
+        if row is None:
+            ToolLastUse.objects.create(workload_id=key[0], tool=key[1], last_used_at=moment)
+        elif moment > row.last_used_at:
+            row.last_used_at = moment
+            row.save(update_fields=["last_used_at"])
 
 
 def findings_insert(findings: Sequence[Finding]) -> list[Finding]:

@@ -18,6 +18,7 @@ from workloads.models.usage import (
     PendingEvaluation,
     Session,
     SessionTrace,
+    ToolLastUse,
     UsageEvent,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "SessionPolicy",
     "SessionTrace",
     "Tool",
+    "ToolLastUse",
     "UsageEvent",
     "Workload",
 ]
