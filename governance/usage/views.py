@@ -36,9 +36,12 @@ def timeline(request, pk):
         page = max(1, int(request.GET.get("page", "1")))
     except ValueError:
         page = 1
+    # The same rule as the sessions API: event text only at the full-trace logging level.
+    content_kept = selectors.session_logs_content(session)
     context = {
         "session": session,
+        "content_kept": content_kept,
         "gateway": session_decisions(user=request.user, session=session),
-        **selectors.session_timeline(session=session, page=page),
+        **selectors.session_timeline(session=session, page=page, with_content=content_kept),
     }
     return render(request, "usage/timeline.html", context)
