@@ -57,6 +57,25 @@ def test_a_short_timeline_has_no_pager_and_a_bad_page_shows_the_first(client, re
     assert 'aria-label="Events"' not in page
 
 
+@pytest.mark.parametrize("page", ["9999999999999999999999999", "1000001", "3"])
+def test_a_timeline_page_past_the_end_is_a_404_not_a_500(client, reviewer, page):
+    session = make_session(ClassifiedWorkloadFactory(tier=tier(FULL_TRACE)))
+    add_events(session, ("session_start", 0, {"content": "hello"}))
+    client.force_login(reviewer)
+    response = client.get(reverse("usage:timeline", args=[session.pk]), {"page": page})
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("page", ["\N{SUPERSCRIPT TWO}", "-4", "0", ""])
+def test_a_timeline_page_that_is_not_a_plain_number_shows_the_first(client, reviewer, page):
+    session = make_session(ClassifiedWorkloadFactory(tier=tier(FULL_TRACE)))
+    add_events(session, ("session_start", 0, {"content": "hello"}))
+    client.force_login(reviewer)
+    response = client.get(reverse("usage:timeline", args=[session.pk]), {"page": page})
+    assert response.status_code == 200 and response.context["page"] == 1
+    assert "hello" in response.content.decode()
+
+
 def test_a_metadata_level_timeline_withholds_event_content_as_the_api_does(client, reviewer):
     assert tier(METADATA).logging_level == "metadata"
     session = make_session(ClassifiedWorkloadFactory(tier=tier(METADATA)))
