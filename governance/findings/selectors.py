@@ -253,6 +253,21 @@ TIMELINE_FIELDS = (
 )
 
 
+def session_event_page(*, session: Session, event_id: int) -> int:
+    """The timeline page that shows one of the session's events (the first page if the event
+    is not one of them), so a finding's evidence can link straight to it."""
+    event = UsageEvent.objects.filter(session=session, pk=event_id).values("occurred_at").first()
+    if event is None:
+        return 1
+    at = event["occurred_at"]
+    earlier = (
+        UsageEvent.objects.filter(session=session)
+        .filter(Q(occurred_at__lt=at) | Q(occurred_at=at, id__lt=event_id))
+        .count()
+    )
+    return earlier // TIMELINE_PAGE + 1
+
+
 def session_timeline(*, session: Session, page: int = 1, with_content: bool = True) -> dict:
     """One page of the session's events, in order, with the findings that cite each.
 

@@ -38,7 +38,12 @@ def sessions(request):
 @requires(VIEW)
 def timeline(request, pk):
     session = selectors.session_get(user=request.user, pk=pk)
-    page = _timeline_page(request.GET.get("page", ""))
+    event = request.GET.get("event", "")
+    if "page" not in request.GET and re.fullmatch(r"[0-9]{1,18}", event):
+        # A link to one event (a finding's evidence): the page it is on.
+        page = selectors.session_event_page(session=session, event_id=int(event))
+    else:
+        page = _timeline_page(request.GET.get("page", ""))
     # The same rule as the sessions API: event text only at the full-trace logging level.
     content_kept = selectors.session_logs_content(session)
     context = {
