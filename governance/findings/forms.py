@@ -27,5 +27,9 @@ class CommentForm(forms.Form):
     body = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=5000)
 
 
+class ContainmentReverseForm(forms.Form):
+    reason = forms.CharField(max_length=500, label="Reason for reversing")
+
+
 class ReevaluationForm(forms.Form):
     days = forms.IntegerField(min_value=1, max_value=365, initial=7, label="Days back")

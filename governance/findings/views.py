@@ -8,6 +8,7 @@ from django.http import QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
+from django_htmx.http import reswap, retarget
 
 from governance.errors import DomainError
 from governance.findings import selectors, services
@@ -15,9 +16,11 @@ from governance.findings.charts import bar_chart
 from governance.findings.forms import (
     BulkTriageForm,
     CommentForm,
+    ContainmentReverseForm,
     ReevaluationForm,
     StatusForm,
 )
+from governance.htmx import is_fragment_request, redirect_after_post
 from governance.models import ContainmentAction, Finding, FindingKind, ReevaluationJob, Severity
 from governance.permissions import requires
 from workloads.models import SensitivityTier
@@ -182,14 +185,31 @@ def comment(request, pk):
 @requires("governance.reverse_containment")
 @require_POST
 def reverse_containment(request, pk):
+    """Lift a containment, with a reason for the audit. The form asks to confirm (hx-confirm,
+    so it posts through htmx): success reloads the finding; an error shows in the form (422)."""
     action = get_object_or_404(ContainmentAction, pk=pk)
     finding = selectors.finding_get(user=request.user, pk=action.finding_id)
-    try:
-        services.containment_reverse(action=action, by=request.user)
-    except DomainError as exc:
-        messages.error(request, exc.message)
-        return _done(request, finding)
-    return _done(request, finding, "Containment reversed.")
+    form = ContainmentReverseForm(request.POST)
+    error = "Say why the containment is reversed."
+    if form.is_valid():
+        try:
+            services.containment_reverse(
+                action=action, by=request.user, reason=form.cleaned_data["reason"]
+            )
+        except DomainError as exc:
+            error = exc.message
+        else:
+            error = ""
+    if error and is_fragment_request(request):
+        reason = request.POST.get("reason", "")
+        context = {"action": action, "reverse_error": error, "reverse_reason": reason}
+        response = render(request, "findings/detail.html#reverse_form", context, status=422)
+        return reswap(retarget(response, f"#reverse-{action.pk}"), "outerHTML")
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, "Containment reversed.")
+    return redirect_after_post(request, reverse("findings:detail", args=[finding.pk]))
 
 
 @requires(VIEW)
