@@ -10,6 +10,7 @@ integers (a timestamp as microseconds since the epoch), so it survives a URL unt
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +19,7 @@ from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, Tuple
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_BIGINT = 2**63 - 1
+CURSOR_PART = re.compile(r"[0-9]{1,20}")  # 2**64 has 20 digits
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,19 +101,19 @@ def cursor_of(row, fields: tuple[str, ...]) -> str:
 def past_cursor(queryset: QuerySet, fields: tuple[str, ...], cursor: str, lookup: str):
     """Rows past `cursor` in lexicographic order of `fields` (lookup "lt" or "gt")."""
     parts = cursor.split("-")
-    if len(parts) != len(fields) or not all(part.isdigit() for part in parts):
+    # ASCII digits only: str.isdigit() also takes "²", which int() then rejects.
+    if len(parts) != len(fields) or not all(CURSOR_PART.fullmatch(part) for part in parts):
         raise BadCursor(cursor)
     values: list[datetime | int] = []
     for name, part in zip(fields, parts, strict=True):
-        if isinstance(queryset.model._meta.get_field(name), DateTimeField):
-            try:
-                values.append(EPOCH + timedelta(microseconds=int(part)))
-            except OverflowError as error:
-                raise BadCursor(cursor) from error
-        elif int(part) <= MAX_BIGINT:
-            values.append(int(part))
-        else:
+        is_time = isinstance(queryset.model._meta.get_field(name), DateTimeField)
+        try:
+            value = EPOCH + timedelta(microseconds=int(part)) if is_time else int(part)
+        except (OverflowError, ValueError) as error:
+            raise BadCursor(cursor) from error
+        if isinstance(value, int) and value > MAX_BIGINT:
             raise BadCursor(cursor)
+        values.append(value)
     # A row comparison, (decided_at, id) < (x, y): PostgreSQL reads it as a range of the
     # (decided_at DESC, id DESC) index. The same condition spelled a < x OR (a = x AND b < y)
     # is only a filter, so a page 100,000 rows back read those 100,000 rows first (11 ms

@@ -140,6 +140,7 @@ SAMPLE_POST: dict[str, Callable[[SimpleNamespace], dict]] = {
     "finding-status": lambda w: {"status": "acknowledged", "comment": "forged"},
     "finding-assignee": lambda w: {"assignee": "admin"},
     "finding-comments": lambda w: {"body": "forged"},
+    "findings:reverse_containment": lambda w: {"reason": "forged"},
     "approvals:exception_revoke": lambda w: {f"exception-{w.exception.pk}-reason": "forged"},
     "approvals:window_revoke": lambda w: {f"window-{w.window.pk}-reason": "forged"},
     "exception-revoke": lambda w: {"reason": "forged"},

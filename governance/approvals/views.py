@@ -272,18 +272,33 @@ def grant_revoke_view(request, pk):
     ):
         raise PermissionDenied("Only an IAM admin or the workload's owner may revoke a grant.")
     form = RevokeForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Say why the grant is revoked.")
-    else:
+    error = "Say why the grant is revoked."
+    if form.is_valid():
         try:
             entitlement_revoke(grant=grant, by=request.user, reason=form.cleaned_data["reason"])
         except NotAllowed as exc:
             raise PermissionDenied(exc.message) from exc
         except DomainError as exc:
-            messages.error(request, exc.message)
+            error = exc.message
         else:
-            messages.success(request, f"Revoked {grant.tool.slug}.")
-    return redirect("workloads:detail", slug=grant.workload.slug)
+            error = ""
+    if error and is_fragment_request(request):
+        # The form posts through htmx so that hx-confirm asks first; its error shows in place.
+        context = {
+            "g": grant,
+            "owner_revoke_error": error,
+            "owner_revoke_reason": request.POST.get("reason", ""),
+        }
+        response = render(request, "approvals/owner_revoke_form.html", context, status=422)
+        return reswap(retarget(response, f"#owner-revoke-{grant.pk}"), "outerHTML")
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, f"Revoked {grant.tool.slug}.")
+    workload_url = reverse("workloads:detail", args=[grant.workload.slug])
+    if is_fragment_request(request):
+        return redirect_after_post(request, workload_url)  # HX-Redirect: the page reloads
+    return redirect(workload_url)
 
 
 # --- rule exceptions and session windows on the workload page ------------------------------

@@ -6,8 +6,10 @@ from governance.models import Finding
 
 
 class BulkTriageForm(forms.Form):
+    """Not `status`: the queue's status filter travels in the same POST."""
+
     ids = forms.TypedMultipleChoiceField(coerce=int, choices=(), required=True)
-    status = forms.ChoiceField(choices=Finding.Status.choices)
+    new_status = forms.ChoiceField(choices=Finding.Status.choices)
     comment = forms.CharField(required=False, max_length=2000)
 
     def __init__(self, *args, finding_ids=(), **kwargs):
@@ -23,6 +25,10 @@ class StatusForm(forms.Form):
 
 class CommentForm(forms.Form):
     body = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=5000)
+
+
+class ContainmentReverseForm(forms.Form):
+    reason = forms.CharField(max_length=500, label="Reason for reversing")
 
 
 class ReevaluationForm(forms.Form):

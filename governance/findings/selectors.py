@@ -8,8 +8,10 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from django.db.models import (
+    BooleanField,
     Count,
     Exists,
+    ExpressionWrapper,
     IntegerField,
     OuterRef,
     Prefetch,
@@ -239,27 +241,49 @@ def session_events(*, session: Session) -> QuerySet[UsageEvent]:
 TIMELINE_PAGE = 200
 
 
-def session_timeline(*, session: Session, page: int = 1) -> dict:
+TIMELINE_FIELDS = (
+    "id",
+    "type",
+    "occurred_at",
+    "tool",
+    "duration_ms",
+    "reasoning_tokens",
+    "input_tokens",
+    "output_tokens",
+)
+
+
+def session_event_page(*, session: Session, event_id: int) -> int:
+    """The timeline page that shows one of the session's events (the first page if the event
+    is not one of them), so a finding's evidence can link straight to it."""
+    event = UsageEvent.objects.filter(session=session, pk=event_id).values("occurred_at").first()
+    if event is None:
+        return 1
+    at = event["occurred_at"]
+    earlier = (
+        UsageEvent.objects.filter(session=session)
+        .filter(Q(occurred_at__lt=at) | Q(occurred_at=at, id__lt=event_id))
+        .count()
+    )
+    return earlier // TIMELINE_PAGE + 1
+
+
+def session_timeline(*, session: Session, page: int = 1, with_content: bool = True) -> dict:
     """One page of the session's events, in order, with the findings that cite each.
 
     No COUNT: one event more than a page tells whether a next page exists (`truncated`).
+    Without `with_content` (a metadata-level workload) the text is never read, only
+    `has_content`, so the page can say it was withheld.
     """
     offset = (max(page, 1) - 1) * TIMELINE_PAGE
-    events = list(
-        UsageEvent.objects.filter(session=session)
-        .order_by("occurred_at", "id")
-        .only(
-            "id",
-            "type",
-            "occurred_at",
-            "tool",
-            "content",
-            "duration_ms",
-            "reasoning_tokens",
-            "input_tokens",
-            "output_tokens",
-        )[offset : offset + TIMELINE_PAGE + 1]
-    )
+    rows_qs = UsageEvent.objects.filter(session=session).order_by("occurred_at", "id")
+    if with_content:
+        rows_qs = rows_qs.only(*TIMELINE_FIELDS, "content")
+    else:
+        rows_qs = rows_qs.only(*TIMELINE_FIELDS).annotate(
+            has_content=ExpressionWrapper(~Q(content=""), output_field=BooleanField())
+        )
+    events = list(rows_qs[offset : offset + TIMELINE_PAGE + 1])
     findings = list(session.findings.order_by("created_at", "id"))
     markers = defaultdict(list)
     for finding in findings:

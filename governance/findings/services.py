@@ -219,9 +219,13 @@ def finding_contain(*, finding: Finding) -> list[ContainmentAction]:
 
 
 @transaction.atomic
-def containment_reverse(*, action: ContainmentAction, by) -> ContainmentAction:
-    """Undo a suspension (reactivate) or a revocation (grant the tool again, same end date)."""
+def containment_reverse(*, action: ContainmentAction, by, reason: str) -> ContainmentAction:
+    """Undo a suspension (reactivate) or a revocation (grant the tool again, same end date).
+    It lifts a safeguard, so it says why: `reason` goes into the audit event."""
     _require(by, "governance.reverse_containment")
+    reason = reason.strip()
+    if not reason:
+        raise DomainError("Say why the containment is reversed.", field="reason", code="required")
     action = (
         ContainmentAction.objects.select_for_update(of=("self",))
         .select_related("grant__tool")
@@ -240,7 +244,7 @@ def containment_reverse(*, action: ContainmentAction, by) -> ContainmentAction:
             workload=action.workload,
             status=Workload.Status.ACTIVE,
             by=by,
-            reason=f"Containment of finding #{action.finding_id} reversed",
+            reason=f"Containment of finding #{action.finding_id} reversed: {reason}",
         )
     else:
         grant = action.grant
@@ -267,6 +271,6 @@ def containment_reverse(*, action: ContainmentAction, by) -> ContainmentAction:
         by=by,
         action="containment.reverse",
         obj=action,
-        after={"finding": action.finding_id, "action": action.action},
+        after={"finding": action.finding_id, "action": action.action, "reason": reason},
     )
     return action

@@ -4,8 +4,11 @@ re-evaluation jobs. Thin: parse, call a selector or service, render."""
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
+from django.http import QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
+from django_htmx.http import reswap, retarget
 
 from governance.errors import DomainError
 from governance.findings import selectors, services
@@ -13,9 +16,11 @@ from governance.findings.charts import bar_chart
 from governance.findings.forms import (
     BulkTriageForm,
     CommentForm,
+    ContainmentReverseForm,
     ReevaluationForm,
     StatusForm,
 )
+from governance.htmx import is_fragment_request, redirect_after_post
 from governance.models import ContainmentAction, Finding, FindingKind, ReevaluationJob, Severity
 from governance.permissions import requires
 from workloads.models import SensitivityTier
@@ -24,22 +29,36 @@ VIEW = "governance.view_findings"
 TRIAGE = "governance.triage_finding"
 FILTER_KEYS = ("kind", "severity", "status", "workload", "tier", "assignee")
 PAGE_SIZE = 25
+BULK_INVALID = "Nothing updated: choose findings and a status for them."
 
 
-def _queue_context(request):
-    filters = {key: request.GET.get(key, "") for key in FILTER_KEYS}
-    if "status" not in request.GET:
-        filters["status"] = Finding.Status.OPEN
+def _queue_filters(params) -> dict[str, str]:
+    """The queue's filters from a GET, or from the hidden copies a bulk action posts back."""
+    filters = {key: params.get(key, "") for key in FILTER_KEYS}
+    if "status" not in params:
+        filters["status"] = Finding.Status.OPEN  # the queue opens on what still needs triage
+    return filters
+
+
+def _filter_query(filters: dict[str, str]) -> str:
+    """The filters as a query string for page links: nothing else of the request (no page, no
+    CSRF token, no ids); status always, since its absence means Open."""
+    query = QueryDict(mutable=True)
+    query.update({key: value for key, value in filters.items() if value or key == "status"})
+    return query.urlencode()
+
+
+def _queue_context(request, filters: dict[str, str], page_number=None) -> dict:
     page = Paginator(selectors.finding_list(user=request.user, filters=filters), PAGE_SIZE)
     return {
-        "page": page.get_page(request.GET.get("page")),
+        "page": page.get_page(page_number),
         "filters": filters,
         "kinds": FindingKind.choices,
         "severities": Severity.choices,
         "statuses": Finding.Status.choices,
         "tiers": SensitivityTier.objects.order_by("rank"),
         "counts": selectors.finding_counts(user=request.user),
-        "query": request.GET.urlencode(),
+        "query": _filter_query(filters),
     }
 
 
@@ -48,7 +67,8 @@ def queue(request):
     template = "findings/queue.html"
     if request.htmx and not request.htmx.boosted:
         template += "#table"
-    return render(request, template, _queue_context(request))
+    context = _queue_context(request, _queue_filters(request.GET), request.GET.get("page"))
+    return render(request, template, context)
 
 
 @requires(VIEW)
@@ -68,18 +88,25 @@ def bulk_triage(request):
     if form.is_valid():
         changed = services.findings_bulk_set_status(
             finding_ids=form.cleaned_data["ids"],
-            status=form.cleaned_data["status"],
+            status=form.cleaned_data["new_status"],
             comment=form.cleaned_data["comment"],
             by=request.user,
         )
+    filters = _queue_filters(request.POST)
     if request.htmx:
-        # The table is refreshed with the queue's current filters; counters swap out of band.
-        request.GET = request.POST.copy()
-        context = _queue_context(request) | {"changed": changed, "oob": True}
+        # The table is refreshed with the queue's own filters; counters swap out of band.
+        context = _queue_context(request, filters) | {
+            "changed": changed,
+            "bulk_error": "" if form.is_valid() else BULK_INVALID,
+            "oob": True,
+        }
         status = 200 if form.is_valid() else 422
         return render(request, "findings/queue.html#bulk_result", context, status=status)
-    messages.success(request, f"{changed} finding(s) updated.")
-    return redirect("findings:queue")
+    if form.is_valid():
+        messages.success(request, f"{changed} finding(s) updated.")
+    else:
+        messages.error(request, BULK_INVALID)
+    return redirect(f"{reverse('findings:queue')}?{_filter_query(filters)}")
 
 
 @requires(VIEW)
@@ -158,14 +185,31 @@ def comment(request, pk):
 @requires("governance.reverse_containment")
 @require_POST
 def reverse_containment(request, pk):
+    """Lift a containment, with a reason for the audit. The form asks to confirm (hx-confirm,
+    so it posts through htmx): success reloads the finding; an error shows in the form (422)."""
     action = get_object_or_404(ContainmentAction, pk=pk)
     finding = selectors.finding_get(user=request.user, pk=action.finding_id)
-    try:
-        services.containment_reverse(action=action, by=request.user)
-    except DomainError as exc:
-        messages.error(request, exc.message)
-        return _done(request, finding)
-    return _done(request, finding, "Containment reversed.")
+    form = ContainmentReverseForm(request.POST)
+    error = "Say why the containment is reversed."
+    if form.is_valid():
+        try:
+            services.containment_reverse(
+                action=action, by=request.user, reason=form.cleaned_data["reason"]
+            )
+        except DomainError as exc:
+            error = exc.message
+        else:
+            error = ""
+    if error and is_fragment_request(request):
+        reason = request.POST.get("reason", "")
+        context = {"action": action, "reverse_error": error, "reverse_reason": reason}
+        response = render(request, "findings/detail.html#reverse_form", context, status=422)
+        return reswap(retarget(response, f"#reverse-{action.pk}"), "outerHTML")
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, "Containment reversed.")
+    return redirect_after_post(request, reverse("findings:detail", args=[finding.pk]))
 
 
 @requires(VIEW)

@@ -1,4 +1,5 @@
-"""Template helpers for the console: audit changes, and the dashboard's SVG bars."""
+"""Template helpers for the console: audit changes, a finding's details, and the dashboard's
+SVG bars."""
 
 from django import template
 
@@ -36,3 +37,23 @@ def _short(value, limit: int = 80) -> str:
         value = ", ".join(str(v) for v in value)
     text = "—" if value in (None, "") else str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@register.filter
+def detail_rows(details) -> list[tuple[str, str]]:
+    """A finding's details (detector output, JSON) as label and text for a reviewer:
+    "In catalogue: Yes", not "In_catalogue: True"."""
+    return [
+        (str(key).replace("_", " ").capitalize(), _readable(value))
+        for key, value in (details or {}).items()
+    ]
+
+
+def _readable(value) -> str:
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if isinstance(value, list | tuple):
+        return ", ".join(_readable(v) for v in value) or "—"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_readable(v)}" for k, v in value.items()) or "—"
+    return "—" if value in (None, "") else str(value)

@@ -1,6 +1,9 @@
 """Sessions per workload and a session's timeline."""
 
+import re
+
 from django.core.paginator import Paginator
+from django.http import Http404
 from django.shortcuts import render
 
 from governance.decisions.selectors import session_decisions
@@ -10,6 +13,9 @@ from governance.usage.filters import SessionState
 
 VIEW = "governance.view_findings"
 FILTER_KEYS = ("workload", "state", "since", "until")
+# Far past any run (200 million events), and small enough that the page's OFFSET fits the
+# database's integers: a bigger number overflowed SQLite into a 500.
+MAX_TIMELINE_PAGE = 1_000_000
 
 
 @requires(VIEW)
@@ -32,13 +38,30 @@ def sessions(request):
 @requires(VIEW)
 def timeline(request, pk):
     session = selectors.session_get(user=request.user, pk=pk)
-    try:
-        page = max(1, int(request.GET.get("page", "1")))
-    except ValueError:
-        page = 1
+    event = request.GET.get("event", "")
+    if "page" not in request.GET and re.fullmatch(r"[0-9]{1,18}", event):
+        # A link to one event (a finding's evidence): the page it is on.
+        page = selectors.session_event_page(session=session, event_id=int(event))
+    else:
+        page = _timeline_page(request.GET.get("page", ""))
+    # The same rule as the sessions API: event text only at the full-trace logging level.
+    content_kept = selectors.session_logs_content(session)
     context = {
         "session": session,
+        "content_kept": content_kept,
         "gateway": session_decisions(user=request.user, session=session),
-        **selectors.session_timeline(session=session, page=page),
+        **selectors.session_timeline(session=session, page=page, with_content=content_kept),
     }
+    if page > 1 and not context["rows"]:
+        raise Http404("No such page of events.")
     return render(request, "usage/timeline.html", context)
+
+
+def _timeline_page(raw: str) -> int:
+    """The page asked for: the first for anything but a plain number (ASCII digits), 404 past
+    the last possible one (the view 404s a page past the session's end too)."""
+    if not re.fullmatch(r"[0-9]+", raw):
+        return 1
+    if len(raw) > len(str(MAX_TIMELINE_PAGE)) or int(raw) > MAX_TIMELINE_PAGE:
+        raise Http404("No such page of events.")
+    return max(int(raw), 1)

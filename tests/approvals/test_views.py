@@ -265,3 +265,37 @@ def test_an_approver_may_not_revoke_a_grant(client, approver, read_workload):
     assert response.status_code == 403
     grant.refresh_from_db()
     assert grant.status == "active"
+
+
+def test_the_owners_revoke_form_posts_through_htmx_so_it_asks_to_confirm(
+    client, owner, read_workload
+):
+    grant = EntitlementFactory(workload=read_workload, tool=Tool.objects.get(slug="crm-api"))
+    client.force_login(owner)
+    page = client.get(reverse("workloads:detail", args=[read_workload.slug])).content.decode()
+    form = page.split(f'<form id="owner-revoke-{grant.pk}"')[1].split("</form>")[0]
+    # hx-confirm asks only on an htmx request: on a plain form it never did.
+    assert f'hx-post="{reverse("approvals:grant_revoke", args=[grant.pk])}"' in form
+    assert 'hx-confirm="Revoke this grant? The workload loses the tool at once."' in form
+
+
+def test_an_htmx_revoke_by_the_owner_reloads_the_workload_page(client, owner, read_workload):
+    grant = EntitlementFactory(workload=read_workload, tool=Tool.objects.get(slug="crm-api"))
+    client.force_login(owner)
+    url = reverse("approvals:grant_revoke", args=[grant.pk])
+    response = client.post(url, {"reason": "Unused"}, headers={"HX-Request": "true"})
+    assert response.headers["HX-Redirect"] == reverse("workloads:detail", args=[read_workload.slug])
+    grant.refresh_from_db()
+    assert grant.status == "revoked" and grant.revoke_reason == "Unused"
+
+
+def test_an_htmx_revoke_without_a_reason_shows_the_error_in_the_form(client, owner, read_workload):
+    grant = EntitlementFactory(workload=read_workload, tool=Tool.objects.get(slug="crm-api"))
+    client.force_login(owner)
+    url = reverse("approvals:grant_revoke", args=[grant.pk])
+    response = client.post(url, {"reason": ""}, headers={"HX-Request": "true"})
+    assert response.status_code == 422
+    assert response.headers["HX-Retarget"] == f"#owner-revoke-{grant.pk}"
+    assert "Say why the grant is revoked." in response.content.decode()
+    grant.refresh_from_db()
+    assert grant.status == "active"

@@ -72,6 +72,15 @@ def test_the_audit_log_pages_older_by_id_without_counting_the_log(
     assert "action=workload.update&amp;after=" in second.content.decode()
 
 
+@pytest.mark.parametrize("cursor", ["\N{SUPERSCRIPT TWO}", "1" * 30])
+def test_a_crafted_audit_page_link_shows_the_newest_page_not_a_500(client, auditor, cursor):
+    client.force_login(auditor)
+    for key in ("before", "after"):
+        response = client.get(reverse("audit:log"), {key: cursor})
+        assert response.status_code == 200
+        assert response.context["page"].refused_cursor
+
+
 def test_an_invalid_date_filter_matches_nothing_and_says_why(client, auditor):
     client.force_login(auditor)
     response = client.get(reverse("audit:log"), {"since": "yesterday"})

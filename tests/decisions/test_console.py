@@ -102,6 +102,17 @@ def test_a_page_link_that_is_not_ours_shows_the_newest_page_and_says_so(client, 
     assert "That page link is not valid" in response.content.decode()
 
 
+@pytest.mark.parametrize("cursor", ["\N{SUPERSCRIPT TWO}-1", "1-\N{SUPERSCRIPT TWO}"])
+def test_a_page_link_with_non_ascii_digits_is_refused_not_a_500(client, reviewer, cursor):
+    make_decisions(2)
+    client.force_login(reviewer)
+    for key in ("before", "after"):
+        response = client.get(reverse("decisions:log"), {key: cursor})
+        assert response.status_code == 200
+        assert len(response.context["decisions"]) == 2
+        assert "That page link is not valid" in response.content.decode()
+
+
 def test_an_htmx_request_gets_only_the_table(client, reviewer):
     make_decisions(1, tool="<script>alert(1)</script>")
     client.force_login(reviewer)

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from governance.errors import Conflict, NotAllowed
+from governance.errors import Conflict, DomainError, NotAllowed
 from governance.evaluation.services import events_evaluate
 from governance.findings import services
 from governance.findings.selectors import workload_has_open_high_findings
@@ -119,7 +119,7 @@ def test_a_critical_finding_suspends_and_revokes_as_the_tier_says(admin_user):
     assert set(actions) == {"suspend_workload", "revoke_grant"}
 
     for action in actions.values():
-        services.containment_reverse(action=action, by=admin_user)
+        services.containment_reverse(action=action, by=admin_user, reason="A test run, agreed.")
     workload.refresh_from_db()
     assert workload.status == Workload.Status.ACTIVE
     assert Entitlement.objects.filter(
@@ -128,12 +128,30 @@ def test_a_critical_finding_suspends_and_revokes_as_the_tier_says(admin_user):
     assert AuditEvent.objects.filter(action="containment.reverse").count() == 2
 
 
+def test_a_reversal_needs_a_reason_and_records_it_in_the_audit(admin_user):
+    workload = ClassifiedWorkloadFactory(tier=tier("boundary-crossing"))
+    finding = _critical_containment(workload)
+    action = ContainmentAction.objects.get(finding=finding, action="suspend_workload")
+    for blank in ("", "   "):
+        with pytest.raises(DomainError) as excinfo:
+            services.containment_reverse(action=action, by=admin_user, reason=blank)
+        assert excinfo.value.field == "reason"
+    action.refresh_from_db()
+    assert action.reversed_at is None
+
+    services.containment_reverse(action=action, by=admin_user, reason=" Owner ran a drill. ")
+    event = AuditEvent.objects.get(action="containment.reverse")
+    assert event.after["reason"] == "Owner ran a drill."
+    reinstated = AuditEvent.objects.filter(action="workload.active").latest("id")
+    assert reinstated.after["reason"].endswith(": Owner ran a drill.")
+
+
 def test_nobody_reverses_the_containment_of_their_own_workload(admin_user):
     workload = ClassifiedWorkloadFactory(tier=tier("boundary-crossing"), owner=admin_user)
     finding = _critical_containment(workload)
     for action in ContainmentAction.objects.filter(finding=finding):
         with pytest.raises(NotAllowed) as excinfo:
-            services.containment_reverse(action=action, by=admin_user)
+            services.containment_reverse(action=action, by=admin_user, reason="Mine.")
         assert excinfo.value.code == "own_workload"
     workload.refresh_from_db()
     assert workload.status == Workload.Status.SUSPENDED
@@ -143,7 +161,7 @@ def test_nobody_reverses_the_containment_of_their_own_workload(admin_user):
 def test_a_reviewer_cannot_reverse_containment(reviewer):
     action = ContainmentAction(pk=1)
     with pytest.raises(NotAllowed):
-        services.containment_reverse(action=action, by=reviewer)
+        services.containment_reverse(action=action, by=reviewer, reason="Let it run.")
 
 
 def test_a_middle_tier_without_containment_settings_contains_nothing():

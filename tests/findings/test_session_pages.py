@@ -12,6 +12,9 @@ from tests.findings.test_views import _sessions_with_findings
 
 pytestmark = pytest.mark.django_db
 
+FULL_TRACE = "internal-act"  # the seeded tier whose logging level is full_trace
+METADATA = "internal-read"
+
 
 def test_the_sessions_list_counts_each_sessions_findings(client, reviewer):
     workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
@@ -29,7 +32,7 @@ def test_the_sessions_list_counts_each_sessions_findings(client, reviewer):
 
 def test_a_long_timeline_is_shown_a_page_at_a_time(client, reviewer, monkeypatch):
     monkeypatch.setattr(selectors, "TIMELINE_PAGE", 3)
-    session = make_session(ClassifiedWorkloadFactory(tier=tier("internal-read")))
+    session = make_session(ClassifiedWorkloadFactory(tier=tier(FULL_TRACE)))
     add_events(session, *[("reasoning_step", i, {"content": f"thought-{i}"}) for i in range(5)])
     client.force_login(reviewer)
     url = reverse("usage:timeline", args=[session.pk])
@@ -45,13 +48,60 @@ def test_a_long_timeline_is_shown_a_page_at_a_time(client, reviewer, monkeypatch
 
 
 def test_a_short_timeline_has_no_pager_and_a_bad_page_shows_the_first(client, reviewer):
-    session = make_session(ClassifiedWorkloadFactory(tier=tier("internal-read")))
+    session = make_session(ClassifiedWorkloadFactory(tier=tier(FULL_TRACE)))
     add_events(session, ("session_start", 0, {"content": "hello"}))
     client.force_login(reviewer)
     url = reverse("usage:timeline", args=[session.pk])
     page = client.get(url, {"page": "nope"}).content.decode()
     assert "hello" in page
     assert 'aria-label="Events"' not in page
+
+
+@pytest.mark.parametrize("page", ["9999999999999999999999999", "1000001", "3"])
+def test_a_timeline_page_past_the_end_is_a_404_not_a_500(client, reviewer, page):
+    session = make_session(ClassifiedWorkloadFactory(tier=tier(FULL_TRACE)))
+    add_events(session, ("session_start", 0, {"content": "hello"}))
+    client.force_login(reviewer)
+    response = client.get(reverse("usage:timeline", args=[session.pk]), {"page": page})
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("page", ["\N{SUPERSCRIPT TWO}", "-4", "0", ""])
+def test_a_timeline_page_that_is_not_a_plain_number_shows_the_first(client, reviewer, page):
+    session = make_session(ClassifiedWorkloadFactory(tier=tier(FULL_TRACE)))
+    add_events(session, ("session_start", 0, {"content": "hello"}))
+    client.force_login(reviewer)
+    response = client.get(reverse("usage:timeline", args=[session.pk]), {"page": page})
+    assert response.status_code == 200 and response.context["page"] == 1
+    assert "hello" in response.content.decode()
+
+
+def test_a_metadata_level_timeline_withholds_event_content_as_the_api_does(client, reviewer):
+    assert tier(METADATA).logging_level == "metadata"
+    session = make_session(ClassifiedWorkloadFactory(tier=tier(METADATA)))
+    add_events(
+        session,
+        ("reasoning_step", 0, {"content": "secret-reasoning"}),
+        ("tool_call", 1, {"tool": "crm-api"}),
+        ("tool_result", 2, {"content": "secret-result"}),
+    )
+    client.force_login(reviewer)
+    html = client.get(reverse("usage:timeline", args=[session.pk])).content.decode()
+    assert "secret-reasoning" not in html and "secret-result" not in html
+    # One note per event that had text; the tool call had none.
+    assert html.count("Content not kept at the metadata logging level.") == 2
+
+
+def test_a_workload_policy_override_to_full_trace_shows_the_content(client, reviewer):
+    from workloads.models import SessionPolicy
+
+    workload = ClassifiedWorkloadFactory(tier=tier(METADATA))
+    SessionPolicy.objects.filter(workload=workload).update(logging_level="full_trace")
+    session = make_session(workload)
+    add_events(session, ("reasoning_step", 0, {"content": "visible-reasoning"}))
+    client.force_login(reviewer)
+    html = client.get(reverse("usage:timeline", args=[session.pk])).content.decode()
+    assert "visible-reasoning" in html and "Content not kept" not in html
 
 
 def test_the_timeline_runs_the_same_queries_for_a_long_run_as_for_a_short_one(

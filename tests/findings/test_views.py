@@ -7,6 +7,7 @@ from governance.evaluation.services import events_evaluate
 from governance.models import Finding
 from tests.evaluation.rows import add_events, id_range, make_session
 from tests.factories import ClassifiedWorkloadFactory, tier
+from tests.findings.api_rows import make_finding
 
 pytestmark = pytest.mark.django_db
 
@@ -83,7 +84,7 @@ def test_bulk_triage_updates_the_table_and_counts_out_of_band(client, reviewer):
     client.force_login(reviewer)
     response = client.post(
         reverse("findings:bulk"),
-        {"ids": ids[:2], "status": "acknowledged", "kind": "", "status_filter": ""},
+        {"ids": ids[:2], "new_status": "acknowledged", "kind": "", "status": ""},
         headers={"HX-Request": "true"},
     )
     assert response.status_code == 200
@@ -91,10 +92,90 @@ def test_bulk_triage_updates_the_table_and_counts_out_of_band(client, reviewer):
     assert Finding.objects.filter(status="acknowledged").count() == 2
 
 
+def _queue_form(findings, **fields):
+    """What the queue's bulk form posts: the ids, the action, and the hidden filter copies."""
+    filters = dict.fromkeys(("kind", "severity", "status", "workload", "tier", "assignee"), "")
+    return filters | {"ids": [f.pk for f in findings]} | fields
+
+
+def test_a_bulk_action_keeps_the_queues_status_filter(client, reviewer):
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    findings = [make_finding(workload) for _ in range(3)]
+    client.force_login(reviewer)
+    response = client.post(
+        reverse("findings:bulk"),
+        _queue_form(findings[:2], status="open", new_status="acknowledged"),
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200
+    assert Finding.objects.filter(status="acknowledged").count() == 2
+    # Still the Open queue: the finding left open is listed, the acknowledged ones are not.
+    assert response.context["filters"]["status"] == "open"
+    assert [f.pk for f in response.context["page"]] == [findings[2].pk]
+    assert '<input type="hidden" name="status" value="open">' in response.content.decode()
+
+
+def test_a_plain_bulk_post_goes_back_to_the_queue_with_its_filters(client, reviewer):
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    finding = make_finding(workload)
+    client.force_login(reviewer)
+    response = client.post(
+        reverse("findings:bulk"),
+        _queue_form([finding], status="open", severity="high", new_status="resolved"),
+    )
+    assert response.status_code == 302
+    assert response["Location"] == reverse("findings:queue") + "?severity=high&status=open"
+    finding.refresh_from_db()
+    assert finding.status == "resolved"
+
+
+def _page_links(html: str) -> list[str]:
+    nav = html.split('aria-label="Pages"')[1].split("</nav>")[0]
+    return [part.split('"')[0] for part in nav.split('href="')[1:]]
+
+
+def test_page_links_carry_the_filters_only(client, reviewer):
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    findings = [make_finding(workload) for _ in range(60)]
+    client.force_login(reviewer)
+    url = reverse("findings:queue")
+    html = client.get(url, {"severity": "high", "page": "2", "junk": "x"}).content.decode()
+    assert _page_links(html) == [
+        "?severity=high&amp;status=open&amp;page=1",
+        "?severity=high&amp;status=open&amp;page=3",
+    ]
+    after_bulk = client.post(
+        reverse("findings:bulk"),
+        _queue_form(findings[:1], status="open", new_status="acknowledged"),
+        headers={"HX-Request": "true"},
+    ).content.decode()
+    assert _page_links(after_bulk) == ["?status=open&amp;page=2"]
+
+
+def test_the_bulk_action_must_be_chosen_before_it_applies(client, reviewer):
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    finding = make_finding(workload)
+    client.force_login(reviewer)
+    html = client.get(reverse("findings:queue")).content.decode()
+    select = html.split('<select name="new_status"')[1].split("</select>")[0]
+    assert select.startswith(" required>")
+    assert '<option value="">Choose…</option>' in select
+    assert "selected" not in select
+    response = client.post(
+        reverse("findings:bulk"),
+        _queue_form([finding], status="open", new_status=""),
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 422
+    assert "Nothing updated: choose findings and a status" in response.content.decode()
+    finding.refresh_from_db()
+    assert finding.status == "open"
+
+
 def test_an_auditor_cannot_bulk_triage(client, auditor):
     _sessions_with_findings(1)
     client.force_login(auditor)
-    response = client.post(reverse("findings:bulk"), {"ids": [1], "status": "resolved"})
+    response = client.post(reverse("findings:bulk"), {"ids": [1], "new_status": "resolved"})
     assert response.status_code == 403
 
 

@@ -82,7 +82,19 @@ def test_filters_apply_before_the_page(decisions):
 
 
 @pytest.mark.parametrize(
-    "cursor", ["x", "1-2-3", "-5-1", "99999999999999999999999-1", "1-" + "9" * 30]
+    "cursor",
+    [
+        "x",
+        "1-2-3",
+        "-5-1",
+        "99999999999999999999999-1",
+        "1-" + "9" * 30,
+        "1-" + "9" * 20,
+        "²-1",  # str.isdigit() says yes, int() says no
+        "1-²",
+        "\N{ARABIC-INDIC DIGIT ONE}-1",
+        " 1-1",
+    ],
 )
 def test_a_cursor_that_is_not_ours_is_refused(decisions, cursor):
     with pytest.raises(BadCursor):
