@@ -266,6 +266,64 @@ def test_a_forbid_rule_that_appears_after_filing_blocks_approval_with_the_rule_n
     assert not ApprovalDecision.objects.exists()
 
 
+def test_an_approval_past_the_deadline_is_refused_before_the_expiry_job_runs(
+    read_workload, owner, approver
+):
+    req = file_request(read_workload, owner)
+    AccessRequest.objects.filter(pk=req.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+
+    with pytest.raises(Conflict) as refused:
+        services.access_request_approve(access_request=req, by=approver)
+
+    assert refused.value.code == "request_expired"
+    assert "file a new one" in refused.value.message
+    req.refresh_from_db()
+    assert req.status == "pending"
+    assert not ApprovalDecision.objects.exists() and not Entitlement.objects.exists()
+    assert audited("request.approval_blocked", req) == 1
+
+
+@pytest.mark.parametrize("status", ["suspended", "retired"])
+def test_nothing_is_approved_for_a_workload_suspended_or_retired_after_filing(
+    read_workload, owner, approver, status
+):
+    req = file_request(read_workload, owner)
+    type(read_workload).objects.filter(pk=read_workload.pk).update(status=status)
+
+    with pytest.raises(Conflict) as refused:
+        services.access_request_approve(access_request=req, by=approver)
+
+    assert refused.value.code == "workload_not_active"
+    assert status in refused.value.message
+    req.refresh_from_db()
+    assert req.status == "pending" and not Entitlement.objects.exists()
+    assert audited("request.approval_blocked", req) == 1
+
+
+def test_a_workload_reclassified_to_a_stricter_tier_needs_that_tiers_approvals(
+    read_workload, owner, approver, approver2, admin_user
+):
+    req = file_request(read_workload, owner)
+    assert req.steps.count() == 1
+    catalogue.workload_classify(
+        workload=read_workload,
+        tier=tier("boundary-crossing"),
+        by=admin_user,
+        rationale="It browses the web now.",
+    )
+
+    services.access_request_approve(access_request=req, by=approver)
+
+    req.refresh_from_db()
+    assert req.status == "pending" and not Entitlement.objects.exists()
+    assert [s.kind for s in req.steps.all()] == ["approval", "approval"]
+    assert audited("request.steps_added", req) == 1
+    services.access_request_approve(access_request=req, by=approver2)
+    req.refresh_from_db()
+    assert req.status == "approved"
+    assert audited("request.steps_added", req) == 1  # topped up once, not on every approval
+
+
 def test_approval_replaces_a_grant_it_makes_redundant(read_workload, owner, approver):
     old = EntitlementFactory(workload=read_workload, tool=Tool.objects.get(slug="crm-api"))
     req = file_request(read_workload, owner, ("crm-api",))
