@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -187,6 +189,37 @@ def test_a_late_inline_decision_shows_the_conflict_in_the_row(
     )
     assert response.status_code == 422  # swapped into the row by mandate.js
     assert "already approved" in response.content.decode()
+
+
+def _button(body: str, verdict: str) -> str:
+    return re.search(rf'<button[^>]*value="{verdict}"[^>]*>', body).group(0)
+
+
+def test_an_iam_admin_can_deny_an_exception_request_without_a_justification(
+    client, admin_user, owner, boundary_workload
+):
+    req = file_request(boundary_workload, owner, TRIFECTA)
+    client.force_login(admin_user)
+    body = client.get(reverse("approvals:detail", args=[req.pk])).content.decode()
+    assert re.search(r'<textarea name="justification"[^>]*required', body)
+    assert "formnovalidate" in _button(body, "deny")
+    assert "formnovalidate" not in _button(body, "approve")
+
+    client.post(reverse("approvals:decide", args=[req.pk]), {"verdict": "deny", "comment": "No."})
+    req.refresh_from_db()
+    assert req.status == "denied"
+
+
+def test_the_server_still_wants_the_exception_justification_to_approve(
+    client, admin_user, owner, boundary_workload
+):
+    req = file_request(boundary_workload, owner, TRIFECTA)
+    client.force_login(admin_user)
+    response = client.post(
+        reverse("approvals:decide", args=[req.pk]), {"verdict": "approve"}, follow=True
+    )
+    assert "Write the justification for the exception." in response.content.decode()
+    assert not req.decisions.exists()
 
 
 def test_the_server_refuses_a_forged_approval_by_the_owner(client, owner, read_workload):
