@@ -52,17 +52,20 @@ def queue_view(request):
     filters = {key: request.GET.get(key, "") for key in ("status", "kind", "workload")}
     filters["view"] = request.GET.get("view", default_view)
     if filters["view"] == "awaiting":
-        filters["status"] = ""
+        filters["status"] = ""  # pending only; the page disables its status select to match
     qs = selectors.request_list(user=request.user, filters=filters)
     page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    template = _fragment(request, "approvals/queue.html", "table")
     context = {
         "page": page,
         "rows": _rows(page, request.user),
         "filters": filters,
         "statuses": AccessRequest.Status.choices,
         "may_approve": request.user.has_perm(APPROVE),
+        # A fragment answer also swaps in the status select, so it follows a change of view.
+        "oob": "#" in template,
     }
-    return render(request, _fragment(request, "approvals/queue.html", "table"), context)
+    return render(request, template, context)
 
 
 def _requestable(user):

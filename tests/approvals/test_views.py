@@ -64,6 +64,36 @@ def test_the_queue_answers_htmx_with_the_table_fragment(client, approver, read_w
     assert 'id="request-table"' in body and "<html" not in body
 
 
+def test_awaiting_my_decision_shows_no_status_filter_it_would_ignore(
+    client, approver, read_workload, owner
+):
+    req = file_request(read_workload, owner)
+    client.force_login(approver)
+    url = reverse("approvals:queue")
+
+    body = client.get(url, {"view": "awaiting", "status": "approved"}).content.decode()
+
+    assert f"#{req.pk}" in body  # pending: what the view lists, whatever the link said
+    status_select = re.search(r'<select name="status"[^>]*>.*?</select>', body, re.S).group(0)
+    assert "disabled" in status_select and 'value="approved"' not in status_select
+    assert "pending requests only" in body
+    listed = client.get(url, {"view": "all", "status": "approved"}).content.decode()
+    assert f"#{req.pk}" not in listed and '<option value="approved" selected>' in listed
+
+
+def test_an_htmx_change_of_view_swaps_in_the_matching_status_filter(client, approver):
+    client.force_login(approver)
+    url = reverse("approvals:queue")
+    awaiting = client.get(url, {"view": "awaiting"}, headers={"HX-Request": "true"})
+    body = awaiting.content.decode()
+    assert 'id="status-filter" hx-swap-oob="true"' in body and "disabled" in body
+    every = client.get(url, {"view": "all"}, headers={"HX-Request": "true"}).content.decode()
+    assert 'id="status-filter" hx-swap-oob="true"' in every
+    assert '<select name="status">' in every
+    full = client.get(url, {"view": "all"}).content.decode()
+    assert full.count('id="status-filter"') == 1 and "hx-swap-oob" not in full
+
+
 def test_the_owner_sees_their_requests_status_but_no_decision_form(client, owner, read_workload):
     req = file_request(read_workload, owner)
     client.force_login(owner)

@@ -240,3 +240,21 @@ def test_an_iam_admin_denies_an_exception_request_leaving_the_justification_empt
     req.refresh_from_db()
     assert req.status == "denied" and not req.decisions.filter(verdict="approve").exists()
     assert problems == []
+
+
+def test_the_status_filter_is_disabled_while_awaiting_my_decision(browser, live_server):
+    person("adam", APPROVER)
+    problems: list[str] = []
+    page = signed_in(browser, live_server, "adam", problems)
+    page.goto(f"{live_server.url}/requests/?view=all")
+    status = page.locator("select[name=status]")
+    assert status.is_enabled()
+    page.select_option("select[name=view]", "awaiting")
+    page.wait_for_url(re.compile(r"view=awaiting"))
+    page.locator("#status-hint").wait_for()
+    assert page.locator("select[name=status]").is_disabled()
+    page.select_option("select[name=view]", "all")
+    page.wait_for_url(re.compile(r"view=all"))
+    page.locator("#status-hint").wait_for(state="detached")
+    assert page.locator("select[name=status]").is_enabled()
+    assert problems == []
