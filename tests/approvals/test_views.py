@@ -298,6 +298,80 @@ def test_bulk_denial_needs_a_comment(client, approver, owner, read_workload):
     assert req.status == "denied"
 
 
+def flashed(response):
+    """The messages shown on the page a decision redirects to (read, so not shown again)."""
+    return [(m.level_tag, m.message) for m in response.context["messages"]]
+
+
+def test_the_first_of_two_approvals_says_it_is_recorded_not_granted(
+    client, approver, approver2, owner, boundary_workload
+):
+    req = file_request(boundary_workload, owner)
+    decide = reverse("approvals:decide", args=[req.pk])
+    client.force_login(approver)
+    first = client.post(decide, {"verdict": "approve"}, follow=True)
+    assert flashed(first) == [
+        ("success", f"Your approval of request #{req.pk} is recorded; 1 more approval needed.")
+    ]
+    client.force_login(approver2)
+    second = client.post(decide, {"verdict": "approve"}, follow=True)
+    assert flashed(second) == [("success", f"Request #{req.pk} approved and granted.")]
+
+
+def test_a_denial_says_denied(client, approver, owner, read_workload):
+    req = file_request(read_workload, owner)
+    client.force_login(approver)
+    response = client.post(
+        reverse("approvals:decide", args=[req.pk]),
+        {"verdict": "deny", "comment": "No."},
+        follow=True,
+    )
+    assert flashed(response) == [("success", f"Request #{req.pk} denied.")]
+
+
+def test_a_bulk_denial_without_a_comment_denies_nothing_and_says_so_as_an_error(
+    client, approver, owner, read_workload
+):
+    req = file_request(read_workload, owner)
+    client.force_login(approver)
+    response = client.post(
+        reverse("approvals:bulk"), {"verdict": "deny", "ids": [req.pk]}, follow=True
+    )
+    assert flashed(response) == [("error", "Nothing denied: write a comment saying why.")]
+    req.refresh_from_db()
+    assert req.status == "pending"
+
+
+def test_bulk_messages_count_what_was_granted_denied_or_only_recorded(
+    client, approver, owner, read_workload, boundary_workload
+):
+    one_step = file_request(read_workload, owner)
+    two_steps = file_request(boundary_workload, owner)
+    client.force_login(approver)
+    approved = client.post(
+        reverse("approvals:bulk"),
+        {"verdict": "approve", "ids": [one_step.pk, two_steps.pk]},
+        follow=True,
+    )
+    assert flashed(approved) == [
+        ("success", "Approved and granted 1 request."),
+        (
+            "success",
+            "Recorded your approval on 1 request; more approvals are needed before granting.",
+        ),
+    ]
+    again = client.post(
+        reverse("approvals:bulk"), {"verdict": "approve", "ids": [two_steps.pk]}, follow=True
+    )
+    assert flashed(again)[0] == ("warning", "No request was approved.")
+    denied = client.post(
+        reverse("approvals:bulk"),
+        {"verdict": "deny", "ids": [two_steps.pk], "comment": "No."},
+        follow=True,
+    )
+    assert flashed(denied)[0] == ("warning", "No request was denied.")  # already approved once
+
+
 def test_the_owner_cancels_a_pending_request(client, owner, read_workload):
     req = file_request(read_workload, owner)
     client.force_login(owner)
