@@ -177,6 +177,8 @@ def access_request_create(
     else:
         raise DomainError(f"Unknown request kind {kind!r}.", field="kind")
     _grant_end(workload.tier, duration_days=duration_days, valid_until=valid_until, now=now)
+    if duration_days is None and valid_until is None:
+        duration_days = workload.tier.max_grant_days  # no end given: the tier's longest grant
 
     impact = impact_for(workload=workload, tools=tools, at=now)
     if impact.blocked:
@@ -431,10 +433,8 @@ def _grant(req: AccessRequest, by, allowed_rules: set[str], tools: list[Tool]) -
         raise Conflict("Classify the workload before granting it anything.", code="unclassified")
     if req.valid_until is not None:
         end = req.valid_until
-    elif req.duration_days is not None:
-        end = now + timedelta(days=req.duration_days)
-    else:
-        end = None
+    else:  # filed before an empty end defaulted at filing, it may have neither: the longest
+        end = now + timedelta(days=req.duration_days or tier.max_grant_days)
     if req.kind == AccessRequest.Kind.TOOLS:
         exception_decision = (
             req.decisions.filter(step__kind=EXCEPTION).select_related("step").first()
@@ -446,7 +446,7 @@ def _grant(req: AccessRequest, by, allowed_rules: set[str], tools: list[Tool]) -
                     rule=rule,
                     justification=exception_decision.justification,
                     valid_from=now,
-                    valid_until=end or now + timedelta(days=tier.max_grant_days),
+                    valid_until=end,
                     approved_by=exception_decision.approver,
                     request=req,
                 )
@@ -471,7 +471,7 @@ def _grant(req: AccessRequest, by, allowed_rules: set[str], tools: list[Tool]) -
         extension = SessionExtension.objects.create(
             workload=req.workload,
             valid_from=now,
-            valid_until=end or now + timedelta(days=tier.max_grant_days),
+            valid_until=end,
             granted_by=by,
             request=req,
             **{name: getattr(req, name) for name in WINDOW_FIELDS},

@@ -89,6 +89,31 @@ def test_a_boundary_crossing_request_must_give_an_end(boundary_workload, owner):
     assert excinfo.value.code == "end_required"
 
 
+def test_a_request_with_no_end_is_granted_the_tiers_longest_not_forever(
+    read_workload, owner, approver
+):
+    req = file_request(read_workload, owner, duration_days=None)
+    longest = read_workload.tier.max_grant_days
+    assert req.duration_days == longest  # shown to the approver as what it is
+
+    services.access_request_approve(access_request=req, by=approver)
+
+    grant = Entitlement.objects.get(request=req)
+    assert grant.valid_until - grant.valid_from == timedelta(days=longest)
+
+
+def test_a_pending_request_filed_with_no_end_before_the_default_gets_the_longest(
+    read_workload, owner, approver
+):
+    req = file_request(read_workload, owner)
+    AccessRequest.objects.filter(pk=req.pk).update(duration_days=None)
+
+    services.access_request_approve(access_request=req, by=approver)
+
+    grant = Entitlement.objects.get(request=req)
+    assert grant.valid_until - grant.valid_from == timedelta(days=read_workload.tier.max_grant_days)
+
+
 def test_a_request_cannot_outlast_the_tiers_longest_grant(boundary_workload, owner):
     with pytest.raises(DomainError) as excinfo:
         file_request(boundary_workload, owner, duration_days=31)

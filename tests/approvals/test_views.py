@@ -140,6 +140,18 @@ def test_the_impact_preview_names_a_forbid_rule_and_redundant_grants(client, own
     assert "replace the existing grants of: crm-api" in body
 
 
+def test_the_impact_preview_says_what_an_empty_duration_means(
+    client, owner, read_workload, boundary_workload
+):
+    client.force_login(owner)
+    url = reverse("approvals:impact")
+    lax = client.get(url, {"workload": read_workload.slug, "tools": ["crm-api"]}).content.decode()
+    assert "Longest grant: 180 days." in lax
+    assert "With no duration or end date, the grant lasts that long." in lax
+    strict = client.get(url, {"workload": boundary_workload.slug}).content.decode()
+    assert "The Boundary crossing tier requires an end date or a duration." in strict
+
+
 def test_filing_from_the_form_redirects_to_the_request(client, owner, boundary_workload):
     client.force_login(owner)
     response = client.post(
