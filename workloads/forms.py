@@ -103,9 +103,17 @@ class SessionPolicyForm(forms.Form):
 
 class GrantForm(forms.Form):
     tool = forms.ModelChoiceField(queryset=Tool.objects.order_by("name"), to_field_name="slug")
-    valid_until = forms.DateTimeField(
-        required=False, widget=DateTimeLocalInput(), help_text="Empty: until revoked."
-    )
+    valid_until = forms.DateTimeField(required=False, widget=DateTimeLocalInput())
+
+    def __init__(self, *args, tier: SensitivityTier | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if tier is not None:  # say what an empty end means: the service applies the tier's rule
+            days = tier.max_grant_days
+            self.fields["valid_until"].help_text = (
+                f"Required in the {tier.name} tier; at most {days} days."
+                if tier.grant_end_required
+                else f"At most {days} days; empty: {days} days, the {tier.name} tier's longest."
+            )
 
 
 class RevokeForm(forms.Form):

@@ -328,6 +328,9 @@ def entitlement_grant(
     a forbid rule blocks; an exception-required rule blocks unless its slug is in
     `allow_exception_rules` (the approval flow passes the approved exceptions).
 
+    The tier's max_grant_days is the longest grant: with no end given, the grant lasts that
+    long (a tier with grant_end_required refuses instead). No grant is open-ended.
+
     Separation of duties: a person never grants their own workload a tool directly (nor
     restores one by reversing its revocation); an owner's tools come through an access
     request that others approve."""
@@ -352,7 +355,9 @@ def entitlement_grant(
             field="valid_until",
             code="end_required",
         )
-    if valid_until is not None and valid_until - valid_from > longest:
+    if valid_until is None:
+        valid_until = valid_from + longest
+    if valid_until - valid_from > longest:
         raise DomainError(
             f"The {workload.tier.name} tier grants at most {workload.tier.max_grant_days} days.",
             field="valid_until",

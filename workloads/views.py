@@ -231,7 +231,7 @@ def _detail_context(request, workload: Workload, **forms) -> dict:
             }
         ),
         "status_error": forms.get("status_error"),
-        "grant_form": forms.get("grant_form") or GrantForm(),
+        "grant_form": forms.get("grant_form") or GrantForm(tier=workload.tier),
         "current_grants": current,
         "past_grants": [g for g in grants if g.status != Entitlement.Status.ACTIVE],
         "audit_page": audit_page,
@@ -361,7 +361,7 @@ def grant_create_view(request, slug):
     return _detail_form_view(
         request,
         slug,
-        form_class=lambda _w, data: GrantForm(data),
+        form_class=lambda w, data: GrantForm(data, tier=w.tier),
         apply=grant,
         partial="grant_form",
         target="#grant-form",

@@ -326,7 +326,11 @@ class AccessRequestCancelApi(_RequestApi, APIView):
         **DETAIL_ERRORS,
         400: ERROR_400,
         403: OpenApiResponse(ERROR, description="Requester, owner or not an approver"),
-        409: OpenApiResponse(ERROR, description="No longer pending, or already decided by you"),
+        409: OpenApiResponse(
+            ERROR,
+            description="No longer pending, already decided by you, past its deadline "
+            "(`request_expired`), or the workload suspended or retired (`workload_not_active`)",
+        ),
         422: OpenApiResponse(ERROR, description="A combination rule blocks the grant"),
         **WRITE_LIMITS,
     },

@@ -162,6 +162,11 @@ def queue_row(*, access_request: AccessRequest, user) -> dict:
     }
 
 
+def open_step_count(*, access_request: AccessRequest) -> int:
+    """Approvals a request still waits for (fresh from the database, after a decision)."""
+    return access_request.steps.filter(decision__isnull=True).count()
+
+
 def _has_decision(step: ApprovalStep) -> bool:
     try:
         return step.decision is not None

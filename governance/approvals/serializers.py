@@ -85,8 +85,16 @@ class AccessRequestInput(StrictInput):
         child=serializers.SlugField(max_length=80), required=False, default=list, max_length=50
     )
     justification = serializers.CharField(max_length=4000)
-    duration_days = serializers.IntegerField(required=False, allow_null=True, min_value=1)
-    valid_until = serializers.DateTimeField(required=False, allow_null=True)
+    duration_days = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        help_text="Days from approval, at most the tier's max_grant_days. With neither this nor "
+        "valid_until, the tier's longest grant (a tier with grant_end_required refuses that).",
+    )
+    valid_until = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="A fixed end instead of duration_days."
+    )
     max_session_seconds = serializers.IntegerField(required=False, allow_null=True, min_value=1)
     max_tool_calls = serializers.IntegerField(required=False, allow_null=True, min_value=1)
     max_reasoning_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1)

@@ -8,6 +8,7 @@ combination, a self-approval) are audited in their own committed transaction, th
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
@@ -18,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from governance.approvals import tasks
-from governance.approvals.impact import EXCEPTION
+from governance.approvals.impact import APPROVAL, EXCEPTION, Impact
 from governance.approvals.selectors import APPROVE, GRANT_EXCEPTION, REQUEST, impact_for
 from governance.audit import audit_record, audit_snapshot
 from governance.errors import Conflict, DomainError, NotAllowed, RuleViolation
@@ -176,6 +177,8 @@ def access_request_create(
     else:
         raise DomainError(f"Unknown request kind {kind!r}.", field="kind")
     _grant_end(workload.tier, duration_days=duration_days, valid_until=valid_until, now=now)
+    if duration_days is None and valid_until is None:
+        duration_days = workload.tier.max_grant_days  # no end given: the tier's longest grant
 
     impact = impact_for(workload=workload, tools=tools, at=now)
     if impact.blocked:
@@ -293,7 +296,38 @@ def access_request_approve(
 
 
 def _approve_locked(req: AccessRequest, by, *, comment: str, justification: str):
-    """Returns a refusal (already audited, to raise after commit) or None after approving."""
+    """Returns a refusal (already audited, to raise after commit) or None after approving.
+
+    What the request needs is re-checked here, under the lock: the filing-time picture may be
+    stale (past its deadline, the workload suspended, rules or the tier changed since)."""
+    refusal = _stale_refusal(req)
+    if refusal is not None:
+        audit_record(
+            by=by,
+            action="request.approval_blocked",
+            obj=req,
+            after={"code": refusal.code, "message": refusal.message},
+        )
+        return refusal
+    tools = list(req.tools.all())
+    impact = impact_for(workload=req.workload, tools=tools)
+    excepted = {rule for s in req.steps.all() if s.kind == EXCEPTION for rule in s.rules}
+    uncovered = [hit for hit in impact.exceptions_needed if hit.slug not in excepted]
+    blocking = impact.forbidden or uncovered
+    if blocking:
+        rule = blocking[0]
+        audit_record(by=by, action="request.approval_blocked", obj=req, after={"rule": rule.slug})
+        if impact.forbidden:
+            message = f"Blocked by rule {rule.name} ({rule.slug}): this combination is forbidden."
+            return RuleViolation(message, detail={"rule": rule.slug})
+        return RuleViolation(
+            f"Rule {rule.name} ({rule.slug}) now needs an exception this request did not ask "
+            "for: deny it and file a new one.",
+            code="exception_required",
+            detail={"rule": rule.slug},
+        )
+    _add_missing_steps(req, impact, by)
+
     open_steps = list(req.steps.filter(decision__isnull=True).order_by("position"))
     exception_steps = [s for s in open_steps if s.kind == EXCEPTION]
     if exception_steps and by.has_perm(GRANT_EXCEPTION):
@@ -313,24 +347,6 @@ def _approve_locked(req: AccessRequest, by, *, comment: str, justification: str)
             )
         step = approval_steps[0]
         justification = ""
-
-    tools = list(req.tools.all())
-    impact = impact_for(workload=req.workload, tools=tools)
-    excepted = {rule for s in req.steps.all() if s.kind == EXCEPTION for rule in s.rules}
-    uncovered = [hit for hit in impact.exceptions_needed if hit.slug not in excepted]
-    blocking = impact.forbidden or uncovered
-    if blocking:
-        rule = blocking[0]
-        audit_record(by=by, action="request.approval_blocked", obj=req, after={"rule": rule.slug})
-        if impact.forbidden:
-            message = f"Blocked by rule {rule.name} ({rule.slug}): this combination is forbidden."
-            return RuleViolation(message, detail={"rule": rule.slug})
-        return RuleViolation(
-            f"Rule {rule.name} ({rule.slug}) now needs an exception this request did not ask "
-            "for: deny it and file a new one.",
-            code="exception_required",
-            detail={"rule": rule.slug},
-        )
 
     try:
         with transaction.atomic():
@@ -364,6 +380,51 @@ def _approve_locked(req: AccessRequest, by, *, comment: str, justification: str)
     return None
 
 
+def _stale_refusal(req: AccessRequest) -> Conflict | None:
+    """Why a pending request can no longer be approved, or None. The expiry job runs every few
+    minutes; an approval in between must not outlive the deadline."""
+    if req.expires_at <= timezone.now():
+        return Conflict(
+            f"The request passed its deadline ({req.expires_at:%Y-%m-%d %H:%M} UTC) undecided: "
+            "the owner must file a new one.",
+            code="request_expired",
+        )
+    status = req.workload.status
+    if status not in (Workload.Status.ACTIVE, Workload.Status.DRAFT):
+        return Conflict(
+            f"The workload is {status}: nothing can be approved for it while it is {status}.",
+            code="workload_not_active",
+        )
+    return None
+
+
+def _add_missing_steps(req: AccessRequest, impact: Impact, by) -> None:
+    """A workload reclassified to a stricter tier (or with new open high findings) since filing
+    needs more approvals: add the steps the request lacks, so it is never granted on the
+    filing-time count. Steps are never removed: a laxer tier keeps what was asked."""
+    steps = list(req.steps.all())
+    have = Counter(s.reason for s in steps if s.kind != EXCEPTION)
+    need = Counter(s.reason[:200] for s in impact.steps if s.kind != EXCEPTION)
+    missing = list((need - have).elements())
+    if not missing:
+        return
+    last = max((s.position for s in steps), default=0)
+    ApprovalStep.objects.bulk_create(
+        ApprovalStep(request=req, position=last + i, kind=APPROVAL, reason=reason)
+        for i, reason in enumerate(missing, start=1)
+    )
+    audit_record(
+        by=by,
+        action="request.steps_added",
+        obj=req,
+        after={
+            "tier": req.workload.tier.slug if req.workload.tier else None,
+            "approvals_required": impact.approvals_required,
+            "added": missing,
+        },
+    )
+
+
 def _grant(req: AccessRequest, by, allowed_rules: set[str], tools: list[Tool]) -> None:
     """The final approval: exceptions, then grants (or the session window), then the status."""
     now = timezone.now()
@@ -372,10 +433,8 @@ def _grant(req: AccessRequest, by, allowed_rules: set[str], tools: list[Tool]) -
         raise Conflict("Classify the workload before granting it anything.", code="unclassified")
     if req.valid_until is not None:
         end = req.valid_until
-    elif req.duration_days is not None:
-        end = now + timedelta(days=req.duration_days)
-    else:
-        end = None
+    else:  # filed before an empty end defaulted at filing, it may have neither: the longest
+        end = now + timedelta(days=req.duration_days or tier.max_grant_days)
     if req.kind == AccessRequest.Kind.TOOLS:
         exception_decision = (
             req.decisions.filter(step__kind=EXCEPTION).select_related("step").first()
@@ -387,7 +446,7 @@ def _grant(req: AccessRequest, by, allowed_rules: set[str], tools: list[Tool]) -
                     rule=rule,
                     justification=exception_decision.justification,
                     valid_from=now,
-                    valid_until=end or now + timedelta(days=tier.max_grant_days),
+                    valid_until=end,
                     approved_by=exception_decision.approver,
                     request=req,
                 )
@@ -412,7 +471,7 @@ def _grant(req: AccessRequest, by, allowed_rules: set[str], tools: list[Tool]) -
         extension = SessionExtension.objects.create(
             workload=req.workload,
             valid_from=now,
-            valid_until=end or now + timedelta(days=tier.max_grant_days),
+            valid_until=end,
             granted_by=by,
             request=req,
             **{name: getattr(req, name) for name in WINDOW_FIELDS},

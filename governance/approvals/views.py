@@ -52,17 +52,20 @@ def queue_view(request):
     filters = {key: request.GET.get(key, "") for key in ("status", "kind", "workload")}
     filters["view"] = request.GET.get("view", default_view)
     if filters["view"] == "awaiting":
-        filters["status"] = ""
+        filters["status"] = ""  # pending only; the page disables its status select to match
     qs = selectors.request_list(user=request.user, filters=filters)
     page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    template = _fragment(request, "approvals/queue.html", "table")
     context = {
         "page": page,
         "rows": _rows(page, request.user),
         "filters": filters,
         "statuses": AccessRequest.Status.choices,
         "may_approve": request.user.has_perm(APPROVE),
+        # A fragment answer also swaps in the status select, so it follows a change of view.
+        "oob": "#" in template,
     }
-    return render(request, _fragment(request, "approvals/queue.html", "table"), context)
+    return render(request, template, context)
 
 
 def _requestable(user):
@@ -171,11 +174,12 @@ def decide_view(request, pk):
     form = DecisionForm(request.POST)
     error = ""
     status = 200
+    decided = access_request
     if not form.is_valid():
         error, status = "Choose approve or deny.", 422
     else:
         try:
-            _decide(access_request, request.user, form)
+            decided = _decide(access_request, request.user, form)
         except NotAllowed as exc:
             raise PermissionDenied(exc.message) from exc
         except DomainError as exc:
@@ -193,8 +197,23 @@ def decide_view(request, pk):
     if error:
         messages.error(request, error)
     else:
-        messages.success(request, f"Request #{access_request.pk}: {form.cleaned_data['verdict']}d.")
+        messages.success(request, _decided_message(decided))
     return redirect("approvals:detail", pk=access_request.pk)
+
+
+def _decided_message(access_request: AccessRequest) -> str:
+    """Say what the decision did: an approval that fills one of several steps grants nothing."""
+    if access_request.status == AccessRequest.Status.DENIED:
+        return f"Request #{access_request.pk} denied."
+    if access_request.status == AccessRequest.Status.APPROVED:
+        return f"Request #{access_request.pk} approved and granted."
+    left = selectors.open_step_count(access_request=access_request)
+    more = f"{left} more approval" if left == 1 else f"{left} more approvals"
+    return f"Your approval of request #{access_request.pk} is recorded; {more} needed."
+
+
+def _requests(n: int) -> str:
+    return f"{n} request" if n == 1 else f"{n} requests"
 
 
 @requires(APPROVE)
@@ -208,7 +227,10 @@ def bulk_view(request):
         return redirect("approvals:queue")
     verdict = form.cleaned_data["verdict"]
     comment = form.cleaned_data["comment"]
-    done, skipped = 0, []
+    if verdict == "deny" and not comment.strip():
+        messages.error(request, "Nothing denied: write a comment saying why.")
+        return redirect(reverse("approvals:queue") + "?view=awaiting")
+    closed, recorded, skipped = 0, 0, []  # closed: granted or denied
     qs = selectors.request_list(user=request.user).filter(pk__in=form.cleaned_data["ids"])
     for access_request in qs:
         options = selectors.decision_options(access_request=access_request, user=request.user)
@@ -220,17 +242,32 @@ def bulk_view(request):
             continue
         try:
             if verdict == "approve":
-                services.access_request_approve(
+                result = services.access_request_approve(
                     access_request=access_request, by=request.user, comment=comment
                 )
             else:
-                services.access_request_deny(
+                result = services.access_request_deny(
                     access_request=access_request, by=request.user, comment=comment
                 )
-            done += 1
         except DomainError as exc:
             skipped.append(f"#{access_request.pk}: {exc.message}")
-    messages.success(request, f"{verdict.title()}d {done} request(s).")
+            continue
+        if result.status == AccessRequest.Status.PENDING:
+            recorded += 1
+        else:
+            closed += 1
+    if closed:
+        done = "Approved and granted" if verdict == "approve" else "Denied"
+        messages.success(request, f"{done} {_requests(closed)}.")
+    if recorded:
+        messages.success(
+            request,
+            f"Recorded your approval on {_requests(recorded)}; more approvals are needed "
+            "before granting.",
+        )
+    if not closed and not recorded:
+        past = "approved" if verdict == "approve" else "denied"
+        messages.warning(request, f"No request was {past}.")
     for line in skipped:
         messages.warning(request, line)
     return redirect(reverse("approvals:queue") + "?view=awaiting")

@@ -1,9 +1,10 @@
 """Access requests and the approvals they need.
 
 A request moves one way: pending -> approved | denied | cancelled | expired. The steps it
-needs are fixed when it is filed (tier approvals, one iam_admin step per combination rule
-that needs an exception, extra steps the workload's state asks for). Each decision fills one
-step; the database refuses self-approval, owner approval and a second decision by one person.
+needs are set when it is filed (tier approvals, one iam_admin step per combination rule
+that needs an exception, extra steps the workload's state asks for) and topped up at
+approval when a stricter tier now asks for more. Each decision fills one step; the database
+refuses self-approval, owner approval and a second decision by one person.
 """
 
 from django.conf import settings

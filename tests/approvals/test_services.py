@@ -89,6 +89,31 @@ def test_a_boundary_crossing_request_must_give_an_end(boundary_workload, owner):
     assert excinfo.value.code == "end_required"
 
 
+def test_a_request_with_no_end_is_granted_the_tiers_longest_not_forever(
+    read_workload, owner, approver
+):
+    req = file_request(read_workload, owner, duration_days=None)
+    longest = read_workload.tier.max_grant_days
+    assert req.duration_days == longest  # shown to the approver as what it is
+
+    services.access_request_approve(access_request=req, by=approver)
+
+    grant = Entitlement.objects.get(request=req)
+    assert grant.valid_until - grant.valid_from == timedelta(days=longest)
+
+
+def test_a_pending_request_filed_with_no_end_before_the_default_gets_the_longest(
+    read_workload, owner, approver
+):
+    req = file_request(read_workload, owner)
+    AccessRequest.objects.filter(pk=req.pk).update(duration_days=None)
+
+    services.access_request_approve(access_request=req, by=approver)
+
+    grant = Entitlement.objects.get(request=req)
+    assert grant.valid_until - grant.valid_from == timedelta(days=read_workload.tier.max_grant_days)
+
+
 def test_a_request_cannot_outlast_the_tiers_longest_grant(boundary_workload, owner):
     with pytest.raises(DomainError) as excinfo:
         file_request(boundary_workload, owner, duration_days=31)
@@ -264,6 +289,64 @@ def test_a_forbid_rule_that_appears_after_filing_blocks_approval_with_the_rule_n
     assert req.status == "pending"
     assert audited("request.approval_blocked", req) == 1
     assert not ApprovalDecision.objects.exists()
+
+
+def test_an_approval_past_the_deadline_is_refused_before_the_expiry_job_runs(
+    read_workload, owner, approver
+):
+    req = file_request(read_workload, owner)
+    AccessRequest.objects.filter(pk=req.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+
+    with pytest.raises(Conflict) as refused:
+        services.access_request_approve(access_request=req, by=approver)
+
+    assert refused.value.code == "request_expired"
+    assert "file a new one" in refused.value.message
+    req.refresh_from_db()
+    assert req.status == "pending"
+    assert not ApprovalDecision.objects.exists() and not Entitlement.objects.exists()
+    assert audited("request.approval_blocked", req) == 1
+
+
+@pytest.mark.parametrize("status", ["suspended", "retired"])
+def test_nothing_is_approved_for_a_workload_suspended_or_retired_after_filing(
+    read_workload, owner, approver, status
+):
+    req = file_request(read_workload, owner)
+    type(read_workload).objects.filter(pk=read_workload.pk).update(status=status)
+
+    with pytest.raises(Conflict) as refused:
+        services.access_request_approve(access_request=req, by=approver)
+
+    assert refused.value.code == "workload_not_active"
+    assert status in refused.value.message
+    req.refresh_from_db()
+    assert req.status == "pending" and not Entitlement.objects.exists()
+    assert audited("request.approval_blocked", req) == 1
+
+
+def test_a_workload_reclassified_to_a_stricter_tier_needs_that_tiers_approvals(
+    read_workload, owner, approver, approver2, admin_user
+):
+    req = file_request(read_workload, owner)
+    assert req.steps.count() == 1
+    catalogue.workload_classify(
+        workload=read_workload,
+        tier=tier("boundary-crossing"),
+        by=admin_user,
+        rationale="It browses the web now.",
+    )
+
+    services.access_request_approve(access_request=req, by=approver)
+
+    req.refresh_from_db()
+    assert req.status == "pending" and not Entitlement.objects.exists()
+    assert [s.kind for s in req.steps.all()] == ["approval", "approval"]
+    assert audited("request.steps_added", req) == 1
+    services.access_request_approve(access_request=req, by=approver2)
+    req.refresh_from_db()
+    assert req.status == "approved"
+    assert audited("request.steps_added", req) == 1  # topped up once, not on every approval
 
 
 def test_approval_replaces_a_grant_it_makes_redundant(read_workload, owner, approver):

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -62,6 +64,36 @@ def test_the_queue_answers_htmx_with_the_table_fragment(client, approver, read_w
     assert 'id="request-table"' in body and "<html" not in body
 
 
+def test_awaiting_my_decision_shows_no_status_filter_it_would_ignore(
+    client, approver, read_workload, owner
+):
+    req = file_request(read_workload, owner)
+    client.force_login(approver)
+    url = reverse("approvals:queue")
+
+    body = client.get(url, {"view": "awaiting", "status": "approved"}).content.decode()
+
+    assert f"#{req.pk}" in body  # pending: what the view lists, whatever the link said
+    status_select = re.search(r'<select name="status"[^>]*>.*?</select>', body, re.S).group(0)
+    assert "disabled" in status_select and 'value="approved"' not in status_select
+    assert "pending requests only" in body
+    listed = client.get(url, {"view": "all", "status": "approved"}).content.decode()
+    assert f"#{req.pk}" not in listed and '<option value="approved" selected>' in listed
+
+
+def test_an_htmx_change_of_view_swaps_in_the_matching_status_filter(client, approver):
+    client.force_login(approver)
+    url = reverse("approvals:queue")
+    awaiting = client.get(url, {"view": "awaiting"}, headers={"HX-Request": "true"})
+    body = awaiting.content.decode()
+    assert 'id="status-filter" hx-swap-oob="true"' in body and "disabled" in body
+    every = client.get(url, {"view": "all"}, headers={"HX-Request": "true"}).content.decode()
+    assert 'id="status-filter" hx-swap-oob="true"' in every
+    assert '<select name="status">' in every
+    full = client.get(url, {"view": "all"}).content.decode()
+    assert full.count('id="status-filter"') == 1 and "hx-swap-oob" not in full
+
+
 def test_the_owner_sees_their_requests_status_but_no_decision_form(client, owner, read_workload):
     req = file_request(read_workload, owner)
     client.force_login(owner)
@@ -106,6 +138,18 @@ def test_the_impact_preview_names_a_forbid_rule_and_redundant_grants(client, own
     ).content.decode()
     assert "Forbidden by rule" in body and "No CRM mail-out" in body
     assert "replace the existing grants of: crm-api" in body
+
+
+def test_the_impact_preview_says_what_an_empty_duration_means(
+    client, owner, read_workload, boundary_workload
+):
+    client.force_login(owner)
+    url = reverse("approvals:impact")
+    lax = client.get(url, {"workload": read_workload.slug, "tools": ["crm-api"]}).content.decode()
+    assert "Longest grant: 180 days." in lax
+    assert "With no duration or end date, the grant lasts that long." in lax
+    strict = client.get(url, {"workload": boundary_workload.slug}).content.decode()
+    assert "The Boundary crossing tier requires an end date or a duration." in strict
 
 
 def test_filing_from_the_form_redirects_to_the_request(client, owner, boundary_workload):
@@ -189,6 +233,37 @@ def test_a_late_inline_decision_shows_the_conflict_in_the_row(
     assert "already approved" in response.content.decode()
 
 
+def _button(body: str, verdict: str) -> str:
+    return re.search(rf'<button[^>]*value="{verdict}"[^>]*>', body).group(0)
+
+
+def test_an_iam_admin_can_deny_an_exception_request_without_a_justification(
+    client, admin_user, owner, boundary_workload
+):
+    req = file_request(boundary_workload, owner, TRIFECTA)
+    client.force_login(admin_user)
+    body = client.get(reverse("approvals:detail", args=[req.pk])).content.decode()
+    assert re.search(r'<textarea name="justification"[^>]*required', body)
+    assert "formnovalidate" in _button(body, "deny")
+    assert "formnovalidate" not in _button(body, "approve")
+
+    client.post(reverse("approvals:decide", args=[req.pk]), {"verdict": "deny", "comment": "No."})
+    req.refresh_from_db()
+    assert req.status == "denied"
+
+
+def test_the_server_still_wants_the_exception_justification_to_approve(
+    client, admin_user, owner, boundary_workload
+):
+    req = file_request(boundary_workload, owner, TRIFECTA)
+    client.force_login(admin_user)
+    response = client.post(
+        reverse("approvals:decide", args=[req.pk]), {"verdict": "approve"}, follow=True
+    )
+    assert "Write the justification for the exception." in response.content.decode()
+    assert not req.decisions.exists()
+
+
 def test_the_server_refuses_a_forged_approval_by_the_owner(client, owner, read_workload):
     req = file_request(read_workload, owner)
     client.force_login(owner)
@@ -233,6 +308,80 @@ def test_bulk_denial_needs_a_comment(client, approver, owner, read_workload):
     client.post(reverse("approvals:bulk"), {"verdict": "deny", "ids": [req.pk], "comment": "No."})
     req.refresh_from_db()
     assert req.status == "denied"
+
+
+def flashed(response):
+    """The messages shown on the page a decision redirects to (read, so not shown again)."""
+    return [(m.level_tag, m.message) for m in response.context["messages"]]
+
+
+def test_the_first_of_two_approvals_says_it_is_recorded_not_granted(
+    client, approver, approver2, owner, boundary_workload
+):
+    req = file_request(boundary_workload, owner)
+    decide = reverse("approvals:decide", args=[req.pk])
+    client.force_login(approver)
+    first = client.post(decide, {"verdict": "approve"}, follow=True)
+    assert flashed(first) == [
+        ("success", f"Your approval of request #{req.pk} is recorded; 1 more approval needed.")
+    ]
+    client.force_login(approver2)
+    second = client.post(decide, {"verdict": "approve"}, follow=True)
+    assert flashed(second) == [("success", f"Request #{req.pk} approved and granted.")]
+
+
+def test_a_denial_says_denied(client, approver, owner, read_workload):
+    req = file_request(read_workload, owner)
+    client.force_login(approver)
+    response = client.post(
+        reverse("approvals:decide", args=[req.pk]),
+        {"verdict": "deny", "comment": "No."},
+        follow=True,
+    )
+    assert flashed(response) == [("success", f"Request #{req.pk} denied.")]
+
+
+def test_a_bulk_denial_without_a_comment_denies_nothing_and_says_so_as_an_error(
+    client, approver, owner, read_workload
+):
+    req = file_request(read_workload, owner)
+    client.force_login(approver)
+    response = client.post(
+        reverse("approvals:bulk"), {"verdict": "deny", "ids": [req.pk]}, follow=True
+    )
+    assert flashed(response) == [("error", "Nothing denied: write a comment saying why.")]
+    req.refresh_from_db()
+    assert req.status == "pending"
+
+
+def test_bulk_messages_count_what_was_granted_denied_or_only_recorded(
+    client, approver, owner, read_workload, boundary_workload
+):
+    one_step = file_request(read_workload, owner)
+    two_steps = file_request(boundary_workload, owner)
+    client.force_login(approver)
+    approved = client.post(
+        reverse("approvals:bulk"),
+        {"verdict": "approve", "ids": [one_step.pk, two_steps.pk]},
+        follow=True,
+    )
+    assert flashed(approved) == [
+        ("success", "Approved and granted 1 request."),
+        (
+            "success",
+            "Recorded your approval on 1 request; more approvals are needed before granting.",
+        ),
+    ]
+    again = client.post(
+        reverse("approvals:bulk"), {"verdict": "approve", "ids": [two_steps.pk]}, follow=True
+    )
+    assert flashed(again)[0] == ("warning", "No request was approved.")
+    denied = client.post(
+        reverse("approvals:bulk"),
+        {"verdict": "deny", "ids": [two_steps.pk], "comment": "No."},
+        follow=True,
+    )
+    assert flashed(denied)[0] == ("warning", "No request was denied.")  # already approved once
 
 
 def test_the_owner_cancels_a_pending_request(client, owner, read_workload):

@@ -204,3 +204,57 @@ def test_an_iam_admin_revokes_an_exception_after_confirming_and_errors_show_in_p
     assert exception.status == "revoked"
     # The browser logs the deliberate 422 as a failed load; nothing else may go wrong.
     assert [p for p in problems if "status of 422" not in p] == []
+
+
+def test_an_iam_admin_denies_an_exception_request_leaving_the_justification_empty(
+    browser, live_server
+):
+    from governance.approvals import services
+    from workloads.models import Tool
+
+    owner = person("olivia", OWNER)
+    person("iris", IAM_ADMIN)
+    workload = ClassifiedWorkloadFactory(
+        slug="research-agent", owner=owner, tier=tier("boundary-crossing")
+    )
+    req = services.access_request_create(
+        by=owner,
+        workload=workload,
+        tools=list(Tool.objects.filter(name__in=TRIFECTA_LABELS)),
+        justification="Analyse datasets.",
+        duration_days=7,
+    )
+    problems: list[str] = []
+    page = signed_in(browser, live_server, "iris", problems)
+    request_url = f"{live_server.url}/requests/{req.pk}/"
+    page.goto(request_url)
+    page.fill("#decide input[name=comment]", "No sandbox yet.")
+
+    # Approving needs the justification: the browser holds the form back.
+    page.get_by_role("button", name="Approve with exception").click()
+    assert page.eval_on_selector("textarea[name=justification]", "t => !t.validity.valid")
+    # Denying does not.
+    page.get_by_role("button", name="Deny").click()
+    page.locator("h1").get_by_text("Denied").wait_for()
+
+    req.refresh_from_db()
+    assert req.status == "denied" and not req.decisions.filter(verdict="approve").exists()
+    assert problems == []
+
+
+def test_the_status_filter_is_disabled_while_awaiting_my_decision(browser, live_server):
+    person("adam", APPROVER)
+    problems: list[str] = []
+    page = signed_in(browser, live_server, "adam", problems)
+    page.goto(f"{live_server.url}/requests/?view=all")
+    status = page.locator("select[name=status]")
+    assert status.is_enabled()
+    page.select_option("select[name=view]", "awaiting")
+    page.wait_for_url(re.compile(r"view=awaiting"))
+    page.locator("#status-hint").wait_for()
+    assert page.locator("select[name=status]").is_disabled()
+    page.select_option("select[name=view]", "all")
+    page.wait_for_url(re.compile(r"view=all"))
+    page.locator("#status-hint").wait_for(state="detached")
+    assert page.locator("select[name=status]").is_enabled()
+    assert problems == []

@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
 
@@ -278,6 +280,20 @@ def test_an_iam_admin_cannot_grant_a_tool_to_a_workload_they_own(admin_client, a
     assert response.status_code == 422
     assert "You own this workload" in response.content.decode()
     assert not workload.entitlements.exists()
+
+
+def test_the_direct_grant_form_says_what_an_empty_end_means(admin_client):
+    lax = ClassifiedWorkloadFactory(tier=tier("internal-act"))
+    page = admin_client.get(reverse("workloads:detail", args=[lax.slug])).content.decode()
+    assert "At most 90 days; empty: 90 days, the Internal act tier&#x27;s longest." in page
+    assert "until revoked" not in page
+    strict = ClassifiedWorkloadFactory(tier=tier("boundary-crossing"))
+    page = admin_client.get(reverse("workloads:detail", args=[strict.slug])).content.decode()
+    assert "Required in the Boundary crossing tier; at most 30 days." in page
+
+    admin_client.post(reverse("workloads:grant", args=[lax.slug]), {"tool": "crm-api"})
+    grant = lax.entitlements.get()
+    assert grant.valid_until - grant.valid_from == timedelta(days=90)
 
 
 def test_an_iam_admin_grants_and_revokes_with_a_reason(admin_client):

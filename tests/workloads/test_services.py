@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 import pytest
 
 from governance.errors import Conflict, DomainError, NotAllowed, RuleViolation
@@ -67,6 +69,23 @@ def test_a_direct_grant_completing_the_trifecta_needs_an_exception(admin_user):
             workload=workload, tool=Tool.objects.get(slug="code-exec"), by=admin_user
         )
     assert excinfo.value.detail["rule"] == "lethal-trifecta"
+
+
+def test_a_direct_grant_with_no_end_lasts_the_tiers_longest_grant(admin_user):
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    grant = services.entitlement_grant(
+        workload=workload, tool=Tool.objects.get(slug="crm-api"), by=admin_user
+    )
+    assert grant.valid_until - grant.valid_from == timedelta(days=workload.tier.max_grant_days)
+
+
+def test_a_tier_that_requires_an_end_refuses_a_direct_grant_without_one(admin_user):
+    workload = ClassifiedWorkloadFactory(tier=tier("boundary-crossing"))
+    with pytest.raises(DomainError) as refused:
+        services.entitlement_grant(
+            workload=workload, tool=Tool.objects.get(slug="crm-api"), by=admin_user
+        )
+    assert refused.value.code == "end_required"
 
 
 def test_nobody_grants_their_own_workload_a_tool_directly(admin_user):
