@@ -7,8 +7,8 @@ Error body, everywhere:
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, ValidationError
-from django.http import Http404, JsonResponse
-from django.views.defaults import page_not_found
+from django.http import Http404, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found, server_error
 from redis.exceptions import RedisError
 from rest_framework import exceptions, parsers, serializers, status
 from rest_framework.pagination import PageNumberPagination
@@ -231,3 +231,18 @@ def not_found(request, exception=None):
     if request.path.startswith("/api/"):
         return error_response(404, "not_found", "Not found.")
     return page_not_found(request, exception)
+
+
+def server_failed(request):
+    """handler500: a service calling the API gets the machine-readable error shape (and /v1/
+    traces an OTLP Status), never an HTML page; people get the console's error page."""
+    if request.path.startswith("/api/"):
+        return error_response(500, "server_error", "Something went wrong on our side.")
+    if request.path.startswith("/v1/"):
+        from governance.ingest.otlp_wire import status_body
+
+        as_json = request.content_type == "application/json"
+        body = status_body(13, "Something went wrong on our side.", as_json=as_json)  # INTERNAL
+        content_type = "application/json" if as_json else "application/x-protobuf"
+        return HttpResponse(body, status=500, content_type=content_type)
+    return server_error(request)

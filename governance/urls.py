@@ -28,3 +28,4 @@ urlpatterns = [
     ),
 ]
 handler404 = "governance.api_common.not_found"
+handler500 = "governance.api_common.server_failed"

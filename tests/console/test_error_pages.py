@@ -5,6 +5,7 @@ import pytest
 from django.test import Client, RequestFactory
 from django.views.defaults import server_error
 
+from governance.api_common import server_failed
 from tests.factories import ClassifiedWorkloadFactory
 
 pytestmark = pytest.mark.django_db
@@ -49,6 +50,36 @@ def test_a_server_error_page_needs_no_request_context():
 
     assert response.status_code == 500
     assert "Something went wrong on our side" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "expected"),
+    [
+        ("/api/v1/workloads", "application/json", b'"server_error"'),
+        ("/v1/traces", "application/json", b'"code":13'),
+        ("/v1/traces", "application/x-protobuf", b"\x08\x0d"),  # Status.code = 13
+        ("/workloads/", "", b"Something went wrong on our side"),
+    ],
+)
+def test_a_crash_answers_each_caller_in_its_own_format(path, content_type, expected):
+    request = RequestFactory().post(path, data=b"{}", content_type=content_type)
+    response = server_failed(request)
+    assert response.status_code == 500
+    assert expected in response.content
+
+
+def test_the_api_crash_handler_is_installed(client, admin_user, monkeypatch):
+    from workloads import api
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(api.WorkloadViewSet, "list", crash)
+    client.raise_request_exception = False
+    client.force_login(admin_user)
+    response = client.get("/api/v1/workloads")
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "server_error"
 
 
 def test_an_htmx_request_after_the_session_ended_sends_the_browser_to_log_in(client):
