@@ -134,6 +134,8 @@ class CursorlessPagination(PageNumberPagination):
         fields = {}
         for name in (self.page_query_param, self.page_size_query_param):
             raw = request.query_params.get(name)
+            if name == self.page_query_param and raw in self.last_page_strings:
+                continue
             if raw is not None and not _positive_whole_number(raw):
                 fields[name] = ["Give a whole number of 1 or more."]
         if fields:

@@ -163,6 +163,11 @@ def _clamp_policy_to_tier(workload: Workload) -> None:
         policy.save(update_fields=[*changed, "updated_at"])
 
 
+def status_change_needs_reason(current: str, target: str) -> bool:
+    """Every change but a draft's first activation."""
+    return not (current == Workload.Status.DRAFT and target == Workload.Status.ACTIVE)
+
+
 @transaction.atomic
 def workload_set_status(*, workload: Workload, status: str, by, reason: str = "") -> Workload:
     workload = _locked(workload)
@@ -174,10 +179,21 @@ def workload_set_status(*, workload: Workload, status: str, by, reason: str = ""
         raise Conflict(
             "Classify the workload before activating it.", field="status", code="unclassified"
         )
-    if workload.status != Workload.Status.DRAFT and not reason.strip():
+    if status_change_needs_reason(workload.status, status) and not reason.strip():
         # Suspending, reinstating and retiring change what a running agent may do: the audit
         # keeps why. (A first activation follows the classification, which has its rationale.)
         raise DomainError("Say why.", field="reason", code="required")
+    if (
+        workload.status == Workload.Status.SUSPENDED
+        and status == Workload.Status.ACTIVE
+        and _is_person(by)
+        and by.pk == workload.owner_id
+    ):
+        # Separation of duties, as for grants and containment: nobody lifts a suspension of
+        # their own workload.
+        raise NotAllowed(
+            "You own this workload: another person reinstates it.", code="own_workload"
+        )
     before = audit_snapshot(workload, WORKLOAD_AUDIT_FIELDS)
     workload.status = status
     workload.save()

@@ -157,7 +157,7 @@ def _transitions(workload: Workload) -> list[dict]:
                 "label": label,
                 "confirm": confirm,
                 "danger": target != "active",
-                "needs_reason": workload.status != Workload.Status.DRAFT,
+                "needs_reason": services.status_change_needs_reason(workload.status, target),
             }
         )
     return rows

@@ -435,6 +435,9 @@ def _grant(req: AccessRequest, by, allowed_rules: set[str], tools: list[Tool]) -
         end = req.valid_until
     else:  # filed before an empty end defaulted at filing, it may have neither: the longest
         end = now + timedelta(days=req.duration_days or tier.max_grant_days)
+    # A workload reclassified since filing may now allow less: grant the new tier's longest
+    # rather than leave approvers a request they can only deny (less access, never more).
+    end = min(end, now + timedelta(days=tier.max_grant_days))
     if req.kind == AccessRequest.Kind.TOOLS:
         exception_decision = (
             req.decisions.filter(step__kind=EXCEPTION).select_related("step").first()

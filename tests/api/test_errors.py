@@ -254,6 +254,7 @@ def test_no_json_body_makes_the_write_endpoints_fail_with_a_500(fuzz_client, bod
         ("/api/v1/workloads?page=%C2%B2", 400),
         ("/api/v1/workloads?page=0", 400),
         ("/api/v1/workloads?page=99", 404),
+        ("/api/v1/workloads?page=last", 200),
         ("/api/v1/workloads?page_size=-1", 400),
         ("/api/v1/workloads?page_size=abc", 400),
         ("/api/v1/workloads?page_size=100000", 200),

@@ -349,6 +349,26 @@ def test_a_workload_reclassified_to_a_stricter_tier_needs_that_tiers_approvals(
     assert audited("request.steps_added", req) == 1  # topped up once, not on every approval
 
 
+def test_a_request_longer_than_a_stricter_new_tier_allows_is_granted_that_tiers_longest(
+    read_workload, owner, approver, approver2, admin_user
+):
+    """Filed with no duration on internal-read (180 days), then reclassified to a tier that
+    grants at most 30: the approval grants 30, rather than leaving a request that can only
+    be denied."""
+    req = file_request(read_workload, owner, duration_days=None)
+    catalogue.workload_classify(
+        workload=read_workload, tier=tier("boundary-crossing"), by=admin_user, rationale="Web."
+    )
+    services.access_request_approve(access_request=req, by=approver)
+    services.access_request_approve(access_request=req, by=approver2)
+    req.refresh_from_db()
+    assert req.status == "approved"
+    grant = Entitlement.objects.get(workload=read_workload, status="active")
+    longest = timedelta(days=tier("boundary-crossing").max_grant_days)
+    assert grant.valid_until - grant.valid_from <= longest
+    assert grant.valid_until - grant.valid_from > longest - timedelta(minutes=1)
+
+
 def test_approval_replaces_a_grant_it_makes_redundant(read_workload, owner, approver):
     old = EntitlementFactory(workload=read_workload, tool=Tool.objects.get(slug="crm-api"))
     req = file_request(read_workload, owner, ("crm-api",))

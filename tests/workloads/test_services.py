@@ -96,3 +96,27 @@ def test_nobody_grants_their_own_workload_a_tool_directly(admin_user):
         )
     assert excinfo.value.code == "own_workload"
     assert not workload.entitlements.exists()
+
+
+def test_retiring_even_a_draft_needs_a_reason(admin_user):
+    workload = WorkloadFactory()
+    with pytest.raises(DomainError) as excinfo:
+        services.workload_set_status(workload=workload, status="retired", by=admin_user)
+    assert excinfo.value.field == "reason"
+    services.workload_set_status(workload=workload, status="retired", by=admin_user, reason="Dup")
+    workload.refresh_from_db()
+    assert workload.status == Workload.Status.RETIRED
+
+
+def test_nobody_reinstates_their_own_suspended_workload(admin_user):
+    workload = ClassifiedWorkloadFactory(owner=admin_user, status=Workload.Status.SUSPENDED)
+    with pytest.raises(NotAllowed) as excinfo:
+        services.workload_set_status(
+            workload=workload, status="active", by=admin_user, reason="Mine"
+        )
+    assert excinfo.value.code == "own_workload"
+    workload.refresh_from_db()
+    assert workload.status == Workload.Status.SUSPENDED
+    # Suspending one's own workload tightens access, and stays open to its owner.
+    live = ClassifiedWorkloadFactory(owner=admin_user)
+    services.workload_set_status(workload=live, status="suspended", by=admin_user, reason="Stop")
