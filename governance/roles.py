@@ -31,6 +31,7 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         "governance.view_findings",
         "governance.triage_finding",
         "governance.reverse_containment",
+        "governance.contain_finding",
         "governance.run_reevaluation",
     },
     OWNER: {
@@ -51,6 +52,8 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         "governance.view_decisions",
         "governance.view_findings",
         "governance.triage_finding",
+        # Tightening only: lifting a containment stays with IAM admins.
+        "governance.contain_finding",
     },
     AUDITOR: {
         CONSOLE,

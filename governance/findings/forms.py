@@ -2,7 +2,7 @@ from typing import cast
 
 from django import forms
 
-from governance.models import Finding
+from governance.models import ContainmentAction, Finding
 
 
 class BulkTriageForm(forms.Form):
@@ -25,6 +25,11 @@ class StatusForm(forms.Form):
 
 class CommentForm(forms.Form):
     body = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=5000)
+
+
+class ContainmentApplyForm(forms.Form):
+    action = forms.ChoiceField(choices=ContainmentAction.Action.choices)
+    reason = forms.CharField(max_length=500, label="Why")
 
 
 class ContainmentReverseForm(forms.Form):

@@ -13,6 +13,7 @@ from workloads import services as workload_services
 from workloads.models import Entitlement, RuleException, Workload
 
 TRIAGE = "governance.triage_finding"
+CONTAIN = "governance.contain_finding"
 FINDING_AUDIT_FIELDS = ("kind", "severity", "status", "workload", "session", "assignee")
 
 ALLOWED_TRANSITIONS: dict[str, set[str]] = {
@@ -216,6 +217,69 @@ def finding_contain(*, finding: Finding) -> list[ContainmentAction]:
                 )
             )
     return actions
+
+
+def containment_options(finding: Finding) -> list[tuple[str, str]]:
+    """What a person may still do by hand about this finding: (action, label)."""
+    taken = set(finding.containment.values_list("action", flat=True))
+    options: list[tuple[str, str]] = []
+    if (
+        ContainmentAction.Action.SUSPEND_WORKLOAD not in taken
+        and finding.workload.status == Workload.Status.ACTIVE
+    ):
+        options.append((ContainmentAction.Action.SUSPEND_WORKLOAD, "Suspend the workload"))
+    if (
+        ContainmentAction.Action.REVOKE_GRANT not in taken
+        and finding.tool
+        and Entitlement.objects.filter(
+            workload=finding.workload, tool__slug=finding.tool, status=Entitlement.Status.ACTIVE
+        ).exists()
+    ):
+        options.append((ContainmentAction.Action.REVOKE_GRANT, f"Revoke its {finding.tool} grant"))
+    return options
+
+
+@transaction.atomic
+def containment_apply(*, finding: Finding, action: str, by, reason: str) -> ContainmentAction:
+    """Tighten access by hand over a finding the tier's rule did not contain (it contains only
+    critical ones): suspend its workload, or revoke the grant of the tool it names. Reversible
+    like automatic containment; the person and the reason are in the audit."""
+    _require(by, CONTAIN)
+    if not reason.strip():
+        raise DomainError("Say why.", field="reason", code="required")
+    finding = Finding.objects.select_for_update().select_related("workload").get(pk=finding.pk)
+    if ContainmentAction.objects.filter(finding=finding, action=action).exists():
+        raise Conflict("This finding has already done that.")
+    workload = finding.workload
+    why = f"Finding #{finding.pk}, contained by {by.get_username()}: {reason.strip()}"
+    grant = None
+    if action == ContainmentAction.Action.SUSPEND_WORKLOAD:
+        if workload.status != Workload.Status.ACTIVE:
+            raise Conflict(f"The workload is {workload.status}, not active.")
+        workload_services.workload_set_status(
+            workload=workload, status=Workload.Status.SUSPENDED, by=by, reason=why
+        )
+    elif action == ContainmentAction.Action.REVOKE_GRANT:
+        grant = Entitlement.objects.filter(
+            workload=workload, tool__slug=finding.tool or None, status=Entitlement.Status.ACTIVE
+        ).first()
+        if grant is None:
+            raise Conflict(f"{workload.slug} holds no active grant of the tool this finding names.")
+        # As the system, like automatic containment: revoking is otherwise an IAM admin's or
+        # the owner's, and this permission lets a reviewer tighten, never loosen.
+        workload_services.entitlement_revoke(grant=grant, by=None, reason=why)
+    else:
+        raise DomainError("Choose what to do.", field="action")
+    contained = ContainmentAction.objects.create(
+        finding=finding, action=action, workload=workload, grant=grant, created_by=by
+    )
+    audit_record(
+        by=by,
+        action="containment.apply",
+        obj=finding,
+        after={"action": action, "reason": reason.strip(), "grant": grant.pk if grant else None},
+    )
+    return contained
 
 
 @transaction.atomic

@@ -16,4 +16,5 @@ urlpatterns = [
     path("<int:pk>/status/", views.set_status, name="status"),
     path("<int:pk>/assign/", views.assign, name="assign"),
     path("<int:pk>/comment/", views.comment, name="comment"),
+    path("<int:pk>/contain/", views.contain, name="contain"),
 ]

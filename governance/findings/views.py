@@ -16,6 +16,7 @@ from governance.findings.charts import bar_chart
 from governance.findings.forms import (
     BulkTriageForm,
     CommentForm,
+    ContainmentApplyForm,
     ContainmentReverseForm,
     ReevaluationForm,
     StatusForm,
@@ -26,6 +27,7 @@ from governance.permissions import requires
 from workloads.models import SensitivityTier
 
 VIEW = "governance.view_findings"
+OPEN_STATUSES = (Finding.Status.OPEN, Finding.Status.ACKNOWLEDGED)  # what containment may follow
 TRIAGE = "governance.triage_finding"
 FILTER_KEYS = ("kind", "severity", "status", "workload", "tier", "assignee")
 PAGE_SIZE = 25
@@ -118,7 +120,14 @@ def detail(request, pk):
         {
             "finding": finding,
             "comments": finding.comments.select_related("author"),
-            "containment": finding.containment.select_related("grant__tool", "reversed_by"),
+            "containment": finding.containment.select_related(
+                "grant__tool", "reversed_by", "created_by"
+            ),
+            "contain_options": (
+                services.containment_options(finding)
+                if request.user.has_perm(services.CONTAIN) and finding.status in OPEN_STATUSES
+                else []
+            ),
             "status_form": StatusForm(initial={"status": finding.status}),
             "comment_form": CommentForm(),
             "triagers": services.triagers(),
@@ -180,6 +189,30 @@ def comment(request, pk):
         return _done(request, finding)
     services.finding_comment_add(finding=finding, body=form.cleaned_data["body"], by=request.user)
     return _done(request, finding, "Comment added.")
+
+
+@requires(services.CONTAIN)
+@require_POST
+def contain(request, pk):
+    """Suspend the finding's workload or revoke the grant it names, by hand, with a reason.
+    The form asks to confirm (hx-confirm); the outcome is a message on the finding's page."""
+    finding = selectors.finding_get(user=request.user, pk=pk)
+    form = ContainmentApplyForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose what to do, and say why.")
+    else:
+        try:
+            services.containment_apply(
+                finding=finding,
+                action=form.cleaned_data["action"],
+                by=request.user,
+                reason=form.cleaned_data["reason"],
+            )
+        except DomainError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, "Contained. An IAM admin can reverse it from this page.")
+    return redirect_after_post(request, reverse("findings:detail", args=[finding.pk]))
 
 
 @requires("governance.reverse_containment")

@@ -82,6 +82,7 @@ class Finding(models.Model):
             ("view_findings", "Can see findings and session timelines"),
             ("triage_finding", "Can acknowledge, resolve, assign and comment on findings"),
             ("reverse_containment", "Can undo a suspension or revocation caused by a finding"),
+            ("contain_finding", "Can suspend the workload or revoke the grant a finding names"),
             ("run_reevaluation", "Can re-run the detectors over past sessions"),
         ]
 
@@ -106,7 +107,8 @@ class FindingComment(models.Model):
 
 
 class ContainmentAction(models.Model):
-    """What a critical finding did to its workload (suspend) or grant (revoke); reversible."""
+    """What a finding did to its workload (suspend) or grant (revoke): by the tier's rule for a
+    critical finding, or by a person's hand for any other; reversible either way."""
 
     class Action(models.TextChoices):
         SUSPEND_WORKLOAD = "suspend_workload", "Suspended the workload"
@@ -119,6 +121,10 @@ class ContainmentAction(models.Model):
         Entitlement, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now)
+    # Who contained by hand; empty when the tier's rule did it as the finding was raised.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     reversed_at = models.DateTimeField(null=True, blank=True)
     reversed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"

@@ -1,0 +1,106 @@
+"""Containment by hand: a reviewer suspends a finding's workload or revokes the grant it
+names (tightening only), with a reason; an IAM admin can reverse it."""
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from governance.errors import Conflict, DomainError, NotAllowed
+from governance.findings import services
+from governance.models import AuditEvent, ContainmentAction, Finding
+from tests.evaluation.rows import make_session
+from tests.factories import ClassifiedWorkloadFactory, EntitlementFactory
+from workloads.models import Entitlement, Tool, Workload
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def finding():
+    workload = ClassifiedWorkloadFactory()
+    EntitlementFactory(workload=workload, tool=Tool.objects.get(slug="web-search"))
+    return Finding.objects.create(
+        kind="reasoning_loop",
+        severity="high",
+        workload=workload,
+        session=make_session(workload),
+        tool="web-search",
+        summary="Called web-search 9 times with the same arguments.",
+        dedupe_key="manual-containment",
+        occurred_at=timezone.now(),
+    )
+
+
+def test_a_reviewer_suspends_the_workload_with_a_reason(finding, reviewer, admin_user):
+    action = services.containment_apply(
+        finding=finding, action="suspend_workload", by=reviewer, reason="Looping on prod"
+    )
+    finding.workload.refresh_from_db()
+    assert finding.workload.status == Workload.Status.SUSPENDED
+    assert action.created_by == reviewer
+    applied = AuditEvent.objects.get(action="containment.apply")
+    assert applied.actor == reviewer and applied.after["reason"] == "Looping on prod"
+    suspended = AuditEvent.objects.get(action="workload.suspended")
+    assert "Looping on prod" in suspended.after["reason"]
+    with pytest.raises(Conflict):
+        services.containment_apply(
+            finding=finding, action="suspend_workload", by=reviewer, reason="again"
+        )
+    services.containment_reverse(action=action, by=admin_user, reason="Fixed the loop")
+    finding.workload.refresh_from_db()
+    assert finding.workload.status == Workload.Status.ACTIVE
+
+
+def test_a_reviewer_revokes_the_grant_the_finding_names(finding, reviewer):
+    services.containment_apply(
+        finding=finding, action="revoke_grant", by=reviewer, reason="Abused search"
+    )
+    grant = Entitlement.objects.get(workload=finding.workload, tool__slug="web-search")
+    assert grant.status == Entitlement.Status.REVOKED
+    assert "Abused search" in grant.revoke_reason and reviewer.username in grant.revoke_reason
+    assert ContainmentAction.objects.get(action="revoke_grant").grant == grant
+    with pytest.raises(Conflict):  # nothing left to revoke
+        services.containment_apply(
+            finding=finding, action="revoke_grant", by=reviewer, reason="again"
+        )
+
+
+def test_containment_needs_a_reason_and_the_permission(finding, reviewer, approver):
+    with pytest.raises(DomainError) as excinfo:
+        services.containment_apply(
+            finding=finding, action="suspend_workload", by=reviewer, reason=" "
+        )
+    assert excinfo.value.field == "reason"
+    with pytest.raises(NotAllowed):
+        services.containment_apply(
+            finding=finding, action="suspend_workload", by=approver, reason="I may not"
+        )
+    finding.workload.refresh_from_db()
+    assert finding.workload.status == Workload.Status.ACTIVE
+    assert not ContainmentAction.objects.exists()
+
+
+def test_the_finding_page_offers_what_is_left_to_do_and_contains(client, finding, reviewer):
+    client.force_login(reviewer)
+    url = reverse("findings:detail", args=[finding.pk])
+    page = client.get(url)
+    assert [value for value, _ in page.context["contain_options"]] == [
+        "suspend_workload",
+        "revoke_grant",
+    ]
+    assert 'id="contain-form"' in page.content.decode()
+    response = client.post(
+        reverse("findings:contain", args=[finding.pk]),
+        {"action": "revoke_grant", "reason": "Abused search"},
+    )
+    assert response.status_code == 303
+    page = client.get(url)
+    assert [value for value, _ in page.context["contain_options"]] == ["suspend_workload"]
+    assert f"by {reviewer.username}" in page.content.decode()
+
+
+def test_an_approver_sees_no_containment_form(client, finding, approver):
+    client.force_login(approver)
+    page = client.get(reverse("findings:detail", args=[finding.pk]))
+    assert page.context["contain_options"] == []
+    assert 'id="contain-form"' not in page.content.decode()
