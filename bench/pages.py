@@ -40,7 +40,7 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DATA_VERSION = 1
+DATA_VERSION = 2
 TARGET_MS = 150.0
 
 N_WORKLOADS = 10_000
@@ -531,6 +531,18 @@ def build(cursor) -> None:
         WHERE NOT t.all_workloads AND k < 1 + (t.id % 4) * 33
         """
     )
+    # What evaluation would have kept of each grant's last use (v2: the unused-grant page).
+    cursor.execute(
+        """
+        UPDATE workloads_entitlement e SET last_used_at = u.at
+        FROM (
+            SELECT workload_id, tool, max(occurred_at) AS at FROM workloads_usageevent
+            WHERE type = 'tool_call' AND tool <> '' GROUP BY workload_id, tool
+        ) u
+        JOIN workloads_tool t ON t.slug = u.tool
+        WHERE e.workload_id = u.workload_id AND e.tool_id = t.id AND e.status = 'active'
+        """
+    )
     cursor.execute(
         "CREATE TABLE pagesbench_meta (version integer, built_at timestamptz DEFAULT now())"
     )
@@ -588,6 +600,8 @@ def cases(ids: dict) -> list[tuple[str, str, str, dict]]:
         (admin, "workloads page 50", "/workloads/?page=50", {}),
         (admin, "workloads table (htmx)", "/workloads/?status=suspended&ordering=name", hx),
         (admin, "workload detail", detail, {}),
+        (admin, "unused grants", "/grants/unused/", {}),
+        (admin, "unused grants 90 days, page 20", "/grants/unused/?days=90&page=20", {}),
         (admin, "tools", "/tools/", {}),
         (admin, "rules", "/rules/", {}),
         (admin, "requests (awaiting)", "/requests/", {}),

@@ -13,7 +13,6 @@ from workloads.models import (
     Entitlement,
     SensitivityTier,
     Tool,
-    ToolLastUse,
     Workload,
 )
 
@@ -213,17 +212,13 @@ def workloads_holding_combination(*, rule: CombinationRule, at) -> list[str]:
 
 def grants_unused(*, user, at, days: int) -> QuerySet[Entitlement]:
     """Grants valid now, held for at least `days`, whose tool the workload has not called in
-    that time (least recently used first; never used first of all): the "unused grant →
-    revoke" recommendation. Last use comes from ToolLastUse, which evaluation keeps."""
+    that time (never used first, then least recently): the "unused grant → revoke"
+    recommendation. Walks the grant_unused index; evaluation keeps last_used_at."""
     cutoff = at - timedelta(days=days)
-    last_use = ToolLastUse.objects.filter(
-        workload=OuterRef("workload_id"), tool=OuterRef("tool__slug")
-    ).values("last_used_at")[:1]
     return (
         grants_valid_at_any(at)
         .filter(workload__in=workloads_visible_to(user), valid_from__lte=cutoff)
         .exclude(workload__status=Workload.Status.RETIRED)
-        .annotate(last_used_at=Subquery(last_use))
         .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=cutoff))
         .select_related("workload", "tool")
         .order_by(F("last_used_at").asc(nulls_first=True), "id")

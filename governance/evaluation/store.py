@@ -30,7 +30,7 @@ from django.db.models import Exists, OuterRef
 from governance.evaluation.detectors import EventData
 from governance.models import Finding
 from governance.policy_version import policy_version_current
-from workloads.models import PendingEvaluation, Session, ToolLastUse, UsageEvent
+from workloads.models import Entitlement, PendingEvaluation, Session, UsageEvent
 
 # The order of EventData's fields: rows become EventData(*row) without a dict per row.
 EVENT_COLUMNS = (
@@ -77,12 +77,15 @@ UPDATE workloads_session s SET evaluation_state = v.state::jsonb
 FROM unnest(%b::bigint[], %b::text[]) AS v(id, state)
 WHERE s.id = v.id
 """
-# Sorted, so two workers upserting the same (workload, tool) rows lock them in one order.
+# The active grant of each (workload, tool slug) moves its last use forward. A statement
+# locks rows in the order it meets them; the workers' batches rarely share a grant, and a
+# deadlock would only roll back one batch for its retry.
 _TOOL_USES = """
-INSERT INTO workloads_toollastuse AS t (workload_id, tool, last_used_at)
-SELECT * FROM unnest(%b::bigint[], %b::text[], %b::timestamptz[]) ORDER BY 1, 2
-ON CONFLICT (workload_id, tool) DO UPDATE
-    SET last_used_at = GREATEST(t.last_used_at, EXCLUDED.last_used_at)
+UPDATE workloads_entitlement e
+SET last_used_at = GREATEST(e.last_used_at, v.at)
+FROM unnest(%b::bigint[], %b::text[], %b::timestamptz[]) AS v(workload_id, tool, at)
+JOIN workloads_tool t ON t.slug = v.tool
+WHERE e.workload_id = v.workload_id AND e.tool_id = t.id AND e.status = 'active'
 """
 _PENDING = """
 SELECT EXISTS (SELECT 1 FROM workloads_pendingevaluation WHERE event_id BETWEEN %s AND %s)
@@ -202,8 +205,8 @@ def session_states_save(states: Sequence[tuple[int, dict]]) -> None:
 
 
 def tool_uses_record(uses: dict[tuple[int, str], datetime]) -> None:
-    """Move each (workload id, tool) → last call time forward (never back: a re-evaluation
-    replays old events) in one statement."""
+    """Move each active grant's last use forward to its (workload id, tool slug)'s latest call
+    (never back: a re-evaluation replays old events), in one statement."""
     if not uses:
         return
     if _postgresql():
@@ -215,19 +218,16 @@ def tool_uses_record(uses: dict[tuple[int, str], datetime]) -> None:
                 [[w for w, _ in keys], [t for _, t in keys], [uses[k] for k in keys]],
             )
         return
-    held = {
-        (row.workload_id, row.tool): row
-        for row in ToolLastUse.objects.filter(
-            workload_id__in={w for w, _ in uses}, tool__in={t for _, t in uses}
-        )
-    }
-    for key, moment in sorted(uses.items()):
-        row = held.get(key)
-        if row is None:
-            ToolLastUse.objects.create(workload_id=key[0], tool=key[1], last_used_at=moment)
-        elif moment > row.last_used_at:
-            row.last_used_at = moment
-            row.save(update_fields=["last_used_at"])
+    grants = Entitlement.objects.filter(
+        status=Entitlement.Status.ACTIVE,
+        workload_id__in={w for w, _ in uses},
+        tool__slug__in={t for _, t in uses},
+    ).select_related("tool")
+    for grant in grants:
+        moment = uses.get((grant.workload_id, grant.tool.slug))
+        if moment is not None and (grant.last_used_at is None or moment > grant.last_used_at):
+            grant.last_used_at = moment
+            grant.save(update_fields=["last_used_at"])
 
 
 def findings_insert(findings: Sequence[Finding]) -> list[Finding]:

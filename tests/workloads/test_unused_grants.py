@@ -11,7 +11,7 @@ from governance.evaluation.services import events_evaluate
 from governance.models import AuditEvent
 from tests.evaluation.rows import add_events, id_range, make_session
 from tests.factories import ClassifiedWorkloadFactory, EntitlementFactory
-from workloads.models import Entitlement, Tool, ToolLastUse
+from workloads.models import Entitlement, Tool
 from workloads.selectors import grants_unused
 
 pytestmark = pytest.mark.django_db
@@ -29,14 +29,15 @@ def _grant(workload, slug, *, held_days=60):
 
 
 def _last_use(workload, slug, days_ago):
-    ToolLastUse.objects.create(
-        workload=workload, tool=slug, last_used_at=NOW - timedelta(days=days_ago)
+    Entitlement.objects.filter(workload=workload, tool__slug=slug).update(
+        last_used_at=NOW - timedelta(days=days_ago)
     )
 
 
 def test_evaluation_keeps_each_tools_last_call_and_never_moves_it_back():
     workload = ClassifiedWorkloadFactory()
-    _grant(workload, "web-search")
+    grant = _grant(workload, "web-search")
+    other = _grant(workload, "file-read")
     session = make_session(workload)
     events = add_events(
         session,
@@ -45,14 +46,15 @@ def test_evaluation_keeps_each_tools_last_call_and_never_moves_it_back():
         ("reasoning_step", 9, {}),
     )
     events_evaluate(**id_range(events))
-    use = ToolLastUse.objects.get(workload=workload, tool="web-search")
+    grant.refresh_from_db()
     latest = max(e.occurred_at for e in events if e.type == "tool_call")
-    assert use.last_used_at == latest
+    assert grant.last_used_at == latest
     older = add_events(session, ("tool_call", -100, {"tool": "web-search"}))
     events_evaluate(**id_range(older))
-    use.refresh_from_db()
-    assert use.last_used_at == latest
-    assert ToolLastUse.objects.count() == 1  # a reasoning step is no tool use
+    grant.refresh_from_db()
+    assert grant.last_used_at == latest
+    other.refresh_from_db()
+    assert other.last_used_at is None  # only the tool called
 
 
 def test_the_list_holds_grants_unused_within_the_window_least_recently_used_first(admin_user):

@@ -18,7 +18,6 @@ from workloads.models.usage import (
     PendingEvaluation,
     Session,
     SessionTrace,
-    ToolLastUse,
     UsageEvent,
 )
 
@@ -39,7 +38,6 @@ __all__ = [
     "SessionPolicy",
     "SessionTrace",
     "Tool",
-    "ToolLastUse",
     "UsageEvent",
     "Workload",
 ]

@@ -291,6 +291,11 @@ class Entitlement(models.Model):
     expiry_notified_at = models.DateTimeField(
         null=True, blank=True, help_text="When the owner was told it is about to expire."
     )
+    # Kept by evaluation (one UPDATE per evaluated batch, never moved back), not by the
+    # request path: what the unused-grant recommendation sorts and filters on, by index.
+    last_used_at = models.DateTimeField(
+        null=True, blank=True, help_text="The workload's latest call of this tool under this grant."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -311,6 +316,8 @@ class Entitlement(models.Model):
             models.Index(fields=["tool", "status"]),
             # The grant list (API): newest first, without sorting every grant for one page.
             models.Index(fields=["-created_at", "-id"], name="grant_recent"),
+            # The unused-grant list's index (never used first, then least recently) is made on
+            # PostgreSQL only, by migration 0014: SQLite cannot index NULLS FIRST.
         ]
         permissions = [("grant_entitlement", "Can grant and revoke entitlements directly")]
 

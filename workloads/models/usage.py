@@ -161,21 +161,3 @@ class PendingEvaluation(models.Model):
 
     def __str__(self) -> str:
         return f"pending {self.event_id}"
-
-
-class ToolLastUse(models.Model):
-    """When a workload last called a tool, kept by evaluation (one upsert per evaluated
-    batch, never moved backwards): the unused-grant recommendation reads this narrow table
-    instead of scanning the events, and ingestion pays for no extra index."""
-
-    workload = models.ForeignKey(Workload, on_delete=models.CASCADE, related_name="+")
-    tool = models.CharField(max_length=80)  # the slug the events name
-    last_used_at = models.DateTimeField()
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["workload", "tool"], name="tool_last_use_once")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.tool} last used {self.last_used_at:%Y-%m-%d}"
