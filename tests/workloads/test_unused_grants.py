@@ -113,3 +113,13 @@ def test_the_list_runs_a_constant_number_of_queries(
     with django_assert_max_num_queries(9):
         response = admin_client.get(reverse("workloads:unused_grants"))
     assert response.content.decode().count('<tr id="unused-') == rows
+
+
+def test_the_workload_page_shows_when_each_grant_was_last_used(admin_client):
+    workload = ClassifiedWorkloadFactory()
+    _grant(workload, "web-search")
+    _grant(workload, "file-read")
+    _last_use(workload, "file-read", 3)
+    page = admin_client.get(reverse("workloads:detail", args=[workload.slug])).content.decode()
+    assert "<th>Last used</th>" in page
+    assert "3\xa0days ago" in page and ">never<" in page
