@@ -541,6 +541,7 @@ def build(cursor) -> None:
         ) u
         JOIN workloads_tool t ON t.slug = u.tool
         WHERE e.workload_id = u.workload_id AND e.tool_id = t.id AND e.status = 'active'
+          AND u.at >= e.valid_from
         """
     )
     cursor.execute(

@@ -409,14 +409,20 @@ def entitlement_grant(
 
 
 @transaction.atomic
-def entitlement_revoke(*, grant: Entitlement, by, reason: str) -> Entitlement:
+def entitlement_revoke(
+    *, grant: Entitlement, by, reason: str, for_containment: bool = False
+) -> Entitlement:
+    """`for_containment`: the caller checked the containment permission (a reviewer may revoke
+    over a finding: tightening only); the person is still the one audited."""
     if not reason.strip():
         raise DomainError("Say why the grant is revoked.", field="reason", code="required")
     grant = Entitlement.objects.select_for_update().get(pk=grant.pk)
     if grant.status != Entitlement.Status.ACTIVE:
         raise Conflict(f"The grant is already {grant.status}.")
-    if getattr(by, "pk", None) and not (
-        by.has_perm("workloads.grant_entitlement") or grant.workload.owner_id == by.pk
+    if (
+        getattr(by, "pk", None)
+        and not for_containment
+        and not (by.has_perm("workloads.grant_entitlement") or grant.workload.owner_id == by.pk)
     ):
         raise NotAllowed("Only an IAM admin or the workload's owner may revoke a grant.")
     before = audit_snapshot(grant, GRANT_AUDIT_FIELDS)

@@ -191,8 +191,10 @@ def _evaluate_chunk(
             by_session[session_id].append(event)
         sessions = store.sessions_lock(by_session)
         drafts = sessions_apply(sessions, by_session, policy_version=claim.policy_version)
-        new = findings_record(drafts)
+        # Grants first: containment in findings_record locks a grant and then the policy
+        # version, the order a console revoke takes too.
         store.tool_uses_record(tool_uses(sessions, by_session))
+        new = findings_record(drafts)
         result = EvaluationResult(events=len(claim.events), findings=len(new))
         return result, claim.events[-1][1].id
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import cast
 
 import msgspec
@@ -77,15 +77,23 @@ UPDATE workloads_session s SET evaluation_state = v.state::jsonb
 FROM unnest(%b::bigint[], %b::text[]) AS v(id, state)
 WHERE s.id = v.id
 """
-# The active grant of each (workload, tool slug) moves its last use forward. A statement
-# locks rows in the order it meets them; the workers' batches rarely share a grant, and a
-# deadlock would only roll back one batch for its retry.
+# The active grant of each (workload, tool slug) moves its last use forward, to the hour:
+# a grant is rewritten at most once an hour however busy it is (each rewrite touches every
+# index of the table). Rows are locked in id order first, so two workers whose batches share
+# grants lock them in one order and cannot deadlock (an UPDATE alone locks in whatever order
+# its plan meets the rows). A call before the grant began was made under an earlier grant.
 _TOOL_USES = """
-UPDATE workloads_entitlement e
-SET last_used_at = GREATEST(e.last_used_at, v.at)
-FROM unnest(%b::bigint[], %b::text[], %b::timestamptz[]) AS v(workload_id, tool, at)
-JOIN workloads_tool t ON t.slug = v.tool
-WHERE e.workload_id = v.workload_id AND e.tool_id = t.id AND e.status = 'active'
+WITH due AS (
+    SELECT e.id, v.at
+    FROM unnest(%b::bigint[], %b::text[], %b::timestamptz[]) AS v(workload_id, tool, at)
+    JOIN workloads_tool t ON t.slug = v.tool
+    JOIN workloads_entitlement e ON e.workload_id = v.workload_id AND e.tool_id = t.id
+    WHERE e.status = 'active' AND v.at >= e.valid_from
+      AND (e.last_used_at IS NULL OR e.last_used_at < v.at - interval '1 hour')
+    ORDER BY e.id
+    FOR UPDATE OF e
+)
+UPDATE workloads_entitlement e SET last_used_at = due.at FROM due WHERE e.id = due.id
 """
 _PENDING = """
 SELECT EXISTS (SELECT 1 FROM workloads_pendingevaluation WHERE event_id BETWEEN %s AND %s)
@@ -204,9 +212,12 @@ def session_states_save(states: Sequence[tuple[int, dict]]) -> None:
     Session.objects.bulk_update(sessions, ["evaluation_state"])
 
 
+LAST_USE_RESOLUTION = timedelta(hours=1)  # as in _TOOL_USES
+
+
 def tool_uses_record(uses: dict[tuple[int, str], datetime]) -> None:
-    """Move each active grant's last use forward to its (workload id, tool slug)'s latest call
-    (never back: a re-evaluation replays old events), in one statement."""
+    """Move each active grant's last use forward to its (workload id, tool slug)'s latest call,
+    to the hour (never back: a re-evaluation replays old events), in one statement."""
     if not uses:
         return
     if _postgresql():
@@ -225,7 +236,9 @@ def tool_uses_record(uses: dict[tuple[int, str], datetime]) -> None:
     ).select_related("tool")
     for grant in grants:
         moment = uses.get((grant.workload_id, grant.tool.slug))
-        if moment is not None and (grant.last_used_at is None or moment > grant.last_used_at):
+        if moment is None or moment < grant.valid_from:
+            continue
+        if grant.last_used_at is None or grant.last_used_at < moment - LAST_USE_RESOLUTION:
             grant.last_used_at = moment
             grant.save(update_fields=["last_used_at"])
 

@@ -191,10 +191,16 @@ def finding_contain(*, finding: Finding) -> list[ContainmentAction]:
         return []
     actions = []
     reason = f"Critical finding #{finding.pk}: {finding.summary}"
-    if tier.suspend_on_critical and finding.workload.status == Workload.Status.ACTIVE:
-        workload_services.workload_set_status(
-            workload=finding.workload, status=Workload.Status.SUSPENDED, by=None, reason=reason
-        )
+    suspended = finding.workload.status == Workload.Status.SUSPENDED
+    if tier.suspend_on_critical and (
+        suspended or finding.workload.status == Workload.Status.ACTIVE
+    ):
+        if not suspended:
+            workload_services.workload_set_status(
+                workload=finding.workload, status=Workload.Status.SUSPENDED, by=None, reason=reason
+            )
+        # Recorded even when another finding had suspended it already: this finding holds
+        # the suspension too, so reversing the other does not lift it (containment_reverse).
         actions.append(
             ContainmentAction.objects.create(
                 finding=finding,
@@ -248,6 +254,8 @@ def containment_apply(*, finding: Finding, action: str, by, reason: str) -> Cont
     if not reason.strip():
         raise DomainError("Say why.", field="reason", code="required")
     finding = Finding.objects.select_for_update().select_related("workload").get(pk=finding.pk)
+    if finding.status not in (Finding.Status.OPEN, Finding.Status.ACKNOWLEDGED):
+        raise Conflict(f"The finding is {finding.status}: reopen it to contain over it.")
     if ContainmentAction.objects.filter(finding=finding, action=action).exists():
         raise Conflict("This finding has already done that.")
     workload = finding.workload
@@ -265,9 +273,7 @@ def containment_apply(*, finding: Finding, action: str, by, reason: str) -> Cont
         ).first()
         if grant is None:
             raise Conflict(f"{workload.slug} holds no active grant of the tool this finding names.")
-        # As the system, like automatic containment: revoking is otherwise an IAM admin's or
-        # the owner's, and this permission lets a reviewer tighten, never loosen.
-        workload_services.entitlement_revoke(grant=grant, by=None, reason=why)
+        workload_services.entitlement_revoke(grant=grant, by=by, reason=why, for_containment=True)
     else:
         raise DomainError("Choose what to do.", field="action")
     contained = ContainmentAction.objects.create(
@@ -303,13 +309,25 @@ def containment_reverse(*, action: ContainmentAction, by, reason: str) -> Contai
             "You own this workload: another person reverses its containment.",
             code="own_workload",
         )
+    still_held: list[int] = []
     if action.action == ContainmentAction.Action.SUSPEND_WORKLOAD:
-        workload_services.workload_set_status(
-            workload=action.workload,
-            status=Workload.Status.ACTIVE,
-            by=by,
-            reason=f"Containment of finding #{action.finding_id} reversed: {reason}",
+        # Another finding's suspension, not reversed, keeps the workload suspended.
+        still_held = list(
+            ContainmentAction.objects.filter(
+                workload=action.workload,
+                action=ContainmentAction.Action.SUSPEND_WORKLOAD,
+                reversed_at__isnull=True,
+            )
+            .exclude(pk=action.pk)
+            .values_list("finding_id", flat=True)
         )
+        if not still_held and action.workload.status == Workload.Status.SUSPENDED:
+            workload_services.workload_set_status(
+                workload=action.workload,
+                status=Workload.Status.ACTIVE,
+                by=by,
+                reason=f"Containment of finding #{action.finding_id} reversed: {reason}",
+            )
     else:
         grant = action.grant
         now = timezone.now()
@@ -335,6 +353,11 @@ def containment_reverse(*, action: ContainmentAction, by, reason: str) -> Contai
         by=by,
         action="containment.reverse",
         obj=action,
-        after={"finding": action.finding_id, "action": action.action, "reason": reason},
+        after={
+            "finding": action.finding_id,
+            "action": action.action,
+            "reason": reason,
+            "still_suspended_by_findings": still_held,
+        },
     )
     return action

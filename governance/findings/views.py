@@ -241,7 +241,18 @@ def reverse_containment(request, pk):
     if error:
         messages.error(request, error)
     else:
-        messages.success(request, "Containment reversed.")
+        action.workload.refresh_from_db()
+        if (
+            action.action == ContainmentAction.Action.SUSPEND_WORKLOAD
+            and action.workload.status == "suspended"
+        ):
+            messages.warning(
+                request,
+                "Reversed. The workload stays suspended: another finding's containment "
+                "holds it too.",
+            )
+        else:
+            messages.success(request, "Containment reversed.")
     return redirect_after_post(request, reverse("findings:detail", args=[finding.pk]))
 
 

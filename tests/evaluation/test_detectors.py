@@ -227,7 +227,7 @@ def test_addresses_are_found_inside_words_and_beside_punctuation():
 def test_the_address_pattern_only_reads_pieces_holding_an_at_sign(monkeypatch):
     """Event text is the client's: the unbounded pattern backtracked quadratically over a long
     run of name characters (40 KB of letters took it 5 s). A run without an "@" is never
-    scanned, and one with an "@" is scanned by a bounded pattern."""
+    scanned, and one with an "@" is scanned only from where an address can start."""
     seen = []
     pattern = drift._EMAIL
 
@@ -240,7 +240,7 @@ def test_the_address_pattern_only_reads_pieces_holding_an_at_sign(monkeypatch):
     hostile = "a" * 50_000 + " reach me@corp.example"
     assert drift.emails_in(hostile) == {"me@corp.example"}
     assert seen == ["me@corp.example"]
-    assert pattern.findall("b" * 400 + "@x.example") == []  # no local part is that long
+    assert pattern.findall("b" * 400 + "@x.example") == ["b" * 400 + "@x.example"]
 
 
 def test_addresses_in_compact_json_and_paths_are_all_found():
@@ -249,6 +249,8 @@ def test_addresses_in_compact_json_and_paths_are_all_found():
     assert len(compact) > 320 and " " not in compact
     assert targets_in(compact) == set(recipients)
     assert targets_in("attacker@evil.example/" + "x" * 330) == {"attacker@evil.example"}
+    smuggled = "a" * 70 + "@evil.example"  # an overlong local part carrying data out
+    assert targets_in(f"sent it to {smuggled}") == {smuggled}
 
 
 def test_the_drift_scorer_is_pluggable():

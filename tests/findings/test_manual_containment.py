@@ -58,6 +58,8 @@ def test_a_reviewer_revokes_the_grant_the_finding_names(finding, reviewer):
     grant = Entitlement.objects.get(workload=finding.workload, tool__slug="web-search")
     assert grant.status == Entitlement.Status.REVOKED
     assert "Abused search" in grant.revoke_reason and reviewer.username in grant.revoke_reason
+    revoked = AuditEvent.objects.get(action="grant.revoke", object_id=str(grant.pk))
+    assert revoked.actor == reviewer  # the person, not the system
     assert ContainmentAction.objects.get(action="revoke_grant").grant == grant
     with pytest.raises(Conflict):  # nothing left to revoke
         services.containment_apply(
@@ -104,3 +106,47 @@ def test_an_approver_sees_no_containment_form(client, finding, approver):
     page = client.get(reverse("findings:detail", args=[finding.pk]))
     assert page.context["contain_options"] == []
     assert 'id="contain-form"' not in page.content.decode()
+
+
+def test_a_finding_no_longer_open_cannot_be_contained_over(finding, reviewer):
+    Finding.objects.filter(pk=finding.pk).update(status=Finding.Status.FALSE_POSITIVE)
+    with pytest.raises(Conflict):
+        services.containment_apply(
+            finding=finding, action="revoke_grant", by=reviewer, reason="Too late"
+        )
+    assert Entitlement.objects.get(workload=finding.workload).status == Entitlement.Status.ACTIVE
+
+
+def test_reversing_one_suspension_keeps_the_one_a_critical_finding_holds(
+    finding, reviewer, admin_user
+):
+    from workloads.models import SensitivityTier
+
+    workload = finding.workload
+    SensitivityTier.objects.filter(pk=workload.tier_id).update(suspend_on_critical=True)
+    manual = services.containment_apply(
+        finding=finding, action="suspend_workload", by=reviewer, reason="Looping"
+    )
+    critical = Finding.objects.create(
+        kind="forbidden_combination",
+        severity="critical",
+        workload=Workload.objects.select_related("tier").get(pk=workload.pk),
+        session=finding.session,
+        tool="web-search",
+        summary="The trifecta in one session.",
+        dedupe_key="critical-after-manual",
+        occurred_at=timezone.now(),
+    )
+    [held] = [
+        a for a in services.finding_contain(finding=critical) if a.action == "suspend_workload"
+    ]
+
+    services.containment_reverse(action=manual, by=admin_user, reason="The loop is fixed")
+    workload.refresh_from_db()
+    assert workload.status == Workload.Status.SUSPENDED  # the critical finding still holds it
+    event = AuditEvent.objects.get(action="containment.reverse")
+    assert event.after["still_suspended_by_findings"] == [critical.pk]
+
+    services.containment_reverse(action=held, by=admin_user, reason="Reviewed the session")
+    workload.refresh_from_db()
+    assert workload.status == Workload.Status.ACTIVE

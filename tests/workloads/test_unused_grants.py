@@ -123,3 +123,19 @@ def test_the_workload_page_shows_when_each_grant_was_last_used(admin_client):
     page = admin_client.get(reverse("workloads:detail", args=[workload.slug])).content.decode()
     assert "<th>Last used</th>" in page
     assert "3\xa0days ago" in page and ">never<" in page
+
+
+def test_a_call_before_a_grant_began_is_not_its_use():
+    from governance.evaluation.store import tool_uses_record
+
+    workload = ClassifiedWorkloadFactory()
+    grant = _grant(workload, "web-search", held_days=10)
+    tool_uses_record({(workload.pk, "web-search"): NOW - timedelta(days=20)})
+    grant.refresh_from_db()
+    assert grant.last_used_at is None
+    tool_uses_record({(workload.pk, "web-search"): NOW - timedelta(days=2)})
+    grant.refresh_from_db()
+    assert grant.last_used_at == NOW - timedelta(days=2)
+    tool_uses_record({(workload.pk, "web-search"): NOW - timedelta(days=2, minutes=-30)})
+    grant.refresh_from_db()
+    assert grant.last_used_at == NOW - timedelta(days=2)  # kept to the hour: not rewritten

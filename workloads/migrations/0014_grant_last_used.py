@@ -12,6 +12,7 @@ FROM (
 ) u
 JOIN workloads_tool t ON t.slug = u.tool
 WHERE e.workload_id = u.workload_id AND e.tool_id = t.id AND e.status = 'active'
+  AND u.at >= e.valid_from
 """
 
 
@@ -49,7 +50,7 @@ def backfill(apps, schema_editor):
     }
     for grant in Entitlement.objects.filter(status="active").select_related("tool"):
         at = last.get((grant.workload_id, grant.tool.slug))
-        if at is not None:
+        if at is not None and at >= grant.valid_from:  # not a call under an earlier grant
             Entitlement.objects.filter(pk=grant.pk).update(last_used_at=at)
 
 

@@ -51,10 +51,10 @@ CAPABILITY_WORDS: dict[str, frozenset[str]] = {
     "data_store": frozenset(["database", "sql", "query", "warehouse", "table", "tables", "report"]),
 }
 
-# Bounded (RFC 5321: a local part of at most 64, labels of at most 63) and starting only where
-# an address can start, so a match attempt reads a bounded stretch whatever the text: the
-# unbounded form backtracked quadratically over a long run of name characters.
-_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}")
+# Starting only where an address can start (not inside a run of name characters): without
+# the lookbehind the pattern backtracked quadratically over a long run. No length bounds, so
+# an overlong local part (a way to smuggle data out) is still found.
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # What cannot be part of an address: pieces between these are the candidates.
 _NOT_ADDRESS = re.compile(r"[^\w.+@-]+")
 _URL = re.compile(r"https?://([\w.-]+)", re.IGNORECASE)
