@@ -28,6 +28,7 @@ the data. Nothing fails when it is missed: this prints figures.
 
 import argparse
 import gc
+import importlib
 import math
 import os
 import platform
@@ -531,18 +532,10 @@ def build(cursor) -> None:
         WHERE NOT t.all_workloads AND k < 1 + (t.id % 4) * 33
         """
     )
-    # What evaluation would have kept of each grant's last use (v2: the unused-grant page).
+    # What evaluation would have kept of each grant's last use (v2: the unused-grant page):
+    # the migration's own backfill statement.
     cursor.execute(
-        """
-        UPDATE workloads_entitlement e SET last_used_at = u.at
-        FROM (
-            SELECT workload_id, tool, max(occurred_at) AS at FROM workloads_usageevent
-            WHERE type = 'tool_call' AND tool <> '' GROUP BY workload_id, tool
-        ) u
-        JOIN workloads_tool t ON t.slug = u.tool
-        WHERE e.workload_id = u.workload_id AND e.tool_id = t.id AND e.status = 'active'
-          AND u.at >= e.valid_from
-        """
+        importlib.import_module("workloads.migrations.0014_grant_last_used").BACKFILL_POSTGRESQL
     )
     cursor.execute(
         "CREATE TABLE pagesbench_meta (version integer, built_at timestamptz DEFAULT now())"

@@ -144,8 +144,8 @@ def grant_list(*, user) -> QuerySet[Entitlement]:
 def grants_valid_at(*, workload: Workload, at) -> QuerySet[Entitlement]:
     """The grants a workload may use at `at` (what `Entitlement.is_valid_at` says, in SQL)."""
     return (
-        workload.entitlements.filter(status=Entitlement.Status.ACTIVE, valid_from__lte=at)
-        .filter(Q(valid_until__isnull=True) | Q(valid_until__gt=at))
+        grants_valid_at_any(at)
+        .filter(workload=workload)
         .select_related("tool")
         .order_by("tool__slug")
     )

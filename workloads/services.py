@@ -186,8 +186,7 @@ def workload_set_status(*, workload: Workload, status: str, by, reason: str = ""
     if (
         workload.status == Workload.Status.SUSPENDED
         and status == Workload.Status.ACTIVE
-        and _is_person(by)
-        and by.pk == workload.owner_id
+        and owns(by, workload)
     ):
         # Separation of duties, as for grants and containment: nobody lifts a suspension of
         # their own workload.
@@ -321,11 +320,12 @@ def static_rules_completed(workload: Workload, tools: list[Tool], at=None) -> li
     return rules_completed_by(specs, active_tools_of(workload, at), added)
 
 
-def _is_person(by) -> bool:
-    """A console user (not a service token, not the system)."""
+def owns(by, workload: Workload) -> bool:
+    """`by` is a person (not a service token, not the system) who owns `workload`: separation
+    of duties keeps such a person from granting it tools or lifting its suspension."""
     from django.contrib.auth.models import AbstractBaseUser
 
-    return isinstance(by, AbstractBaseUser)
+    return isinstance(by, AbstractBaseUser) and by.pk == workload.owner_id
 
 
 @transaction.atomic
@@ -351,7 +351,7 @@ def entitlement_grant(
     restores one by reversing its revocation); an owner's tools come through an access
     request that others approve."""
     workload = _locked(workload)
-    if request is None and _is_person(by) and by.pk == workload.owner_id:
+    if request is None and owns(by, workload):
         raise NotAllowed(
             "You own this workload: request the tool, and another person approves it.",
             code="own_workload",

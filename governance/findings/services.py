@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
@@ -14,6 +16,8 @@ from workloads.models import Entitlement, RuleException, Workload
 
 TRIAGE = "governance.triage_finding"
 CONTAIN = "governance.contain_finding"
+# A finding containment may follow by hand: one still being triaged.
+CONTAINABLE = (Finding.Status.OPEN, Finding.Status.ACKNOWLEDGED)
 FINDING_AUDIT_FIELDS = ("kind", "severity", "status", "workload", "session", "assignee")
 
 ALLOWED_TRANSITIONS: dict[str, set[str]] = {
@@ -227,6 +231,8 @@ def finding_contain(*, finding: Finding) -> list[ContainmentAction]:
 
 def containment_options(finding: Finding) -> list[tuple[str, str]]:
     """What a person may still do by hand about this finding: (action, label)."""
+    if finding.status not in CONTAINABLE:
+        return []
     taken = set(finding.containment.values_list("action", flat=True))
     options: list[tuple[str, str]] = []
     if (
@@ -254,7 +260,7 @@ def containment_apply(*, finding: Finding, action: str, by, reason: str) -> Cont
     if not reason.strip():
         raise DomainError("Say why.", field="reason", code="required")
     finding = Finding.objects.select_for_update().select_related("workload").get(pk=finding.pk)
-    if finding.status not in (Finding.Status.OPEN, Finding.Status.ACKNOWLEDGED):
+    if finding.status not in CONTAINABLE:
         raise Conflict(f"The finding is {finding.status}: reopen it to contain over it.")
     if ContainmentAction.objects.filter(finding=finding, action=action).exists():
         raise Conflict("This finding has already done that.")
@@ -288,10 +294,18 @@ def containment_apply(*, finding: Finding, action: str, by, reason: str) -> Cont
     return contained
 
 
+@dataclass(frozen=True)
+class Reversal:
+    action: ContainmentAction
+    # Findings whose own suspension still holds the workload suspended (none: reactivated).
+    still_held_by: list[int]
+
+
 @transaction.atomic
-def containment_reverse(*, action: ContainmentAction, by, reason: str) -> ContainmentAction:
-    """Undo a suspension (reactivate) or a revocation (grant the tool again, same end date).
-    It lifts a safeguard, so it says why: `reason` goes into the audit event."""
+def containment_reverse(*, action: ContainmentAction, by, reason: str) -> Reversal:
+    """Undo a suspension (reactivate, unless another finding's suspension still holds it) or
+    a revocation (grant the tool again, same end date). It lifts a safeguard, so it says why:
+    `reason` goes into the audit event."""
     _require(by, "governance.reverse_containment")
     reason = reason.strip()
     if not reason:
@@ -303,7 +317,7 @@ def containment_reverse(*, action: ContainmentAction, by, reason: str) -> Contai
     )
     if action.reversed_at is not None:
         raise Conflict("This containment was already reversed.")
-    if getattr(by, "pk", None) == action.workload.owner_id:
+    if workload_services.owns(by, action.workload):
         # Separation of duties, as for grants: nobody lifts a containment of their own workload.
         raise NotAllowed(
             "You own this workload: another person reverses its containment.",
@@ -360,4 +374,4 @@ def containment_reverse(*, action: ContainmentAction, by, reason: str) -> Contai
             "still_suspended_by_findings": still_held,
         },
     )
-    return action
+    return Reversal(action, still_held)

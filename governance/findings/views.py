@@ -27,7 +27,6 @@ from governance.permissions import requires
 from workloads.models import SensitivityTier
 
 VIEW = "governance.view_findings"
-OPEN_STATUSES = (Finding.Status.OPEN, Finding.Status.ACKNOWLEDGED)  # what containment may follow
 TRIAGE = "governance.triage_finding"
 FILTER_KEYS = ("kind", "severity", "status", "workload", "tier", "assignee")
 PAGE_SIZE = 25
@@ -125,7 +124,7 @@ def detail(request, pk):
             ),
             "contain_options": (
                 services.containment_options(finding)
-                if request.user.has_perm(services.CONTAIN) and finding.status in OPEN_STATUSES
+                if request.user.has_perm(services.CONTAIN)
                 else []
             ),
             "status_form": StatusForm(initial={"status": finding.status}),
@@ -224,15 +223,16 @@ def reverse_containment(request, pk):
     finding = selectors.finding_get(user=request.user, pk=action.finding_id)
     form = ContainmentReverseForm(request.POST)
     error = "Say why the containment is reversed."
+    still_held = False
     if form.is_valid():
         try:
-            services.containment_reverse(
+            reversal = services.containment_reverse(
                 action=action, by=request.user, reason=form.cleaned_data["reason"]
             )
         except DomainError as exc:
             error = exc.message
         else:
-            error = ""
+            error, still_held = "", bool(reversal.still_held_by)
     if error and is_fragment_request(request):
         reason = request.POST.get("reason", "")
         context = {"action": action, "reverse_error": error, "reverse_reason": reason}
@@ -240,19 +240,13 @@ def reverse_containment(request, pk):
         return reswap(retarget(response, f"#reverse-{action.pk}"), "outerHTML")
     if error:
         messages.error(request, error)
+    elif still_held:
+        messages.warning(
+            request,
+            "Reversed. The workload stays suspended: another finding's containment holds it too.",
+        )
     else:
-        action.workload.refresh_from_db()
-        if (
-            action.action == ContainmentAction.Action.SUSPEND_WORKLOAD
-            and action.workload.status == "suspended"
-        ):
-            messages.warning(
-                request,
-                "Reversed. The workload stays suspended: another finding's containment "
-                "holds it too.",
-            )
-        else:
-            messages.success(request, "Containment reversed.")
+        messages.success(request, "Containment reversed.")
     return redirect_after_post(request, reverse("findings:detail", args=[finding.pk]))
 
 

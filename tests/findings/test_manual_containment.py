@@ -150,3 +150,35 @@ def test_reversing_one_suspension_keeps_the_one_a_critical_finding_holds(
     services.containment_reverse(action=held, by=admin_user, reason="Reviewed the session")
     workload.refresh_from_db()
     assert workload.status == Workload.Status.ACTIVE
+
+
+def test_the_page_says_when_a_reversal_leaves_the_workload_suspended(
+    client, finding, reviewer, admin_user
+):
+    from workloads.models import SensitivityTier
+
+    workload = finding.workload
+    SensitivityTier.objects.filter(pk=workload.tier_id).update(suspend_on_critical=True)
+    manual = services.containment_apply(
+        finding=finding, action="suspend_workload", by=reviewer, reason="Looping"
+    )
+    critical = Finding.objects.create(
+        kind="forbidden_combination",
+        severity="critical",
+        workload=Workload.objects.select_related("tier").get(pk=workload.pk),
+        session=finding.session,
+        summary="The trifecta in one session.",
+        dedupe_key="critical-held",
+        occurred_at=timezone.now(),
+    )
+    services.finding_contain(finding=critical)
+    client.force_login(admin_user)
+    response = client.post(
+        reverse("findings:reverse_containment", args=[manual.pk]),
+        {"reason": "The loop is fixed"},
+        follow=True,
+    )
+    shown = [str(m) for m in response.context["messages"]]
+    assert shown == [
+        "Reversed. The workload stays suspended: another finding's containment holds it too."
+    ]

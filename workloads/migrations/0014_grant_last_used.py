@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import migrations, models
 from django.db.models import Max
 
-_BACKFILL_POSTGRESQL = """
+BACKFILL_POSTGRESQL = """
 UPDATE workloads_entitlement e SET last_used_at = u.at
 FROM (
     SELECT workload_id, tool, max(occurred_at) AS at FROM workloads_usageevent
@@ -36,7 +36,7 @@ def backfill(apps, schema_editor):
     """Active grants' last use so far, from the events already stored (one grouped scan):
     without it every grant older than the recommendation's window would read as unused."""
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(_BACKFILL_POSTGRESQL)
+        schema_editor.execute(BACKFILL_POSTGRESQL)
         return
     UsageEvent = apps.get_model("workloads", "UsageEvent")
     Entitlement = apps.get_model("workloads", "Entitlement")
