@@ -46,7 +46,7 @@ from tests.factories import (
     ToolFactory,
     WorkloadFactory,
 )
-from workloads.models import CombinationRule, RuleException, SessionExtension
+from workloads.models import CombinationRule, RuleException, SessionApproval, SessionExtension
 
 pytestmark = pytest.mark.django_db
 
@@ -77,6 +77,7 @@ SAMPLE_KWARGS: dict[str, Callable[[SimpleNamespace, Callable], dict]] = {
     "request-deny": lambda w, fx: {"pk": w.access_request.pk},
     "approvals:exception_revoke": lambda w, fx: {"pk": w.exception.pk},
     "approvals:window_revoke": lambda w, fx: {"pk": w.window.pk},
+    "approvals:session_approval_revoke": lambda w, fx: {"pk": w.session_approval.pk},
     "exception-detail": lambda w, fx: {"pk": w.exception.pk},
     "exception-revoke": lambda w, fx: {"pk": w.exception.pk},
     "session-window-detail": lambda w, fx: {"pk": w.window.pk},
@@ -145,6 +146,9 @@ SAMPLE_POST: dict[str, Callable[[SimpleNamespace], dict]] = {
     "findings:contain": lambda w: {"action": "revoke_grant", "reason": "forged"},
     "approvals:exception_revoke": lambda w: {f"exception-{w.exception.pk}-reason": "forged"},
     "approvals:window_revoke": lambda w: {f"window-{w.window.pk}-reason": "forged"},
+    "approvals:session_approval_revoke": lambda w: {
+        f"session-{w.session_approval.pk}-reason": "forged"
+    },
     "exception-revoke": lambda w: {"reason": "forged"},
     "session-window-revoke": lambda w: {"reason": "forged"},
 }
@@ -255,6 +259,9 @@ def world(cast, owner):
         ),
         window=SessionExtension.objects.create(
             workload=workload, max_tool_calls=500, valid_until=until
+        ),
+        session_approval=SessionApproval.objects.create(
+            workload=workload, session="matrix-run", valid_until=until
         ),
         access_request=access_request_create(
             by=owner,

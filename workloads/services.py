@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from governance.audit import audit_record, audit_snapshot
 from governance.errors import Conflict, DomainError, NotAllowed, RuleViolation
+from governance.models import ContainmentAction
 from governance.policy_version import policy_version_bump
 from workloads.combinations import RuleSpec, rules_completed_by
 from workloads.models import (
@@ -33,6 +34,7 @@ WORKLOAD_AUDIT_FIELDS = (
     "classification_rationale",
     "classified_by",
     "classified_at",
+    "sessions_need_approval",
 )
 POLICY_AUDIT_FIELDS = (*SessionPolicy.LIMIT_FIELDS, "logging_level", "retention_days")
 RULE_AUDIT_FIELDS = ("slug", "name", "description", "groups", "scope", "effect", "enabled")
@@ -193,11 +195,56 @@ def workload_set_status(*, workload: Workload, status: str, by, reason: str = ""
         raise NotAllowed(
             "You own this workload: another person reinstates it.", code="own_workload"
         )
+    if workload.status == Workload.Status.SUSPENDED and status == Workload.Status.ACTIVE:
+        held_by = _suspending_findings(workload)
+        if held_by:
+            # A finding's containment holds it: lifting it goes through that containment, so
+            # its record is reversed with a reason and cannot be reversed again later.
+            raise Conflict(
+                "Suspended by the containment of finding "
+                + ", ".join(f"#{pk}" for pk in held_by)
+                + ": reverse it from the finding's page.",
+                field="status",
+                code="contained",
+            )
     before = audit_snapshot(workload, WORKLOAD_AUDIT_FIELDS)
     workload.status = status
     workload.save()
     after = audit_snapshot(workload, WORKLOAD_AUDIT_FIELDS) | {"reason": reason}
     audit_record(by=by, action=f"workload.{status}", obj=workload, before=before, after=after)
+    policy_version_bump()
+    return workload
+
+
+def _suspending_findings(workload: Workload) -> list[int]:
+    return list(
+        ContainmentAction.objects.filter(
+            workload=workload,
+            action=ContainmentAction.Action.SUSPEND_WORKLOAD,
+            reversed_at__isnull=True,
+        ).values_list("finding_id", flat=True)
+    )
+
+
+@transaction.atomic
+def workload_require_session_approval(
+    *, workload: Workload, required: bool, by, reason: str
+) -> Workload:
+    """Containment's lighter hand than suspension: while set, the decision endpoint lets a
+    session's calls through only when an approved session-run request names that session."""
+    workload = _locked(workload)
+    if workload.sessions_need_approval == required:
+        return workload
+    before = audit_snapshot(workload, WORKLOAD_AUDIT_FIELDS)
+    workload.sessions_need_approval = required
+    workload.save(update_fields=["sessions_need_approval", "updated_at"])
+    audit_record(
+        by=by,
+        action="workload.sessions_gated" if required else "workload.sessions_ungated",
+        obj=workload,
+        before=before,
+        after=audit_snapshot(workload, WORKLOAD_AUDIT_FIELDS) | {"reason": reason},
+    )
     policy_version_bump()
     return workload
 

@@ -190,6 +190,12 @@ class AccessRequestListCreateApi(_RequestApi, generics.ListAPIView):
             400: OpenApiResponse(ERROR, description="Invalid fields"),
             403: OpenApiResponse(ERROR, description="Not the workload's owner"),
             404: OpenApiResponse(ERROR, description="No such workload, or not visible to you"),
+            409: OpenApiResponse(
+                ERROR,
+                description="The workload cannot take this request now: unclassified, "
+                "suspended or retired, or (session_run) its sessions need no approval, or the "
+                "session is already approved or awaiting approval",
+            ),
             422: OpenApiResponse(ERROR, description="A forbid rule blocks the combination"),
             **WRITE_LIMITS,
         },
@@ -214,6 +220,17 @@ class AccessRequestListCreateApi(_RequestApi, generics.ListAPIView):
                     "justification": "Quarter-end reconciliation runs longer.",
                     "duration_days": 7,
                     "on_behalf_of": "owner",
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Leave to run one session while the workload's sessions need approval",
+                value={
+                    "workload": "research-agent",
+                    "kind": "session_run",
+                    "session": "run-8f2c",
+                    "justification": "The nightly reconciliation; the loop that raised the "
+                    "finding is fixed in this build.",
                 },
                 request_only=True,
             ),
@@ -254,6 +271,7 @@ class AccessRequestListCreateApi(_RequestApi, generics.ListAPIView):
                 name: values.get(name)
                 for name in ("max_session_seconds", "max_tool_calls", "max_reasoning_tokens")
             },
+            session=values.get("session", ""),
         )
         output = AccessRequestOutput(
             selectors.request_get(user=request.user, pk=created.pk)

@@ -8,7 +8,7 @@ from typing import cast
 from django import forms
 
 from governance.models import AccessRequest
-from workloads.models import Tool, Workload
+from workloads.models import SESSION_ID_MAX, Tool, Workload
 
 
 class ToolChoiceField(forms.ModelMultipleChoiceField):
@@ -38,6 +38,7 @@ class RequestForm(forms.Form):
     max_session_seconds = forms.IntegerField(required=False, min_value=1)
     max_tool_calls = forms.IntegerField(required=False, min_value=1)
     max_reasoning_tokens = forms.IntegerField(required=False, min_value=1)
+    session = forms.CharField(required=False, max_length=SESSION_ID_MAX, label="Session id")
 
     def __init__(self, *args, workloads, **kwargs):
         super().__init__(*args, **kwargs)

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
 from governance.approvals.impact import EXCEPTION, Impact, request_impact
-from governance.models import AccessRequest, ApprovalDecision, ApprovalStep
+from governance.models import AccessRequest, ApprovalDecision, ApprovalStep, Decision
 from governance.tokens import ServicePrincipal
-from workloads.models import CombinationRule, RuleException, SessionExtension, Tool, Workload
+from workloads.models import (
+    CombinationRule,
+    RuleException,
+    SessionApproval,
+    SessionExtension,
+    Tool,
+    Workload,
+)
 from workloads.selectors import workloads_visible_to
 from workloads.services import active_tools_of, rule_specs
 
@@ -187,7 +195,88 @@ def workload_access(*, workload: Workload) -> dict:
         "requests": workload.access_requests.select_related("requested_by").order_by("-created_at")[
             :10
         ],
+        "session_approvals": workload.session_approvals.select_related(
+            "approved_by", "revoked_by"
+        ).order_by("-created_at", "-id"),
+        "blocked_sessions": sessions_refused_approval(workload=workload)
+        if workload.sessions_need_approval
+        else [],
     }
+
+
+# How far back the workload page looks for sessions refused for want of an approval.
+BLOCKED_SESSIONS_ROWS = 2000
+BLOCKED_SESSIONS_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class BlockedSession:
+    session: str
+    last_refused_at: object
+    refusals: int
+    state: str  # "approved", "awaiting approval" or "" (nobody asked yet)
+
+
+def sessions_refused_approval(*, workload: Workload, now=None) -> list[BlockedSession]:
+    """The sessions the decision endpoint refused because they had no approval, newest first:
+    what the owner files session-run requests for. Bounded: the last BLOCKED_SESSIONS_ROWS
+    refusals of the last SESSION_APPROVAL_HOURS (the decision_by_workload index), three
+    queries whatever the log holds."""
+    from django.conf import settings
+
+    now = now or timezone.now()
+    since = now - timedelta(hours=settings.SESSION_APPROVAL_HOURS)
+    refusals = (
+        Decision.objects.filter(
+            workload=workload.slug,
+            decided_at__gte=since,
+            reason_code="session_approval_required",
+        )
+        .exclude(session="")
+        .order_by("-decided_at")
+        .values_list("session", "decided_at")[:BLOCKED_SESSIONS_ROWS]
+    )
+    last: dict[str, object] = {}
+    counts: dict[str, int] = {}
+    for session, decided_at in refusals:
+        last.setdefault(session, decided_at)
+        counts[session] = counts.get(session, 0) + 1
+    shown = list(last)[:BLOCKED_SESSIONS_SHOWN]
+    approved = set(
+        SessionApproval.objects.filter(
+            workload=workload, session__in=shown, status="active", valid_until__gt=now
+        ).values_list("session", flat=True)
+    )
+    pending = set(
+        AccessRequest.objects.filter(
+            workload=workload,
+            kind=AccessRequest.Kind.SESSION_RUN,
+            session__in=shown,
+            status=AccessRequest.Status.PENDING,
+        ).values_list("session", flat=True)
+    )
+    return [
+        BlockedSession(
+            session=session,
+            last_refused_at=last[session],
+            refusals=counts[session],
+            state="approved"
+            if session in approved
+            else "awaiting approval"
+            if session in pending
+            else "",
+        )
+        for session in shown
+    ]
+
+
+def session_approval_list(*, user) -> QuerySet[SessionApproval]:
+    """Session approvals of the workloads `user` may see, newest first."""
+    return (
+        SessionApproval.objects.filter(workload__in=workloads_visible_to(user))
+        .select_related("workload", "approved_by", "revoked_by")
+        .order_by("-created_at", "-id")
+    )
 
 
 # --- rule exceptions and session windows: scoped like grants -------------------------------

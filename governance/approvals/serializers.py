@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from governance.api_common import StrictInput
 from governance.models import AccessRequest, ApprovalDecision, ApprovalStep
-from workloads.models import RuleException, SessionExtension
+from workloads.models import SESSION_ID_MAX, RuleException, SessionExtension
 
 
 class StepOutput(serializers.ModelSerializer):
@@ -63,6 +63,7 @@ class AccessRequestOutput(serializers.ModelSerializer):
             "max_session_seconds",
             "max_tool_calls",
             "max_reasoning_tokens",
+            "session",
             "status",
             "requested_by",
             "created_at",
@@ -98,6 +99,14 @@ class AccessRequestInput(StrictInput):
     max_session_seconds = serializers.IntegerField(required=False, allow_null=True, min_value=1)
     max_tool_calls = serializers.IntegerField(required=False, allow_null=True, min_value=1)
     max_reasoning_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    session = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=SESSION_ID_MAX,
+        help_text="kind session_run only: the session id to let run while the workload's "
+        "sessions need approval (a containment). Its approval lasts SESSION_APPROVAL_HOURS "
+        "(24 by default); give no duration or end.",
+    )
     on_behalf_of = serializers.CharField(
         required=False,
         max_length=150,

@@ -26,9 +26,11 @@ from governance.errors import Conflict, DomainError, NotAllowed, RuleViolation
 from governance.models import AccessRequest, ApprovalDecision, ApprovalStep, ServiceToken
 from governance.policy_version import policy_version_bump
 from workloads.models import (
+    SESSION_ID_MAX,
     CombinationRule,
     Entitlement,
     RuleException,
+    SessionApproval,
     SessionExtension,
     Tool,
     Workload,
@@ -47,6 +49,7 @@ REQUEST_AUDIT_FIELDS = (
     "max_session_seconds",
     "max_tool_calls",
     "max_reasoning_tokens",
+    "session",
     "status",
     "requested_by",
     "via_token",
@@ -72,7 +75,15 @@ EXCEPTION_AUDIT_FIELDS = (
     "valid_until",
     "revoke_reason",
 )
-# Who may revoke what besides the workload's owner (session windows only).
+SESSION_APPROVAL_AUDIT_FIELDS = (
+    "workload",
+    "session",
+    "status",
+    "valid_from",
+    "valid_until",
+    "revoke_reason",
+)
+# Who may revoke what besides the workload's owner (session windows and session approvals).
 REVOKE_EXCEPTION = GRANT_EXCEPTION
 REVOKE_WINDOW = "workloads.grant_entitlement"
 
@@ -138,6 +149,7 @@ def access_request_create(
     duration_days: int | None = None,
     valid_until: datetime | None = None,
     session_limits: dict | None = None,
+    session: str = "",
     requested_by=None,
 ) -> AccessRequest:
     """File a request. `by` is the owner, or a service token filing for `requested_by`.
@@ -163,7 +175,18 @@ def access_request_create(
         )
     tools = sorted(set(tools), key=lambda t: t.slug)
     limits = {k: v for k, v in (session_limits or {}).items() if v is not None}
-    if kind == AccessRequest.Kind.TOOLS:
+    session = session.strip()
+    if session and kind != AccessRequest.Kind.SESSION_RUN:
+        raise DomainError("Only a session-run request names a session.", field="session")
+    if kind == AccessRequest.Kind.SESSION_RUN:
+        _check_session_run(workload, session, tools=tools, limits=limits, now=now)
+        if duration_days is not None or valid_until is not None:
+            raise DomainError(
+                f"A session approval lasts {settings.SESSION_APPROVAL_HOURS} hours; "
+                "give no duration or end.",
+                field="duration_days",
+            )
+    elif kind == AccessRequest.Kind.TOOLS:
         if not tools:
             raise DomainError("Pick at least one tool.", field="tools", code="required")
         if limits:
@@ -176,9 +199,10 @@ def access_request_create(
             duration_days = workload.tier.max_grant_days  # a window always ends
     else:
         raise DomainError(f"Unknown request kind {kind!r}.", field="kind")
-    _grant_end(workload.tier, duration_days=duration_days, valid_until=valid_until, now=now)
-    if duration_days is None and valid_until is None:
-        duration_days = workload.tier.max_grant_days  # no end given: the tier's longest grant
+    if kind != AccessRequest.Kind.SESSION_RUN:
+        _grant_end(workload.tier, duration_days=duration_days, valid_until=valid_until, now=now)
+        if duration_days is None and valid_until is None:
+            duration_days = workload.tier.max_grant_days  # no end given: the tier's longest
 
     impact = impact_for(workload=workload, tools=tools, at=now)
     if impact.blocked:
@@ -204,6 +228,7 @@ def access_request_create(
             requested_by=requester,
             via_token=via_token,
             impact=impact.as_dict(),
+            session=session,
             created_at=now,
             expires_at=min(ttl_end, valid_until) if valid_until else ttl_end,
             **limits,
@@ -222,6 +247,32 @@ def access_request_create(
         audit_record(by=by, action="request.create", obj=req, after=_snapshot(req))
         _after_commit(tasks.request_filed_notify, req.pk)
     return req
+
+
+def _check_session_run(workload: Workload, session: str, *, tools, limits: dict, now) -> None:
+    """A session-run request: for a gated workload, one session not already approved or
+    asked for."""
+    if tools or limits:
+        raise DomainError("A session-run request asks for no tools or limits.", field="kind")
+    if not session:
+        raise DomainError("Name the session to run.", field="session", code="required")
+    if len(session) > SESSION_ID_MAX:
+        raise DomainError(f"A session id has at most {SESSION_ID_MAX} characters.", field="session")
+    if not workload.sessions_need_approval:
+        raise Conflict(
+            f"{workload.slug}'s sessions need no approval: they run within its grants.",
+            code="sessions_not_gated",
+        )
+    approved = SessionApproval.objects.filter(
+        workload=workload, session=session, status="active", valid_until__gt=now
+    )
+    if approved.exists():
+        raise Conflict(f"Session {session} is already approved.", code="already_approved")
+    pending = AccessRequest.objects.filter(
+        workload=workload, kind=AccessRequest.Kind.SESSION_RUN, session=session, status="pending"
+    )
+    if pending.exists():
+        raise Conflict(f"Session {session} is already awaiting approval.", code="already_pending")
 
 
 def _check_window(workload: Workload, limits: dict, now) -> None:
@@ -395,6 +446,11 @@ def _stale_refusal(req: AccessRequest) -> Conflict | None:
             f"The workload is {status}: nothing can be approved for it while it is {status}.",
             code="workload_not_active",
         )
+    if req.kind == AccessRequest.Kind.SESSION_RUN and not req.workload.sessions_need_approval:
+        return Conflict(
+            "The workload's sessions no longer need approval: deny this request as moot.",
+            code="sessions_not_gated",
+        )
     return None
 
 
@@ -470,6 +526,8 @@ def _grant(req: AccessRequest, by, allowed_rules: set[str], tools: list[Tool]) -
                 allow_exception_rules=tuple(sorted(allowed_rules)),
                 request=req,
             )
+    elif req.kind == AccessRequest.Kind.SESSION_RUN:
+        _session_approval_create(req, by, now)
     else:
         extension = SessionExtension.objects.create(
             workload=req.workload,
@@ -492,6 +550,34 @@ def _grant(req: AccessRequest, by, allowed_rules: set[str], tools: list[Tool]) -
     audit_record(by=by, action="request.approve", obj=req, before=before, after=_snapshot(req))
     policy_version_bump()
     _after_commit(tasks.request_decided_notify, req.pk)
+
+
+def _session_approval_create(req: AccessRequest, by, now) -> None:
+    """Leave for the request's session, for SESSION_APPROVAL_HOURS. An earlier approval of the
+    same session (past its end, not yet marked) is closed first."""
+    stale = SessionApproval.objects.select_for_update().filter(
+        workload=req.workload, session=req.session, status="active"
+    )
+    for old in stale:
+        before = audit_snapshot(old, SESSION_APPROVAL_AUDIT_FIELDS)
+        old.status = "expired"
+        old.save(update_fields=["status"])
+        after = audit_snapshot(old, SESSION_APPROVAL_AUDIT_FIELDS)
+        audit_record(by=by, action="session_approval.expire", obj=old, before=before, after=after)
+    approval = SessionApproval.objects.create(
+        workload=req.workload,
+        session=req.session,
+        valid_from=now,
+        valid_until=now + timedelta(hours=settings.SESSION_APPROVAL_HOURS),
+        approved_by=by,
+        request=req,
+    )
+    audit_record(
+        by=by,
+        action="session_approval.create",
+        obj=approval,
+        after=audit_snapshot(approval, SESSION_APPROVAL_AUDIT_FIELDS) | {"request": req.pk},
+    )
 
 
 def _supersede(req: AccessRequest, tool: Tool, by, now) -> None:
@@ -632,11 +718,13 @@ _EXPIRING = (
     (Entitlement, "grant.expire", GRANT_AUDIT_FIELDS),
     (RuleException, "exception.expire", EXCEPTION_AUDIT_FIELDS),
     (SessionExtension, "extension.expire", EXTENSION_AUDIT_FIELDS),
+    (SessionApproval, "session_approval.expire", SESSION_APPROVAL_AUDIT_FIELDS),
 )
 
 
 def grants_expire(*, now: datetime | None = None, limit: int = 1000) -> int:
-    """Mark grants, rule exceptions and session windows past their end as expired.
+    """Mark grants, rule exceptions, session windows and session approvals past their end as
+    expired.
 
     Readers already treat them as expired (`is_valid_at`); this makes the status say so,
     audits it and bumps the policy version. Idempotent: each row is claimed locked.
@@ -702,8 +790,10 @@ def grants_warn_expiring(*, now: datetime | None = None, limit: int = 1000) -> i
 # --- revoking rule exceptions and session windows -------------------------------------------
 
 
-def _may_revoke_window(by, extension: SessionExtension) -> bool:
-    return by.has_perm(REVOKE_WINDOW) or extension.workload.owner_id == by.pk
+def may_revoke_window(by, window: SessionExtension | SessionApproval) -> bool:
+    """A session window or a session's approval: an IAM admin, or the workload's owner (it
+    only ever gives access back)."""
+    return by.has_perm(REVOKE_WINDOW) or window.workload.owner_id == by.pk
 
 
 def _may_revoke_exception(by, exception: RuleException) -> bool:
@@ -717,7 +807,13 @@ _REVOCABLE: dict[type, tuple[str, str, tuple[str, ...], Callable[[Any, Any], boo
         "session window",
         "extension.revoke",
         EXTENSION_AUDIT_FIELDS,
-        _may_revoke_window,
+        may_revoke_window,
+    ),
+    SessionApproval: (
+        "session approval",
+        "session_approval.revoke",
+        SESSION_APPROVAL_AUDIT_FIELDS,
+        may_revoke_window,
     ),
 }
 
@@ -756,3 +852,9 @@ def session_extension_revoke(*, extension: SessionExtension, by, reason: str) ->
     """An iam_admin or the workload's owner ends a session window early; the policy's own
     limits apply again at once (409 unless it is still in force)."""
     return _revoke(SessionExtension, extension.pk, by=by, reason=reason)
+
+
+def session_approval_revoke(*, approval: SessionApproval, by, reason: str) -> SessionApproval:
+    """An IAM admin or the workload's owner ends a session's approval early: its next call is
+    denied (409 unless it is still in force)."""
+    return _revoke(SessionApproval, approval.pk, by=by, reason=reason)

@@ -15,4 +15,9 @@ urlpatterns = [
     path("grants/<int:pk>/revoke/", views.grant_revoke_view, name="grant_revoke"),
     path("exceptions/<int:pk>/revoke/", views.exception_revoke_view, name="exception_revoke"),
     path("session-windows/<int:pk>/revoke/", views.window_revoke_view, name="window_revoke"),
+    path(
+        "session-approvals/<int:pk>/revoke/",
+        views.session_approval_revoke_view,
+        name="session_approval_revoke",
+    ),
 ]

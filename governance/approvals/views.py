@@ -6,6 +6,7 @@ domain errors re-render the form fragment (422) or come back as a message.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -29,7 +30,7 @@ from governance.htmx import is_fragment_request, redirect_after_post
 from governance.models import AccessRequest
 from governance.permissions import requires
 from governance.roles import CONSOLE
-from workloads.models import Entitlement, RuleException, Tool
+from workloads.models import Entitlement, RuleException, SessionApproval, Tool
 from workloads.selectors import workloads_visible_to
 from workloads.services import entitlement_revoke
 
@@ -92,6 +93,9 @@ def new_view(request):
                     session_limits=form.session_limits()
                     if data["kind"] == AccessRequest.Kind.SESSION_WINDOW
                     else None,
+                    session=data["session"]
+                    if data["kind"] == AccessRequest.Kind.SESSION_RUN
+                    else "",
                 )
             except NotAllowed as exc:
                 raise PermissionDenied(exc.message) from exc
@@ -109,8 +113,9 @@ def new_view(request):
         context = {"form": form, "impact": _impact_from(request.POST, workloads)}
         template = _fragment(request, "approvals/new.html", "form")
         return render(request, template, context, status=422)
-    initial = {"workload": request.GET.get("workload", "")}
-    form = RequestForm(initial=initial, workloads=workloads)
+    # The workload page links here to ask for a blocked session: kind and session prefilled.
+    initial = {name: request.GET.get(name, "") for name in ("workload", "kind", "session")}
+    form = RequestForm(initial={k: v for k, v in initial.items() if v}, workloads=workloads)
     return render(
         request,
         "approvals/new.html",
@@ -132,6 +137,7 @@ def _impact_from(data, workloads):
         "tools": tools,
         "kind": kind,
         "result": selectors.impact_for(workload=workload, tools=tools),
+        "session_approval_hours": settings.SESSION_APPROVAL_HOURS,
     }
 
 
@@ -345,12 +351,18 @@ ACCESS_PAGE_SIZE = 10  # exceptions and session windows per page on the workload
 CONFIRM = {
     "exception": "Revoke this exception? Its rule applies again at once.",
     "window": "Revoke this session window? The session policy's own limits apply again at once.",
+    "session": "Revoke this session's approval? Its next call is denied.",
 }
 
 
+def _revoke_kind(obj) -> str:
+    if isinstance(obj, RuleException):
+        return "exception"
+    return "session" if isinstance(obj, SessionApproval) else "window"
+
+
 def _revoke_form(obj, data=None) -> RevokeForm:
-    kind = "exception" if isinstance(obj, RuleException) else "window"
-    return RevokeForm(data, prefix=f"{kind}-{obj.pk}")
+    return RevokeForm(data, prefix=f"{_revoke_kind(obj)}-{obj.pk}")
 
 
 def access_panel_context(request, workload) -> dict:
@@ -364,17 +376,22 @@ def access_panel_context(request, workload) -> dict:
     extensions = Paginator(panel["extensions"], ACCESS_PAGE_SIZE).get_page(
         request.GET.get("windows_page")
     )
-    for obj in (*exceptions, *extensions):
+    session_approvals = Paginator(panel["session_approvals"], ACCESS_PAGE_SIZE).get_page(
+        request.GET.get("sessions_page")
+    )
+    for obj in (*exceptions, *extensions, *session_approvals):
         obj.revoke_form = _revoke_form(obj)
     return {
         **panel,
         "exceptions": exceptions,
         "extensions": extensions,
+        "session_approvals": session_approvals,
         "workload": workload,
         "may_revoke_exceptions": user.has_perm(services.REVOKE_EXCEPTION),
         "may_revoke_windows": user.has_perm(services.REVOKE_WINDOW)
         or (workload.owner_id == user.pk and user.has_perm(REQUEST)),
         "may_request": workload.owner_id == user.pk and user.has_perm(REQUEST),
+        "session_approval_hours": settings.SESSION_APPROVAL_HOURS,
         "confirm": CONFIRM,
         "request": request,
     }
@@ -421,16 +438,17 @@ def exception_revoke_view(request, pk):
     )
 
 
+def _require_owner_or_admin(user, window) -> None:
+    if not services.may_revoke_window(user, window):
+        raise PermissionDenied("Only an IAM admin or the workload's owner may revoke it.")
+
+
 @requires(REQUEST)
 @require_POST
 def window_revoke_view(request, pk):
     """An iam_admin or the workload's owner ends a session window early."""
     extension = get_object_or_404(selectors.session_window_list(user=request.user), pk=pk)
-    if not (
-        request.user.has_perm(services.REVOKE_WINDOW)
-        or extension.workload.owner_id == request.user.pk
-    ):
-        raise PermissionDenied("Only an IAM admin or the workload's owner may revoke it.")
+    _require_owner_or_admin(request.user, extension)
     return _revoke(
         request,
         extension,
@@ -439,4 +457,21 @@ def window_revoke_view(request, pk):
         ),
         kind="window",
         what="session window",
+    )
+
+
+@requires(REQUEST)
+@require_POST
+def session_approval_revoke_view(request, pk):
+    """An IAM admin or the workload's owner ends a session's approval early."""
+    approval = get_object_or_404(selectors.session_approval_list(user=request.user), pk=pk)
+    _require_owner_or_admin(request.user, approval)
+    return _revoke(
+        request,
+        approval,
+        lambda obj, by, reason: services.session_approval_revoke(
+            approval=obj, by=by, reason=reason
+        ),
+        kind="session",
+        what=f"approval of session {approval.session}",
     )

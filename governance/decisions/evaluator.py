@@ -29,6 +29,9 @@ REASONS = {
     "tool_not_granted": "The workload holds no grant of this tool.",
     "grant_not_yet_valid": "The grant is not valid yet.",
     "grant_expired": "The grant has expired.",
+    "session_approval_required": (
+        "The workload's sessions need approval (a containment), and this session has none."
+    ),
     "session_expired": "The session's inference window is over.",
     "session_idle": "The session was idle for longer than its timeout.",
     "tool_call_budget_exhausted": "The session has used all its tool calls.",
@@ -126,6 +129,13 @@ def static_verdict(
         return _deny("grant_not_yet_valid", entry.log_level)
     if now >= valid_until:
         return _deny("grant_expired", entry.log_level)
+    if entry.sessions_need_approval and not entry.session_approved(session, now):
+        detail = (
+            f"Its owner files a session-run request for session {session}."
+            if session
+            else "Name the session."
+        )
+        return _deny("session_approval_required", entry.log_level, detail)
     if not session:
         return Verdict(
             ALLOW,

@@ -5,7 +5,10 @@ Cedar model (no namespace, no schema needed):
   `Action::"call"`;
 - one forbid: a workload that is not active and classified may call nothing;
 - one permit per active grant, bounded by its validity window on `context.now`
-  (epoch seconds, a Long). Request: principal Workload, action Action::"call", resource Tool.
+  (epoch seconds, a Long). Request: principal Workload, action Action::"call", resource Tool;
+- one forbid per workload whose sessions need approval (a containment), unless
+  `context.session` (a String, when the call is part of a session) names a session approved
+  for it and `context.now` is within that approval.
 This is the static part only: session windows, budgets, dynamic combinations and token
 binding need shared session state and stay with Mandate's endpoint.
 """
@@ -29,6 +32,37 @@ def _cedar_time(value: float) -> int:
     return math.ceil(value)
 
 
+def _cedar_string(value: str) -> str:
+    """A Cedar string literal: quotes and backslashes escaped, anything unprintable as
+    `\\u{hex}` (Cedar's escapes are Rust's, not JSON's)."""
+    out = []
+    for char in value:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif char.isprintable():
+            out.append(char)
+        else:
+            out.append(f"\\u{{{ord(char):x}}}")
+    return '"' + "".join(out) + '"'
+
+
+def _session_gate(slug: str, approved: dict[str, tuple[float, float]]) -> str:
+    head = (
+        f'@id("sessions-need-approval:{slug}")\n'
+        f'forbid (principal == Workload::"{slug}", action == {ACTION}, resource)'
+    )
+    if not approved:
+        return head + ";\n"
+    windows = []
+    for session, (valid_from, valid_until) in sorted(approved.items()):
+        conditions = [f"context.session == {_cedar_string(session)}"]
+        conditions.append(f"context.now >= {_cedar_time(valid_from)}")
+        if valid_until != math.inf:
+            conditions.append(f"context.now < {_cedar_time(valid_until)}")
+        windows.append("(" + " && ".join(conditions) + ")")
+    return head + f"\nunless {{ context has session && ({' || '.join(windows)}) }};\n"
+
+
 def cedar_policies(snapshot: Snapshot) -> str:
     parts = [
         f"// Mandate policy version {snapshot.version}: static part (grants, workload status).",
@@ -48,6 +82,8 @@ def cedar_policies(snapshot: Snapshot) -> str:
                 f'resource == Tool::"{tool}")\n'
                 f"when {{ {' && '.join(conditions)} }};\n"
             )
+        if entry.sessions_need_approval:
+            parts.append(_session_gate(slug, entry.approved_sessions))
     return "\n".join(parts)
 
 
@@ -72,12 +108,15 @@ def cedar_entities(snapshot: Snapshot) -> list[dict]:
     return entities
 
 
-def cedar_request(workload: str, tool: str, now: float) -> dict:
+def cedar_request(workload: str, tool: str, now: float, session: str | None = None) -> dict:
+    context: dict = {"now": math.floor(now)}
+    if session:
+        context["session"] = session
     return {
         "principal": f'Workload::"{workload}"',
         "action": ACTION,
         "resource": f'Tool::"{tool}"',
-        "context": {"now": math.floor(now)},
+        "context": context,
     }
 
 
@@ -118,6 +157,11 @@ def snapshot_json(snapshot: Snapshot) -> dict:
                 "exceptions": {
                     rule: [{"valid_from": s, "valid_until": _finite(e)} for s, e in windows]
                     for rule, windows in sorted(entry.exceptions.items())
+                },
+                "sessions_need_approval": entry.sessions_need_approval,
+                "approved_sessions": {
+                    session: {"valid_from": start, "valid_until": _finite(end)}
+                    for session, (start, end) in sorted(entry.approved_sessions.items())
                 },
             }
             for slug, entry in sorted(snapshot.workloads.items())

@@ -75,6 +75,14 @@ class WorkloadEntry:
     extensions: tuple[tuple[float, float, int | None, int | None], ...] = ()
     # rule slug -> windows of approved exceptions
     exceptions: dict[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    # A containment: only sessions approved one by one may call tools.
+    sessions_need_approval: bool = False
+    # session id -> (valid_from, valid_until) of its approval (gated workloads only)
+    approved_sessions: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def session_approved(self, session: str | None, now: float) -> bool:
+        window = self.approved_sessions.get(session) if session else None
+        return window is not None and window[0] <= now < window[1]
 
 
 @dataclass(slots=True)
@@ -116,15 +124,17 @@ def snapshot_build(
     rules: list[dict],
     extensions: Sequence[dict] = (),
     exceptions: Sequence[dict] = (),
+    session_approvals: Sequence[dict] = (),
     tokens: Sequence[dict] = (),
     compiled_at: float | None = None,
 ) -> Snapshot:
     """Compile plain rows. Datetimes may be datetimes or epoch numbers (None = open end).
 
     workloads: slug, status, classified, max_session_seconds, idle_timeout_seconds,
-      max_tool_calls, log_level; tools: slug, capability; grants (active only): workload, tool,
-      valid_from, valid_until; rules (enabled, dynamic or both): slug, name, effect, groups;
-      extensions / exceptions (active only): workload, valid_from, valid_until and their values.
+      max_tool_calls, log_level, sessions_need_approval (optional); tools: slug, capability;
+      grants (active only): workload, tool, valid_from, valid_until; rules (enabled, dynamic or
+      both): slug, name, effect, groups; extensions / exceptions / session approvals (active
+      only): workload, valid_from, valid_until and their values (a session approval: session).
     """
 
     def ts(value):
@@ -139,6 +149,7 @@ def snapshot_build(
             idle_timeout_seconds=row.get("idle_timeout_seconds") or 0,
             max_tool_calls=row.get("max_tool_calls") or 0,
             log_level=row.get("log_level") or "metadata",
+            sessions_need_approval=bool(row.get("sessions_need_approval")),
         )
         for row in workloads
     }
@@ -168,6 +179,11 @@ def snapshot_build(
         if entry is not None:
             window = (ts(row["valid_from"]), ts(row["valid_until"]))
             entry.exceptions[row["rule"]] = (*entry.exceptions.get(row["rule"], ()), window)
+    for row in session_approvals:
+        entry = entries.get(row["workload"])
+        if entry is not None and entry.sessions_need_approval:
+            window = (ts(row["valid_from"]), ts(row["valid_until"]))
+            entry.approved_sessions[row["session"]] = window
     rule_entries = tuple(
         RuleEntry(
             slug=row["slug"],
@@ -217,12 +233,14 @@ def snapshot_build(
 def snapshot_rows() -> dict:
     """Read everything a snapshot needs, as plain rows, at one consistent version."""
     from django.db import transaction
+    from django.utils import timezone
 
     from governance.models import PolicyState, ServiceToken
     from workloads.models import (
         CombinationRule,
         Entitlement,
         RuleException,
+        SessionApproval,
         SessionExtension,
         Tool,
         Workload,
@@ -260,6 +278,7 @@ def snapshot_rows() -> dict:
                         "idle_timeout_seconds": limits.get("idle_timeout_seconds"),
                         "max_tool_calls": limits.get("max_tool_calls"),
                         "log_level": limits.get("logging_level"),
+                        "sessions_need_approval": w.sessions_need_approval,
                     }
                 )
             rows = {
@@ -302,6 +321,14 @@ def snapshot_rows() -> dict:
                     for w, r, f, u in RuleException.objects.filter(status="active").values_list(
                         "workload__slug", "rule__slug", "valid_from", "valid_until"
                     )
+                ],
+                "session_approvals": [
+                    {"workload": w, "session": s, "valid_from": f, "valid_until": u}
+                    for w, s, f, u in SessionApproval.objects.filter(
+                        status="active",
+                        workload__sessions_need_approval=True,
+                        valid_until__gt=timezone.now(),
+                    ).values_list("workload__slug", "session", "valid_from", "valid_until")
                 ],
                 "tokens": _token_rows(ServiceToken),
             }

@@ -96,11 +96,12 @@ def findings_record(drafts: Sequence[tuple[SessionLike, FindingDraft]]) -> list[
             for f in new
         ]
         transaction.on_commit(partial(_audit_raised, raised))
-    critical = [f.dedupe_key for f in new if f.severity == "critical"]
-    if critical:
+    # The tier may contain high findings (sessions need approval) and critical ones.
+    containable = [f.dedupe_key for f in new if f.severity in ("high", "critical")]
+    if containable:
         from governance.findings.services import finding_contain
 
-        for finding in Finding.objects.filter(dedupe_key__in=critical).select_related(
+        for finding in Finding.objects.filter(dedupe_key__in=containable).select_related(
             "workload__tier"
         ):
             finding_contain(finding=finding)

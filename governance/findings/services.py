@@ -18,6 +18,14 @@ TRIAGE = "governance.triage_finding"
 CONTAIN = "governance.contain_finding"
 # A finding containment may follow by hand: one still being triaged.
 CONTAINABLE = (Finding.Status.OPEN, Finding.Status.ACKNOWLEDGED)
+# Measures on the whole workload: each finding that takes one records it, and the measure is
+# lifted only when the last of those records is reversed.
+HELD_BY_EVERY_FINDING = (
+    ContainmentAction.Action.SUSPEND_WORKLOAD,
+    ContainmentAction.Action.GATE_SESSIONS,
+)
+# A suspended workload may be gated too: the gate then holds once it is reinstated.
+GATEABLE = (Workload.Status.ACTIVE, Workload.Status.SUSPENDED)
 FINDING_AUDIT_FIELDS = ("kind", "severity", "status", "workload", "session", "assignee")
 
 ALLOWED_TRANSITIONS: dict[str, set[str]] = {
@@ -187,13 +195,31 @@ def triagers():
 
 
 def finding_contain(*, finding: Finding) -> list[ContainmentAction]:
-    """Containment for a critical finding, as its workload's tier says: suspend the workload
-    and/or revoke the grant it abused. Runs inside the evaluator's transaction; audited by the
-    workload services it calls (actor: system)."""
+    """Containment for a finding, as its workload's tier says: a high or critical one may make
+    each session need an approval; a critical one may suspend the workload and/or revoke the
+    grant it abused. Runs inside the evaluator's transaction; audited by the workload services
+    it calls (actor: system)."""
     tier = finding.workload.tier
-    if finding.severity != "critical" or tier is None:
+    if tier is None or finding.severity not in ("high", "critical"):
         return []
     actions = []
+    if tier.gate_sessions_on_high and finding.workload.status in GATEABLE:
+        workload_services.workload_require_session_approval(
+            workload=finding.workload,
+            required=True,
+            by=None,
+            reason=f"{finding.get_severity_display()} finding #{finding.pk}: {finding.summary}",
+        )
+        # Recorded even when the workload was gated already: this finding holds it too.
+        actions.append(
+            ContainmentAction.objects.create(
+                finding=finding,
+                action=ContainmentAction.Action.GATE_SESSIONS,
+                workload=finding.workload,
+            )
+        )
+    if finding.severity != "critical":
+        return actions
     reason = f"Critical finding #{finding.pk}: {finding.summary}"
     suspended = finding.workload.status == Workload.Status.SUSPENDED
     if tier.suspend_on_critical and (
@@ -248,14 +274,19 @@ def containment_options(finding: Finding) -> list[tuple[str, str]]:
         ).exists()
     ):
         options.append((ContainmentAction.Action.REVOKE_GRANT, f"Revoke its {finding.tool} grant"))
+    if ContainmentAction.Action.GATE_SESSIONS not in taken and finding.workload.status in GATEABLE:
+        options.append(
+            (ContainmentAction.Action.GATE_SESSIONS, "Require an approval for each session")
+        )
     return options
 
 
 @transaction.atomic
 def containment_apply(*, finding: Finding, action: str, by, reason: str) -> ContainmentAction:
     """Tighten access by hand over a finding the tier's rule did not contain (it contains only
-    critical ones): suspend its workload, or revoke the grant of the tool it names. Reversible
-    like automatic containment; the person and the reason are in the audit."""
+    critical ones): suspend its workload, revoke the grant of the tool it names, or make each
+    of its sessions need an approval. Reversible like automatic containment; the person and
+    the reason are in the audit."""
     _require(by, CONTAIN)
     if not reason.strip():
         raise DomainError("Say why.", field="reason", code="required")
@@ -280,6 +311,13 @@ def containment_apply(*, finding: Finding, action: str, by, reason: str) -> Cont
         if grant is None:
             raise Conflict(f"{workload.slug} holds no active grant of the tool this finding names.")
         workload_services.entitlement_revoke(grant=grant, by=by, reason=why, for_containment=True)
+    elif action == ContainmentAction.Action.GATE_SESSIONS:
+        if workload.status not in GATEABLE:
+            raise Conflict(f"The workload is {workload.status}: it runs no sessions.")
+        # Already gated by another finding: this one holds the gate too (HELD_BY_EVERY_FINDING).
+        workload_services.workload_require_session_approval(
+            workload=workload, required=True, by=by, reason=why
+        )
     else:
         raise DomainError("Choose what to do.", field="action")
     contained = ContainmentAction.objects.create(
@@ -297,7 +335,8 @@ def containment_apply(*, finding: Finding, action: str, by, reason: str) -> Cont
 @dataclass(frozen=True)
 class Reversal:
     action: ContainmentAction
-    # Findings whose own suspension still holds the workload suspended (none: reactivated).
+    # Findings whose own record of the same measure (a suspension, or sessions needing
+    # approval) still holds it in force; none: the measure was lifted.
     still_held_by: list[int]
 
 
@@ -323,24 +362,27 @@ def containment_reverse(*, action: ContainmentAction, by, reason: str) -> Revers
             "You own this workload: another person reverses its containment.",
             code="own_workload",
         )
+    # Marked reversed first: the workload services refuse to lift a measure that an
+    # unreversed containment record still holds.
+    action.reversed_at = timezone.now()
+    action.reversed_by = by
+    action.save(update_fields=["reversed_at", "reversed_by"])
     still_held: list[int] = []
-    if action.action == ContainmentAction.Action.SUSPEND_WORKLOAD:
-        # Another finding's suspension, not reversed, keeps the workload suspended.
+    why = f"Containment of finding #{action.finding_id} reversed: {reason}"
+    if action.action in HELD_BY_EVERY_FINDING:
+        # Another finding's record of the same measure, not reversed, keeps it in force.
         still_held = list(
             ContainmentAction.objects.filter(
-                workload=action.workload,
-                action=ContainmentAction.Action.SUSPEND_WORKLOAD,
-                reversed_at__isnull=True,
-            )
-            .exclude(pk=action.pk)
-            .values_list("finding_id", flat=True)
+                workload=action.workload, action=action.action, reversed_at__isnull=True
+            ).values_list("finding_id", flat=True)
         )
-        if not still_held and action.workload.status == Workload.Status.SUSPENDED:
+        if not still_held and action.action == ContainmentAction.Action.GATE_SESSIONS:
+            workload_services.workload_require_session_approval(
+                workload=action.workload, required=False, by=by, reason=why
+            )
+        elif not still_held and action.workload.status == Workload.Status.SUSPENDED:
             workload_services.workload_set_status(
-                workload=action.workload,
-                status=Workload.Status.ACTIVE,
-                by=by,
-                reason=f"Containment of finding #{action.finding_id} reversed: {reason}",
+                workload=action.workload, status=Workload.Status.ACTIVE, by=by, reason=why
             )
     else:
         grant = action.grant
@@ -360,9 +402,6 @@ def containment_reverse(*, action: ContainmentAction, by, reason: str) -> Revers
             constraints=grant.constraints,
             allow_exception_rules=exceptions,
         )
-    action.reversed_at = timezone.now()
-    action.reversed_by = by
-    action.save(update_fields=["reversed_at", "reversed_by"])
     audit_record(
         by=by,
         action="containment.reverse",
@@ -371,7 +410,7 @@ def containment_reverse(*, action: ContainmentAction, by, reason: str) -> Revers
             "finding": action.finding_id,
             "action": action.action,
             "reason": reason,
-            "still_suspended_by_findings": still_held,
+            "still_held_by_findings": still_held,
         },
     )
     return Reversal(action, still_held)

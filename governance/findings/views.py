@@ -223,7 +223,7 @@ def reverse_containment(request, pk):
     finding = selectors.finding_get(user=request.user, pk=action.finding_id)
     form = ContainmentReverseForm(request.POST)
     error = "Say why the containment is reversed."
-    still_held = False
+    still_held: list[int] = []
     if form.is_valid():
         try:
             reversal = services.containment_reverse(
@@ -232,7 +232,7 @@ def reverse_containment(request, pk):
         except DomainError as exc:
             error = exc.message
         else:
-            error, still_held = "", bool(reversal.still_held_by)
+            error, still_held = "", reversal.still_held_by
     if error and is_fragment_request(request):
         reason = request.POST.get("reason", "")
         context = {"action": action, "reverse_error": error, "reverse_reason": reason}
@@ -241,9 +241,14 @@ def reverse_containment(request, pk):
     if error:
         messages.error(request, error)
     elif still_held:
+        measure = (
+            "its sessions still need approval"
+            if action.action == ContainmentAction.Action.GATE_SESSIONS
+            else "the workload stays suspended"
+        )
+        held_by = ", ".join(f"#{pk}" for pk in still_held)
         messages.warning(
-            request,
-            "Reversed. The workload stays suspended: another finding's containment holds it too.",
+            request, f"Reversed. But {measure}: the containment of finding {held_by} holds it too."
         )
     else:
         messages.success(request, "Containment reversed.")

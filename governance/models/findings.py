@@ -107,12 +107,14 @@ class FindingComment(models.Model):
 
 
 class ContainmentAction(models.Model):
-    """What a finding did to its workload (suspend) or grant (revoke): by the tier's rule for a
+    """What a finding did to its workload (suspend, or require approval for each session) or
+    grant (revoke): by the tier's rule for a
     critical finding, or by a person's hand for any other; reversible either way."""
 
     class Action(models.TextChoices):
         SUSPEND_WORKLOAD = "suspend_workload", "Suspended the workload"
         REVOKE_GRANT = "revoke_grant", "Revoked the grant"
+        GATE_SESSIONS = "gate_sessions", "Required approval for each new session"
 
     finding = models.ForeignKey(Finding, on_delete=models.CASCADE, related_name="containment")
     action = models.CharField(max_length=24, choices=Action.choices)

@@ -14,11 +14,13 @@ from django.utils import timezone
 
 
 class AccessRequest(models.Model):
-    """An owner's request for tools, or for a longer session window, for one workload."""
+    """An owner's request for one workload: tools, a longer session window, or leave to run one
+    session while the workload's sessions need approval (a containment)."""
 
     class Kind(models.TextChoices):
         TOOLS = "tools", "Tools"
         SESSION_WINDOW = "session_window", "Longer session window"
+        SESSION_RUN = "session_run", "Run one session"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -38,6 +40,9 @@ class AccessRequest(models.Model):
     )
     valid_until = models.DateTimeField(null=True, blank=True, help_text="Fixed grant end.")
     max_session_seconds = models.PositiveIntegerField(null=True, blank=True)
+    session = models.CharField(
+        max_length=200, blank=True, help_text="The session a session-run request asks to run."
+    )
     max_tool_calls = models.PositiveIntegerField(null=True, blank=True)
     max_reasoning_tokens = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
@@ -67,7 +72,13 @@ class AccessRequest(models.Model):
                 condition=Q(status__in=["pending", "approved", "denied", "cancelled", "expired"]),
             ),
             models.CheckConstraint(
-                name="request_kind_known", condition=Q(kind__in=["tools", "session_window"])
+                name="request_kind_known",
+                condition=Q(kind__in=["tools", "session_window", "session_run"]),
+            ),
+            models.CheckConstraint(
+                name="request_session_run_names_its_session",
+                condition=Q(kind="session_run", session__gt="")
+                | (~Q(kind="session_run") & Q(session="")),
             ),
             models.CheckConstraint(
                 name="request_decided_when_closed",
@@ -107,6 +118,11 @@ class AccessRequest(models.Model):
     @property
     def is_pending(self) -> bool:
         return self.status == self.Status.PENDING
+
+    @property
+    def session_approval_hours(self) -> int:
+        """How long a session-run request's approval lets its session run."""
+        return settings.SESSION_APPROVAL_HOURS
 
 
 class ApprovalStep(models.Model):

@@ -8,7 +8,13 @@ from django.utils import timezone
 
 from governance.approvals import services
 from tests.factories import EntitlementFactory
-from workloads.models import CombinationRule, RuleException, SessionExtension, Tool
+from workloads.models import (
+    CombinationRule,
+    RuleException,
+    SessionApproval,
+    SessionExtension,
+    Tool,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -26,6 +32,7 @@ MATRIX = {
     "approvals:grant_revoke": ("post", {"admin", "owner"}),
     "approvals:exception_revoke": ("post", {"admin"}),
     "approvals:window_revoke": ("post", {"admin", "owner"}),
+    "approvals:session_approval_revoke": ("post", {"admin", "owner"}),
 }
 
 
@@ -69,7 +76,16 @@ def objects(cast, read_workload):
     window = SessionExtension.objects.create(
         workload=read_workload, max_tool_calls=500, valid_until=until
     )
-    return {"request": req, "grant": grant, "exception": exception, "window": window}
+    session_approval = SessionApproval.objects.create(
+        workload=read_workload, session="matrix-run", valid_until=until
+    )
+    return {
+        "request": req,
+        "grant": grant,
+        "exception": exception,
+        "window": window,
+        "session_approval": session_approval,
+    }
 
 
 def _url(name, objects):
@@ -81,6 +97,8 @@ def _url(name, objects):
         return reverse(name, args=[objects["exception"].pk])
     if name == "approvals:window_revoke":
         return reverse(name, args=[objects["window"].pk])
+    if name == "approvals:session_approval_revoke":
+        return reverse(name, args=[objects["session_approval"].pk])
     return reverse(name)
 
 

@@ -17,8 +17,9 @@ from workloads.models import CombinationRule, Entitlement
 from workloads.services import GRANT_AUDIT_FIELDS
 
 pytestmark = pytest.mark.django_db
-# Constant, not minimal: the detail page also shows exceptions, windows and requests.
-MAX_QUERIES = 16
+# Constant, not minimal: the detail page also shows exceptions, windows, session approvals,
+# requests and, for a workload whose sessions need approval, the sessions refused.
+MAX_QUERIES = 20
 
 
 def _grow_workloads(n, start):
@@ -86,6 +87,46 @@ def test_list_pages_query_count_is_constant(
     grow(5, 0)
     few = _queries(admin_client, url, django_assert_max_num_queries)
     grow(45, 5)
+    many = _queries(admin_client, url, django_assert_max_num_queries)
+    assert few == many
+
+
+def test_a_gated_workload_page_stays_constant_as_refusals_and_approvals_grow(
+    admin_client, django_assert_max_num_queries
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from governance.models import Decision
+    from workloads.models import SessionApproval
+
+    workload = ClassifiedWorkloadFactory(sessions_need_approval=True)
+    url = reverse("workloads:detail", args=[workload.slug])
+
+    def grow(n, start):
+        now = timezone.now()
+        Decision.objects.bulk_create(
+            Decision(
+                workload=workload.slug,
+                tool="web-search",
+                session=f"run-{i}",
+                decision="deny",
+                reason_code="session_approval_required",
+                policy_version=1,
+                latency_us=10,
+                decided_at=now - timedelta(seconds=i),
+            )
+            for i in range(start, start + n)
+        )
+        for i in range(start, start + n, 2):
+            SessionApproval.objects.create(
+                workload=workload, session=f"run-{i}", valid_until=now + timedelta(hours=1)
+            )
+
+    grow(4, 0)
+    few = _queries(admin_client, url, django_assert_max_num_queries)
+    grow(40, 4)
     many = _queries(admin_client, url, django_assert_max_num_queries)
     assert few == many
 

@@ -89,6 +89,7 @@ def test_the_finding_page_offers_what_is_left_to_do_and_contains(client, finding
     assert [value for value, _ in page.context["contain_options"]] == [
         "suspend_workload",
         "revoke_grant",
+        "gate_sessions",
     ]
     assert 'id="contain-form"' in page.content.decode()
     response = client.post(
@@ -97,7 +98,10 @@ def test_the_finding_page_offers_what_is_left_to_do_and_contains(client, finding
     )
     assert response.status_code == 303
     page = client.get(url)
-    assert [value for value, _ in page.context["contain_options"]] == ["suspend_workload"]
+    assert [value for value, _ in page.context["contain_options"]] == [
+        "suspend_workload",
+        "gate_sessions",
+    ]
     assert f"by {reviewer.username}" in page.content.decode()
 
 
@@ -145,7 +149,7 @@ def test_reversing_one_suspension_keeps_the_one_a_critical_finding_holds(
     workload.refresh_from_db()
     assert workload.status == Workload.Status.SUSPENDED  # the critical finding still holds it
     event = AuditEvent.objects.get(action="containment.reverse")
-    assert event.after["still_suspended_by_findings"] == [critical.pk]
+    assert event.after["still_held_by_findings"] == [critical.pk]
 
     services.containment_reverse(action=held, by=admin_user, reason="Reviewed the session")
     workload.refresh_from_db()
@@ -180,5 +184,6 @@ def test_the_page_says_when_a_reversal_leaves_the_workload_suspended(
     )
     shown = [str(m) for m in response.context["messages"]]
     assert shown == [
-        "Reversed. The workload stays suspended: another finding's containment holds it too."
+        "Reversed. But the workload stays suspended: the containment of finding "
+        f"#{critical.pk} holds it too."
     ]

@@ -116,7 +116,10 @@ def test_a_critical_finding_suspends_and_revokes_as_the_tier_says(admin_user):
         workload=workload, tool__slug="send-email", status="active"
     ).exists()
     actions = {a.action: a for a in ContainmentAction.objects.filter(finding=finding)}
-    assert set(actions) == {"suspend_workload", "revoke_grant"}
+    # The boundary tier also makes each session need an approval on a high or critical one.
+    assert set(actions) == {"suspend_workload", "revoke_grant", "gate_sessions"}
+    workload.refresh_from_db()
+    assert workload.sessions_need_approval
 
     for action in actions.values():
         services.containment_reverse(action=action, by=admin_user, reason="A test run, agreed.")
@@ -194,3 +197,37 @@ def test_merging_keeps_one_containment_action_of_a_kind():
     services.finding_merge(duplicate=duplicate, into=kept)
     assert list(kept.containment.values_list("action", flat=True)) == ["suspend_workload"]
     assert not Finding.objects.filter(pk=duplicate.pk).exists()
+
+
+def test_a_high_finding_on_a_gating_tier_makes_each_session_need_approval():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.factories import EntitlementFactory
+    from workloads.models import Tool
+
+    # Using a grant that has ended: medium, raised to high in the top tier (not critical).
+    workload = ClassifiedWorkloadFactory(tier=tier("boundary-crossing"))
+    ended = timezone.now() - timedelta(days=1)
+    EntitlementFactory(
+        workload=workload,
+        tool=Tool.objects.get(slug="crm-api"),
+        valid_from=ended - timedelta(days=1),
+        valid_until=ended,
+    )
+    finding = _finding(workload, tool="crm-api")
+    assert (finding.kind, finding.severity) == ("expired_grant_use", "high")
+    (action,) = ContainmentAction.objects.filter(finding=finding)
+    assert action.action == "gate_sessions" and action.created_by is None
+    workload.refresh_from_db()
+    assert workload.sessions_need_approval and workload.status == Workload.Status.ACTIVE
+    gated = AuditEvent.objects.get(action="workload.sessions_gated")
+    assert gated.actor is None and f"finding #{finding.pk}" in gated.after["reason"]
+    # A tier that does not gate: a high finding changes nothing.
+    quiet = ClassifiedWorkloadFactory(tier=tier("internal-act"))
+    other = _finding(quiet, tool="crm-api")
+    assert other.severity == "high"
+    assert not ContainmentAction.objects.filter(finding=other).exists()
+    quiet.refresh_from_db()
+    assert not quiet.sessions_need_approval

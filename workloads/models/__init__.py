@@ -1,4 +1,5 @@
 from workloads.models.catalogue import (
+    SESSION_ID_MAX,
     CapabilityClass,
     CombinationRule,
     Entitlement,
@@ -8,6 +9,7 @@ from workloads.models.catalogue import (
     RiskLevel,
     RuleException,
     SensitivityTier,
+    SessionApproval,
     SessionExtension,
     SessionPolicy,
     Tool,
@@ -22,6 +24,7 @@ from workloads.models.usage import (
 )
 
 __all__ = [
+    "SESSION_ID_MAX",
     "CapabilityClass",
     "CombinationRule",
     "Entitlement",
@@ -34,6 +37,7 @@ __all__ = [
     "RuleException",
     "SensitivityTier",
     "Session",
+    "SessionApproval",
     "SessionExtension",
     "SessionPolicy",
     "SessionTrace",

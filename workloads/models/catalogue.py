@@ -95,6 +95,10 @@ class SensitivityTier(models.Model):
     revoke_on_critical = models.BooleanField(
         default=False, help_text="A critical finding revokes the grant it abused."
     )
+    gate_sessions_on_high = models.BooleanField(
+        default=False,
+        help_text="A high or critical finding makes each session of the workload need an approval.",
+    )
 
     class Meta:
         ordering = ["rank"]
@@ -134,6 +138,10 @@ class Workload(models.Model):
         related_name="classified_workloads",
     )
     classified_at = models.DateTimeField(null=True, blank=True)
+    sessions_need_approval = models.BooleanField(
+        default=False,
+        help_text="Set by containment: every session needs an approved session request to run.",
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -449,3 +457,53 @@ class RuleException(ExpiringApproval):
 
     def __str__(self) -> str:
         return f"{related_label(self, 'rule')} exception for {related_label(self, 'workload')}"
+
+
+# The longest session id a service may send (the decision log's column, too).
+SESSION_ID_MAX = 200
+
+
+class SessionApproval(ExpiringApproval):
+    """Leave for one session of a workload whose sessions need approval (a containment): the
+    decision endpoint lets that session's calls through while it is valid, nothing else."""
+
+    workload = models.ForeignKey(
+        Workload, on_delete=models.CASCADE, related_name="session_approvals"
+    )
+    session = models.CharField(max_length=SESSION_ID_MAX, help_text="The session id services send.")
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    request = models.ForeignKey(
+        "governance.AccessRequest",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="session_approvals",
+        help_text="The approved request that created it.",
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                name="session_approval_window_ordered",
+                condition=Q(valid_until__gt=models.F("valid_from")),
+            ),
+            models.CheckConstraint(
+                name="session_approval_revoked_when_stamped",
+                condition=~Q(status="revoked") | Q(revoked_at__isnull=False),
+            ),
+            models.UniqueConstraint(
+                fields=["workload", "session"],
+                condition=Q(status="active"),
+                name="session_approval_once",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["workload", "status"]),
+            models.Index(fields=["status", "valid_until"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"session {self.session} of {related_label(self, 'workload')}"

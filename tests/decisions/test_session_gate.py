@@ -1,0 +1,375 @@
+"""Containment's third measure: a finding makes each session of its workload need an approval.
+
+The decision endpoint then denies every call of a session nobody approved; the owner files a
+session-run request, approvers approve it like any request, and that session runs for
+SESSION_APPROVAL_HOURS. An IAM admin lifts the gate by reversing the containment."""
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.urls import reverse
+from django.utils import timezone
+
+from governance.approvals import services as approvals
+from governance.decisions.runtime import runtime
+from governance.errors import Conflict, DomainError
+from governance.findings import services
+from governance.models import AccessRequest, AuditEvent, Decision, Finding, PolicyState
+from governance.tokens import service_token_create
+from tests.decisions.conftest import ask
+from tests.evaluation.rows import make_session
+from tests.factories import ClassifiedWorkloadFactory, EntitlementFactory
+from workloads.models import SessionApproval, Tool, Workload
+from workloads.services import workload_set_status
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def workload(owner):
+    workload = ClassifiedWorkloadFactory(owner=owner, slug="triage")
+    EntitlementFactory(workload=workload, tool=Tool.objects.get(slug="web-search"))
+    return workload
+
+
+def _finding(workload, key="gate", severity="medium"):
+    return Finding.objects.create(
+        kind="intent_drift",
+        severity=severity,
+        workload=workload,
+        session=make_session(workload),
+        summary="The final action strayed from the request.",
+        dedupe_key=key,
+        occurred_at=timezone.now(),
+    )
+
+
+@pytest.fixture
+def gated(workload, reviewer):
+    action = services.containment_apply(
+        finding=_finding(workload),
+        action="gate_sessions",
+        by=reviewer,
+        reason="Drifted on prod",
+    )
+    workload.refresh_from_db()
+    return action
+
+
+def _session_run(owner, workload, session="run-1"):
+    return approvals.access_request_create(
+        by=owner,
+        workload=workload,
+        kind=AccessRequest.Kind.SESSION_RUN,
+        session=session,
+        justification="The nightly run, with the fix.",
+    )
+
+
+def _approve(req, *approvers):
+    """Approve with each approver in turn until the request is granted."""
+    for person in approvers:
+        req.refresh_from_db()
+        if req.status != AccessRequest.Status.PENDING:
+            break
+        approvals.access_request_approve(access_request=req, by=person)
+    req.refresh_from_db()
+    return req
+
+
+def test_gating_needs_a_reason_is_audited_and_changes_the_policy(workload, reviewer):
+    finding = _finding(workload)
+    with pytest.raises(DomainError):
+        services.containment_apply(finding=finding, action="gate_sessions", by=reviewer, reason="")
+    version = PolicyState.objects.get(id=1).version
+    services.containment_apply(
+        finding=finding, action="gate_sessions", by=reviewer, reason="Drifted on prod"
+    )
+    workload.refresh_from_db()
+    assert workload.sessions_need_approval
+    assert workload.status == Workload.Status.ACTIVE  # lighter than a suspension
+    assert PolicyState.objects.get(id=1).version > version
+    gated = AuditEvent.objects.get(action="workload.sessions_gated")
+    assert gated.actor == reviewer and "Drifted on prod" in gated.after["reason"]
+    assert gated.before["sessions_need_approval"] is False
+    assert gated.after["sessions_need_approval"] is True
+    assert services.containment_options(finding) == [("suspend_workload", "Suspend the workload")]
+
+
+def test_every_unapproved_call_is_denied_with_its_reason(client, workload, gated, decide_secret):
+    unapproved = ask(client, decide_secret, session="run-1")
+    assert unapproved["decision"] == "deny"
+    assert unapproved["reasons"][0]["code"] == "session_approval_required"
+    assert "run-1" in unapproved["reasons"][0]["message"]
+    sessionless = ask(client, decide_secret)
+    assert sessionless["decision"] == "deny"
+    assert sessionless["reasons"][0]["code"] == "session_approval_required"
+    # A tool it holds no grant of says so first: the gate never widens what is denied.
+    assert ask(client, decide_secret, tool="code-exec", session="run-1")["reasons"][0]["code"] == (
+        "tool_not_granted"
+    )
+
+
+def test_an_approved_session_runs_and_no_other(
+    client, workload, gated, owner, approver, admin_user, decide_secret
+):
+    req = _approve(_session_run(owner, workload), approver, admin_user)
+    assert req.status == AccessRequest.Status.APPROVED
+    approval = SessionApproval.objects.get(workload=workload, session="run-1")
+    assert approval.request == req and approval.approved_by in (approver, admin_user)
+    hours = (approval.valid_until - approval.valid_from).total_seconds() / 3600
+    assert hours == pytest.approx(24)
+    assert AuditEvent.objects.filter(action="session_approval.create").count() == 1
+    assert ask(client, decide_secret, session="run-1")["decision"] == "allow"
+    assert ask(client, decide_secret, session="run-2")["decision"] == "deny"
+    assert ask(client, decide_secret)["decision"] == "deny"
+
+
+def test_the_approval_ends_at_its_exact_instant(
+    client, workload, gated, owner, approver, admin_user, decide_secret
+):
+    _approve(_session_run(owner, workload), approver, admin_user)
+    end = SessionApproval.objects.get(session="run-1").valid_until
+    with time_machine.travel(end - timedelta(seconds=1), tick=False):
+        assert ask(client, decide_secret, session="run-1")["decision"] == "allow"
+    with time_machine.travel(end, tick=False):
+        answer = ask(client, decide_secret, session="run-1")
+    assert answer["reasons"][0]["code"] == "session_approval_required"
+
+
+def test_revoking_an_approval_stops_the_session_at_once(
+    client, workload, gated, owner, approver, admin_user, decide_secret
+):
+    _approve(_session_run(owner, workload), approver, admin_user)
+    assert ask(client, decide_secret, session="run-1")["decision"] == "allow"
+    approval = SessionApproval.objects.get(session="run-1")
+    approvals.session_approval_revoke(approval=approval, by=owner, reason="Run finished")
+    assert ask(client, decide_secret, session="run-1")["decision"] == "deny"
+    assert AuditEvent.objects.get(action="session_approval.revoke").after["status"] == "revoked"
+
+
+def test_a_session_run_request_is_refused_when_it_makes_no_sense(
+    workload, owner, approver, admin_user
+):
+    with pytest.raises(Conflict) as not_gated:
+        _session_run(owner, workload)
+    assert not_gated.value.code == "sessions_not_gated"
+    Workload.objects.filter(pk=workload.pk).update(sessions_need_approval=True)
+    workload.refresh_from_db()
+    with pytest.raises(DomainError) as nameless:
+        _session_run(owner, workload, session="  ")
+    assert nameless.value.field == "session"
+    with pytest.raises(DomainError) as too_long:
+        _session_run(owner, workload, session="s" * 201)
+    assert too_long.value.field == "session"
+    with pytest.raises(DomainError) as with_duration:
+        approvals.access_request_create(
+            by=owner,
+            workload=workload,
+            kind=AccessRequest.Kind.SESSION_RUN,
+            session="run-1",
+            duration_days=3,
+            justification="Longer please.",
+        )
+    assert with_duration.value.field == "duration_days"
+    with pytest.raises(DomainError) as tools_run:
+        approvals.access_request_create(
+            by=owner,
+            workload=workload,
+            kind=AccessRequest.Kind.TOOLS,
+            tools=[Tool.objects.get(slug="crm-api")],
+            session="run-1",
+            justification="A session on a tools request.",
+        )
+    assert tools_run.value.field == "session"
+    req = _session_run(owner, workload)
+    with pytest.raises(Conflict) as pending:
+        _session_run(owner, workload)
+    assert pending.value.code == "already_pending"
+    _approve(req, approver, admin_user)
+    with pytest.raises(Conflict) as approved:
+        _session_run(owner, workload)
+    assert approved.value.code == "already_approved"
+
+
+def test_a_moot_request_cannot_be_approved_once_the_gate_is_lifted(
+    workload, gated, owner, approver, admin_user
+):
+    req = _session_run(owner, workload)
+    services.containment_reverse(action=gated, by=admin_user, reason="Drift fixed")
+    with pytest.raises(Conflict) as moot:
+        approvals.access_request_approve(access_request=req, by=approver)
+    assert moot.value.code == "sessions_not_gated"
+    assert not SessionApproval.objects.exists()
+
+
+def test_the_gate_lifts_when_the_last_finding_holding_it_is_reversed(
+    client, workload, gated, reviewer, admin_user, decide_secret
+):
+    second = services.containment_apply(
+        finding=_finding(workload, key="gate-2"),
+        action="gate_sessions",
+        by=reviewer,
+        reason="A second drift",
+    )
+    first = services.containment_reverse(action=gated, by=admin_user, reason="First one fixed")
+    assert first.still_held_by == [second.finding_id]
+    workload.refresh_from_db()
+    assert workload.sessions_need_approval
+    assert ask(client, decide_secret, session="run-9")["decision"] == "deny"
+    last = services.containment_reverse(action=second, by=admin_user, reason="Both fixed")
+    assert last.still_held_by == []
+    workload.refresh_from_db()
+    assert not workload.sessions_need_approval
+    assert ask(client, decide_secret, session="run-9")["decision"] == "allow"
+    lifted = AuditEvent.objects.get(action="workload.sessions_ungated")
+    assert "Both fixed" in lifted.after["reason"]
+
+
+def test_the_finding_page_says_what_a_partial_reversal_left(
+    client, workload, gated, reviewer, admin_user
+):
+    second = services.containment_apply(
+        finding=_finding(workload, key="gate-2"),
+        action="gate_sessions",
+        by=reviewer,
+        reason="A second drift",
+    )
+    client.force_login(admin_user)
+    response = client.post(
+        reverse("findings:reverse_containment", args=[gated.pk]),
+        {"reason": "First one fixed"},
+        follow=True,
+    )
+    assert [str(m) for m in response.context["messages"]] == [
+        "Reversed. But its sessions still need approval: the containment of finding "
+        f"#{second.finding_id} holds it too."
+    ]
+
+
+def test_the_owner_sees_refused_sessions_and_asks_for_one(
+    client, workload, gated, owner, decide_secret
+):
+    ask(client, decide_secret, session="run-1")
+    ask(client, decide_secret, session="run-1")
+    ask(client, decide_secret, session="run-2")
+    runtime().log.flush()
+    assert Decision.objects.filter(reason_code="session_approval_required").count() == 3
+    client.force_login(owner)
+    page = client.get(reverse("workloads:detail", args=[workload.slug]))
+    html = page.content.decode()
+    assert "sessions need approval" in html
+    blocked = page.context["blocked_sessions"]
+    assert [(b.session, b.refusals, b.state) for b in blocked] == [
+        ("run-2", 1, ""),
+        ("run-1", 2, ""),
+    ]
+    link = f"{reverse('approvals:new')}?workload=triage&amp;kind=session_run&amp;session=run-1"
+    assert link in html
+    form = client.get(
+        reverse("approvals:new"), {"workload": "triage", "kind": "session_run", "session": "run-1"}
+    )
+    assert form.context["form"].initial == {
+        "workload": "triage",
+        "kind": "session_run",
+        "session": "run-1",
+    }
+    response = client.post(
+        reverse("approvals:new"),
+        {
+            "workload": "triage",
+            "kind": "session_run",
+            "session": "run-1",
+            "justification": "The nightly run.",
+        },
+    )
+    assert response.status_code == 302
+    req = AccessRequest.objects.get(kind="session_run")
+    assert req.session == "run-1" and req.requested_by == owner
+    page = client.get(reverse("workloads:detail", args=[workload.slug]))
+    states = {b.session: b.state for b in page.context["blocked_sessions"]}
+    assert states == {"run-1": "awaiting approval", "run-2": ""}
+
+
+def test_a_reinstate_does_not_bypass_a_finding_suspension(workload, reviewer, admin_user):
+    action = services.containment_apply(
+        finding=_finding(workload, key="suspend"),
+        action="suspend_workload",
+        by=reviewer,
+        reason="Looping",
+    )
+    with pytest.raises(Conflict) as contained:
+        workload_set_status(
+            workload=workload, status=Workload.Status.ACTIVE, by=admin_user, reason="Looks fine"
+        )
+    assert contained.value.code == "contained"
+    assert f"#{action.finding_id}" in contained.value.message
+    workload.refresh_from_db()
+    assert workload.status == Workload.Status.SUSPENDED
+    services.containment_reverse(action=action, by=admin_user, reason="Loop fixed")
+    workload.refresh_from_db()
+    assert workload.status == Workload.Status.ACTIVE
+    action.refresh_from_db()
+    assert action.reversed_by == admin_user
+
+
+def test_a_suspension_nobody_contained_can_still_be_reinstated(workload, admin_user):
+    workload_set_status(
+        workload=workload, status=Workload.Status.SUSPENDED, by=admin_user, reason="Audit"
+    )
+    workload_set_status(
+        workload=workload, status=Workload.Status.ACTIVE, by=admin_user, reason="Audit done"
+    )
+    workload.refresh_from_db()
+    assert workload.status == Workload.Status.ACTIVE
+
+
+def test_session_approvals_expire_with_the_other_windows(
+    workload, gated, owner, approver, admin_user
+):
+    _approve(_session_run(owner, workload), approver, admin_user)
+    approval = SessionApproval.objects.get()
+    assert approvals.grants_expire(now=approval.valid_until + timedelta(seconds=1)) == 1
+    approval.refresh_from_db()
+    assert approval.status == "expired"
+    assert AuditEvent.objects.filter(action="session_approval.expire").count() == 1
+
+
+def test_a_runtime_token_asks_for_its_refused_session_over_the_api(workload, gated, owner):
+    from rest_framework.test import APIClient
+
+    issued = service_token_create(name="runtime", scopes=["write", "read"], workloads=[workload])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
+    body = {
+        "workload": "triage",
+        "kind": "session_run",
+        "session": "run-7",
+        "justification": "Rerun after the fix.",
+        "on_behalf_of": owner.username,
+    }
+    response = client.post("/api/v1/requests", body, format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["session"] == "run-7" and response.json()["kind"] == "session_run"
+    again = client.post("/api/v1/requests", body, format="json")
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "already_pending"
+
+
+def test_the_snapshot_carries_approvals_of_gated_workloads_only(
+    workload, gated, owner, approver, admin_user
+):
+    from governance.decisions.export import snapshot_json
+    from governance.decisions.snapshot import snapshot_load
+
+    _approve(_session_run(owner, workload), approver, admin_user)
+    other = ClassifiedWorkloadFactory(slug="ungated")
+    SessionApproval.objects.create(
+        workload=other, session="stale", valid_until=timezone.now() + timedelta(hours=1)
+    )
+    exported = snapshot_json(snapshot_load())["workloads"]
+    assert exported["triage"]["sessions_need_approval"] is True
+    assert list(exported["triage"]["approved_sessions"]) == ["run-1"]
+    assert exported["ungated"]["sessions_need_approval"] is False
+    assert exported["ungated"]["approved_sessions"] == {}
