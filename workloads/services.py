@@ -16,6 +16,7 @@ from workloads.models import (
     CombinationRule,
     Entitlement,
     SensitivityTier,
+    SessionApproval,
     SessionPolicy,
     Tool,
     Workload,
@@ -35,6 +36,14 @@ WORKLOAD_AUDIT_FIELDS = (
     "classified_by",
     "classified_at",
     "sessions_need_approval",
+)
+SESSION_APPROVAL_AUDIT_FIELDS = (
+    "workload",
+    "session",
+    "status",
+    "valid_from",
+    "valid_until",
+    "revoke_reason",
 )
 POLICY_AUDIT_FIELDS = (*SessionPolicy.LIMIT_FIELDS, "logging_level", "retention_days")
 RULE_AUDIT_FIELDS = ("slug", "name", "description", "groups", "scope", "effect", "enabled")
@@ -196,7 +205,7 @@ def workload_set_status(*, workload: Workload, status: str, by, reason: str = ""
             "You own this workload: another person reinstates it.", code="own_workload"
         )
     if workload.status == Workload.Status.SUSPENDED and status == Workload.Status.ACTIVE:
-        held_by = _suspending_findings(workload)
+        held_by = suspending_findings(workload)
         if held_by:
             # A finding's containment holds it: lifting it goes through that containment, so
             # its record is reversed with a reason and cannot be reversed again later.
@@ -216,14 +225,17 @@ def workload_set_status(*, workload: Workload, status: str, by, reason: str = ""
     return workload
 
 
-def _suspending_findings(workload: Workload) -> list[int]:
+def findings_holding(workload: Workload, action: str) -> list[int]:
+    """The findings whose unreversed containment holds a measure (`action`) on the workload."""
     return list(
-        ContainmentAction.objects.filter(
-            workload=workload,
-            action=ContainmentAction.Action.SUSPEND_WORKLOAD,
-            reversed_at__isnull=True,
-        ).values_list("finding_id", flat=True)
+        ContainmentAction.objects.filter(workload=workload, action=action, reversed_at__isnull=True)
+        .order_by("finding_id")
+        .values_list("finding_id", flat=True)
     )
+
+
+def suspending_findings(workload: Workload) -> list[int]:
+    return findings_holding(workload, ContainmentAction.Action.SUSPEND_WORKLOAD)
 
 
 @transaction.atomic
@@ -238,6 +250,12 @@ def workload_require_session_approval(
     before = audit_snapshot(workload, WORKLOAD_AUDIT_FIELDS)
     workload.sessions_need_approval = required
     workload.save(update_fields=["sessions_need_approval", "updated_at"])
+    # Approvals belong to the gate they were given under: none outlives it into the next.
+    session_approvals_end(
+        workload=workload,
+        by=by,
+        reason=f"Sessions gate {'set' if required else 'lifted'}: {reason}",
+    )
     audit_record(
         by=by,
         action="workload.sessions_gated" if required else "workload.sessions_ungated",
@@ -247,6 +265,36 @@ def workload_require_session_approval(
     )
     policy_version_bump()
     return workload
+
+
+def session_approvals_end(
+    *, workload: Workload, by, reason: str, sessions: list[str] | None = None
+) -> int:
+    """Revoke the workload's session approvals in force (all, or those of `sessions`),
+    audited; the policy version moves when any was. Called inside the caller's transaction,
+    with the workload row locked."""
+    approvals = SessionApproval.objects.select_for_update().filter(
+        workload=workload, status=SessionApproval.Status.ACTIVE
+    )
+    if sessions is not None:
+        approvals = approvals.filter(session__in=sessions)
+    now = timezone.now()
+    ended = 0
+    for approval in approvals:
+        before = audit_snapshot(approval, SESSION_APPROVAL_AUDIT_FIELDS)
+        approval.status = SessionApproval.Status.REVOKED
+        approval.revoked_at = now
+        approval.revoked_by = by if getattr(by, "pk", None) else None
+        approval.revoke_reason = reason
+        approval.save(update_fields=["status", "revoked_at", "revoked_by", "revoke_reason"])
+        after = audit_snapshot(approval, SESSION_APPROVAL_AUDIT_FIELDS)
+        audit_record(
+            by=by, action="session_approval.revoke", obj=approval, before=before, after=after
+        )
+        ended += 1
+    if ended:
+        policy_version_bump()
+    return ended
 
 
 @transaction.atomic

@@ -144,10 +144,12 @@ TRANSITION_LABELS: dict[tuple[str, str], tuple[str, str]] = {
 RETIRE_CONFIRM = "Retire this workload? This cannot be undone."
 
 
-def _transitions(workload: Workload) -> list[dict]:
+def _transitions(workload: Workload, contained_by: list[int]) -> list[dict]:
     rows = []
     allowed = services.ALLOWED_STATUS_CHANGES[workload.status]
     for target in [s for s in Workload.Status.values if s in allowed]:  # lifecycle order
+        if contained_by and target == Workload.Status.ACTIVE:
+            continue  # lifted by reversing the containment, on the finding's page
         label, confirm = TRANSITION_LABELS.get(
             (workload.status, target), ("Retire", RETIRE_CONFIRM)
         )
@@ -202,6 +204,11 @@ class _GrantRow(Protocol):
 def _detail_context(request, workload: Workload, **forms) -> dict:
     user = request.user
     now = timezone.now()
+    contained_by = (
+        services.suspending_findings(workload)
+        if workload.status == Workload.Status.SUSPENDED
+        else []
+    )
     policy = _session_policy(workload)
     policy_form = forms.get("policy_form") or SessionPolicyForm.for_policy(policy)
     grants = list(entitlements_of(workload=workload))
@@ -235,7 +242,8 @@ def _detail_context(request, workload: Workload, **forms) -> dict:
         "current_grants": current,
         "past_grants": [g for g in grants if g.status != Entitlement.Status.ACTIVE],
         "audit_page": audit_page,
-        "transitions": _transitions(workload),
+        "transitions": _transitions(workload, contained_by),
+        "contained_by": contained_by,
         "can_classify": user.has_perm("workloads.classify_workload"),
         "can_edit_policy": user.has_perm("workloads.manage_catalogue"),
         "can_grant": user.has_perm("workloads.grant_entitlement"),

@@ -38,7 +38,10 @@ class RequestForm(forms.Form):
     max_session_seconds = forms.IntegerField(required=False, min_value=1)
     max_tool_calls = forms.IntegerField(required=False, min_value=1)
     max_reasoning_tokens = forms.IntegerField(required=False, min_value=1)
-    session = forms.CharField(required=False, max_length=SESSION_ID_MAX, label="Session id")
+    # Not stripped: services send ids as they are, and the service refuses padded ones.
+    session = forms.CharField(
+        required=False, max_length=SESSION_ID_MAX, label="Session id", strip=False
+    )
 
     def __init__(self, *args, workloads, **kwargs):
         super().__init__(*args, **kwargs)

@@ -78,6 +78,17 @@ def approval_steps_required(
     return steps
 
 
+# One person lets one session of a gated workload run: the gate is the containment, and
+# each approval reopens only grants the workload already holds, for one session.
+SESSION_RUN_STEP = StepSpec(
+    APPROVAL, reason="One approver lets one session run while its sessions need approval"
+)
+
+
+def session_run_impact() -> Impact:
+    return Impact(approvals_required=1, steps=[SESSION_RUN_STEP])
+
+
 def request_impact(
     *,
     rules: Iterable[RuleSpec],

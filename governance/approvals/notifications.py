@@ -44,6 +44,11 @@ def _approvers(req: AccessRequest):
 def _describe(req: AccessRequest) -> str:
     if req.kind == AccessRequest.Kind.TOOLS:
         return "tools " + ", ".join(t.slug for t in req.tools.order_by("slug"))
+    if req.kind == AccessRequest.Kind.SESSION_RUN:
+        return (
+            f"leave to run session {req.session} for {req.session_approval_hours} hours "
+            "while the workload's sessions need approval"
+        )
     limits = [
         f"{name.replace('_', ' ')} {getattr(req, name)}"
         for name in ("max_session_seconds", "max_tool_calls", "max_reasoning_tokens")

@@ -9,8 +9,14 @@ from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from governance.approvals.impact import EXCEPTION, Impact, request_impact
-from governance.models import AccessRequest, ApprovalDecision, ApprovalStep, Decision
+from governance.approvals.impact import EXCEPTION, Impact, request_impact, session_run_impact
+from governance.models import (
+    AccessRequest,
+    ApprovalDecision,
+    ApprovalStep,
+    ContainmentAction,
+    Decision,
+)
 from governance.tokens import ServicePrincipal
 from workloads.models import (
     CombinationRule,
@@ -21,7 +27,7 @@ from workloads.models import (
     Workload,
 )
 from workloads.selectors import workloads_visible_to
-from workloads.services import active_tools_of, rule_specs
+from workloads.services import active_tools_of, findings_holding, rule_specs
 
 APPROVE = "governance.approve_request"
 GRANT_EXCEPTION = "governance.grant_exception"
@@ -35,8 +41,13 @@ def workload_has_open_high_findings(workload: Workload) -> bool:
     return open_high(workload)
 
 
-def impact_for(*, workload: Workload, tools: list[Tool], at=None) -> Impact:
-    """The impact of granting `tools` to `workload` now; no tools gives the bare steps."""
+def impact_for(
+    *, workload: Workload, tools: list[Tool], at=None, kind: str = AccessRequest.Kind.TOOLS
+) -> Impact:
+    """The impact of granting `tools` to `workload` now; no tools gives the bare steps (a
+    session window's). A session run needs one approval whatever the tier."""
+    if kind == AccessRequest.Kind.SESSION_RUN:
+        return session_run_impact()
     at = at or timezone.now()
     in_force = [
         e.rule.slug
@@ -199,6 +210,9 @@ def workload_access(*, workload: Workload) -> dict:
             "approved_by", "revoked_by"
         ).order_by("-created_at", "-id"),
         "blocked_sessions": sessions_refused_approval(workload=workload)
+        if workload.sessions_need_approval
+        else [],
+        "gate_findings": findings_holding(workload, ContainmentAction.Action.GATE_SESSIONS)
         if workload.sessions_need_approval
         else [],
     }

@@ -102,6 +102,7 @@ class AccessRequestInput(StrictInput):
     session = serializers.CharField(
         required=False,
         allow_blank=True,
+        trim_whitespace=False,
         max_length=SESSION_ID_MAX,
         help_text="kind session_run only: the session id to let run while the workload's "
         "sessions need approval (a containment). Its approval lasts SESSION_APPROVAL_HOURS "

@@ -36,7 +36,11 @@ from workloads.models import (
     Workload,
 )
 from workloads.selectors import effective_session_limits
-from workloads.services import GRANT_AUDIT_FIELDS, entitlement_grant
+from workloads.services import (
+    GRANT_AUDIT_FIELDS,
+    SESSION_APPROVAL_AUDIT_FIELDS,
+    entitlement_grant,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,14 +74,6 @@ EXCEPTION_AUDIT_FIELDS = (
     "workload",
     "rule",
     "justification",
-    "status",
-    "valid_from",
-    "valid_until",
-    "revoke_reason",
-)
-SESSION_APPROVAL_AUDIT_FIELDS = (
-    "workload",
-    "session",
     "status",
     "valid_from",
     "valid_until",
@@ -175,7 +171,6 @@ def access_request_create(
         )
     tools = sorted(set(tools), key=lambda t: t.slug)
     limits = {k: v for k, v in (session_limits or {}).items() if v is not None}
-    session = session.strip()
     if session and kind != AccessRequest.Kind.SESSION_RUN:
         raise DomainError("Only a session-run request names a session.", field="session")
     if kind == AccessRequest.Kind.SESSION_RUN:
@@ -204,7 +199,7 @@ def access_request_create(
         if duration_days is None and valid_until is None:
             duration_days = workload.tier.max_grant_days  # no end given: the tier's longest
 
-    impact = impact_for(workload=workload, tools=tools, at=now)
+    impact = impact_for(workload=workload, tools=tools, at=now, kind=kind)
     if impact.blocked:
         rule = impact.forbidden[0]
         _audit_refusal(
@@ -218,19 +213,41 @@ def access_request_create(
             detail={"rule": rule.slug},
         )
     ttl_end = now + timedelta(hours=settings.APPROVAL_REQUEST_TTL_HOURS)
-    with transaction.atomic():
-        req = AccessRequest.objects.create(
+    try:
+        return _request_store(
+            by=by,
             workload=workload,
             kind=kind,
             justification=justification.strip(),
             duration_days=duration_days,
             valid_until=valid_until,
+            requester=requester,
+            via_token=via_token,
+            impact=impact,
+            session=session,
+            now=now,
+            expires_at=min(ttl_end, valid_until) if valid_until else ttl_end,
+            limits=limits,
+            tools=tools,
+        )
+    except IntegrityError:
+        if kind != AccessRequest.Kind.SESSION_RUN:
+            raise
+        # Two filings for one session at once: the database let one in.
+        raise Conflict(
+            f"Session {session} is already awaiting approval.", code="already_pending"
+        ) from None
+
+
+def _request_store(*, by, requester, via_token, impact, now, expires_at, limits, tools, **fields):
+    with transaction.atomic():
+        req = AccessRequest.objects.create(
+            **fields,
             requested_by=requester,
             via_token=via_token,
             impact=impact.as_dict(),
-            session=session,
             created_at=now,
-            expires_at=min(ttl_end, valid_until) if valid_until else ttl_end,
+            expires_at=expires_at,
             **limits,
         )
         req.tools.set(tools)
@@ -254,8 +271,14 @@ def _check_session_run(workload: Workload, session: str, *, tools, limits: dict,
     asked for."""
     if tools or limits:
         raise DomainError("A session-run request asks for no tools or limits.", field="kind")
-    if not session:
+    if not session.strip():
         raise DomainError("Name the session to run.", field="session", code="required")
+    if session != session.strip():
+        # Services send ids as they are: " run-1" is another session than "run-1".
+        raise DomainError(
+            "A session id has no spaces at either end; give it as services send it.",
+            field="session",
+        )
     if len(session) > SESSION_ID_MAX:
         raise DomainError(f"A session id has at most {SESSION_ID_MAX} characters.", field="session")
     if not workload.sessions_need_approval:
@@ -361,7 +384,7 @@ def _approve_locked(req: AccessRequest, by, *, comment: str, justification: str)
         )
         return refusal
     tools = list(req.tools.all())
-    impact = impact_for(workload=req.workload, tools=tools)
+    impact = impact_for(workload=req.workload, tools=tools, kind=req.kind)
     excepted = {rule for s in req.steps.all() if s.kind == EXCEPTION for rule in s.rules}
     uncovered = [hit for hit in impact.exceptions_needed if hit.slug not in excepted]
     blocking = impact.forbidden or uncovered
@@ -446,12 +469,23 @@ def _stale_refusal(req: AccessRequest) -> Conflict | None:
             f"The workload is {status}: nothing can be approved for it while it is {status}.",
             code="workload_not_active",
         )
-    if req.kind == AccessRequest.Kind.SESSION_RUN and not req.workload.sessions_need_approval:
+    if req.kind == AccessRequest.Kind.SESSION_RUN and not _still_gated(req.workload):
         return Conflict(
             "The workload's sessions no longer need approval: deny this request as moot.",
             code="sessions_not_gated",
         )
     return None
+
+
+def _still_gated(workload: Workload) -> bool:
+    """Read under the workload's row lock, which lifting the gate also takes: an approval
+    racing a reversal either lands before it (and is ended by it) or sees it."""
+    return bool(
+        Workload.objects.select_for_update()
+        .filter(pk=workload.pk)
+        .values_list("sessions_need_approval", flat=True)
+        .first()
+    )
 
 
 def _add_missing_steps(req: AccessRequest, impact: Impact, by) -> None:

@@ -93,9 +93,7 @@ def new_view(request):
                     session_limits=form.session_limits()
                     if data["kind"] == AccessRequest.Kind.SESSION_WINDOW
                     else None,
-                    session=data["session"]
-                    if data["kind"] == AccessRequest.Kind.SESSION_RUN
-                    else "",
+                    session=data["session"],
                 )
             except NotAllowed as exc:
                 raise PermissionDenied(exc.message) from exc
@@ -136,7 +134,7 @@ def _impact_from(data, workloads):
         "workload": workload,
         "tools": tools,
         "kind": kind,
-        "result": selectors.impact_for(workload=workload, tools=tools),
+        "result": selectors.impact_for(workload=workload, tools=tools, kind=kind),
         "session_approval_hours": settings.SESSION_APPROVAL_HOURS,
     }
 

@@ -82,6 +82,9 @@ class SessionPlan:
     labels: tuple[str, ...]
     rules: tuple[RuleEntry, ...]
     log_level: str
+    # Epoch seconds the session's state must outlive: an approved session of a gated
+    # workload keeps it until its approval ends, so its id cannot start a second run.
+    keep_until: float = 0.0
 
 
 def _deny(code: str, log_level: str = "metadata", detail: str = "") -> Verdict:
@@ -129,13 +132,16 @@ def static_verdict(
         return _deny("grant_not_yet_valid", entry.log_level)
     if now >= valid_until:
         return _deny("grant_expired", entry.log_level)
-    if entry.sessions_need_approval and not entry.session_approved(session, now):
-        detail = (
-            f"Its owner files a session-run request for session {session}."
-            if session
-            else "Name the session."
-        )
-        return _deny("session_approval_required", entry.log_level, detail)
+    keep_until = 0.0
+    if entry.sessions_need_approval:
+        keep_until = entry.session_approved_until(session, now)
+        if not keep_until:
+            detail = (
+                f"Its owner files a session-run request for session {session}."
+                if session
+                else "Name the session."
+            )
+            return _deny("session_approval_required", entry.log_level, detail)
     if not session:
         return Verdict(
             ALLOW,
@@ -156,6 +162,7 @@ def static_verdict(
         labels=tool_entry[1],
         rules=rules,
         log_level=entry.log_level,
+        keep_until=keep_until,
     )
 
 

@@ -4,11 +4,11 @@ Cedar model (no namespace, no schema needed):
 - entities `Workload::"<slug>"` {status, classified}, `Tool::"<slug>"` {capability},
   `Action::"call"`;
 - one forbid: a workload that is not active and classified may call nothing;
-- one permit per active grant, bounded by its validity window on `context.now`
-  (epoch seconds, a Long). Request: principal Workload, action Action::"call", resource Tool;
+- one permit per active grant, bounded by its validity window on `context.now_us`
+  (epoch microseconds, a Long). Request: principal Workload, action Action::"call", resource Tool;
 - one forbid per workload whose sessions need approval (a containment), unless
   `context.session` (a String, when the call is part of a session) names a session approved
-  for it and `context.now` is within that approval.
+  for it and `context.now_us` is within that approval.
 This is the static part only: session windows, budgets, dynamic combinations and token
 binding need shared session state and stay with Mandate's endpoint.
 """
@@ -27,9 +27,14 @@ unless { principal has status && principal.status == "active" && principal.class
 """
 
 
+MICROSECONDS = 1_000_000
+
+
 def _cedar_time(value: float) -> int:
-    # Cedar compares whole seconds: now >= from ⇔ now >= ceil(from); likewise for until.
-    return math.ceil(value)
+    """A window's bound in epoch microseconds: the database keeps times to the microsecond,
+    so the bound is a whole number and `floor(now) < bound` holds exactly when
+    `now < bound` does (whole seconds would let a call through up to a second late)."""
+    return round(value * MICROSECONDS)
 
 
 def _cedar_string(value: str) -> str:
@@ -56,9 +61,9 @@ def _session_gate(slug: str, approved: dict[str, tuple[float, float]]) -> str:
     windows = []
     for session, (valid_from, valid_until) in sorted(approved.items()):
         conditions = [f"context.session == {_cedar_string(session)}"]
-        conditions.append(f"context.now >= {_cedar_time(valid_from)}")
+        conditions.append(f"context.now_us >= {_cedar_time(valid_from)}")
         if valid_until != math.inf:
-            conditions.append(f"context.now < {_cedar_time(valid_until)}")
+            conditions.append(f"context.now_us < {_cedar_time(valid_until)}")
         windows.append("(" + " && ".join(conditions) + ")")
     return head + f"\nunless {{ context has session && ({' || '.join(windows)}) }};\n"
 
@@ -66,16 +71,16 @@ def _session_gate(slug: str, approved: dict[str, tuple[float, float]]) -> str:
 def cedar_policies(snapshot: Snapshot) -> str:
     parts = [
         f"// Mandate policy version {snapshot.version}: static part (grants, workload status).",
-        "// context.now: the request time in epoch seconds (Long).",
+        "// context.now_us: the request time in epoch microseconds (Long).",
         _FORBID_INACTIVE,
     ]
     for slug in sorted(snapshot.workloads):
         entry = snapshot.workloads[slug]
         for tool in sorted(entry.grants):
             valid_from, valid_until = entry.grants[tool]
-            conditions = [f"context.now >= {_cedar_time(valid_from)}"]
+            conditions = [f"context.now_us >= {_cedar_time(valid_from)}"]
             if valid_until != math.inf:
-                conditions.append(f"context.now < {_cedar_time(valid_until)}")
+                conditions.append(f"context.now_us < {_cedar_time(valid_until)}")
             parts.append(
                 f'@id("grant:{slug}:{tool}")\n'
                 f'permit (principal == Workload::"{slug}", action == {ACTION}, '
@@ -109,7 +114,7 @@ def cedar_entities(snapshot: Snapshot) -> list[dict]:
 
 
 def cedar_request(workload: str, tool: str, now: float, session: str | None = None) -> dict:
-    context: dict = {"now": math.floor(now)}
+    context: dict = {"now_us": math.floor(now * MICROSECONDS)}
     if session:
         context["session"] = session
     return {

@@ -80,9 +80,10 @@ class WorkloadEntry:
     # session id -> (valid_from, valid_until) of its approval (gated workloads only)
     approved_sessions: dict[str, tuple[float, float]] = field(default_factory=dict)
 
-    def session_approved(self, session: str | None, now: float) -> bool:
+    def session_approved_until(self, session: str | None, now: float) -> float:
+        """When the session's approval ends, or 0.0 when it has none in force now."""
         window = self.approved_sessions.get(session) if session else None
-        return window is not None and window[0] <= now < window[1]
+        return window[1] if window is not None and window[0] <= now < window[1] else 0.0
 
 
 @dataclass(slots=True)

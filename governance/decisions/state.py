@@ -110,6 +110,16 @@ return tostring(current)
 FLOOR_SCRIPT = "return 1"
 
 
+def state_ttl(plan: SessionPlan, now: float) -> int:
+    """Seconds a session's state outlives an allowed call: past its window and idle timeout
+    (a late call still reads "expired", not a fresh session), and past its approval's end on
+    a gated workload (one approval, one run)."""
+    ttl = int(plan.max_session_seconds + plan.idle_timeout_seconds) + 60
+    if plan.keep_until > now:
+        ttl = max(ttl, int(plan.keep_until - now) + 60)
+    return ttl
+
+
 def _combination_code(plan: SessionPlan, slug: str) -> str:
     for rule in plan.rules:
         if rule.slug == slug:
@@ -167,7 +177,7 @@ class RedisSessionStore:
         return f"{self.prefix}session:{{{workload}\x1f{session}}}"
 
     def _args(self, plan: SessionPlan, now: float, version: int) -> list[bytes]:
-        ttl = int(plan.max_session_seconds + plan.idle_timeout_seconds) + 60
+        ttl = state_ttl(plan, now)
         return [
             b"%d" % version,
             b"%.3f" % now,
@@ -309,8 +319,7 @@ class LocalSessionStore:
                 state = held[0] if held and held[1] > now else None
                 code, detail, after = session_verdict(state, plan, now)
                 if code == "allowed":
-                    ttl = plan.max_session_seconds + plan.idle_timeout_seconds + 60
-                    self._sessions[key] = (after, now + ttl)
+                    self._sessions[key] = (after, now + state_ttl(plan, now))
                 results.append((code, detail, after.started_at, after.calls))
             self._checks += 1
             if self._checks % self._PRUNE_EVERY == 0:

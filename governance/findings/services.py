@@ -148,11 +148,17 @@ def finding_merge(*, duplicate: Finding, into: Finding) -> Finding:
     if into.assignee_id is None:
         into.assignee_id = duplicate.assignee_id
     FindingComment.objects.filter(finding=duplicate).update(finding=into)
-    # One action of a kind per finding: the survivor's stands, the duplicate's is in the audit.
-    taken = ContainmentAction.objects.filter(finding=into).values("action")
-    ContainmentAction.objects.filter(finding=duplicate).exclude(action__in=taken).update(
-        finding=into
-    )
+    # One action of a kind per finding: the survivor's stands, the duplicate's is in the
+    # audit; unless the survivor's was reversed and the duplicate's still holds its measure.
+    survivor = {a.action: a for a in ContainmentAction.objects.filter(finding=into)}
+    for action in ContainmentAction.objects.filter(finding=duplicate):
+        kept = survivor.get(action.action)
+        if kept is not None and (kept.reversed_at is None or action.reversed_at is not None):
+            continue
+        if kept is not None:
+            kept.delete()
+        action.finding = into
+        action.save(update_fields=["finding"])
     into.save(
         update_fields=[
             "evidence",
@@ -204,9 +210,8 @@ def finding_contain(*, finding: Finding) -> list[ContainmentAction]:
         return []
     actions = []
     if tier.gate_sessions_on_high and finding.workload.status in GATEABLE:
-        workload_services.workload_require_session_approval(
-            workload=finding.workload,
-            required=True,
+        _gate_sessions(
+            finding,
             by=None,
             reason=f"{finding.get_severity_display()} finding #{finding.pk}: {finding.summary}",
         )
@@ -253,6 +258,21 @@ def finding_contain(*, finding: Finding) -> list[ContainmentAction]:
                 )
             )
     return actions
+
+
+def _gate_sessions(finding: Finding, *, by, reason: str) -> None:
+    """Make each session need an approval, and end the approval of the finding's own session:
+    a gate already standing would otherwise let the session that misbehaved run on."""
+    workload_services.workload_require_session_approval(
+        workload=finding.workload, required=True, by=by, reason=reason
+    )
+    if finding.session is not None:
+        workload_services.session_approvals_end(
+            workload=finding.workload,
+            by=by,
+            reason=reason,
+            sessions=[finding.session.external_id],
+        )
 
 
 def containment_options(finding: Finding) -> list[tuple[str, str]]:
@@ -315,9 +335,7 @@ def containment_apply(*, finding: Finding, action: str, by, reason: str) -> Cont
         if workload.status not in GATEABLE:
             raise Conflict(f"The workload is {workload.status}: it runs no sessions.")
         # Already gated by another finding: this one holds the gate too (HELD_BY_EVERY_FINDING).
-        workload_services.workload_require_session_approval(
-            workload=workload, required=True, by=by, reason=why
-        )
+        _gate_sessions(finding, by=by, reason=why)
     else:
         raise DomainError("Choose what to do.", field="action")
     contained = ContainmentAction.objects.create(
@@ -356,6 +374,9 @@ def containment_reverse(*, action: ContainmentAction, by, reason: str) -> Revers
     )
     if action.reversed_at is not None:
         raise Conflict("This containment was already reversed.")
+    # The workload row, locked before the other holders are counted, serialises this with a
+    # concurrent reversal or containment of the same workload (both take it too).
+    Workload.objects.select_for_update().filter(pk=action.workload_id).first()
     if workload_services.owns(by, action.workload):
         # Separation of duties, as for grants: nobody lifts a containment of their own workload.
         raise NotAllowed(
@@ -371,11 +392,7 @@ def containment_reverse(*, action: ContainmentAction, by, reason: str) -> Revers
     why = f"Containment of finding #{action.finding_id} reversed: {reason}"
     if action.action in HELD_BY_EVERY_FINDING:
         # Another finding's record of the same measure, not reversed, keeps it in force.
-        still_held = list(
-            ContainmentAction.objects.filter(
-                workload=action.workload, action=action.action, reversed_at__isnull=True
-            ).values_list("finding_id", flat=True)
-        )
+        still_held = workload_services.findings_holding(action.workload, action.action)
         if not still_held and action.action == ContainmentAction.Action.GATE_SESSIONS:
             workload_services.workload_require_session_approval(
                 workload=action.workload, required=False, by=by, reason=why

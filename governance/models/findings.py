@@ -114,7 +114,7 @@ class ContainmentAction(models.Model):
     class Action(models.TextChoices):
         SUSPEND_WORKLOAD = "suspend_workload", "Suspended the workload"
         REVOKE_GRANT = "revoke_grant", "Revoked the grant"
-        GATE_SESSIONS = "gate_sessions", "Required approval for each new session"
+        GATE_SESSIONS = "gate_sessions", "Required an approval for each session"
 
     finding = models.ForeignKey(Finding, on_delete=models.CASCADE, related_name="containment")
     action = models.CharField(max_length=24, choices=Action.choices)

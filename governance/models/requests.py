@@ -75,6 +75,13 @@ class AccessRequest(models.Model):
                 name="request_kind_known",
                 condition=Q(kind__in=["tools", "session_window", "session_run"]),
             ),
+            # One pending request per session: a second filing is a 409, not a second
+            # approval that would restart the first one's window.
+            models.UniqueConstraint(
+                fields=["workload", "session"],
+                condition=Q(kind="session_run", status="pending"),
+                name="one_pending_request_per_session",
+            ),
             models.CheckConstraint(
                 name="request_session_run_names_its_session",
                 condition=Q(kind="session_run", session__gt="")

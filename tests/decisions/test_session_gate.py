@@ -12,10 +12,18 @@ from django.urls import reverse
 from django.utils import timezone
 
 from governance.approvals import services as approvals
+from governance.approvals.impact import SESSION_RUN_STEP
 from governance.decisions.runtime import runtime
 from governance.errors import Conflict, DomainError
 from governance.findings import services
-from governance.models import AccessRequest, AuditEvent, Decision, Finding, PolicyState
+from governance.models import (
+    AccessRequest,
+    AuditEvent,
+    ContainmentAction,
+    Decision,
+    Finding,
+    PolicyState,
+)
 from governance.tokens import service_token_create
 from tests.decisions.conftest import ask
 from tests.evaluation.rows import make_session
@@ -55,6 +63,12 @@ def gated(workload, reviewer):
     )
     workload.refresh_from_db()
     return action
+
+
+def _session(workload, external_id):
+    from workloads.models import Session
+
+    return Session.objects.create(workload=workload, external_id=external_id)
 
 
 def _session_run(owner, workload, session="run-1"):
@@ -112,12 +126,15 @@ def test_every_unapproved_call_is_denied_with_its_reason(client, workload, gated
 
 
 def test_an_approved_session_runs_and_no_other(
-    client, workload, gated, owner, approver, admin_user, decide_secret
+    client, workload, gated, owner, approver, decide_secret
 ):
-    req = _approve(_session_run(owner, workload), approver, admin_user)
+    req = _session_run(owner, workload)
+    # One approval, whatever the tier asks of grants and the open finding behind the gate.
+    assert [s.reason for s in req.steps.all()] == [SESSION_RUN_STEP.reason]
+    req = _approve(req, approver)
     assert req.status == AccessRequest.Status.APPROVED
     approval = SessionApproval.objects.get(workload=workload, session="run-1")
-    assert approval.request == req and approval.approved_by in (approver, admin_user)
+    assert approval.request == req and approval.approved_by == approver
     hours = (approval.valid_until - approval.valid_from).total_seconds() / 3600
     assert hours == pytest.approx(24)
     assert AuditEvent.objects.filter(action="session_approval.create").count() == 1
@@ -260,6 +277,8 @@ def test_the_owner_sees_refused_sessions_and_asks_for_one(
     page = client.get(reverse("workloads:detail", args=[workload.slug]))
     html = page.content.decode()
     assert "sessions need approval" in html
+    assert page.context["gate_findings"] == [gated.finding_id]
+    assert reverse("findings:detail", args=[gated.finding_id]) in html
     blocked = page.context["blocked_sessions"]
     assert [(b.session, b.refusals, b.state) for b in blocked] == [
         ("run-2", 1, ""),
@@ -373,3 +392,157 @@ def test_the_snapshot_carries_approvals_of_gated_workloads_only(
     assert list(exported["triage"]["approved_sessions"]) == ["run-1"]
     assert exported["ungated"]["sessions_need_approval"] is False
     assert exported["ungated"]["approved_sessions"] == {}
+
+
+def test_a_new_finding_on_an_approved_session_ends_its_approval(
+    client, workload, gated, owner, approver, reviewer, decide_secret
+):
+    _approve(_session_run(owner, workload), approver)
+    assert ask(client, decide_secret, session="run-1")["decision"] == "allow"
+    again = _finding(workload, key="again")
+    Finding.objects.filter(pk=again.pk).update(session=_session(workload, "run-1"))
+    again.refresh_from_db()
+    services.containment_apply(
+        finding=again, action="gate_sessions", by=reviewer, reason="run-1 loops again"
+    )
+    approval = SessionApproval.objects.get(session="run-1")
+    assert approval.status == "revoked" and "run-1 loops again" in approval.revoke_reason
+    assert ask(client, decide_secret, session="run-1")["decision"] == "deny"
+
+
+def test_approvals_end_with_the_gate_and_do_not_come_back_with_the_next(
+    client, workload, gated, owner, approver, reviewer, admin_user, decide_secret
+):
+    _approve(_session_run(owner, workload), approver)
+    services.containment_reverse(action=gated, by=admin_user, reason="Drift fixed")
+    assert SessionApproval.objects.get(session="run-1").status == "revoked"
+    services.containment_apply(
+        finding=_finding(workload, key="later"),
+        action="gate_sessions",
+        by=reviewer,
+        reason="A new drift",
+    )
+    assert ask(client, decide_secret, session="run-1")["decision"] == "deny"
+
+
+def test_one_approval_is_one_run_even_after_the_session_state_would_lapse(
+    client, workload, gated, owner, approver, decide_secret, state
+):
+    _approve(_session_run(owner, workload), approver)
+    start = timezone.now()
+    window = workload.tier.max_session_seconds
+    with time_machine.travel(start, tick=False):
+        assert ask(client, decide_secret, session="run-1")["decision"] == "allow"
+    with time_machine.travel(start + timedelta(seconds=window + 1), tick=False):
+        over = ask(client, decide_secret, session="run-1")
+    assert over["reasons"][0]["code"] == "session_expired"
+    # Long after an ungated session's state would have lapsed, the id cannot start again.
+    from governance.decisions.evaluator import SessionPlan
+    from governance.decisions.state import state_ttl
+
+    plan = SessionPlan("triage", "run-1", window, 60, 10, (), (), "metadata")
+    assert state_ttl(plan, 0.0) == window + 60 + 60
+    approval_end = SessionApproval.objects.get(session="run-1").valid_until.timestamp()
+    plan.keep_until = approval_end
+    assert state_ttl(plan, start.timestamp()) >= approval_end - start.timestamp()
+    with time_machine.travel(start + timedelta(hours=3), tick=False):
+        later = ask(client, decide_secret, session="run-1")
+    assert later["reasons"][0]["code"] == "session_expired"
+
+
+def test_a_padded_session_id_is_refused_not_trimmed(workload, gated, owner):
+    with pytest.raises(DomainError) as padded:
+        _session_run(owner, workload, session=" run-1")
+    assert padded.value.field == "session"
+    assert not AccessRequest.objects.exists()
+
+
+def test_merging_keeps_the_record_that_still_holds_the_gate(workload, reviewer, admin_user):
+    kept = _finding(workload, key="kept")
+    first = services.containment_apply(
+        finding=kept, action="gate_sessions", by=reviewer, reason="Drift"
+    )
+    duplicate = _finding(workload, key="duplicate")
+    holding = services.containment_apply(
+        finding=duplicate, action="gate_sessions", by=reviewer, reason="Drift again"
+    )
+    services.containment_reverse(action=first, by=admin_user, reason="First fixed")
+    services.finding_merge(duplicate=duplicate, into=kept)
+    assert list(ContainmentAction.objects.values_list("pk", "finding_id")) == [
+        (holding.pk, kept.pk)
+    ]
+    services.containment_reverse(
+        action=ContainmentAction.objects.get(pk=holding.pk), by=admin_user, reason="All fixed"
+    )
+    workload.refresh_from_db()
+    assert not workload.sessions_need_approval
+
+
+def test_the_request_email_names_the_session(workload, gated, owner):
+    from governance.approvals.notifications import _describe
+
+    req = _session_run(owner, workload)
+    assert _describe(req) == (
+        "leave to run session run-1 for 24 hours while the workload's sessions need approval"
+    )
+
+
+def test_the_workload_page_refuses_to_reinstate_past_a_containment(
+    client, workload, reviewer, admin_user
+):
+    action = services.containment_apply(
+        finding=_finding(workload, key="suspend"),
+        action="suspend_workload",
+        by=reviewer,
+        reason="Looping",
+    )
+    client.force_login(admin_user)
+    response = client.post(
+        reverse("workloads:status", args=[workload.slug]),
+        {"status": "active", "reason": "Looks fine"},
+    )
+    assert response.status_code == 422
+    assert f"finding #{action.finding_id}" in response.context["status_error"]
+    workload.refresh_from_db()
+    assert workload.status == Workload.Status.SUSPENDED
+
+
+def test_a_contained_workload_page_offers_no_reinstate_but_the_finding(
+    client, workload, reviewer, admin_user
+):
+    action = services.containment_apply(
+        finding=_finding(workload, key="suspend"),
+        action="suspend_workload",
+        by=reviewer,
+        reason="Looping",
+    )
+    client.force_login(admin_user)
+    page = client.get(reverse("workloads:detail", args=[workload.slug]))
+    assert [t["status"] for t in page.context["transitions"]] == ["retired"]
+    assert page.context["contained_by"] == [action.finding_id]
+    assert reverse("findings:detail", args=[action.finding_id]) in page.content.decode()
+
+
+def test_the_database_allows_one_pending_request_per_session(workload, gated, owner):
+    from django.db import IntegrityError, transaction
+
+    first = _session_run(owner, workload)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AccessRequest.objects.create(
+            workload=workload,
+            kind=AccessRequest.Kind.SESSION_RUN,
+            session=first.session,
+            justification="A racing second filing.",
+            requested_by=owner,
+            expires_at=first.expires_at,
+        )
+
+
+def test_a_filing_that_lost_the_race_is_a_conflict(workload, gated, owner, monkeypatch):
+    _session_run(owner, workload)
+    # As if both filings had passed the check before either was stored.
+    monkeypatch.setattr(approvals, "_check_session_run", lambda *args, **kwargs: None)
+    with pytest.raises(Conflict) as lost:
+        _session_run(owner, workload)
+    assert lost.value.code == "already_pending"
+    assert AccessRequest.objects.count() == 1

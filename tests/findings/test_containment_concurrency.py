@@ -1,0 +1,78 @@
+"""Reversing the last two records that hold one workload's gate, at the same time, on
+PostgreSQL: the workload row lock makes the second reversal see the first, so the gate is
+lifted. (Without it each saw the other's record still standing, and the gate stayed up with
+no record left to reverse.)"""
+
+import threading
+import time
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from governance.findings import services
+from governance.models import Finding
+from tests.evaluation.rows import make_session
+from tests.factories import ClassifiedWorkloadFactory
+from workloads.models import Workload
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def _postgres_only():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL row locks (set DATABASE_URL)")
+
+
+def _gate(workload, key, reviewer):
+    finding = Finding.objects.create(
+        kind="intent_drift",
+        severity="medium",
+        workload=workload,
+        session=make_session(workload),
+        summary="Drifted.",
+        dedupe_key=key,
+        occurred_at=timezone.now(),
+    )
+    return services.containment_apply(
+        finding=finding, action="gate_sessions", by=reviewer, reason="Drift"
+    )
+
+
+def test_two_reversals_at_once_lift_the_gate(reviewer, admin_user):
+    workload = ClassifiedWorkloadFactory()
+    first, second = _gate(workload, "one", reviewer), _gate(workload, "two", reviewer)
+    first_done, second_started = threading.Event(), threading.Event()
+    errors = []
+
+    def reverse_first():
+        try:
+            with transaction.atomic():
+                services.containment_reverse(action=first, by=admin_user, reason="Fixed")
+                first_done.set()
+                second_started.wait(timeout=10)
+                time.sleep(0.5)  # the second reversal runs while this one is uncommitted
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def reverse_second():
+        try:
+            first_done.wait(timeout=10)
+            second_started.set()
+            services.containment_reverse(action=second, by=admin_user, reason="Fixed too")
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=reverse_first), threading.Thread(target=reverse_second)]
+    connection.close()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert not Workload.objects.get(pk=workload.pk).sessions_need_approval
