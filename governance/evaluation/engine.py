@@ -21,6 +21,7 @@ from governance.evaluation.detectors import (
     check_loop,
     check_overrun,
     check_session_combination,
+    check_session_gate,
     check_tool_access,
     check_workload_status,
 )
@@ -62,11 +63,14 @@ def evaluate_session_batch(
     request: str = "",
     started_at: datetime | None = None,
     scorer: SimilarityScorer | None = None,
+    session: str = "",
+    approvals: tuple[tuple[datetime, datetime], ...] = (),
 ) -> tuple[dict, list[FindingDraft]]:
     """Apply new events of one session to its state; return the new state and new findings.
 
     A finding key fires at most once per session (the state remembers it); the database's
-    unique dedupe key backs this up across redelivered runs.
+    unique dedupe key backs this up across redelivered runs. `session` (the service's id) and
+    its `approvals` matter only while the workload's sessions needed approval.
     """
     state = {**empty_state(), **(state or {})}
     fired = set(state["fired"])
@@ -102,6 +106,8 @@ def evaluate_session_batch(
         if event.type == "tool_call" and event.tool:
             state["tool_calls"] += 1
             emit(check_tool_access(event, policy))
+            if policy.session_gates:
+                emit(check_session_gate(event, policy, approvals, session))
             for combination in check_session_combination(tools_used, event, policy):
                 emit(combination)
             tools_used.setdefault(event.tool, policy.tools.get(event.tool, ""))

@@ -67,7 +67,14 @@ def reevaluation_step(*, job_id: int, batch: int = 25) -> ReevaluationJob:
             .select_for_update()
             .filter(id__gt=job.cursor)
             .order_by("id")
-            .only("id", "workload_id", "original_request", "started_at", "evaluation_state")[:batch]
+            .only(
+                "id",
+                "workload_id",
+                "original_request",
+                "started_at",
+                "evaluation_state",
+                "external_id",
+            )[:batch]
         )
         # The batch's evaluated events (not on the pending list) in one query, in time order.
         events: dict[int, list] = defaultdict(list)

@@ -141,6 +141,9 @@ def sessions_apply(
     else:
         snapshots = policy_snapshots_cached(workload_ids, at=timezone.now(), version=policy_version)
     scorer = scorer_from_settings()
+    approvals = store.session_approval_windows(
+        [s for s in sessions if snapshots[s.workload_id].session_gates]
+    )
     drafts = []
     states = []
     for session in sessions:
@@ -151,6 +154,8 @@ def sessions_apply(
             request=session.original_request,
             started_at=session.started_at,
             scorer=scorer,
+            session=session.external_id,
+            approvals=approvals.get((session.workload_id, session.external_id), ()),
         )
         session.evaluation_state = state
         states.append((session.id, state))

@@ -29,6 +29,7 @@ from governance.evaluation.detectors import (
     Limits,
     PolicySnapshot,
 )
+from governance.models import ContainmentAction
 from governance.policy_version import policy_version_current
 from workloads.models import (
     CombinationRule,
@@ -86,6 +87,11 @@ def policy_snapshots(workload_ids: Iterable[int], *, at: datetime) -> dict[int, 
                 rule_row["revoked_at"],
             )
         )
+    gates = defaultdict(list)
+    for workload_id, created_at, reversed_at in ContainmentAction.objects.filter(
+        workload_id__in=ids, action=ContainmentAction.Action.GATE_SESSIONS
+    ).values_list("workload_id", "created_at", "reversed_at"):
+        gates[workload_id].append((created_at, reversed_at))
     snapshots = {}
     for workload in workloads:
         if workload.tier_id is None:
@@ -104,6 +110,7 @@ def policy_snapshots(workload_ids: Iterable[int], *, at: datetime) -> dict[int, 
             exceptions=tuple(exceptions[workload.id]),
             loop_window=settings.MANDATE_LOOP_WINDOW,
             drift_min_similarity=settings.MANDATE_DRIFT_MIN_SIMILARITY,
+            session_gates=tuple(gates[workload.id]),
         )
     return snapshots
 

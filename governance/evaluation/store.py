@@ -30,7 +30,7 @@ from django.db.models import Exists, OuterRef
 from governance.evaluation.detectors import EventData
 from governance.models import Finding
 from governance.policy_version import policy_version_current
-from workloads.models import Entitlement, PendingEvaluation, Session, UsageEvent
+from workloads.models import Entitlement, PendingEvaluation, Session, SessionApproval, UsageEvent
 
 # The order of EventData's fields: rows become EventData(*row) without a dict per row.
 EVENT_COLUMNS = (
@@ -68,7 +68,7 @@ WHERE e.id = ANY(ARRAY(SELECT event_id FROM claimed))
 _CLAIM_WAIT = _CLAIM.format(skip="", columns=_EVENT_SELECT)
 _CLAIM_SKIP_LOCKED = _CLAIM.format(skip=" SKIP LOCKED", columns=_EVENT_SELECT)
 _SESSIONS = """
-SELECT id, workload_id, evaluation_state::text, original_request, started_at
+SELECT id, workload_id, evaluation_state::text, original_request, started_at, external_id
 FROM workloads_session WHERE id = ANY(%s) ORDER BY id FOR UPDATE
 """
 # Binary parameters (%b): the states go over as they are, no quoting of each in Python.
@@ -112,6 +112,7 @@ class SessionRow:
     evaluation_state: dict
     original_request: str
     started_at: datetime | None
+    external_id: str
 
 
 def _postgresql() -> bool:
@@ -184,16 +185,36 @@ def sessions_lock(session_ids: Iterable[int]) -> list[SessionRow]:
         with connection.cursor() as cursor:
             cursor.execute(_SESSIONS, [ids])
             return [
-                SessionRow(sid, workload_id, _decode(state), request, started_at)
-                for sid, workload_id, state, request, started_at in cursor.fetchall()
+                SessionRow(sid, workload_id, _decode(state), request, started_at, external_id)
+                for sid, workload_id, state, request, started_at, external_id in cursor.fetchall()
             ]
     return [
         SessionRow(*row)
         for row in Session.objects.select_for_update()
         .filter(id__in=ids)
         .order_by("id")
-        .values_list("id", "workload_id", "evaluation_state", "original_request", "started_at")
+        .values_list(
+            "id", "workload_id", "evaluation_state", "original_request", "started_at", "external_id"
+        )
     ]
+
+
+def session_approval_windows(
+    sessions: Sequence[SessionRow | Session],
+) -> dict[tuple[int, str], tuple[tuple[datetime, datetime], ...]]:
+    """(workload id, session id) → when each was approved to run, ended early or not: one
+    query, for the sessions of workloads whose sessions have ever needed approval."""
+    if not sessions:
+        return {}
+    windows: dict[tuple[int, str], list[tuple[datetime, datetime]]] = {}
+    rows = SessionApproval.objects.filter(
+        workload_id__in={s.workload_id for s in sessions},
+        session__in={s.external_id for s in sessions},
+    ).values_list("workload_id", "session", "valid_from", "valid_until", "revoked_at")
+    for workload_id, session, valid_from, valid_until, revoked_at in rows:
+        end = min(valid_until, revoked_at) if revoked_at else valid_until
+        windows.setdefault((workload_id, session), []).append((valid_from, end))
+    return {key: tuple(found) for key, found in windows.items()}
 
 
 def session_states_save(states: Sequence[tuple[int, dict]]) -> None:

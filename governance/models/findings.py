@@ -20,6 +20,7 @@ class FindingKind(models.TextChoices):
     BUDGET_EXCEEDED = "budget_exceeded", "Budget exceeded"
     REASONING_LOOP = "reasoning_loop", "Reasoning loop"
     INTENT_DRIFT = "intent_drift", "Intent drift"
+    UNAPPROVED_SESSION_USE = "unapproved_session_use", "Tool use in a session nobody approved"
 
 
 class Severity(models.TextChoices):

@@ -28,7 +28,7 @@ from governance.tokens import service_token_create
 from tests.decisions.conftest import ask
 from tests.evaluation.rows import make_session
 from tests.factories import ClassifiedWorkloadFactory, EntitlementFactory
-from workloads.models import SessionApproval, Tool, Workload
+from workloads.models import Session, SessionApproval, Tool, Workload
 from workloads.services import workload_set_status
 
 pytestmark = pytest.mark.django_db
@@ -66,8 +66,6 @@ def gated(workload, reviewer):
 
 
 def _session(workload, external_id):
-    from workloads.models import Session
-
     return Session.objects.create(workload=workload, external_id=external_id)
 
 
@@ -546,3 +544,54 @@ def test_a_filing_that_lost_the_race_is_a_conflict(workload, gated, owner, monke
         _session_run(owner, workload)
     assert lost.value.code == "already_pending"
     assert AccessRequest.objects.count() == 1
+
+
+def _evaluate_calls(session, *offsets):
+    from governance.evaluation.services import events_evaluate
+    from tests.evaluation.rows import add_events, id_range
+
+    events = add_events(session, *[("tool_call", s, {"tool": "web-search"}) for s in offsets])
+    events_evaluate(**id_range(events))
+    return Finding.objects.filter(session=session, kind="unapproved_session_use")
+
+
+def test_evaluation_flags_tool_use_in_a_session_nobody_approved(workload, gated, owner, approver):
+    """A runtime that skips the decision endpoint is still caught: the events say it."""
+    before_gate = timezone.now() - timedelta(hours=1)
+    early = make_session(workload, started_at=before_gate)
+    assert not _evaluate_calls(early, 0).exists()  # before the gate: nothing to flag
+
+    unapproved = make_session(workload, started_at=timezone.now())
+    (flagged,) = _evaluate_calls(unapproved, 1, 2)
+    assert flagged.severity == "high" and flagged.tool == "web-search"
+    assert unapproved.external_id in flagged.summary
+
+    _approve(_session_run(owner, workload, session="run-approved"), approver)
+    approved = _session(workload, "run-approved")
+    Session.objects.filter(pk=approved.pk).update(started_at=timezone.now())
+    approved.refresh_from_db()
+    assert not _evaluate_calls(approved, 1).exists()
+
+
+def test_the_gate_detector_reads_gate_and_approval_windows_at_the_event_time():
+    from governance.evaluation.detectors import EventData, PolicySnapshot, check_session_gate
+
+    t0 = timezone.now()
+    policy = PolicySnapshot(
+        workload_status="active",
+        tier_position="middle",
+        session_gates=((t0, t0 + timedelta(hours=1)), (t0 + timedelta(hours=2), None)),
+    )
+    approval = ((t0 + timedelta(minutes=10), t0 + timedelta(minutes=20)),)  # ended early
+
+    def flagged(minutes, kind="tool_call"):
+        event = EventData(1, kind, t0 + timedelta(minutes=minutes), tool="web-search")
+        return check_session_gate(event, policy, approval, "run-1") is not None
+
+    assert flagged(5)  # gated, before its approval
+    assert not flagged(15)  # within the approval
+    assert flagged(25)  # after the approval was revoked
+    assert not flagged(90)  # between two gates
+    assert flagged(150)  # the standing gate
+    assert not flagged(150, kind="reasoning_step")  # only tool calls count
+    assert not flagged(-5)  # before any gate

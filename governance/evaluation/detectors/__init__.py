@@ -13,7 +13,10 @@ from governance.evaluation.detectors.types import (
     Limits,
     PolicySnapshot,
 )
-from governance.evaluation.detectors.workload_state import check_workload_status
+from governance.evaluation.detectors.workload_state import (
+    check_session_gate,
+    check_workload_status,
+)
 
 __all__ = [
     "EventData",
@@ -28,6 +31,7 @@ __all__ = [
     "check_loop",
     "check_overrun",
     "check_session_combination",
+    "check_session_gate",
     "check_tool_access",
     "check_workload_status",
 ]

@@ -13,6 +13,7 @@ BASE_SEVERITY = {
     "budget_exceeded": "medium",
     "reasoning_loop": "medium",
     "intent_drift": "medium",
+    "unapproved_session_use": "high",
 }
 
 

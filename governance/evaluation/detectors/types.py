@@ -92,6 +92,8 @@ class PolicySnapshot:
     exceptions: tuple[ExceptionWindow, ...] = ()
     loop_window: int = 20
     drift_min_similarity: float = 0.1
+    # When each session needed an approval (a containment): (from, until or None if standing).
+    session_gates: tuple[tuple[datetime, datetime | None], ...] = ()
 
 
 @dataclass(frozen=True)

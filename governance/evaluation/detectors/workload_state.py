@@ -1,6 +1,9 @@
-"""Activity of a workload that should be doing nothing: suspended, retired or unclassified."""
+"""Activity of a workload that should be doing nothing (suspended, retired or unclassified),
+or nothing outside the sessions approved one by one (its sessions gated by a containment)."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from governance.evaluation.detectors.severity import severity_for
 from governance.evaluation.detectors.types import EventData, FindingDraft, PolicySnapshot
@@ -21,4 +24,37 @@ def check_workload_status(event: EventData, policy: PolicySnapshot) -> FindingDr
         occurred_at=event.occurred_at,
         tool=event.tool,
         details={"workload_status": status},
+    )
+
+
+def _within(moment: datetime, windows) -> bool:
+    return any(start <= moment and (end is None or moment < end) for start, end in windows)
+
+
+def check_session_gate(
+    event: EventData,
+    policy: PolicySnapshot,
+    approvals: tuple[tuple[datetime, datetime], ...],
+    session: str,
+) -> FindingDraft | None:
+    """A tool call while the workload's sessions needed an approval, in a session that had
+    none then: a runtime that did not ask the decision endpoint, or ignored its answer."""
+    if event.type != "tool_call" or not event.tool:
+        return None
+    moment = event.occurred_at
+    if not _within(moment, policy.session_gates) or _within(moment, approvals):
+        return None
+    kind = "unapproved_session_use"
+    return FindingDraft(
+        kind=kind,
+        key=kind,
+        severity=severity_for(kind, policy.tier_position),
+        summary=(
+            f"Called {event.tool} in session {session[:80]}, which had no approval while the "
+            "workload's sessions needed one."
+        ),
+        evidence=(event.id,),
+        occurred_at=moment,
+        tool=event.tool,
+        details={"session": session[:200]},
     )
