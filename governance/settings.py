@@ -360,6 +360,10 @@ MANDATE_DRIFT_SCORER = os.environ.get(
     "MANDATE_DRIFT_SCORER", "governance.evaluation.scoring.TfCosineScorer"
 )
 MANDATE_DRIFT_MIN_SIMILARITY = float(os.environ.get("MANDATE_DRIFT_MIN_SIMILARITY", "0.1"))
+# Calls the decision endpoint allowed can land just after a gate was set or an approval
+# ended (in flight, the version still spreading, clocks apart): evaluation does not flag
+# them as unapproved session use within this many seconds of the boundary.
+MANDATE_SESSION_GATE_GRACE_SECONDS = env_int("MANDATE_SESSION_GATE_GRACE_SECONDS", 10)
 MANDATE_LOOP_WINDOW = env_int("MANDATE_LOOP_WINDOW", 20)  # recent calls a loop is counted in
 MANDATE_EVALUATION_BATCH = env_int("MANDATE_EVALUATION_BATCH", 1000)  # events per transaction
 MANDATE_EVALUATION_SNAPSHOT_SECONDS = env_int("MANDATE_EVALUATION_SNAPSHOT_SECONDS", 30)  # cache

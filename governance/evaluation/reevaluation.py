@@ -74,6 +74,7 @@ def reevaluation_step(*, job_id: int, batch: int = 25) -> ReevaluationJob:
                 "started_at",
                 "evaluation_state",
                 "external_id",
+                "source",
             )[:batch]
         )
         # The batch's evaluated events (not on the pending list) in one query, in time order.

@@ -16,9 +16,10 @@ duplicates nothing.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -36,7 +37,7 @@ from governance.evaluation.snapshot import policy_snapshots, policy_snapshots_ca
 from governance.ingest.handoff import evaluation_enqueue  # the one publisher of the task
 from governance.models import Finding
 from governance.models.findings import SEVERITY_RANK
-from workloads.models import PendingEvaluation, Session
+from workloads.models import PendingEvaluation, Session, Workload
 
 # A locked session as evaluation sees it: a store.SessionRow, or a Session instance.
 SessionLike = store.SessionRow | Session
@@ -99,11 +100,23 @@ def findings_record(drafts: Sequence[tuple[SessionLike, FindingDraft]]) -> list[
     # The tier may contain high findings (sessions need approval) and critical ones.
     containable = [f.dedupe_key for f in new if f.severity in ("high", "critical")]
     if containable:
-        from governance.findings.services import finding_contain
+        from governance.findings.services import finding_contain, tier_contains
 
-        for finding in Finding.objects.filter(dedupe_key__in=containable).select_related(
-            "workload__tier"
-        ):
+        found = Finding.objects.filter(dedupe_key__in=containable).select_related(
+            "workload__tier", "session"
+        )
+        acting = sorted(
+            (f for f in found if tier_contains(f)), key=lambda f: (f.workload_id, -f.id)
+        )
+        # Every workload to contain, locked in id order before the first containment: one
+        # order for all workers, and containment_reverse takes a workload's row first too.
+        list(
+            Workload.objects.select_for_update()
+            .filter(pk__in={f.workload_id for f in acting})
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        for finding in acting:
             finding_contain(finding=finding)
     return new
 
@@ -147,10 +160,15 @@ def sessions_apply(
     drafts = []
     states = []
     for session in sessions:
+        policy = snapshots[session.workload_id]
+        if policy.session_gates and trace_keyed(session):
+            # Spans waiting for the span that names their session: no approval can name
+            # them yet. The gate is checked when the session is folded and evaluated again.
+            policy = replace(policy, session_gates=())
         state, found = evaluate_session_batch(
             None if fresh else session.evaluation_state,
             events.get(session.id, ()),
-            snapshots[session.workload_id],
+            policy,
             request=session.original_request,
             started_at=session.started_at,
             scorer=scorer,
@@ -162,6 +180,14 @@ def sessions_apply(
         drafts += [(session, draft) for draft in found]
     store.session_states_save(states)
     return drafts
+
+
+_TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
+
+
+def trace_keyed(session: SessionLike) -> bool:
+    """An OpenTelemetry session still keyed by its trace id (see governance.ingest.traces)."""
+    return session.source == Session.Source.OTLP and bool(_TRACE_ID.fullmatch(session.external_id))
 
 
 def tool_uses(

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 
@@ -29,7 +29,7 @@ from governance.evaluation.detectors import (
     Limits,
     PolicySnapshot,
 )
-from governance.models import ContainmentAction
+from governance.models import AuditEvent
 from governance.policy_version import policy_version_current
 from workloads.models import (
     CombinationRule,
@@ -51,6 +51,39 @@ def _tier_positions() -> dict[int, str]:
         positions[ids[0]] = "bottom"
         positions[ids[-1]] = "top"
     return positions
+
+
+GATE_SET, GATE_LIFTED = "workload.sessions_gated", "workload.sessions_ungated"
+
+
+def session_gate_intervals(ids: set[int]) -> dict[int, list[tuple[datetime, datetime | None]]]:
+    """When each workload's sessions needed an approval: (set, lifted or None), read from the
+    audit trail, which only grows (containment records can be merged away with a finding).
+    Each starts MANDATE_SESSION_GATE_GRACE_SECONDS late: calls allowed just before the gate
+    was set may land just after it."""
+    grace = timedelta(seconds=settings.MANDATE_SESSION_GATE_GRACE_SECONDS)
+    events = (
+        AuditEvent.objects.filter(
+            object_type="workloads.workload",
+            object_id__in=[str(i) for i in ids],
+            action__in=(GATE_SET, GATE_LIFTED),
+        )
+        .order_by("id")
+        .values_list("object_id", "action", "created_at")
+    )
+    intervals: dict[int, list[tuple[datetime, datetime | None]]] = defaultdict(list)
+    since: dict[int, datetime] = {}
+    for object_id, action, at in events:
+        workload_id = int(object_id)
+        if action == GATE_SET:
+            since.setdefault(workload_id, at + grace)
+        elif workload_id in since:
+            start = since.pop(workload_id)
+            if start < at:
+                intervals[workload_id].append((start, at))
+    for workload_id, start in since.items():
+        intervals[workload_id].append((start, None))
+    return intervals
 
 
 def policy_snapshots(workload_ids: Iterable[int], *, at: datetime) -> dict[int, PolicySnapshot]:
@@ -87,11 +120,7 @@ def policy_snapshots(workload_ids: Iterable[int], *, at: datetime) -> dict[int, 
                 rule_row["revoked_at"],
             )
         )
-    gates = defaultdict(list)
-    for workload_id, created_at, reversed_at in ContainmentAction.objects.filter(
-        workload_id__in=ids, action=ContainmentAction.Action.GATE_SESSIONS
-    ).values_list("workload_id", "created_at", "reversed_at"):
-        gates[workload_id].append((created_at, reversed_at))
+    gates = session_gate_intervals(ids)
     snapshots = {}
     for workload in workloads:
         if workload.tier_id is None:

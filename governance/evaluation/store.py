@@ -24,6 +24,7 @@ from typing import cast
 
 import msgspec
 import psycopg
+from django.conf import settings
 from django.db import connection
 from django.db.models import Exists, OuterRef
 
@@ -68,7 +69,8 @@ WHERE e.id = ANY(ARRAY(SELECT event_id FROM claimed))
 _CLAIM_WAIT = _CLAIM.format(skip="", columns=_EVENT_SELECT)
 _CLAIM_SKIP_LOCKED = _CLAIM.format(skip=" SKIP LOCKED", columns=_EVENT_SELECT)
 _SESSIONS = """
-SELECT id, workload_id, evaluation_state::text, original_request, started_at, external_id
+SELECT id, workload_id, evaluation_state::text, original_request, started_at, external_id,
+       source
 FROM workloads_session WHERE id = ANY(%s) ORDER BY id FOR UPDATE
 """
 # Binary parameters (%b): the states go over as they are, no quoting of each in Python.
@@ -113,6 +115,7 @@ class SessionRow:
     original_request: str
     started_at: datetime | None
     external_id: str
+    source: str
 
 
 def _postgresql() -> bool:
@@ -185,8 +188,8 @@ def sessions_lock(session_ids: Iterable[int]) -> list[SessionRow]:
         with connection.cursor() as cursor:
             cursor.execute(_SESSIONS, [ids])
             return [
-                SessionRow(sid, workload_id, _decode(state), request, started_at, external_id)
-                for sid, workload_id, state, request, started_at, external_id in cursor.fetchall()
+                SessionRow(sid, workload_id, _decode(state), *rest)
+                for sid, workload_id, state, *rest in cursor.fetchall()
             ]
     return [
         SessionRow(*row)
@@ -194,7 +197,13 @@ def sessions_lock(session_ids: Iterable[int]) -> list[SessionRow]:
         .filter(id__in=ids)
         .order_by("id")
         .values_list(
-            "id", "workload_id", "evaluation_state", "original_request", "started_at", "external_id"
+            "id",
+            "workload_id",
+            "evaluation_state",
+            "original_request",
+            "started_at",
+            "external_id",
+            "source",
         )
     ]
 
@@ -203,9 +212,12 @@ def session_approval_windows(
     sessions: Sequence[SessionRow | Session],
 ) -> dict[tuple[int, str], tuple[tuple[datetime, datetime], ...]]:
     """(workload id, session id) → when each was approved to run, ended early or not: one
-    query, for the sessions of workloads whose sessions have ever needed approval."""
+    query, for the sessions of workloads whose sessions have ever needed approval. Each
+    window runs MANDATE_SESSION_GATE_GRACE_SECONDS past its end (calls it allowed, landing
+    late)."""
     if not sessions:
         return {}
+    grace = timedelta(seconds=settings.MANDATE_SESSION_GATE_GRACE_SECONDS)
     windows: dict[tuple[int, str], list[tuple[datetime, datetime]]] = {}
     rows = SessionApproval.objects.filter(
         workload_id__in={s.workload_id for s in sessions},
@@ -213,7 +225,7 @@ def session_approval_windows(
     ).values_list("workload_id", "session", "valid_from", "valid_until", "revoked_at")
     for workload_id, session, valid_from, valid_until, revoked_at in rows:
         end = min(valid_until, revoked_at) if revoked_at else valid_until
-        windows.setdefault((workload_id, session), []).append((valid_from, end))
+        windows.setdefault((workload_id, session), []).append((valid_from, end + grace))
     return {key: tuple(found) for key, found in windows.items()}
 
 

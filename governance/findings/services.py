@@ -200,13 +200,32 @@ def triagers():
     )
 
 
+def tier_contains(finding: Finding) -> bool:
+    """Does the workload's tier contain this finding by its rule?"""
+    tier = finding.workload.tier
+    if tier is None or finding.severity not in ("high", "critical"):
+        return False
+    if tier.gate_sessions_on_high:
+        return True
+    return finding.severity == "critical" and (tier.suspend_on_critical or tier.revoke_on_critical)
+
+
 def finding_contain(*, finding: Finding) -> list[ContainmentAction]:
     """Containment for a finding, as its workload's tier says: a high or critical one may make
     each session need an approval; a critical one may suspend the workload and/or revoke the
     grant it abused. Runs inside the evaluator's transaction; audited by the workload services
     it calls (actor: system)."""
+    if not tier_contains(finding):
+        return []
+    # Read under the row lock (the status decides what to do, and a reversal may have just
+    # reinstated the workload).
+    finding.workload = (
+        Workload.objects.select_for_update(of=("self",))
+        .select_related("tier")
+        .get(pk=finding.workload_id)
+    )
     tier = finding.workload.tier
-    if tier is None or finding.severity not in ("high", "critical"):
+    if tier is None:  # declassified meanwhile
         return []
     actions = []
     if tier.gate_sessions_on_high and finding.workload.status in GATEABLE:

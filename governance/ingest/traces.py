@@ -25,8 +25,9 @@ from django.db.models import Max, Min
 from governance.findings.services import finding_merge
 from governance.ingest.handoff import evaluation_enqueue_on_commit
 from governance.ingest.records import EventRecord
-from governance.models import Finding
+from governance.models import ContainmentAction, Finding
 from workloads.models import PendingEvaluation, Session, SessionTrace, UsageEvent
+from workloads.services import session_approvals_end
 
 
 def trace_of(event_id: str) -> str:
@@ -122,6 +123,7 @@ def _fold(workload_id: int, trace: str, orphan: int | None, target: int) -> int:
         transaction.set_rollback(True)
         return 0
     _findings_move(orphan, target)
+    _gate_follows_its_session(locked[target])
     merged = _merge(locked[target], locked[orphan])
     merged.evaluation_state = {}  # evaluated again from its first event
     merged.save()
@@ -141,6 +143,24 @@ def _fold(workload_id: int, trace: str, orphan: int | None, target: int) -> int:
     if span["low"] is not None:
         evaluation_enqueue_on_commit(min_id=span["low"], max_id=span["high"])
     return 1
+
+
+def _gate_follows_its_session(target: Session) -> None:
+    """A finding raised on the spans before their session was named may have gated the
+    workload: the named session is the one that misbehaved, so its approval ends too, as it
+    would have had the finding been raised on it (findings.services._gate_sessions)."""
+    gating = ContainmentAction.objects.filter(
+        finding__session_id=target.pk,
+        action=ContainmentAction.Action.GATE_SESSIONS,
+        reversed_at__isnull=True,
+    )
+    if gating.exists():
+        session_approvals_end(
+            workload=target.workload,
+            by=None,
+            reason=f"A finding on session {target.external_id} gated its workload's sessions.",
+            sessions=[target.external_id],
+        )
 
 
 def _findings_move(orphan: int, target: int) -> None:

@@ -30,7 +30,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='containmentaction',
             name='action',
-            field=models.CharField(choices=[('suspend_workload', 'Suspended the workload'), ('revoke_grant', 'Revoked the grant'), ('gate_sessions', 'Required an approval for each session')], max_length=24),
+            field=models.CharField(choices=[('suspend_workload', 'Suspended the workload'), ('revoke_grant', 'Revoked the grant'), ('gate_sessions', 'Required approval for each new session')], max_length=24),
         ),
         migrations.AddConstraint(
             model_name='accessrequest',
@@ -39,9 +39,5 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name='accessrequest',
             constraint=models.CheckConstraint(condition=models.Q(models.Q(('kind', 'session_run'), ('session__gt', '')), models.Q(models.Q(('kind', 'session_run'), _negated=True), ('session', '')), _connector='OR'), name='request_session_run_names_its_session'),
-        ),
-        migrations.AddConstraint(
-            model_name='accessrequest',
-            constraint=models.UniqueConstraint(condition=models.Q(('kind', 'session_run'), ('status', 'pending')), fields=('workload', 'session'), name='one_pending_request_per_session'),
         ),
     ]

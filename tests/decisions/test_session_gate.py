@@ -208,11 +208,25 @@ def test_a_session_run_request_is_refused_when_it_makes_no_sense(
     assert approved.value.code == "already_approved"
 
 
-def test_a_moot_request_cannot_be_approved_once_the_gate_is_lifted(
+def test_lifting_the_gate_cancels_the_requests_filed_under_it(
     workload, gated, owner, approver, admin_user
 ):
     req = _session_run(owner, workload)
     services.containment_reverse(action=gated, by=admin_user, reason="Drift fixed")
+    req.refresh_from_db()
+    assert req.status == AccessRequest.Status.CANCELLED
+    assert "Drift fixed" in req.decision_reason
+    assert AuditEvent.objects.filter(action="request.cancel", object_id=str(req.pk)).exists()
+    with pytest.raises(Conflict) as closed:
+        approvals.access_request_approve(access_request=req, by=approver)
+    assert closed.value.code == "not_pending"
+    assert not SessionApproval.objects.exists()
+
+
+def test_an_approval_that_lands_after_the_gate_went_is_refused(workload, gated, owner, approver):
+    req = _session_run(owner, workload)
+    # As if the gate were lifted between filing and approving, with the request left pending.
+    Workload.objects.filter(pk=workload.pk).update(sessions_need_approval=False)
     with pytest.raises(Conflict) as moot:
         approvals.access_request_approve(access_request=req, by=approver)
     assert moot.value.code == "sessions_not_gated"
@@ -555,8 +569,11 @@ def _evaluate_calls(session, *offsets):
     return Finding.objects.filter(session=session, kind="unapproved_session_use")
 
 
-def test_evaluation_flags_tool_use_in_a_session_nobody_approved(workload, gated, owner, approver):
+def test_evaluation_flags_tool_use_in_a_session_nobody_approved(
+    workload, gated, owner, approver, settings
+):
     """A runtime that skips the decision endpoint is still caught: the events say it."""
+    settings.MANDATE_SESSION_GATE_GRACE_SECONDS = 0
     before_gate = timezone.now() - timedelta(hours=1)
     early = make_session(workload, started_at=before_gate)
     assert not _evaluate_calls(early, 0).exists()  # before the gate: nothing to flag
@@ -595,3 +612,57 @@ def test_the_gate_detector_reads_gate_and_approval_windows_at_the_event_time():
     assert flagged(150)  # the standing gate
     assert not flagged(150, kind="reasoning_step")  # only tool calls count
     assert not flagged(-5)  # before any gate
+
+
+def test_a_call_just_after_the_gate_or_an_approval_ended_is_not_flagged(
+    workload, owner, approver, reviewer, settings
+):
+    settings.MANDATE_SESSION_GATE_GRACE_SECONDS = 10
+    services.containment_apply(
+        finding=_finding(workload), action="gate_sessions", by=reviewer, reason="Drift"
+    )
+    workload.refresh_from_db()
+    in_flight = make_session(workload, started_at=timezone.now())
+    assert not _evaluate_calls(in_flight, 2).exists()  # allowed just before the gate
+    late = make_session(workload, started_at=timezone.now())
+    assert _evaluate_calls(late, 30).exists()
+
+    _approve(_session_run(owner, workload, session="run-revoked"), approver)
+    approval = SessionApproval.objects.get(session="run-revoked")
+    approvals.session_approval_revoke(approval=approval, by=owner, reason="Done early")
+    revoked = _session(workload, "run-revoked")
+    Session.objects.filter(pk=revoked.pk).update(started_at=timezone.now())
+    revoked.refresh_from_db()
+    assert not _evaluate_calls(revoked, 5).exists()  # within the grace of the revocation
+    assert _evaluate_calls(revoked, 60).exists()  # the revocation ended its window
+
+
+def test_spans_not_yet_named_are_not_flagged_and_the_named_session_loses_its_approval(
+    workload, gated, owner, approver, reviewer, settings
+):
+    from governance.ingest.traces import _gate_follows_its_session
+
+    settings.MANDATE_SESSION_GATE_GRACE_SECONDS = 0
+    orphan = make_session(workload, started_at=timezone.now())
+    Session.objects.filter(pk=orphan.pk).update(source="otlp", external_id="ab" * 16)
+    orphan.refresh_from_db()
+    assert not _evaluate_calls(orphan, 1).exists()
+
+    _approve(_session_run(owner, workload, session="conv-1"), approver)
+    named = _session(workload, "conv-1")
+    finding = _finding(workload, key="on-the-spans")
+    Finding.objects.filter(pk=finding.pk).update(session=named)
+    ContainmentAction.objects.create(
+        finding=finding, action="gate_sessions", workload=workload, created_by=reviewer
+    )
+    _gate_follows_its_session(named)
+    assert SessionApproval.objects.get(session="conv-1").status == "revoked"
+
+
+def test_the_gate_history_outlives_its_containment_records(workload, gated, admin_user):
+    from governance.evaluation.snapshot import session_gate_intervals
+
+    before = session_gate_intervals({workload.pk})[workload.pk]
+    assert len(before) == 1 and before[0][1] is None
+    ContainmentAction.objects.all().delete()  # as a merge of the findings may do
+    assert session_gate_intervals({workload.pk})[workload.pk] == before
