@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from governance.audit import audit_record, audit_snapshot
 from governance.errors import Conflict, DomainError, NotAllowed, RuleViolation
-from governance.models import AccessRequest, ContainmentAction
+from governance.models import ContainmentAction
 from governance.policy_version import policy_version_bump
 from workloads.combinations import RuleSpec, rules_completed_by
 from workloads.models import (
@@ -250,11 +250,10 @@ def workload_require_session_approval(
     before = audit_snapshot(workload, WORKLOAD_AUDIT_FIELDS)
     workload.sessions_need_approval = required
     workload.save(update_fields=["sessions_need_approval", "updated_at"])
-    # Approvals belong to the gate they were given under: none outlives it into the next,
-    # and no request filed under it waits to be approved under the next.
+    # Approvals belong to the gate they were given under: none outlives it into the next.
+    # (The requests filed under it are cancelled by the reversal that lifts it.)
     why = f"Sessions gate {'set' if required else 'lifted'}: {reason}"
     session_approvals_end(workload=workload, by=by, reason=why)
-    _session_run_requests_cancel(workload, by=by, reason=why)
     audit_record(
         by=by,
         action="workload.sessions_gated" if required else "workload.sessions_ungated",
@@ -264,27 +263,6 @@ def workload_require_session_approval(
     )
     policy_version_bump()
     return workload
-
-
-def _session_run_requests_cancel(workload: Workload, *, by, reason: str) -> None:
-    pending = AccessRequest.objects.select_for_update().filter(
-        workload=workload,
-        kind=AccessRequest.Kind.SESSION_RUN,
-        status=AccessRequest.Status.PENDING,
-    )
-    now = timezone.now()
-    for req in pending:
-        req.status = AccessRequest.Status.CANCELLED
-        req.decided_at = now
-        req.decision_reason = reason
-        req.save(update_fields=["status", "decided_at", "decision_reason"])
-        audit_record(
-            by=by,
-            action="request.cancel",
-            obj=req,
-            before={"status": AccessRequest.Status.PENDING},
-            after={"status": req.status, "decision_reason": reason},
-        )
 
 
 def session_approvals_end(

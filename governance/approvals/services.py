@@ -358,6 +358,10 @@ def access_request_approve(
     exception step when one is open, and must write a justification for it."""
     error: DomainError | None = None
     with transaction.atomic():
+        if access_request.kind == AccessRequest.Kind.SESSION_RUN:
+            # The workload row before the request's, as a containment moving the gate takes
+            # them (session_run_requests_cancel): the other order deadlocks against it.
+            _still_gated(access_request.workload)
         req = _locked(access_request)
         error = _refusal_to_decide(req, by)
         if error is None:
@@ -689,6 +693,29 @@ def access_request_cancel(*, access_request: AccessRequest, by, reason: str = ""
     req.save(update_fields=["status", "decided_at", "decision_reason"])
     audit_record(by=by, action="request.cancel", obj=req, before=before, after=_snapshot(req))
     return req
+
+
+def session_run_requests_cancel(*, workload: Workload, by, reason: str) -> int:
+    """Close the session-run requests pending for a workload whose sessions gate was lifted:
+    filed under one gate, they must not be approved under the next. Called by the reversal
+    that lifted it, with the workload row locked (the order every approval of a session run
+    takes too). None can be filed while no gate stands."""
+    cancelled = 0
+    pending = AccessRequest.objects.select_for_update().filter(
+        workload=workload,
+        kind=AccessRequest.Kind.SESSION_RUN,
+        status=AccessRequest.Status.PENDING,
+    )
+    for req in pending:
+        before = _snapshot(req)
+        req.status = AccessRequest.Status.CANCELLED
+        req.decided_at = timezone.now()
+        req.decision_reason = reason
+        req.save(update_fields=["status", "decided_at", "decision_reason"])
+        audit_record(by=by, action="request.cancel", obj=req, before=before, after=_snapshot(req))
+        _after_commit(tasks.request_decided_notify, req.pk)
+        cancelled += 1
+    return cancelled
 
 
 def access_requests_expire(*, now: datetime | None = None, limit: int = 500) -> int:

@@ -154,14 +154,14 @@ def sessions_apply(
     else:
         snapshots = policy_snapshots_cached(workload_ids, at=timezone.now(), version=policy_version)
     scorer = scorer_from_settings()
-    approvals = store.session_approval_windows(
-        [s for s in sessions if snapshots[s.workload_id].session_gates]
-    )
+    gated = [s for s in sessions if snapshots[s.workload_id].session_gates]
+    approvals = store.session_approval_windows(gated)
+    unnamed = store.sessions_unnamed([s for s in gated if trace_shaped(s)])
     drafts = []
     states = []
     for session in sessions:
         policy = snapshots[session.workload_id]
-        if policy.session_gates and trace_keyed(session):
+        if session.id in unnamed:
             # Spans waiting for the span that names their session: no approval can name
             # them yet. The gate is checked when the session is folded and evaluated again.
             policy = replace(policy, session_gates=())
@@ -185,8 +185,9 @@ def sessions_apply(
 _TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 
 
-def trace_keyed(session: SessionLike) -> bool:
-    """An OpenTelemetry session still keyed by its trace id (see governance.ingest.traces)."""
+def trace_shaped(session: SessionLike) -> bool:
+    """An OpenTelemetry session whose id could be a trace id: one still waiting for the span
+    that names it, unless a trace link names it (store.sessions_unnamed)."""
     return session.source == Session.Source.OTLP and bool(_TRACE_ID.fullmatch(session.external_id))
 
 

@@ -31,7 +31,14 @@ from django.db.models import Exists, OuterRef
 from governance.evaluation.detectors import EventData
 from governance.models import Finding
 from governance.policy_version import policy_version_current
-from workloads.models import Entitlement, PendingEvaluation, Session, SessionApproval, UsageEvent
+from workloads.models import (
+    Entitlement,
+    PendingEvaluation,
+    Session,
+    SessionApproval,
+    SessionTrace,
+    UsageEvent,
+)
 
 # The order of EventData's fields: rows become EventData(*row) without a dict per row.
 EVENT_COLUMNS = (
@@ -206,6 +213,19 @@ def sessions_lock(session_ids: Iterable[int]) -> list[SessionRow]:
             "source",
         )
     ]
+
+
+def sessions_unnamed(sessions: Sequence[SessionRow | Session]) -> set[int]:
+    """Of these OTLP sessions, the ones no span has named yet: a session that a span names
+    gets a trace link (SessionTrace) pointing at it, and one keyed by its trace id has none,
+    whatever its id looks like. One query, none for an empty list."""
+    if not sessions:
+        return set()
+    ids = {s.id for s in sessions}
+    named = set(
+        SessionTrace.objects.filter(session_id__in=ids).values_list("session_id", flat=True)
+    )
+    return ids - named
 
 
 def session_approval_windows(

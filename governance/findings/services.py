@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from governance.approvals.services import session_run_requests_cancel
 from governance.audit import audit_record, audit_snapshot
 from governance.errors import Conflict, DomainError, NotAllowed
 from governance.models import ContainmentAction, Finding, FindingComment
@@ -416,6 +417,7 @@ def containment_reverse(*, action: ContainmentAction, by, reason: str) -> Revers
             workload_services.workload_require_session_approval(
                 workload=action.workload, required=False, by=by, reason=why
             )
+            session_run_requests_cancel(workload=action.workload, by=by, reason=why)
         elif not still_held and action.workload.status == Workload.Status.SUSPENDED:
             workload_services.workload_set_status(
                 workload=action.workload, status=Workload.Status.ACTIVE, by=by, reason=why

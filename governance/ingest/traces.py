@@ -26,7 +26,7 @@ from governance.findings.services import finding_merge
 from governance.ingest.handoff import evaluation_enqueue_on_commit
 from governance.ingest.records import EventRecord
 from governance.models import ContainmentAction, Finding
-from workloads.models import PendingEvaluation, Session, SessionTrace, UsageEvent
+from workloads.models import PendingEvaluation, Session, SessionTrace, UsageEvent, Workload
 from workloads.services import session_approvals_end
 
 
@@ -122,8 +122,14 @@ def _fold(workload_id: int, trace: str, orphan: int | None, target: int) -> int:
     if len(locked) != 2:  # folded meanwhile by a concurrent batch: undo the events' move
         transaction.set_rollback(True)
         return 0
+    gated_on_the_spans = ContainmentAction.objects.filter(
+        finding__session_id=orphan,
+        action=ContainmentAction.Action.GATE_SESSIONS,
+        reversed_at__isnull=True,
+    ).exists()
     _findings_move(orphan, target)
-    _gate_follows_its_session(locked[target])
+    if gated_on_the_spans:
+        _gate_follows_its_session(locked[target])
     merged = _merge(locked[target], locked[orphan])
     merged.evaluation_state = {}  # evaluated again from its first event
     merged.save()
@@ -146,21 +152,17 @@ def _fold(workload_id: int, trace: str, orphan: int | None, target: int) -> int:
 
 
 def _gate_follows_its_session(target: Session) -> None:
-    """A finding raised on the spans before their session was named may have gated the
-    workload: the named session is the one that misbehaved, so its approval ends too, as it
-    would have had the finding been raised on it (findings.services._gate_sessions)."""
-    gating = ContainmentAction.objects.filter(
-        finding__session_id=target.pk,
-        action=ContainmentAction.Action.GATE_SESSIONS,
-        reversed_at__isnull=True,
+    """A finding raised on the spans before their session was named gated the workload: the
+    named session is the one that misbehaved, so its approval ends too, as it would have had
+    the finding been raised on it (findings.services._gate_sessions). The workload row first,
+    as every change to approvals takes it."""
+    workload = Workload.objects.select_for_update().get(pk=target.workload_id)
+    session_approvals_end(
+        workload=workload,
+        by=None,
+        reason=f"A finding on session {target.external_id} gated its workload's sessions.",
+        sessions=[target.external_id],
     )
-    if gating.exists():
-        session_approvals_end(
-            workload=target.workload,
-            by=None,
-            reason=f"A finding on session {target.external_id} gated its workload's sessions.",
-            sessions=[target.external_id],
-        )
 
 
 def _findings_move(orphan: int, target: int) -> None:

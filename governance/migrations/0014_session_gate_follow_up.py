@@ -23,8 +23,22 @@ class Migration(migrations.Migration):
             name='kind',
             field=models.CharField(choices=[('unentitled_tool', 'Unentitled tool use'), ('expired_grant_use', 'Use of an expired or revoked grant'), ('suspended_workload_use', 'Activity of a suspended workload'), ('unclassified_workload_use', 'Activity of an unclassified workload'), ('forbidden_combination', 'Forbidden tool combination'), ('session_overrun', 'Session overrun'), ('idle_timeout', 'Idle timeout'), ('budget_exceeded', 'Budget exceeded'), ('reasoning_loop', 'Reasoning loop'), ('intent_drift', 'Intent drift'), ('unapproved_session_use', 'Tool use in a session nobody approved')], max_length=32),
         ),
-        migrations.AddConstraint(
-            model_name='accessrequest',
-            constraint=models.UniqueConstraint(condition=models.Q(('kind', 'session_run'), ('status', 'pending')), fields=('workload', 'session'), name='one_pending_request_per_session'),
+        # IF NOT EXISTS: a database migrated during the session that added it already has
+        # the index (an interim 0013 created it); the state change is the same either way.
+        migrations.SeparateDatabaseAndState(
+            database_operations=[
+                migrations.RunSQL(
+                    "CREATE UNIQUE INDEX IF NOT EXISTS one_pending_request_per_session "
+                    "ON governance_accessrequest (workload_id, session) "
+                    "WHERE (kind = 'session_run' AND status = 'pending')",
+                    reverse_sql="DROP INDEX IF EXISTS one_pending_request_per_session",
+                ),
+            ],
+            state_operations=[
+                migrations.AddConstraint(
+                    model_name='accessrequest',
+                    constraint=models.UniqueConstraint(condition=models.Q(('kind', 'session_run'), ('status', 'pending')), fields=('workload', 'session'), name='one_pending_request_per_session'),
+                ),
+            ],
         ),
     ]

@@ -216,7 +216,9 @@ def test_lifting_the_gate_cancels_the_requests_filed_under_it(
     req.refresh_from_db()
     assert req.status == AccessRequest.Status.CANCELLED
     assert "Drift fixed" in req.decision_reason
-    assert AuditEvent.objects.filter(action="request.cancel", object_id=str(req.pk)).exists()
+    cancel = AuditEvent.objects.get(action="request.cancel", object_id=str(req.pk))
+    assert cancel.before["status"] == "pending" and cancel.before["session"] == "run-1"
+    assert cancel.after["status"] == "cancelled"
     with pytest.raises(Conflict) as closed:
         approvals.access_request_approve(access_request=req, by=approver)
     assert closed.value.code == "not_pending"
@@ -637,25 +639,56 @@ def test_a_call_just_after_the_gate_or_an_approval_ended_is_not_flagged(
     assert _evaluate_calls(revoked, 60).exists()  # the revocation ended its window
 
 
-def test_spans_not_yet_named_are_not_flagged_and_the_named_session_loses_its_approval(
-    workload, gated, owner, approver, reviewer, settings
-):
-    from governance.ingest.traces import _gate_follows_its_session
+def test_spans_not_yet_named_are_not_flagged_but_a_named_session_is(workload, gated, settings):
+    from workloads.models import SessionTrace
 
     settings.MANDATE_SESSION_GATE_GRACE_SECONDS = 0
     orphan = make_session(workload, started_at=timezone.now())
     Session.objects.filter(pk=orphan.pk).update(source="otlp", external_id="ab" * 16)
     orphan.refresh_from_db()
     assert not _evaluate_calls(orphan, 1).exists()
+    # A conversation id that looks like a trace id (uuid4().hex) is still a named session.
+    named = make_session(workload, started_at=timezone.now())
+    Session.objects.filter(pk=named.pk).update(source="otlp", external_id="cd" * 16)
+    SessionTrace.objects.create(workload=workload, trace_id="ef" * 16, session=named)
+    named.refresh_from_db()
+    assert _evaluate_calls(named, 1).exists()
 
+
+def _fold_into(workload, target, *, gating_on_the_spans, reviewer):
+    from governance.ingest.traces import _fold
+
+    orphan = make_session(workload)
+    Session.objects.filter(pk=orphan.pk).update(source="otlp", external_id="12" * 16)
+    if gating_on_the_spans:
+        services.containment_apply(
+            finding=Finding.objects.create(
+                kind="unentitled_tool",
+                severity="high",
+                workload=workload,
+                session=orphan,
+                tool="code-exec",
+                summary="Called code-exec without a grant.",
+                dedupe_key=f"s{orphan.pk}:unentitled_tool:code-exec",
+                occurred_at=timezone.now(),
+            ),
+            action="gate_sessions",
+            by=reviewer,
+            reason="Spans misbehaved",
+        )
+    _fold(workload.pk, "12" * 16, orphan.pk, target.pk)
+
+
+def test_a_fold_ends_the_approval_only_when_the_spans_gated(
+    workload, gated, owner, approver, reviewer
+):
     _approve(_session_run(owner, workload, session="conv-1"), approver)
     named = _session(workload, "conv-1")
-    finding = _finding(workload, key="on-the-spans")
-    Finding.objects.filter(pk=finding.pk).update(session=named)
-    ContainmentAction.objects.create(
-        finding=finding, action="gate_sessions", workload=workload, created_by=reviewer
-    )
-    _gate_follows_its_session(named)
+    # The session's own earlier finding holds the gate; a later turn's spans raised nothing.
+    Finding.objects.filter(pk=gated.finding_id).update(session=named)
+    _fold_into(workload, named, gating_on_the_spans=False, reviewer=reviewer)
+    assert SessionApproval.objects.get(session="conv-1").status == "active"
+    _fold_into(workload, named, gating_on_the_spans=True, reviewer=reviewer)
     assert SessionApproval.objects.get(session="conv-1").status == "revoked"
 
 
