@@ -82,6 +82,8 @@ SAMPLE_KWARGS: dict[str, Callable[[SimpleNamespace, Callable], dict]] = {
     "exception-revoke": lambda w, fx: {"pk": w.exception.pk},
     "session-window-detail": lambda w, fx: {"pk": w.window.pk},
     "session-window-revoke": lambda w, fx: {"pk": w.window.pk},
+    "session-approval-detail": lambda w, fx: {"pk": w.session_approval.pk},
+    "session-approval-revoke": lambda w, fx: {"pk": w.session_approval.pk},
     "findings:detail": lambda w, fx: {"pk": w.finding.pk},
     "findings:status": lambda w, fx: {"pk": w.finding.pk},
     "findings:assign": lambda w, fx: {"pk": w.finding.pk},
@@ -151,6 +153,7 @@ SAMPLE_POST: dict[str, Callable[[SimpleNamespace], dict]] = {
     },
     "exception-revoke": lambda w: {"reason": "forged"},
     "session-window-revoke": lambda w: {"reason": "forged"},
+    "session-approval-revoke": lambda w: {"reason": "forged"},
 }
 
 API_PREFIXES = ("api/", "v1/")

@@ -2,6 +2,7 @@ from django.urls import path
 
 from governance.approvals import api
 from governance.approvals import exception_window_api as windows
+from governance.approvals import session_approval_api as session_approvals
 
 urlpatterns = [
     path("requests", api.AccessRequestListCreateApi.as_view(), name="request-list"),
@@ -28,5 +29,20 @@ urlpatterns = [
         "session-windows/<int:pk>/revoke",
         windows.SessionWindowRevokeApi.as_view(),
         name="session-window-revoke",
+    ),
+    path(
+        "session-approvals",
+        session_approvals.SessionApprovalListApi.as_view(),
+        name="session-approval-list",
+    ),
+    path(
+        "session-approvals/<int:pk>",
+        session_approvals.SessionApprovalDetailApi.as_view(),
+        name="session-approval-detail",
+    ),
+    path(
+        "session-approvals/<int:pk>/revoke",
+        session_approvals.SessionApprovalRevokeApi.as_view(),
+        name="session-approval-revoke",
     ),
 ]

@@ -75,11 +75,11 @@ REVOKE_ERRORS = {
 }
 
 
-def _response(name: str, value: dict) -> OpenApiExample:
+def response_example(name: str, value: dict) -> OpenApiExample:
     return OpenApiExample(name, value=value, response_only=True, status_codes=["200"])
 
 
-class _Api:
+class ReadScopedApi:
     permission_classes = [ScopeOrPermission]
     throttle_classes = [WriteThrottle]
     required_scope: Requirement = "read"
@@ -92,9 +92,9 @@ class _Api:
     description="Exceptions of the workloads visible to the caller. `status` is as of now: an "
     "active exception past its end reads (and filters) as expired even before the expiry job.",
     responses={200: RuleExceptionOutput(many=True), **READ_ERRORS, 400: ERROR_400},
-    examples=[_response("An exception", EXCEPTION_EXAMPLE)],
+    examples=[response_example("An exception", EXCEPTION_EXAMPLE)],
 )
-class RuleExceptionListApi(_Api, generics.ListAPIView):
+class RuleExceptionListApi(ReadScopedApi, generics.ListAPIView):
     serializer_class = RuleExceptionOutput
     filterset_class = RuleExceptionFilter
 
@@ -107,9 +107,9 @@ class RuleExceptionListApi(_Api, generics.ListAPIView):
     summary="Read a rule exception",
     parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)],
     responses={200: RuleExceptionOutput, **DETAIL_ERRORS},
-    examples=[_response("An exception", EXCEPTION_EXAMPLE)],
+    examples=[response_example("An exception", EXCEPTION_EXAMPLE)],
 )
-class RuleExceptionDetailApi(_Api, generics.RetrieveAPIView):
+class RuleExceptionDetailApi(ReadScopedApi, generics.RetrieveAPIView):
     serializer_class = RuleExceptionOutput
 
     def get_queryset(self):
@@ -123,9 +123,9 @@ class RuleExceptionDetailApi(_Api, generics.RetrieveAPIView):
     "decision that completes the combination is denied. 409 unless it is still in force.",
     request=RevokeInput,
     responses={200: RuleExceptionOutput, **REVOKE_ERRORS},
-    examples=[REVOKE_REQUEST, _response("Revoked", EXCEPTION_EXAMPLE | REVOKED)],
+    examples=[REVOKE_REQUEST, response_example("Revoked", EXCEPTION_EXAMPLE | REVOKED)],
 )
-class RuleExceptionRevokeApi(_Api, APIView):
+class RuleExceptionRevokeApi(ReadScopedApi, APIView):
     required_scope = None
     required_permission = services.REVOKE_EXCEPTION
 
@@ -146,9 +146,9 @@ class RuleExceptionRevokeApi(_Api, APIView):
     description="Longer session windows (bigger budgets than the session policy) of the "
     "workloads visible to the caller. `status` is as of now, as for grants.",
     responses={200: SessionWindowOutput(many=True), **READ_ERRORS, 400: ERROR_400},
-    examples=[_response("A session window", WINDOW_EXAMPLE)],
+    examples=[response_example("A session window", WINDOW_EXAMPLE)],
 )
-class SessionWindowListApi(_Api, generics.ListAPIView):
+class SessionWindowListApi(ReadScopedApi, generics.ListAPIView):
     serializer_class = SessionWindowOutput
     filterset_class = SessionWindowFilter
 
@@ -161,9 +161,9 @@ class SessionWindowListApi(_Api, generics.ListAPIView):
     summary="Read a session window",
     parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)],
     responses={200: SessionWindowOutput, **DETAIL_ERRORS},
-    examples=[_response("A session window", WINDOW_EXAMPLE)],
+    examples=[response_example("A session window", WINDOW_EXAMPLE)],
 )
-class SessionWindowDetailApi(_Api, generics.RetrieveAPIView):
+class SessionWindowDetailApi(ReadScopedApi, generics.RetrieveAPIView):
     serializer_class = SessionWindowOutput
 
     def get_queryset(self):
@@ -181,10 +181,10 @@ class SessionWindowDetailApi(_Api, generics.RetrieveAPIView):
         OpenApiExample(
             "Revoke", value={"reason": "The quarter-end run is done."}, request_only=True
         ),
-        _response("Revoked", WINDOW_EXAMPLE | REVOKED | {"revoked_by": "owner"}),
+        response_example("Revoked", WINDOW_EXAMPLE | REVOKED | {"revoked_by": "owner"}),
     ],
 )
-class SessionWindowRevokeApi(_Api, APIView):
+class SessionWindowRevokeApi(ReadScopedApi, APIView):
     required_scope = None
     required_permission = selectors.REQUEST
 

@@ -1,12 +1,12 @@
-"""Filters for requests, rule exceptions and session windows, shared by the pages and the
-REST lists so they never disagree."""
+"""Filters for requests, rule exceptions, session windows and session approvals, shared by
+the pages and the REST lists so they never disagree."""
 
 import django_filters
 from django.utils import timezone
 
 from governance.filtering import StableOrderingFilter
 from governance.models import AccessRequest
-from workloads.models import RuleException, SessionExtension
+from workloads.models import RuleException, SessionApproval, SessionExtension
 from workloads.selectors import grants_with_status
 
 
@@ -52,3 +52,17 @@ class SessionWindowFilter(django_filters.FilterSet):
     class Meta:
         model = SessionExtension
         fields = ["workload", "status"]
+
+
+class SessionApprovalFilter(django_filters.FilterSet):
+    workload = django_filters.CharFilter(field_name="workload__slug", label="Workload slug")
+    session = django_filters.CharFilter(label="Session id")
+    status = django_filters.ChoiceFilter(
+        choices=SessionApproval.Status.choices,
+        method=_status_as_of_now,
+        label="Status (as of now)",
+    )
+
+    class Meta:
+        model = SessionApproval
+        fields = ["workload", "session", "status"]

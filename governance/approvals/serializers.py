@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from governance.api_common import StrictInput
 from governance.models import AccessRequest, ApprovalDecision, ApprovalStep
-from workloads.models import SESSION_ID_MAX, RuleException, SessionExtension
+from workloads.models import SESSION_ID_MAX, RuleException, SessionApproval, SessionExtension
 
 
 class StepOutput(serializers.ModelSerializer):
@@ -187,6 +187,28 @@ class SessionWindowOutput(_StatusAsOfNow):
             "valid_from",
             "valid_until",
             "granted_by",
+            "request",
+            "created_at",
+            "revoked_at",
+            "revoked_by",
+            "revoke_reason",
+        ]
+        read_only_fields = fields
+
+
+class SessionApprovalOutput(_StatusAsOfNow):
+    approved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = SessionApproval
+        fields = [
+            "id",
+            "workload",
+            "session",
+            "status",
+            "valid_from",
+            "valid_until",
+            "approved_by",
             "request",
             "created_at",
             "revoked_at",

@@ -699,3 +699,48 @@ def test_the_gate_history_outlives_its_containment_records(workload, gated, admi
     assert len(before) == 1 and before[0][1] is None
     ContainmentAction.objects.all().delete()  # as a merge of the findings may do
     assert session_gate_intervals({workload.pk})[workload.pk] == before
+
+
+def test_session_approvals_over_the_api(workload, gated, owner, approver, client):
+    from rest_framework.test import APIClient
+
+    _approve(_session_run(owner, workload), approver)
+    approval = SessionApproval.objects.get()
+    issued = service_token_create(name="reader", scopes=["read"], workloads=[workload])
+    reader = APIClient()
+    reader.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
+    listed = reader.get("/api/v1/session-approvals", {"session": "run-1", "status": "active"})
+    assert listed.status_code == 200
+    assert [row["session"] for row in listed.json()["results"]] == ["run-1"]
+    assert (
+        reader.post(f"/api/v1/session-approvals/{approval.pk}/revoke", {"reason": "x"}).status_code
+        == 403
+    )
+
+    as_approver = APIClient()
+    as_approver.force_authenticate(approver)
+    refused = as_approver.post(
+        f"/api/v1/session-approvals/{approval.pk}/revoke", {"reason": "Not mine"}, format="json"
+    )
+    assert refused.status_code == 403
+
+    as_owner = APIClient()
+    as_owner.force_authenticate(owner)
+    revoked = as_owner.post(
+        f"/api/v1/session-approvals/{approval.pk}/revoke", {"reason": "Run done"}, format="json"
+    )
+    assert revoked.status_code == 200, revoked.json()
+    assert revoked.json()["status"] == "revoked" and revoked.json()["revoked_by"] == owner.username
+    again = as_owner.post(
+        f"/api/v1/session-approvals/{approval.pk}/revoke", {"reason": "Again"}, format="json"
+    )
+    assert again.status_code == 409
+
+
+def test_a_session_approval_must_last_at_least_an_hour(settings):
+    from governance.checks import session_approval_hours_check
+
+    assert session_approval_hours_check(None) == []
+    settings.SESSION_APPROVAL_HOURS = 0
+    (error,) = session_approval_hours_check(None)
+    assert error.id == "mandate.E001"
