@@ -43,3 +43,17 @@ def test_a_step_leaves_pending_events_to_live_evaluation(workload, admin_user):
     job = reevaluation_step(job_id=_job(admin_user).pk)
     assert job.cursor == session.pk
     assert not Finding.objects.filter(tool="send-email").exists()
+
+
+def test_a_step_on_a_gated_workload_costs_the_same_queries_too(workload, admin_user):
+    """The gate check reads each session's id and source: both come with the batch's query."""
+    from workloads.services import workload_require_session_approval
+
+    workload_require_session_approval(workload=workload, required=True, by=None, reason="Test")
+    _evaluated_sessions(workload, 1)
+    with CaptureQueriesContext(connection) as one:
+        reevaluation_step(job_id=_job(admin_user).pk)
+    _evaluated_sessions(workload, 4)
+    with CaptureQueriesContext(connection) as five:
+        reevaluation_step(job_id=_job(admin_user).pk)
+    assert len(five) == len(one)
