@@ -323,10 +323,10 @@ def containment_options(finding: Finding) -> list[tuple[str, str]]:
 
 @transaction.atomic
 def containment_apply(*, finding: Finding, action: str, by, reason: str) -> ContainmentAction:
-    """Tighten access by hand over a finding the tier's rule did not contain (it contains only
-    critical ones): suspend its workload, revoke the grant of the tool it names, or make each
-    of its sessions need an approval. Reversible like automatic containment; the person and
-    the reason are in the audit."""
+    """Tighten access by hand over a finding, beyond what the tier's rule did by itself:
+    suspend its workload, revoke the grant of the tool it names, or make each of its sessions
+    need an approval. Reversible like automatic containment; the person and the reason are in
+    the audit."""
     _require(by, CONTAIN)
     if not reason.strip():
         raise DomainError("Say why.", field="reason", code="required")
