@@ -1,7 +1,9 @@
-"""Reversing the last two records that hold one workload's gate, at the same time, on
-PostgreSQL: the workload row lock makes the second reversal see the first, so the gate is
-lifted. (Without it each saw the other's record still standing, and the gate stayed up with
-no record left to reverse.)"""
+"""Containment under concurrency, on PostgreSQL with real row locks.
+
+Reversing the last two records that hold one workload's gate at the same time: the workload
+row lock makes the second reversal see the first, so the gate is lifted. (Without it each saw
+the other's record still standing, and the gate stayed up with no record left to reverse.)
+Approving a session run while the gate is lifted: one lock order, no deadlock."""
 
 import threading
 import time
@@ -75,4 +77,64 @@ def test_two_reversals_at_once_lift_the_gate(reviewer, admin_user):
     for thread in threads:
         thread.join(timeout=30)
     assert errors == []
+    assert not Workload.objects.get(pk=workload.pk).sessions_need_approval
+
+
+def test_approving_a_session_run_while_the_gate_is_lifted_does_not_deadlock(
+    reviewer, admin_user, owner, approver, monkeypatch
+):
+    """The approval locks the workload before the request, as the lifting reversal does
+    (workload, then approvals and requests). Here the approval pauses after its request lock
+    while the reversal starts: in the other order the two waited for each other."""
+    from governance.approvals import services as approvals
+    from governance.models import AccessRequest
+    from workloads.models import SessionApproval
+
+    workload = ClassifiedWorkloadFactory(owner=owner)
+    gate = _gate(workload, "gate", reviewer)
+    workload.refresh_from_db()
+    req = approvals.access_request_create(
+        by=owner,
+        workload=workload,
+        kind=AccessRequest.Kind.SESSION_RUN,
+        session="run-1",
+        justification="The nightly run.",
+    )
+    holding, errors = threading.Event(), []
+    refusal = approvals._refusal_to_decide
+
+    def pausing_refusal(locked_request, by):
+        holding.set()
+        time.sleep(0.5)  # the reversal starts while the approval holds its locks
+        return refusal(locked_request, by)
+
+    monkeypatch.setattr(approvals, "_refusal_to_decide", pausing_refusal)
+
+    def approve():
+        try:
+            approvals.access_request_approve(access_request=req, by=approver)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def lift():
+        try:
+            holding.wait(timeout=10)
+            services.containment_reverse(action=gate, by=admin_user, reason="Fixed")
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=approve), threading.Thread(target=lift)]
+    connection.close()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    # The approval went first; the lift then ended what it gave.
+    assert AccessRequest.objects.get(pk=req.pk).status == AccessRequest.Status.APPROVED
+    assert SessionApproval.objects.get(session="run-1").status == "revoked"
     assert not Workload.objects.get(pk=workload.pk).sessions_need_approval
