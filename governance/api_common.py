@@ -19,6 +19,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from governance.errors import DomainError
 from governance.models import ServiceToken
+from governance.numbers import whole_number
 from governance.throttling import AtomicRateThrottle
 
 _CODES = {
@@ -144,7 +145,7 @@ class CursorlessPagination(PageNumberPagination):
 
 
 def _positive_whole_number(raw: str) -> bool:
-    return raw.isascii() and raw.isdigit() and int(raw) >= 1
+    return (whole_number(raw) or 0) >= 1
 
 
 # A view's required_scope or required_permission, as ScopeOrPermission reads it: one for every

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_http_methods
 
 from governance.errors import DomainError
 from governance.htmx import redirect_after_post, render_page
+from governance.numbers import whole_number
 from governance.permissions import requires
 from workloads import services
 from workloads.selectors import grants_unused
@@ -21,7 +22,7 @@ WINDOWS = (30, 60, 90)  # days a grant may sit unused before it is listed
 
 
 def _days(raw) -> int:
-    days = int(raw) if raw and raw.isascii() and raw.isdigit() else settings.GRANT_UNUSED_DAYS
+    days = whole_number(raw)
     return days if days in WINDOWS else settings.GRANT_UNUSED_DAYS
 
 

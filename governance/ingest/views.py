@@ -22,6 +22,7 @@ from governance.ingest import otlp_wire as wire
 from governance.ingest.access import ingest_caches_clear, ingest_token_for, throttle_wait
 from governance.ingest.store import usage_events_store
 from governance.ingest.traces import trace_links, traces_link
+from governance.numbers import whole_number
 from workloads.models import Session
 
 MAX_BYTES = 5 * 1024 * 1024  # per request, before and after gzip
@@ -49,8 +50,8 @@ def _authorize(request):
 
 
 def _read_body(request) -> bytes:
-    declared = request.META.get("CONTENT_LENGTH") or "0"
-    if declared.isascii() and declared.isdigit() and int(declared) > MAX_BYTES:
+    declared = whole_number(request.META.get("CONTENT_LENGTH")) or 0
+    if declared > MAX_BYTES:
         raise _Refused(413, "too_large", f"The body is over {MAX_BYTES} bytes.")
     body = request.read(MAX_BYTES + 1)
     if len(body) > MAX_BYTES:

@@ -8,6 +8,7 @@ from django.shortcuts import render
 
 from governance.decisions.selectors import session_decisions
 from governance.findings import selectors
+from governance.numbers import whole_number
 from governance.permissions import requires
 from governance.usage.filters import SessionState
 
@@ -60,8 +61,9 @@ def timeline(request, pk):
 def _timeline_page(raw: str) -> int:
     """The page asked for: the first for anything but a plain number (ASCII digits), 404 past
     the last possible one (the view 404s a page past the session's end too)."""
-    if not re.fullmatch(r"[0-9]+", raw):
+    page = whole_number(raw)
+    if page is None:
         return 1
-    if len(raw) > len(str(MAX_TIMELINE_PAGE)) or int(raw) > MAX_TIMELINE_PAGE:
+    if page > MAX_TIMELINE_PAGE:
         raise Http404("No such page of events.")
-    return max(int(raw), 1)
+    return max(page, 1)

@@ -435,3 +435,15 @@ def test_a_value_the_database_refuses_is_a_400_not_a_500(post_events, monkeypatc
 
     monkeypatch.setattr(views, "usage_events_store", refuse)
     assert post_events([event(1)]).status_code == 400
+
+
+def test_a_content_length_of_thousands_of_digits_is_a_413_not_a_500(client, secret):
+    response = client.post(
+        "/api/v1/events",
+        data=msgspec.json.encode({"events": [event(1)]}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {secret}"},
+        CONTENT_LENGTH="9" * 5000,  # past Python's 4,300-digit limit for int()
+    )
+    assert response.status_code == 413
+    assert UsageEvent.objects.count() == 0
