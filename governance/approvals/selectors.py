@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.conf import settings
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
@@ -236,8 +237,6 @@ def sessions_refused_approval(*, workload: Workload, now=None) -> list[BlockedSe
     what the owner files session-run requests for. Bounded: the last BLOCKED_SESSIONS_ROWS
     refusals of the last SESSION_APPROVAL_HOURS (the decision_by_workload index), three
     queries whatever the log holds."""
-    from django.conf import settings
-
     now = now or timezone.now()
     since = now - timedelta(hours=settings.SESSION_APPROVAL_HOURS)
     refusals = (

@@ -193,8 +193,9 @@ def comment(request, pk):
 @requires(services.CONTAIN)
 @require_POST
 def contain(request, pk):
-    """Suspend the finding's workload or revoke the grant it names, by hand, with a reason.
-    The form asks to confirm (hx-confirm); the outcome is a message on the finding's page."""
+    """Suspend the finding's workload, revoke the grant it names, or make each of its sessions
+    need an approval, by hand, with a reason. The form asks to confirm (hx-confirm); the
+    outcome is a message on the finding's page."""
     finding = selectors.finding_get(user=request.user, pk=pk)
     form = ContainmentApplyForm(request.POST)
     if not form.is_valid():
