@@ -69,8 +69,12 @@ def entitlements_of(*, workload: Workload) -> QuerySet[Entitlement]:
     return workload.entitlements.select_related("tool", "granted_by", "revoked_by")
 
 
-def effective_session_limits(*, workload: Workload, at) -> dict:
-    """The session policy in force: overrides or tier defaults, raised by valid extensions."""
+def effective_session_limits(*, workload: Workload, at, caps: dict | None = None) -> dict:
+    """The session policy in force: overrides or tier defaults, raised by valid extensions,
+    then held under the caps of any narrowing containment (`caps`: the workload's, when the
+    caller read them for many workloads at once)."""
+    from governance.findings.narrowing import capped, caps_in_force
+
     limits = workload.session_policy.effective(workload.tier)
     for extension in workload.extensions.filter(status="active"):
         if not extension.is_valid_at(at):
@@ -79,7 +83,9 @@ def effective_session_limits(*, workload: Workload, at) -> dict:
             granted = getattr(extension, name)
             if granted is not None and (limits[name] is None or granted > limits[name]):
                 limits[name] = granted
-    return limits
+    if caps is None:
+        caps = caps_in_force([workload.pk]).get(workload.pk, {})
+    return capped(limits, caps)
 
 
 # --- catalogue reference data: the same for everyone allowed to read the catalogue -----------

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_http_methods
 
 from governance.audit_labels import audit_labels_attach
 from governance.errors import DomainError
+from governance.findings.narrowing import narrowings_of
 from governance.forms import form_add_service_error
 from governance.htmx import is_fragment_request, redirect_after_post, render_invalid, render_page
 from governance.permissions import requires
@@ -244,6 +245,7 @@ def _detail_context(request, workload: Workload, **forms) -> dict:
         "audit_page": audit_page,
         "transitions": _transitions(workload, contained_by),
         "contained_by": contained_by,
+        "narrowings": narrowings_of(workload.pk),
         "can_classify": user.has_perm("workloads.classify_workload"),
         "can_edit_policy": user.has_perm("workloads.manage_catalogue"),
         "can_grant": user.has_perm("workloads.grant_entitlement"),

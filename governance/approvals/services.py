@@ -23,6 +23,7 @@ from governance.approvals.impact import APPROVAL, EXCEPTION, Impact
 from governance.approvals.selectors import APPROVE, GRANT_EXCEPTION, REQUEST, impact_for
 from governance.audit import audit_record, audit_snapshot
 from governance.errors import Conflict, DomainError, NotAllowed, RuleViolation
+from governance.findings.narrowing import caps_in_force
 from governance.models import AccessRequest, ApprovalDecision, ApprovalStep, ServiceToken
 from governance.policy_version import policy_version_bump
 from workloads.models import (
@@ -308,7 +309,17 @@ def _check_window(workload: Workload, limits: dict, now) -> None:
             field="max_session_seconds",
             code="required",
         )
-    current = effective_session_limits(workload=workload, at=now)
+    caps = caps_in_force([workload.pk]).get(workload.pk, {})
+    narrowed = sorted(set(limits) & set(caps))
+    if narrowed:
+        # An extension would not lift a containment's cap: reversing the containment does.
+        raise Conflict(
+            f"A finding's containment caps {', '.join(narrowed)}: an IAM admin reverses it "
+            "from the finding's page before a longer window can apply.",
+            field=narrowed[0],
+            code="narrowed",
+        )
+    current = effective_session_limits(workload=workload, at=now, caps=caps)
     for name, value in limits.items():
         if value < 1 or (current.get(name) is not None and value <= current[name]):
             raise DomainError(

@@ -236,6 +236,7 @@ def snapshot_rows() -> dict:
     from django.db import transaction
     from django.utils import timezone
 
+    from governance.findings.narrowing import capped, caps_in_force
     from governance.models import PolicyState, ServiceToken
     from workloads.models import (
         CombinationRule,
@@ -253,6 +254,9 @@ def snapshot_rows() -> dict:
     for _attempt in range(5):
         with transaction.atomic():
             before = version()
+            # A narrowing's caps hold over the policy and over extensions alike: capping both
+            # here keeps the hot path's `max(policy, extension)` right at no cost to it.
+            caps = caps_in_force()
             workloads = []
             for w in Workload.objects.select_related("tier", "session_policy"):
                 policy = getattr(w, "session_policy", None)
@@ -270,6 +274,8 @@ def snapshot_rows() -> dict:
                     }
                 else:
                     limits = {}
+                if w.id in caps:
+                    limits = capped(limits, caps[w.id])
                 workloads.append(
                     {
                         "slug": w.slug,
@@ -300,16 +306,12 @@ def snapshot_rows() -> dict:
                     ).values("slug", "name", "effect", "groups")
                 ),
                 "extensions": [
-                    {
-                        "workload": w,
-                        "valid_from": f,
-                        "valid_until": u,
-                        "max_session_seconds": s,
-                        "max_tool_calls": c,
-                    }
-                    for w, f, u, s, c in SessionExtension.objects.filter(
+                    {"workload": w, "valid_from": f, "valid_until": u}
+                    | _extension_limits(s, c, caps.get(workload_id))
+                    for workload_id, w, f, u, s, c in SessionExtension.objects.filter(
                         status="active"
                     ).values_list(
+                        "workload_id",
                         "workload__slug",
                         "valid_from",
                         "valid_until",
@@ -336,6 +338,17 @@ def snapshot_rows() -> dict:
             if version() == before:
                 return {"version": before, **rows}
     raise PolicyUnavailable("The policy kept changing while it was compiled.")
+
+
+def _extension_limits(seconds: int | None, calls: int | None, caps: dict | None) -> dict:
+    """An extension's raised limits, held under the workload's narrowing caps."""
+    limits = {"max_session_seconds": seconds, "max_tool_calls": calls}
+    if not caps:
+        return limits
+    return {
+        name: value if value is None or name not in caps else min(value, caps[name])
+        for name, value in limits.items()
+    }
 
 
 def _token_rows(model) -> list[dict]:

@@ -29,6 +29,7 @@ from governance.evaluation.detectors import (
     Limits,
     PolicySnapshot,
 )
+from governance.findings.narrowing import caps_in_force
 from governance.models import AuditEvent
 from governance.policy_version import policy_version_current
 from workloads.models import (
@@ -121,12 +122,15 @@ def policy_snapshots(workload_ids: Iterable[int], *, at: datetime) -> dict[int, 
             )
         )
     gates = session_gate_intervals(ids)
+    caps = caps_in_force(ids)
     snapshots = {}
     for workload in workloads:
         if workload.tier_id is None:
             limits = Limits()
         else:
-            values = effective_session_limits(workload=workload, at=at)
+            values = effective_session_limits(
+                workload=workload, at=at, caps=caps.get(workload.id, {})
+            )
             limits = Limits(**{name: values[name] for name in Limits.__dataclass_fields__})
         snapshots[workload.id] = PolicySnapshot(
             workload_status=workload.status,

@@ -73,6 +73,7 @@ _DETAIL_EXAMPLE: dict[str, Any] = _FINDING_EXAMPLE | {
             "workload": "ticket-triage",
             "grant": None,
             "tool": None,
+            "limits": {},
             "created_at": "2025-03-04T14:02:13Z",
             "reversed_at": None,
             "reversed_by": None,

@@ -2,6 +2,7 @@ from typing import cast
 
 from django import forms
 
+from governance.findings.narrowing import LIMIT_LABELS, LIMITS, LOWEST
 from governance.models import ContainmentAction, Finding
 
 
@@ -30,6 +31,28 @@ class CommentForm(forms.Form):
 class ContainmentApplyForm(forms.Form):
     action = forms.ChoiceField(choices=ContainmentAction.Action.choices)
     reason = forms.CharField(max_length=500, label="Why")
+
+
+class NarrowSessionsForm(forms.Form):
+    """Lower caps on the workload's session limits; a blank field leaves that limit alone.
+    Each field says the value in force, which the service checks the cap against."""
+
+    reason = forms.CharField(max_length=500, label="Why")
+
+    def __init__(self, *args, in_force: dict, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in LIMITS:
+            current = in_force.get(name)
+            self.fields[name] = forms.IntegerField(
+                required=False,
+                min_value=LOWEST[name],
+                label=LIMIT_LABELS[name],
+                help_text=f"In force: {'no limit' if current is None else current}",
+            )
+        self.order_fields([*LIMITS, "reason"])
+
+    def caps(self) -> dict:
+        return {name: self.cleaned_data[name] for name in LIMITS}
 
 
 class ContainmentReverseForm(forms.Form):

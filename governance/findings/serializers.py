@@ -61,6 +61,13 @@ class ContainmentOutput(serializers.ModelSerializer):
     reversed_by = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
+    limits = serializers.DictField(
+        child=serializers.IntegerField(),
+        read_only=True,
+        help_text="A narrowing's caps, by session-limit name (max_session_seconds, "
+        "idle_timeout_seconds, max_tool_calls, max_reasoning_tokens, loop_threshold); they "
+        "hold until the action is reversed. Empty for other actions.",
+    )
 
     class Meta:
         model = ContainmentAction
@@ -70,6 +77,7 @@ class ContainmentOutput(serializers.ModelSerializer):
             "workload",
             "grant",
             "tool",
+            "limits",
             "created_at",
             "reversed_at",
             "reversed_by",

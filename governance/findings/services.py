@@ -11,9 +11,12 @@ from django.utils import timezone
 from governance.approvals.services import session_run_requests_cancel
 from governance.audit import audit_record, audit_snapshot
 from governance.errors import Conflict, DomainError, NotAllowed
+from governance.findings import narrowing
 from governance.models import ContainmentAction, Finding, FindingComment
+from governance.policy_version import policy_version_bump
 from workloads import services as workload_services
 from workloads.models import Entitlement, RuleException, Workload
+from workloads.selectors import effective_session_limits
 
 TRIAGE = "governance.triage_finding"
 CONTAIN = "governance.contain_finding"
@@ -321,12 +324,25 @@ def containment_options(finding: Finding) -> list[tuple[str, str]]:
     return options
 
 
+def narrowing_offered(finding: Finding) -> bool:
+    """May a person still narrow the session limits over this finding?"""
+    return (
+        finding.status in CONTAINABLE
+        and finding.workload.status in GATEABLE
+        and finding.workload.tier_id is not None
+        and not finding.containment.filter(action=ContainmentAction.Action.NARROW_SESSIONS).exists()
+    )
+
+
 @transaction.atomic
-def containment_apply(*, finding: Finding, action: str, by, reason: str) -> ContainmentAction:
+def containment_apply(
+    *, finding: Finding, action: str, by, reason: str, limits: dict | None = None
+) -> ContainmentAction:
     """Tighten access by hand over a finding, beyond what the tier's rule did by itself:
-    suspend its workload, revoke the grant of the tool it names, or make each of its sessions
-    need an approval. Reversible like automatic containment; the person and the reason are in
-    the audit."""
+    suspend its workload, revoke the grant of the tool it names, make each of its sessions
+    need an approval, or narrow its session limits to `limits` (caps, each below the limit in
+    force). Reversible like automatic containment; the person and the reason are in the
+    audit."""
     _require(by, CONTAIN)
     if not reason.strip():
         raise DomainError("Say why.", field="reason", code="required")
@@ -338,6 +354,7 @@ def containment_apply(*, finding: Finding, action: str, by, reason: str) -> Cont
     workload = finding.workload
     why = f"Finding #{finding.pk}, contained by {by.get_username()}: {reason.strip()}"
     grant = None
+    caps: dict[str, int] = {}
     if action == ContainmentAction.Action.SUSPEND_WORKLOAD:
         if workload.status != Workload.Status.ACTIVE:
             raise Conflict(f"The workload is {workload.status}, not active.")
@@ -356,18 +373,54 @@ def containment_apply(*, finding: Finding, action: str, by, reason: str) -> Cont
             raise Conflict(f"The workload is {workload.status}: it runs no sessions.")
         # Already gated by another finding: this one holds the gate too (HELD_BY_EVERY_FINDING).
         _gate_sessions(finding, by=by, reason=why)
+    elif action == ContainmentAction.Action.NARROW_SESSIONS:
+        caps = _narrow_sessions(workload, limits or {}, by=by, reason=why)
     else:
         raise DomainError("Choose what to do.", field="action")
     contained = ContainmentAction.objects.create(
-        finding=finding, action=action, workload=workload, grant=grant, created_by=by
+        finding=finding,
+        action=action,
+        workload=workload,
+        grant=grant,
+        limits=caps,
+        created_by=by,
     )
     audit_record(
         by=by,
         action="containment.apply",
         obj=finding,
-        after={"action": action, "reason": reason.strip(), "grant": grant.pk if grant else None},
+        after={
+            "action": action,
+            "reason": reason.strip(),
+            "grant": grant.pk if grant else None,
+        }
+        | ({"limits": caps} if caps else {}),
     )
     return contained
+
+
+def _narrow_sessions(workload: Workload, limits: dict, *, by, reason: str) -> dict[str, int]:
+    """Check the caps against the limits in force under the workload's lock (a concurrent
+    narrowing or policy change is read as it landed), audit them on the workload, and move
+    the policy version: the next decision holds sessions to them."""
+    workload = (
+        Workload.objects.select_for_update(of=("self",)).select_related("tier").get(pk=workload.pk)
+    )
+    if workload.status not in GATEABLE:
+        raise Conflict(f"The workload is {workload.status}: it runs no sessions.")
+    if workload.tier_id is None:
+        raise Conflict("The workload is unclassified: it has no session limits to narrow.")
+    in_force = effective_session_limits(workload=workload, at=timezone.now())
+    caps = narrowing.caps_checked(limits, in_force)
+    audit_record(
+        by=by,
+        action="workload.sessions_narrowed",
+        obj=workload,
+        before={name: in_force.get(name) for name in caps},
+        after=caps | {"reason": reason},
+    )
+    policy_version_bump()
+    return caps
 
 
 @dataclass(frozen=True)
@@ -380,8 +433,9 @@ class Reversal:
 
 @transaction.atomic
 def containment_reverse(*, action: ContainmentAction, by, reason: str) -> Reversal:
-    """Undo a suspension (reactivate, unless another finding's suspension still holds it) or
-    a revocation (grant the tool again, same end date). It lifts a safeguard, so it says why:
+    """Undo a suspension (reactivate, unless another finding's suspension still holds it), a
+    gate (likewise), a narrowing (its caps stop holding) or a revocation (grant the tool
+    again, same end date). It lifts a safeguard, so it says why:
     `reason` goes into the audit event."""
     _require(by, "governance.reverse_containment")
     reason = reason.strip()
@@ -410,7 +464,18 @@ def containment_reverse(*, action: ContainmentAction, by, reason: str) -> Revers
     action.save(update_fields=["reversed_at", "reversed_by"])
     still_held: list[int] = []
     why = f"Containment of finding #{action.finding_id} reversed: {reason}"
-    if action.action in HELD_BY_EVERY_FINDING:
+    if action.action == ContainmentAction.Action.NARROW_SESSIONS:
+        # The caps live on the record: reversed, they stop holding; any other narrowing's
+        # stand.
+        audit_record(
+            by=by,
+            action="workload.sessions_widened",
+            obj=action.workload,
+            before=action.limits,
+            after={"reason": why},
+        )
+        policy_version_bump()
+    elif action.action in HELD_BY_EVERY_FINDING:
         # Another finding's record of the same measure, not reversed, keeps it in force.
         still_held = workload_services.findings_holding(action.workload, action.action)
         if not still_held and action.action == ContainmentAction.Action.GATE_SESSIONS:

@@ -17,4 +17,5 @@ urlpatterns = [
     path("<int:pk>/assign/", views.assign, name="assign"),
     path("<int:pk>/comment/", views.comment, name="comment"),
     path("<int:pk>/contain/", views.contain, name="contain"),
+    path("<int:pk>/narrow/", views.narrow, name="narrow"),
 ]

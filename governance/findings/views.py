@@ -7,24 +7,28 @@ from django.core.paginator import Paginator
 from django.http import QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django_htmx.http import reswap, retarget
 
 from governance.errors import DomainError
-from governance.findings import selectors, services
+from governance.findings import narrowing, selectors, services
 from governance.findings.charts import bar_chart
 from governance.findings.forms import (
     BulkTriageForm,
     CommentForm,
     ContainmentApplyForm,
     ContainmentReverseForm,
+    NarrowSessionsForm,
     ReevaluationForm,
     StatusForm,
 )
-from governance.htmx import is_fragment_request, redirect_after_post
+from governance.forms import form_add_service_error
+from governance.htmx import is_fragment_request, redirect_after_post, render_invalid
 from governance.models import ContainmentAction, Finding, FindingKind, ReevaluationJob, Severity
 from governance.permissions import requires
 from workloads.models import SensitivityTier
+from workloads.selectors import effective_session_limits
 
 VIEW = "governance.view_findings"
 TRIAGE = "governance.triage_finding"
@@ -110,29 +114,39 @@ def bulk_triage(request):
     return redirect(f"{reverse('findings:queue')}?{_filter_query(filters)}")
 
 
+def _detail_context(request, finding: Finding, narrow_form: NarrowSessionsForm | None = None):
+    may_contain = request.user.has_perm(services.CONTAIN)
+    if narrow_form is None and may_contain and services.narrowing_offered(finding):
+        in_force = _limits_in_force(finding)
+        narrow_form = NarrowSessionsForm(
+            in_force=in_force, initial=narrowing.proposed_caps(finding, in_force)
+        )
+    return {
+        "finding": finding,
+        "comments": finding.comments.select_related("author"),
+        "containment": [
+            (action, narrowing.caps_label(action.limits))
+            for action in finding.containment.select_related(
+                "grant__tool", "reversed_by", "created_by"
+            )
+        ],
+        "contain_options": services.containment_options(finding) if may_contain else [],
+        "narrow_form": narrow_form,
+        "status_form": StatusForm(initial={"status": finding.status}),
+        "comment_form": CommentForm(),
+        "triagers": services.triagers(),
+        "next_statuses": sorted(services.ALLOWED_TRANSITIONS[finding.status]),
+    }
+
+
+def _limits_in_force(finding: Finding) -> dict:
+    return effective_session_limits(workload=finding.workload, at=timezone.now())
+
+
 @requires(VIEW)
 def detail(request, pk):
     finding = selectors.finding_get(user=request.user, pk=pk)
-    return render(
-        request,
-        "findings/detail.html",
-        {
-            "finding": finding,
-            "comments": finding.comments.select_related("author"),
-            "containment": finding.containment.select_related(
-                "grant__tool", "reversed_by", "created_by"
-            ),
-            "contain_options": (
-                services.containment_options(finding)
-                if request.user.has_perm(services.CONTAIN)
-                else []
-            ),
-            "status_form": StatusForm(initial={"status": finding.status}),
-            "comment_form": CommentForm(),
-            "triagers": services.triagers(),
-            "next_statuses": sorted(services.ALLOWED_TRANSITIONS[finding.status]),
-        },
-    )
+    return render(request, "findings/detail.html", _detail_context(request, finding))
 
 
 def _done(request, finding, message=""):
@@ -215,6 +229,40 @@ def contain(request, pk):
     return redirect_after_post(request, reverse("findings:detail", args=[finding.pk]))
 
 
+@requires(services.CONTAIN)
+@require_POST
+def narrow(request, pk):
+    """Lower the finding's workload's session limits, by hand, with a reason. Field errors
+    show in the form (422); success reloads the finding with a message."""
+    finding = selectors.finding_get(user=request.user, pk=pk)
+    form = NarrowSessionsForm(request.POST, in_force=_limits_in_force(finding))
+    if form.is_valid():
+        try:
+            services.containment_apply(
+                finding=finding,
+                action=ContainmentAction.Action.NARROW_SESSIONS,
+                by=request.user,
+                reason=form.cleaned_data["reason"],
+                limits=form.caps(),
+            )
+        except DomainError as exc:
+            form_add_service_error(form, exc)
+        else:
+            messages.success(
+                request,
+                "Narrowed. The next decision holds its sessions to the new limits; "
+                "an IAM admin can reverse it from this page.",
+            )
+            return redirect_after_post(request, reverse("findings:detail", args=[finding.pk]))
+    return render_invalid(
+        request,
+        "findings/detail.html",
+        _detail_context(request, finding, narrow_form=form),
+        partial="narrow_form",
+        target="#narrow-form",
+    )
+
+
 @requires("governance.reverse_containment")
 @require_POST
 def reverse_containment(request, pk):
@@ -241,6 +289,11 @@ def reverse_containment(request, pk):
         return reswap(retarget(response, f"#reverse-{action.pk}"), "outerHTML")
     if error:
         messages.error(request, error)
+    elif action.action == ContainmentAction.Action.NARROW_SESSIONS:
+        messages.success(
+            request,
+            "Containment reversed. Its caps no longer hold; any other narrowing's still do.",
+        )
     elif still_held:
         measure = (
             "its sessions still need approval"

@@ -108,14 +108,15 @@ class FindingComment(models.Model):
 
 
 class ContainmentAction(models.Model):
-    """What a finding did to its workload (suspend, or require approval for each session) or
-    grant (revoke): by the tier's rule for a
-    critical finding, or by a person's hand for any other; reversible either way."""
+    """What a finding did to its workload (suspend, require approval for each session, or
+    narrow its session limits) or grant (revoke): by the tier's rule for a critical finding, or
+    by a person's hand for any other; reversible either way."""
 
     class Action(models.TextChoices):
         SUSPEND_WORKLOAD = "suspend_workload", "Suspended the workload"
         REVOKE_GRANT = "revoke_grant", "Revoked the grant"
         GATE_SESSIONS = "gate_sessions", "Required an approval for each session"
+        NARROW_SESSIONS = "narrow_sessions", "Narrowed the session limits"
 
     finding = models.ForeignKey(Finding, on_delete=models.CASCADE, related_name="containment")
     action = models.CharField(max_length=24, choices=Action.choices)
@@ -123,6 +124,9 @@ class ContainmentAction(models.Model):
     grant = models.ForeignKey(
         Entitlement, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # A narrowing's caps, {limit name: highest value}: they hold over the session policy, tier
+    # defaults and extensions alike until the record is reversed. Empty for other actions.
+    limits = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     # Who contained by hand; empty when the tier's rule did it as the finding was raised.
     created_by = models.ForeignKey(
@@ -135,7 +139,15 @@ class ContainmentAction(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["finding"])]
+        indexes = [
+            models.Index(fields=["finding"]),
+            # The caps in force, read with every policy compile.
+            models.Index(
+                fields=["workload"],
+                name="narrowing_in_force",
+                condition=Q(action="narrow_sessions", reversed_at__isnull=True),
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["finding", "action"], name="containment_once")
         ]

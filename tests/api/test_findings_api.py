@@ -181,6 +181,7 @@ def test_the_detail_shows_evidence_signal_comments_and_containment(reviewer, use
         "workload": "detailed",
         "grant": None,
         "tool": None,
+        "limits": {},
         "created_at": "",
         "reversed_at": None,
         "reversed_by": None,

@@ -18,8 +18,9 @@ from workloads.services import GRANT_AUDIT_FIELDS
 
 pytestmark = pytest.mark.django_db
 # Constant, not minimal: the detail page also shows exceptions, windows, session approvals,
-# requests and, for a workload whose sessions need approval, the sessions refused.
-MAX_QUERIES = 20
+# requests, narrowings in force and, for a workload whose sessions need approval, the sessions
+# refused.
+MAX_QUERIES = 21
 
 
 def _grow_workloads(n, start):

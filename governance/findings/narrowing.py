@@ -1,0 +1,107 @@
+"""Narrowing: containment that lowers a workload's session limits instead of stopping it.
+
+A narrowing record holds caps ({limit name: highest value}) that apply over the session
+policy, the tier defaults and any extension, until the record is reversed. Caps are kept on
+the record rather than written into the session policy, so reversing one narrowing never
+undoes another's, nor an IAM admin's own change to the policy meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from governance.errors import DomainError
+from governance.models import ContainmentAction, Finding, FindingKind
+from workloads.models import SessionPolicy
+
+NARROW = ContainmentAction.Action.NARROW_SESSIONS
+LIMITS = SessionPolicy.LIMIT_FIELDS
+LIMIT_LABELS = {
+    "max_session_seconds": "Inference window (seconds)",
+    "idle_timeout_seconds": "Idle timeout (seconds)",
+    "max_tool_calls": "Tool calls per session",
+    "max_reasoning_tokens": "Reasoning tokens per session",
+    "loop_threshold": "Loop threshold",
+}
+# The lowest cap that still lets a session work: a loop threshold of 1 would flag every call.
+LOWEST = dict.fromkeys(LIMITS, 1) | {"loop_threshold": 2}
+# The limits each kind of finding speaks to, proposed at half their value in force.
+PROPOSED_FOR_KIND: dict[str, tuple[str, ...]] = {
+    FindingKind.REASONING_LOOP: ("loop_threshold",),
+    FindingKind.SESSION_OVERRUN: ("max_session_seconds",),
+    FindingKind.IDLE_TIMEOUT: ("idle_timeout_seconds",),
+    FindingKind.BUDGET_EXCEEDED: ("max_tool_calls", "max_reasoning_tokens"),
+}
+
+
+def caps_in_force(workload_ids: Iterable[int] | None = None) -> dict[int, dict[str, int]]:
+    """Each workload's lowest unreversed cap per limit (one query); None: every workload's."""
+    caps: dict[int, dict[str, int]] = {}
+    rows = ContainmentAction.objects.filter(action=NARROW, reversed_at__isnull=True)
+    if workload_ids is not None:
+        rows = rows.filter(workload_id__in=list(workload_ids))
+    for workload_id, limits in rows.values_list("workload_id", "limits"):
+        held = caps.setdefault(workload_id, {})
+        for name, value in limits.items():
+            held[name] = min(value, held.get(name, value))
+    return caps
+
+
+def narrowings_of(workload_id: int) -> list[tuple[int, str]]:
+    """The workload's narrowings in force: (finding id, its caps in words), oldest first."""
+    rows = ContainmentAction.objects.filter(
+        action=NARROW, reversed_at__isnull=True, workload_id=workload_id
+    ).order_by("created_at", "id")
+    return [
+        (finding_id, caps_label(limits))
+        for finding_id, limits in rows.values_list("finding_id", "limits")
+    ]
+
+
+def capped(limits: Mapping[str, int | None], caps: Mapping[str, int]) -> dict:
+    """`limits` with each cap applied; an unlimited value (None) takes the cap."""
+    result = dict(limits)
+    for name, cap in caps.items():
+        value = result.get(name)
+        result[name] = cap if value is None else min(value, cap)
+    return result
+
+
+def proposed_caps(finding: Finding, in_force: Mapping[str, int | None]) -> dict[str, int]:
+    """Half of each limit in force that the finding's kind speaks to (none for other kinds:
+    the reviewer chooses)."""
+    proposal = {}
+    for name in PROPOSED_FOR_KIND.get(finding.kind, ()):
+        value = in_force.get(name)
+        if value is not None and value > LOWEST[name]:
+            proposal[name] = max(LOWEST[name], value // 2)
+    return proposal
+
+
+def caps_checked(requested: Mapping[str, int | None], in_force: Mapping[str, int | None]) -> dict:
+    """The caps asked for, each a whole number below the limit in force: anything else would
+    not narrow. Blank limits are left alone; at least one must be given."""
+    unknown = set(requested) - set(LIMITS)
+    if unknown:
+        raise DomainError(f"Unknown session limit {', '.join(sorted(unknown))}.", field="limits")
+    caps = {name: value for name, value in requested.items() if value is not None}
+    if not caps:
+        raise DomainError("Give at least one lower limit.", field="limits", code="required")
+    for name, value in caps.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < LOWEST[name]:
+            raise DomainError(
+                f"Give a whole number of at least {LOWEST[name]}.", field=name, code="invalid"
+            )
+        current = in_force.get(name)
+        if current is not None and value >= current:
+            raise DomainError(
+                f"Give less than the {current} in force: this would not narrow it.",
+                field=name,
+                code="not_lower",
+            )
+    return caps
+
+
+def caps_label(caps: Mapping[str, int]) -> str:
+    """`Tool calls per session ≤ 50, Loop threshold ≤ 3`, in the policy's field order."""
+    return ", ".join(f"{LIMIT_LABELS[name]} ≤ {caps[name]}" for name in LIMITS if name in caps)

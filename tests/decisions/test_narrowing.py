@@ -1,0 +1,288 @@
+"""Containment's fourth measure: a finding narrows its workload's session limits.
+
+The caps live on the containment record and hold over the session policy, the tier defaults
+and any longer window, in decisions and in evaluation alike, until an IAM admin reverses the
+record; another narrowing's caps stand."""
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from governance.approvals import services as approvals
+from governance.errors import Conflict, DomainError
+from governance.evaluation.services import events_evaluate
+from governance.findings import narrowing, services
+from governance.models import AccessRequest, AuditEvent, ContainmentAction, Finding, PolicyState
+from tests.decisions.conftest import ask
+from tests.evaluation.rows import add_events, id_range, make_session
+from tests.factories import ClassifiedWorkloadFactory, EntitlementFactory
+from workloads.models import SessionExtension, Tool, Workload
+from workloads.selectors import effective_session_limits
+from workloads.services import workload_set_status
+
+pytestmark = pytest.mark.django_db
+NARROW = ContainmentAction.Action.NARROW_SESSIONS
+
+
+@pytest.fixture
+def workload(owner):
+    """internal-act: 1,800 s window, 300 s idle, 100 calls, 100,000 tokens, loop threshold 3."""
+    workload = ClassifiedWorkloadFactory(owner=owner, slug="triage")
+    EntitlementFactory(workload=workload, tool=Tool.objects.get(slug="web-search"))
+    return workload
+
+
+def _finding(workload, kind="budget_exceeded", key="narrow"):
+    return Finding.objects.create(
+        kind=kind,
+        severity="medium",
+        workload=workload,
+        session=make_session(workload),
+        summary="Went over its tool-call budget.",
+        dedupe_key=key,
+        occurred_at=timezone.now(),
+    )
+
+
+def _narrow(workload, by, key="narrow", **caps):
+    return services.containment_apply(
+        finding=_finding(workload, key=key), action=NARROW, by=by, reason="Runaway", limits=caps
+    )
+
+
+def _in_force(workload):
+    workload.refresh_from_db()
+    return effective_session_limits(workload=workload, at=timezone.now())
+
+
+def test_narrowing_records_its_caps_audits_them_and_moves_the_policy(workload, reviewer):
+    version = PolicyState.objects.get(id=1).version
+    action = _narrow(workload, reviewer, max_tool_calls=2, loop_threshold=2)
+    assert action.limits == {"max_tool_calls": 2, "loop_threshold": 2}
+    assert PolicyState.objects.get(id=1).version > version
+    narrowed = AuditEvent.objects.get(action="workload.sessions_narrowed")
+    assert narrowed.actor == reviewer
+    assert narrowed.before == {"max_tool_calls": 100, "loop_threshold": 3}
+    assert narrowed.after["max_tool_calls"] == 2 and "Runaway" in narrowed.after["reason"]
+    applied = AuditEvent.objects.get(action="containment.apply")
+    assert applied.after["limits"] == {"max_tool_calls": 2, "loop_threshold": 2}
+    in_force = _in_force(workload)
+    assert (in_force["max_tool_calls"], in_force["loop_threshold"]) == (2, 2)
+    assert in_force["max_session_seconds"] == 1800  # a limit not named is left alone
+    workload.refresh_from_db()
+    assert workload.status == Workload.Status.ACTIVE  # lighter than a suspension
+
+
+@pytest.mark.parametrize(
+    ("caps", "field", "code"),
+    [
+        ({}, "limits", "required"),
+        ({"max_tool_calls": None}, "limits", "required"),
+        ({"max_tool_calls": 100}, "max_tool_calls", "not_lower"),
+        ({"max_tool_calls": 150}, "max_tool_calls", "not_lower"),
+        ({"max_tool_calls": 0}, "max_tool_calls", "invalid"),
+        ({"loop_threshold": 1}, "loop_threshold", "invalid"),
+        ({"max_tool_calls": "5"}, "max_tool_calls", "invalid"),
+        ({"retention_days": 5}, "limits", "invalid"),
+    ],
+)
+def test_only_lower_whole_caps_narrow(workload, reviewer, caps, field, code):
+    finding = _finding(workload)
+    with pytest.raises(DomainError) as refused:
+        services.containment_apply(
+            finding=finding, action=NARROW, by=reviewer, reason="Runaway", limits=caps
+        )
+    assert (refused.value.field, refused.value.code) == (field, code)
+    assert not ContainmentAction.objects.exists()
+    assert not AuditEvent.objects.filter(action="workload.sessions_narrowed").exists()
+
+
+def test_a_second_narrowing_must_go_below_the_first(workload, reviewer):
+    _narrow(workload, reviewer, max_tool_calls=10)
+    with pytest.raises(DomainError) as refused:
+        _narrow(workload, reviewer, key="second", max_tool_calls=20)
+    assert refused.value.code == "not_lower" and "10 in force" in refused.value.message
+
+
+def test_narrowing_is_refused_where_it_makes_no_sense(workload, reviewer, admin_user):
+    finding = _finding(workload)
+    services.containment_apply(
+        finding=finding, action=NARROW, by=reviewer, reason="Runaway", limits={"max_tool_calls": 9}
+    )
+    with pytest.raises(Conflict):  # once per finding
+        services.containment_apply(
+            finding=finding,
+            action=NARROW,
+            by=reviewer,
+            reason="Again",
+            limits={"max_tool_calls": 5},
+        )
+    closed = _finding(workload, key="closed")
+    services.finding_set_status(finding=closed, status="resolved", by=reviewer)
+    with pytest.raises(Conflict):
+        services.containment_apply(
+            finding=closed, action=NARROW, by=reviewer, reason="Late", limits={"max_tool_calls": 5}
+        )
+    retired = _finding(workload, key="retired")
+    workload_set_status(workload=workload, status="retired", by=admin_user, reason="Gone")
+    with pytest.raises(Conflict):
+        services.containment_apply(
+            finding=retired, action=NARROW, by=reviewer, reason="Late", limits={"max_tool_calls": 5}
+        )
+
+
+def test_someone_without_the_containment_permission_cannot_narrow(workload, owner):
+    with pytest.raises(DomainError) as refused:
+        _narrow(workload, owner, max_tool_calls=2)
+    assert refused.value.status == 403
+
+
+def test_the_decision_endpoint_holds_sessions_to_the_caps(
+    client, workload, reviewer, decide_secret, state
+):
+    _narrow(workload, reviewer, max_tool_calls=2)
+    first = ask(client, decide_secret, session="run-a")
+    assert first["decision"] == "allow"
+    assert first["obligations"]["tool_calls_left"] == 1
+    assert ask(client, decide_secret, session="run-a")["decision"] == "allow"
+    third = ask(client, decide_secret, session="run-a")
+    assert third["decision"] == "deny"
+    assert third["reasons"][0]["code"] == "tool_call_budget_exhausted"
+
+
+def test_a_longer_window_does_not_lift_a_cap(client, workload, reviewer, decide_secret, owner):
+    now = timezone.now()
+    SessionExtension.objects.create(
+        workload=workload,
+        max_tool_calls=500,
+        max_session_seconds=7200,
+        valid_from=now - timedelta(minutes=1),
+        valid_until=now + timedelta(days=1),
+    )
+    assert _in_force(workload)["max_tool_calls"] == 500
+    _narrow(workload, reviewer, max_tool_calls=1)
+    in_force = _in_force(workload)
+    assert in_force["max_tool_calls"] == 1
+    assert in_force["max_session_seconds"] == 7200  # the window's other raise still applies
+    assert ask(client, decide_secret, session="run-b")["obligations"]["tool_calls_left"] == 0
+    assert ask(client, decide_secret, session="run-b")["decision"] == "deny"
+    # Nor may the owner ask for a longer window on a capped limit: reversing lifts it.
+    with pytest.raises(Conflict) as refused:
+        approvals.access_request_create(
+            by=owner,
+            workload=workload,
+            kind=AccessRequest.Kind.SESSION_WINDOW,
+            session_limits={"max_tool_calls": 900},
+            justification="A longer run",
+        )
+    assert refused.value.code == "narrowed"
+
+
+def test_reversing_lifts_its_own_caps_and_keeps_anothers(
+    client, workload, reviewer, admin_user, decide_secret
+):
+    first = _narrow(workload, reviewer, max_tool_calls=50)
+    second = _narrow(workload, reviewer, key="second", max_tool_calls=1, loop_threshold=2)
+    assert _in_force(workload)["max_tool_calls"] == 1
+    version = PolicyState.objects.get(id=1).version
+    services.containment_reverse(action=second, by=admin_user, reason="Loop fixed")
+    assert PolicyState.objects.get(id=1).version > version
+    in_force = _in_force(workload)
+    assert (in_force["max_tool_calls"], in_force["loop_threshold"]) == (50, 3)
+    widened = AuditEvent.objects.get(action="workload.sessions_widened")
+    assert widened.before == {"max_tool_calls": 1, "loop_threshold": 2}
+    assert "Loop fixed" in widened.after["reason"]
+    assert ask(client, decide_secret, session="run-c")["obligations"]["tool_calls_left"] == 49
+    services.containment_reverse(action=first, by=admin_user, reason="Budget fixed")
+    assert _in_force(workload)["max_tool_calls"] == 100
+
+
+def test_the_owner_cannot_reverse_a_narrowing_of_their_workload(workload, reviewer, owner):
+    action = _narrow(workload, reviewer, max_tool_calls=2)
+    with pytest.raises(DomainError):
+        services.containment_reverse(action=action, by=owner, reason="Mine")
+    assert _in_force(workload)["max_tool_calls"] == 2
+
+
+def test_evaluation_judges_sessions_by_the_caps(workload, reviewer):
+    _narrow(workload, reviewer, max_tool_calls=2)
+    session = make_session(workload, started_at=timezone.now())
+    calls = [("tool_call", s, {"tool": "web-search"}) for s in (1, 2, 3)]
+    events_evaluate(**id_range(add_events(session, *calls)))
+    (over,) = Finding.objects.filter(session=session, kind="budget_exceeded")
+    assert over.details["limit"] == 2
+
+
+def test_the_proposal_halves_what_the_finding_speaks_to(workload):
+    in_force = _in_force(workload)
+    propose = narrowing.proposed_caps
+    assert propose(_finding(workload, "budget_exceeded", "a"), in_force) == {
+        "max_tool_calls": 50,
+        "max_reasoning_tokens": 50_000,
+    }
+    assert propose(_finding(workload, "reasoning_loop", "b"), in_force) == {"loop_threshold": 2}
+    assert propose(_finding(workload, "session_overrun", "c"), in_force) == {
+        "max_session_seconds": 900
+    }
+    assert propose(_finding(workload, "idle_timeout", "d"), in_force) == {
+        "idle_timeout_seconds": 150
+    }
+    assert propose(_finding(workload, "intent_drift", "e"), in_force) == {}
+    # A loop threshold already at its lowest has nothing left to halve.
+    assert propose(_finding(workload, "reasoning_loop", "f"), {"loop_threshold": 2}) == {}
+
+
+def test_the_finding_page_offers_the_proposal_and_shows_field_errors_in_place(
+    client, workload, reviewer
+):
+    finding = _finding(workload)
+    client.force_login(reviewer)
+    page = client.get(reverse("findings:detail", args=[finding.pk])).content.decode()
+    assert 'id="narrow-form"' in page
+    assert 'name="max_tool_calls" value="50"' in page
+    assert "In force: 100" in page
+    url = reverse("findings:narrow", args=[finding.pk])
+    refused = client.post(
+        url, {"max_tool_calls": "120", "reason": "Runaway"}, HTTP_HX_REQUEST="true"
+    )
+    assert refused.status_code == 422
+    assert refused["HX-Retarget"] == "#narrow-form"
+    body = refused.content.decode()
+    assert "would not narrow it" in body and 'value="120"' in body
+    assert not ContainmentAction.objects.exists()
+    done = client.post(url, {"max_tool_calls": "40", "reason": "Runaway"}, HTTP_HX_REQUEST="true")
+    assert done.status_code == 200 and done["HX-Redirect"].endswith(f"/findings/{finding.pk}/")
+    page = client.get(reverse("findings:detail", args=[finding.pk])).content.decode()
+    assert "Narrowed the session limits (Tool calls per session ≤ 40)" in page
+    assert 'id="narrow-form"' not in page  # once per finding
+
+
+def test_the_workload_page_says_what_holds_its_limits(client, workload, reviewer, admin_user):
+    action = _narrow(workload, reviewer, max_tool_calls=40)
+    client.force_login(admin_user)
+    page = client.get(reverse("workloads:detail", args=[workload.slug])).content.decode()
+    assert f"finding #{action.finding_id}" in page
+    assert "Tool calls per session ≤ 40" in page
+    assert 'data-effective="max_tool_calls">40<' in page
+    services.containment_reverse(action=action, by=admin_user, reason="Fixed")
+    page = client.get(reverse("workloads:detail", args=[workload.slug])).content.decode()
+    assert 'data-testid="narrowed"' not in page
+    assert 'data-effective="max_tool_calls">100<' in page
+
+
+def test_the_finding_api_shows_the_caps(workload, reviewer, client):
+    action = _narrow(workload, reviewer, max_tool_calls=40)
+    client.force_login(reviewer)
+    body = client.get(f"/api/v1/findings/{action.finding_id}").json()
+    assert body["containment"][0]["action"] == "narrow_sessions"
+    assert body["containment"][0]["limits"] == {"max_tool_calls": 40}
+
+
+def test_the_exported_snapshot_carries_the_caps(workload, reviewer):
+    from governance.decisions.snapshot import snapshot_load
+
+    _narrow(workload, reviewer, max_tool_calls=40, idle_timeout_seconds=60)
+    entry = snapshot_load().workloads["triage"]
+    assert (entry.max_tool_calls, entry.idle_timeout_seconds) == (40, 60)
