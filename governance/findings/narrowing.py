@@ -17,10 +17,10 @@ from workloads.models import SessionPolicy
 NARROW = ContainmentAction.Action.NARROW_SESSIONS
 LIMITS = SessionPolicy.LIMIT_FIELDS
 LIMIT_LABELS = {
-    "max_session_seconds": "Inference window (seconds)",
-    "idle_timeout_seconds": "Idle timeout (seconds)",
-    "max_tool_calls": "Tool calls per session",
-    "max_reasoning_tokens": "Reasoning tokens per session",
+    "max_session_seconds": "Inference window (s)",
+    "idle_timeout_seconds": "Idle timeout (s)",
+    "max_tool_calls": "Tool calls",
+    "max_reasoning_tokens": "Reasoning tokens",
     "loop_threshold": "Loop threshold",
 }
 # The lowest cap that still lets a session work: a loop threshold of 1 would flag every call.
@@ -103,5 +103,5 @@ def caps_checked(requested: Mapping[str, int | None], in_force: Mapping[str, int
 
 
 def caps_label(caps: Mapping[str, int]) -> str:
-    """`Tool calls per session ≤ 50, Loop threshold ≤ 3`, in the policy's field order."""
+    """`Tool calls ≤ 50, Loop threshold ≤ 3`, in the policy's field order."""
     return ", ".join(f"{LIMIT_LABELS[name]} ≤ {caps[name]}" for name in LIMITS if name in caps)

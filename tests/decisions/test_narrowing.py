@@ -255,7 +255,7 @@ def test_the_finding_page_offers_the_proposal_and_shows_field_errors_in_place(
     done = client.post(url, {"max_tool_calls": "40", "reason": "Runaway"}, HTTP_HX_REQUEST="true")
     assert done.status_code == 200 and done["HX-Redirect"].endswith(f"/findings/{finding.pk}/")
     page = client.get(reverse("findings:detail", args=[finding.pk])).content.decode()
-    assert "Narrowed the session limits (Tool calls per session ≤ 40)" in page
+    assert "Narrowed the session limits (Tool calls ≤ 40)" in page
     assert 'id="narrow-form"' not in page  # once per finding
 
 
@@ -264,7 +264,7 @@ def test_the_workload_page_says_what_holds_its_limits(client, workload, reviewer
     client.force_login(admin_user)
     page = client.get(reverse("workloads:detail", args=[workload.slug])).content.decode()
     assert f"finding #{action.finding_id}" in page
-    assert "Tool calls per session ≤ 40" in page
+    assert "Tool calls ≤ 40" in page
     assert 'data-effective="max_tool_calls">40<' in page
     services.containment_reverse(action=action, by=admin_user, reason="Fixed")
     page = client.get(reverse("workloads:detail", args=[workload.slug])).content.decode()
