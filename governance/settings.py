@@ -306,6 +306,13 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
+# A task stuck on a lock or a slow query frees its worker: the soft limit raises inside the
+# task (its transaction rolls back, so evaluation's claimed events return to the pending list
+# for the sweep), the hard limit kills the child a minute later. Every task is bounded work
+# (events in batches, re-evaluation in steps) taking well under a second. Prefork workers
+# enforce them; the threads pool of `manage.py run` cannot.
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = TIME_ZONE
