@@ -324,6 +324,25 @@ def containment_options(finding: Finding) -> list[tuple[str, str]]:
     return options
 
 
+def other_holders(finding: Finding) -> dict[str, list[int]]:
+    """For each workload-wide measure, the other findings whose unreversed record holds it
+    on this finding's workload (one query)."""
+    rows = (
+        ContainmentAction.objects.filter(
+            workload_id=finding.workload_id,
+            action__in=HELD_BY_EVERY_FINDING,
+            reversed_at__isnull=True,
+        )
+        .exclude(finding_id=finding.pk)
+        .order_by("finding_id")
+        .values_list("action", "finding_id")
+    )
+    holders: dict[str, list[int]] = {}
+    for action, finding_id in rows:
+        holders.setdefault(action, []).append(finding_id)
+    return holders
+
+
 def narrowing_offered(finding: Finding) -> bool:
     """May a person still narrow the session limits over this finding?"""
     return (

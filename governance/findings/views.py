@@ -121,11 +121,13 @@ def _detail_context(request, finding: Finding, narrow_form: NarrowSessionsForm |
         narrow_form = NarrowSessionsForm(
             in_force=in_force, initial=narrowing.proposed_caps(finding, in_force)
         )
+    # Other findings holding the same workload-wide measure: reversing this one leaves it.
+    holders = services.other_holders(finding)
     return {
         "finding": finding,
         "comments": finding.comments.select_related("author"),
         "containment": [
-            (action, narrowing.caps_label(action.limits))
+            (action, narrowing.caps_label(action.limits), holders.get(action.action, []))
             for action in finding.containment.select_related(
                 "grant__tool", "reversed_by", "created_by"
             )
@@ -284,7 +286,12 @@ def reverse_containment(request, pk):
             error, still_held = "", reversal.still_held_by
     if error and is_fragment_request(request):
         reason = request.POST.get("reason", "")
-        context = {"action": action, "reverse_error": error, "reverse_reason": reason}
+        context = {
+            "action": action,
+            "others": services.other_holders(finding).get(action.action, []),
+            "reverse_error": error,
+            "reverse_reason": reason,
+        }
         response = render(request, "findings/detail.html#reverse_form", context, status=422)
         return reswap(retarget(response, f"#reverse-{action.pk}"), "outerHTML")
     if error:

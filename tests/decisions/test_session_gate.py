@@ -268,11 +268,22 @@ def test_the_finding_page_says_what_a_partial_reversal_left(
         reason="A second drift",
     )
     client.force_login(admin_user)
+    # The prompt says so before the click, too.
+    page = client.get(reverse("findings:detail", args=[gated.finding_id])).content.decode()
+    assert (
+        f"Finding #{second.finding_id} still holds the measure, so its sessions still need "
+        "approval until that is reversed too." in page
+    )
+    other = client.get(reverse("findings:detail", args=[second.finding_id])).content.decode()
+    assert f"Finding #{gated.finding_id} still holds the measure" in other
     response = client.post(
         reverse("findings:reverse_containment", args=[gated.pk]),
         {"reason": "First one fixed"},
         follow=True,
     )
+    page = client.get(reverse("findings:detail", args=[second.finding_id])).content.decode()
+    assert "still holds the measure" not in page  # the last holder lifts the gate
+    assert "Let this workload's sessions run without approval again" in page
     assert [str(m) for m in response.context["messages"]] == [
         "Reversed. But its sessions still need approval: the containment of finding "
         f"#{second.finding_id} holds it too."
