@@ -158,3 +158,53 @@ def test_workload_detail_query_count_is_constant(
     grow(45, 5)
     many = _queries(admin_client, url, django_assert_max_num_queries)
     assert few == many
+
+
+def test_a_finding_page_stays_constant_as_comments_evidence_and_containment_grow(
+    admin_client, admin_user, django_assert_max_num_queries
+):
+    from django.utils import timezone
+
+    from governance.models import ContainmentAction, Finding, FindingComment
+
+    workload = ClassifiedWorkloadFactory()
+    finding = Finding.objects.create(
+        kind="reasoning_loop",
+        severity="high",
+        workload=workload,
+        summary="Loops.",
+        dedupe_key="qc",
+        occurred_at=timezone.now(),
+    )
+    url = reverse("findings:detail", args=[finding.pk])
+
+    def grow(n, start):
+        for i in range(start, start + n):
+            FindingComment.objects.create(finding=finding, author=admin_user, body=f"c{i}")
+            # Other findings holding measures on the same workload, and this one's own records.
+            other = Finding.objects.create(
+                kind="intent_drift",
+                severity="high",
+                workload=workload,
+                summary="Drift.",
+                dedupe_key=f"qc-{i}",
+                occurred_at=timezone.now(),
+            )
+            ContainmentAction.objects.create(
+                finding=other, action="gate_sessions", workload=workload
+            )
+        finding.evidence = list(range(start + n))
+        finding.save(update_fields=["evidence"])
+        if start == 0:
+            ContainmentAction.objects.create(
+                finding=finding,
+                action="narrow_sessions",
+                workload=workload,
+                limits={"max_tool_calls": 5},
+            )
+
+    grow(3, 0)
+    few = _queries(admin_client, url, django_assert_max_num_queries)
+    grow(30, 3)
+    many = _queries(admin_client, url, django_assert_max_num_queries)
+    assert few == many
