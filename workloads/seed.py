@@ -68,6 +68,7 @@ TIERS = [
         grant_end_required=True,
         suspend_on_critical=True,
         revoke_on_critical=True,
+        gate_sessions_on_high=True,
     ),
 ]
 
@@ -107,6 +108,13 @@ TRIFECTA = dict(
 )
 
 
+def _known(model, values: dict) -> dict:
+    """The values the model has fields for: an early migration passes a model from before
+    later fields (which their own migrations then set)."""
+    names = {field.name for field in model._meta.get_fields()}
+    return {name: value for name, value in values.items() if name in names}
+
+
 @transaction.atomic
 def seed_reference_data(
     tier_model=SensitivityTier, tool_model=Tool, rule_model=CombinationRule
@@ -116,7 +124,7 @@ def seed_reference_data(
     The models are parameters so the data migration can pass its historical ones.
     """
     for tier in TIERS:
-        tier_model.objects.get_or_create(slug=tier["slug"], defaults=tier)
+        tier_model.objects.get_or_create(slug=tier["slug"], defaults=_known(tier_model, tier))
     for tool in TOOLS:
         tool_model.objects.get_or_create(slug=tool["slug"], defaults=tool)
     rule_model.objects.get_or_create(slug=TRIFECTA["slug"], defaults=TRIFECTA)

@@ -138,3 +138,74 @@ def test_approving_a_session_run_while_the_gate_is_lifted_does_not_deadlock(
     assert AccessRequest.objects.get(pk=req.pk).status == AccessRequest.Status.APPROVED
     assert SessionApproval.objects.get(session="run-1").status == "revoked"
     assert not Workload.objects.get(pk=workload.pk).sessions_need_approval
+
+
+def test_evaluation_containing_two_workloads_does_not_deadlock_with_a_reversal(
+    reviewer, admin_user, monkeypatch
+):
+    """Evaluation locks every workload it will contain, in id order, before the first
+    containment moves the policy version. Here it pauses after containing the first workload
+    while a reversal on the second takes that workload's row and then the policy version: had
+    the second workload been locked only when its turn came, each would wait for the other."""
+    from governance.evaluation.detectors import FindingDraft
+    from governance.evaluation.services import findings_record
+    from tests.factories import tier
+
+    first = ClassifiedWorkloadFactory(tier=tier("boundary-crossing"))
+    second = ClassifiedWorkloadFactory(tier=tier("boundary-crossing"))
+    held = _gate(second, "held", reviewer)  # the reversal below lifts this gate
+    sessions = [make_session(first), make_session(second)]
+    contained, errors = threading.Event(), []
+    contain = services.finding_contain
+
+    def pausing_contain(*, finding):
+        actions = contain(finding=finding)
+        if finding.workload_id == first.pk:
+            contained.set()
+            time.sleep(0.5)  # the reversal starts while this transaction holds its locks
+        return actions
+
+    monkeypatch.setattr(services, "finding_contain", pausing_contain)
+
+    def evaluate():
+        drafts = [
+            (
+                session,
+                FindingDraft(
+                    kind="reasoning_loop",
+                    key="loop",
+                    severity="high",
+                    summary="Loops.",
+                    evidence=(),
+                    occurred_at=timezone.now(),
+                ),
+            )
+            for session in sessions
+        ]
+        try:
+            with transaction.atomic():
+                findings_record(drafts)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def reverse():
+        try:
+            contained.wait(timeout=10)
+            services.containment_reverse(action=held, by=admin_user, reason="Fixed")
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=evaluate), threading.Thread(target=reverse)]
+    connection.close()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert Finding.objects.filter(kind="reasoning_loop").count() == 2
+    # Evaluation's own gate on the second workload stands; the reversal lifted only its record.
+    assert Workload.objects.get(pk=second.pk).sessions_need_approval
