@@ -209,3 +209,80 @@ def test_evaluation_containing_two_workloads_does_not_deadlock_with_a_reversal(
     assert Finding.objects.filter(kind="reasoning_loop").count() == 2
     # Evaluation's own gate on the second workload stands; the reversal lifted only its record.
     assert Workload.objects.get(pk=second.pk).sessions_need_approval
+
+
+def test_containment_reads_the_workload_status_under_its_lock(reviewer, admin_user, monkeypatch):
+    """Evaluation loads a critical finding with its workload (suspended by another finding),
+    then a reversal reinstates the workload and commits before evaluation locks it. Containment
+    must act on the status it finds under the lock: the workload is active again, so it is
+    suspended anew (acting on the status loaded earlier would record a suspension and leave the
+    workload active)."""
+    from governance.evaluation.detectors import FindingDraft
+    from governance.evaluation.services import findings_record
+    from governance.models import ContainmentAction
+    from tests.factories import tier
+
+    workload = ClassifiedWorkloadFactory(tier=tier("boundary-crossing"))
+    earlier = Finding.objects.create(
+        kind="unentitled_tool",
+        severity="critical",
+        workload=workload,
+        session=make_session(workload),
+        summary="Used a tool it holds no grant of.",
+        dedupe_key="earlier",
+        occurred_at=timezone.now(),
+    )
+    with transaction.atomic():
+        actions = services.finding_contain(finding=earlier)
+    (suspension,) = [a for a in actions if a.action == "suspend_workload"]
+    assert Workload.objects.get(pk=workload.pk).status == Workload.Status.SUSPENDED
+    session = make_session(workload)
+    loaded, reversed_, errors = threading.Event(), threading.Event(), []
+    tier_contains = services.tier_contains
+
+    def pausing_tier_contains(finding):
+        loaded.set()
+        reversed_.wait(timeout=10)  # the finding and its workload were read before this
+        return tier_contains(finding)
+
+    monkeypatch.setattr(services, "tier_contains", pausing_tier_contains)
+
+    def evaluate():
+        draft = FindingDraft(
+            kind="unentitled_tool",
+            key="again",
+            severity="critical",
+            summary="Again.",
+            evidence=(),
+            occurred_at=timezone.now(),
+        )
+        try:
+            with transaction.atomic():
+                findings_record([(session, draft)])
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def reverse():
+        try:
+            loaded.wait(timeout=10)
+            services.containment_reverse(action=suspension, by=admin_user, reason="Fixed")
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            reversed_.set()
+            connection.close()
+
+    threads = [threading.Thread(target=evaluate), threading.Thread(target=reverse)]
+    connection.close()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert Workload.objects.get(pk=workload.pk).status == Workload.Status.SUSPENDED
+    held = ContainmentAction.objects.filter(
+        workload=workload, action="suspend_workload", reversed_at__isnull=True
+    )
+    assert [a.finding.dedupe_key for a in held] == [f"s{session.pk}:again"]
