@@ -90,6 +90,7 @@ SAMPLE_KWARGS: dict[str, Callable[[SimpleNamespace, Callable], dict]] = {
     "findings:comment": lambda w, fx: {"pk": w.finding.pk},
     "findings:contain": lambda w, fx: {"pk": w.finding.pk},
     "findings:narrow": lambda w, fx: {"pk": w.finding.pk},
+    "findings:lift": lambda w, fx: {"slug": w.workload.slug},
     "findings:reverse_containment": lambda w, fx: {"pk": w.containment.pk},
     "findings:reevaluation_job": lambda w, fx: {"pk": w.reevaluation_job.pk},
     "usage:timeline": lambda w, fx: {"pk": w.session.pk},
@@ -148,6 +149,7 @@ SAMPLE_POST: dict[str, Callable[[SimpleNamespace], dict]] = {
     "findings:reverse_containment": lambda w: {"reason": "forged"},
     "findings:contain": lambda w: {"action": "revoke_grant", "reason": "forged"},
     "findings:narrow": lambda w: {"max_tool_calls": "1", "reason": "forged"},
+    "findings:lift": lambda w: {"action": "suspend_workload", "reason": "forged"},
     "approvals:exception_revoke": lambda w: {f"exception-{w.exception.pk}-reason": "forged"},
     "approvals:window_revoke": lambda w: {f"window-{w.window.pk}-reason": "forged"},
     "approvals:session_approval_revoke": lambda w: {

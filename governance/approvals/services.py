@@ -23,8 +23,14 @@ from governance.approvals.impact import APPROVAL, EXCEPTION, Impact
 from governance.approvals.selectors import APPROVE, GRANT_EXCEPTION, REQUEST, impact_for
 from governance.audit import audit_record, audit_snapshot
 from governance.errors import Conflict, DomainError, NotAllowed, RuleViolation
-from governance.findings.narrowing import caps_in_force
-from governance.models import AccessRequest, ApprovalDecision, ApprovalStep, ServiceToken
+from governance.findings.narrowing import LIMIT_LABELS, caps_in_force
+from governance.models import (
+    AccessRequest,
+    ApprovalDecision,
+    ApprovalStep,
+    ContainmentAction,
+    ServiceToken,
+)
 from governance.policy_version import policy_version_bump
 from workloads.models import (
     SESSION_ID_MAX,
@@ -41,6 +47,7 @@ from workloads.services import (
     GRANT_AUDIT_FIELDS,
     SESSION_APPROVAL_AUDIT_FIELDS,
     entitlement_grant,
+    findings_holding,
 )
 
 logger = logging.getLogger(__name__)
@@ -310,21 +317,31 @@ def _check_window(workload: Workload, limits: dict, now) -> None:
             code="required",
         )
     caps = caps_in_force([workload.pk]).get(workload.pk, {})
-    narrowed = sorted(set(limits) & set(caps))
-    if narrowed:
-        # An extension would not lift a containment's cap: reversing the containment does.
-        raise Conflict(
-            f"A finding's containment caps {', '.join(narrowed)}: an IAM admin reverses it "
-            "from the finding's page before a longer window can apply.",
-            field=narrowed[0],
-            code="narrowed",
-        )
+    refusal = _narrowed_refusal(workload, limits, caps)
+    if refusal is not None:
+        raise refusal
     current = effective_session_limits(workload=workload, at=now, caps=caps)
     for name, value in limits.items():
         if value < 1 or (current.get(name) is not None and value <= current[name]):
             raise DomainError(
                 f"Ask for more than the current {current.get(name)}.", field=name, code="not_more"
             )
+
+
+def _narrowed_refusal(workload: Workload, limits, caps: dict) -> Conflict | None:
+    """A longer window on a limit a finding's containment caps would not apply while the cap
+    stands, and would apply unannounced the moment it is reversed: reversing comes first."""
+    narrowed = [name for name in WINDOW_FIELDS if name in limits and name in caps]
+    if not narrowed:
+        return None
+    holders = findings_holding(workload, ContainmentAction.Action.NARROW_SESSIONS)
+    names = ", ".join(LIMIT_LABELS[name].lower() for name in narrowed)
+    return Conflict(
+        f"The containment of finding {', '.join(f'#{pk}' for pk in holders)} caps {names}: "
+        "an IAM admin reverses it on the finding's page before a longer window can apply.",
+        field=narrowed[0],
+        code="narrowed",
+    )
 
 
 def _locked(access_request: AccessRequest) -> AccessRequest:
@@ -489,6 +506,11 @@ def _stale_refusal(req: AccessRequest) -> Conflict | None:
             "The workload's sessions no longer need approval: deny this request as moot.",
             code="sessions_not_gated",
         )
+    if req.kind == AccessRequest.Kind.SESSION_WINDOW:
+        # Narrowed since it was filed: decided now, it would wait unseen behind the cap.
+        asked = {name for name in WINDOW_FIELDS if getattr(req, name) is not None}
+        caps = caps_in_force([req.workload_id]).get(req.workload_id, {})
+        return _narrowed_refusal(req.workload, asked, caps)
     return None
 
 

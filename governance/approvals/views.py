@@ -389,6 +389,7 @@ def access_panel_context(request, workload) -> dict:
         "may_revoke_windows": user.has_perm(services.REVOKE_WINDOW)
         or (workload.owner_id == user.pk and user.has_perm(REQUEST)),
         "may_request": workload.owner_id == user.pk and user.has_perm(REQUEST),
+        "may_lift": user.has_perm("governance.reverse_containment"),
         "session_approval_hours": settings.SESSION_APPROVAL_HOURS,
         "confirm": CONFIRM,
         "request": request,

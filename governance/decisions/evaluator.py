@@ -32,6 +32,10 @@ REASONS = {
     "session_approval_required": (
         "The workload's sessions need approval (a containment), and this session has none."
     ),
+    "session_required": (
+        "The workload's session limits are narrowed (a containment): each call must name "
+        "its session."
+    ),
     "session_expired": "The session's inference window is over.",
     "session_idle": "The session was idle for longer than its timeout.",
     "tool_call_budget_exhausted": "The session has used all its tool calls.",
@@ -143,6 +147,8 @@ def static_verdict(
             )
             return _deny("session_approval_required", entry.log_level, detail)
     if not session:
+        if entry.sessions_required:
+            return _deny("session_required", entry.log_level)
         return Verdict(
             ALLOW,
             [_REASON_OBJECTS["allowed"]],

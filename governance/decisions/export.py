@@ -8,7 +8,9 @@ Cedar model (no namespace, no schema needed):
   (epoch microseconds, a Long). Request: principal Workload, action Action::"call", resource Tool;
 - one forbid per workload whose sessions need approval (a containment), unless
   `context.session` (a String, when the call is part of a session) names a session approved
-  for it and `context.now_us` is within that approval.
+  for it and `context.now_us` is within that approval;
+- one forbid per workload whose session limits a containment narrowed, unless the call names
+  its session (`context has session`).
 This is the static part only: session windows, budgets, dynamic combinations and token
 binding need shared session state and stay with Mandate's endpoint.
 """
@@ -89,6 +91,12 @@ def cedar_policies(snapshot: Snapshot) -> str:
             )
         if entry.sessions_need_approval:
             parts.append(_session_gate(slug, entry.approved_sessions))
+        if entry.sessions_required:
+            parts.append(
+                f'@id("sessions-required:{slug}")\n'
+                f'forbid (principal == Workload::"{slug}", action == {ACTION}, resource)\n'
+                "unless { context has session };\n"
+            )
     return "\n".join(parts)
 
 
@@ -164,6 +172,7 @@ def snapshot_json(snapshot: Snapshot) -> dict:
                     for rule, windows in sorted(entry.exceptions.items())
                 },
                 "sessions_need_approval": entry.sessions_need_approval,
+                "sessions_required": entry.sessions_required,
                 "approved_sessions": {
                     session: {"valid_from": start, "valid_until": _finite(end)}
                     for session, (start, end) in sorted(entry.approved_sessions.items())

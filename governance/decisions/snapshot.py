@@ -79,6 +79,9 @@ class WorkloadEntry:
     sessions_need_approval: bool = False
     # session id -> (valid_from, valid_until) of its approval (gated workloads only)
     approved_sessions: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # A containment narrowed the session limits: a call that names no session would escape
+    # them, so it is refused.
+    sessions_required: bool = False
 
     def session_approved_until(self, session: str | None, now: float) -> float:
         """When the session's approval ends, or 0.0 when it has none in force now."""
@@ -132,7 +135,8 @@ def snapshot_build(
     """Compile plain rows. Datetimes may be datetimes or epoch numbers (None = open end).
 
     workloads: slug, status, classified, max_session_seconds, idle_timeout_seconds,
-      max_tool_calls, log_level, sessions_need_approval (optional); tools: slug, capability;
+      max_tool_calls, log_level, sessions_need_approval and sessions_required (optional);
+      tools: slug, capability;
       grants (active only): workload, tool, valid_from, valid_until; rules (enabled, dynamic or
       both): slug, name, effect, groups; extensions / exceptions / session approvals (active
       only): workload, valid_from, valid_until and their values (a session approval: session).
@@ -151,6 +155,7 @@ def snapshot_build(
             max_tool_calls=row.get("max_tool_calls") or 0,
             log_level=row.get("log_level") or "metadata",
             sessions_need_approval=bool(row.get("sessions_need_approval")),
+            sessions_required=bool(row.get("sessions_required")),
         )
         for row in workloads
     }
@@ -286,6 +291,7 @@ def snapshot_rows() -> dict:
                         "max_tool_calls": limits.get("max_tool_calls"),
                         "log_level": limits.get("logging_level"),
                         "sessions_need_approval": w.sessions_need_approval,
+                        "sessions_required": w.id in caps,
                     }
                 )
             rows = {

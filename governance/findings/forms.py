@@ -2,7 +2,7 @@ from typing import cast
 
 from django import forms
 
-from governance.findings.narrowing import LIMIT_LABELS, LIMITS, LOWEST
+from governance.findings.narrowing import DECIDED, LIMIT_LABELS, LIMITS, LOWEST
 from governance.models import ContainmentAction, Finding
 
 
@@ -47,12 +47,25 @@ class NarrowSessionsForm(forms.Form):
                 required=False,
                 min_value=LOWEST[name],
                 label=LIMIT_LABELS[name],
-                help_text=f"In force: {'no limit' if current is None else current}",
+                help_text=(
+                    f"In force: {'no limit' if current is None else current} · "
+                    + ("held at each decision" if name in DECIDED else "judged by evaluation")
+                ),
             )
         self.order_fields([*LIMITS, "reason"])
 
     def caps(self) -> dict:
         return {name: self.cleaned_data[name] for name in LIMITS}
+
+
+class ContainmentLiftForm(forms.Form):
+    action = forms.ChoiceField(
+        choices=[
+            (ContainmentAction.Action.SUSPEND_WORKLOAD, "the suspension"),
+            (ContainmentAction.Action.GATE_SESSIONS, "the session gate"),
+        ]
+    )
+    reason = forms.CharField(max_length=500, label="Reason for lifting")
 
 
 class ContainmentReverseForm(forms.Form):

@@ -23,15 +23,22 @@ LIMIT_LABELS = {
     "max_reasoning_tokens": "Reasoning tokens",
     "loop_threshold": "Loop threshold",
 }
+# Held at each decision (the endpoint counts them); the others are judged when usage is
+# evaluated, and raise findings.
+DECIDED = ("max_session_seconds", "idle_timeout_seconds", "max_tool_calls")
 # The lowest cap that still lets a session work: a loop threshold of 1 would flag every call.
 LOWEST = dict.fromkeys(LIMITS, 1) | {"loop_threshold": 2}
-# The limits each kind of finding speaks to, proposed at half their value in force.
+# The limits each kind of finding speaks to, proposed at half their value in force. A loop
+# also burns tool calls, the cap a decision can hold it to.
 PROPOSED_FOR_KIND: dict[str, tuple[str, ...]] = {
-    FindingKind.REASONING_LOOP: ("loop_threshold",),
+    FindingKind.REASONING_LOOP: ("loop_threshold", "max_tool_calls"),
     FindingKind.SESSION_OVERRUN: ("max_session_seconds",),
     FindingKind.IDLE_TIMEOUT: ("idle_timeout_seconds",),
     FindingKind.BUDGET_EXCEEDED: ("max_tool_calls", "max_reasoning_tokens"),
 }
+
+
+BUDGET_LIMITS = {"tool_calls": "max_tool_calls", "reasoning_tokens": "max_reasoning_tokens"}
 
 
 def caps_in_force(workload_ids: Iterable[int] | None = None) -> dict[int, dict[str, int]]:
@@ -71,7 +78,11 @@ def proposed_caps(finding: Finding, in_force: Mapping[str, int | None]) -> dict[
     """Half of each limit in force that the finding's kind speaks to (none for other kinds:
     the reviewer chooses)."""
     proposal = {}
-    for name in PROPOSED_FOR_KIND.get(finding.kind, ()):
+    names = PROPOSED_FOR_KIND.get(finding.kind, ())
+    exceeded = (finding.details or {}).get("budget")
+    if finding.kind == FindingKind.BUDGET_EXCEEDED and exceeded in BUDGET_LIMITS:
+        names = (BUDGET_LIMITS[exceeded],)  # the budget it went over, not both
+    for name in names:
         value = in_force.get(name)
         if value is not None and value > LOWEST[name]:
             proposal[name] = max(LOWEST[name], value // 2)
@@ -105,3 +116,15 @@ def caps_checked(requested: Mapping[str, int | None], in_force: Mapping[str, int
 def caps_label(caps: Mapping[str, int]) -> str:
     """`Tool calls ≤ 50, Loop threshold ≤ 3`, in the policy's field order."""
     return ", ".join(f"{LIMIT_LABELS[name]} ≤ {caps[name]}" for name in LIMITS if name in caps)
+
+
+def caps_effect(caps: Mapping[str, int]) -> str:
+    """What the caps change, in words: some hold at each decision, the others in evaluation."""
+    decided = {name: value for name, value in caps.items() if name in DECIDED}
+    judged = {name: value for name, value in caps.items() if name not in DECIDED}
+    parts = ["Each call must now name its session"]
+    if decided:
+        parts.append(f"the next decision holds sessions to {caps_label(decided)}")
+    if judged:
+        parts.append(f"evaluation judges them by {caps_label(judged)}")
+    return "; ".join(parts) + "."

@@ -142,7 +142,7 @@ def finding_merge(*, duplicate: Finding, into: Finding) -> Finding:
         "merged_finding": audit_snapshot(duplicate, FINDING_AUDIT_FIELDS)
         | {"id": duplicate.pk, "evidence": duplicate.evidence},
         "merged_containment": list(
-            ContainmentAction.objects.filter(finding=duplicate).values("id", "action")
+            ContainmentAction.objects.filter(finding=duplicate).values("id", "action", "limits")
         ),
     }
     into.evidence = [*into.evidence, *(e for e in duplicate.evidence if e not in into.evidence)]
@@ -157,6 +157,20 @@ def finding_merge(*, duplicate: Finding, into: Finding) -> Finding:
     survivor = {a.action: a for a in ContainmentAction.objects.filter(finding=into)}
     for action in ContainmentAction.objects.filter(finding=duplicate):
         kept = survivor.get(action.action)
+        if (
+            kept is not None
+            and kept.reversed_at is None
+            and action.reversed_at is None
+            and action.limits
+        ):
+            # Both narrowings hold: their caps live on the records, so the survivor takes the
+            # lower of each, and the caps in force stay as they were.
+            kept.limits = {
+                name: min(value, action.limits.get(name, value))
+                for name, value in (action.limits | kept.limits).items()
+            }
+            kept.save(update_fields=["limits"])
+            continue
         if kept is not None and (kept.reversed_at is None or action.reversed_at is not None):
             continue
         if kept is not None:
@@ -322,6 +336,31 @@ def containment_options(finding: Finding) -> list[tuple[str, str]]:
             (ContainmentAction.Action.GATE_SESSIONS, "Require an approval for each session")
         )
     return options
+
+
+@transaction.atomic
+def containment_lift(*, workload: Workload, action: str, by, reason: str) -> list[int]:
+    """Lift a workload-wide measure (a suspension or a session gate) in one step: reverse
+    every finding's unreversed record that holds it, each audited as its own reversal. A
+    workload that looped may have been contained by dozens of findings. Returns the findings
+    whose records were reversed."""
+    _require(by, "governance.reverse_containment")
+    if action not in HELD_BY_EVERY_FINDING:
+        raise DomainError("Choose a suspension or a session gate to lift.", field="action")
+    if not reason.strip():
+        raise DomainError("Say why the containment is reversed.", field="reason", code="required")
+    # The records first, in id order, then (in containment_reverse) the workload: the order a
+    # single reversal takes, so a lift and a reversal of one of its records queue, not deadlock.
+    records = list(
+        ContainmentAction.objects.select_for_update()
+        .filter(workload=workload, action=action, reversed_at__isnull=True)
+        .order_by("pk")
+    )
+    if not records:
+        raise Conflict("No finding's containment holds this any more.", code="not_held")
+    for record in records:
+        containment_reverse(action=record, by=by, reason=reason)
+    return [record.finding_id for record in records]
 
 
 def other_holders(finding: Finding) -> dict[str, list[int]]:

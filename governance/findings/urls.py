@@ -18,4 +18,5 @@ urlpatterns = [
     path("<int:pk>/comment/", views.comment, name="comment"),
     path("<int:pk>/contain/", views.contain, name="contain"),
     path("<int:pk>/narrow/", views.narrow, name="narrow"),
+    path("lift/<slug:slug>/", views.lift, name="lift"),
 ]

@@ -18,6 +18,7 @@ from governance.findings.forms import (
     BulkTriageForm,
     CommentForm,
     ContainmentApplyForm,
+    ContainmentLiftForm,
     ContainmentReverseForm,
     NarrowSessionsForm,
     ReevaluationForm,
@@ -28,7 +29,7 @@ from governance.htmx import is_fragment_request, redirect_after_post, render_inv
 from governance.models import ContainmentAction, Finding, FindingKind, ReevaluationJob, Severity
 from governance.permissions import requires
 from workloads.models import SensitivityTier
-from workloads.selectors import effective_session_limits
+from workloads.selectors import effective_session_limits, workload_get
 
 VIEW = "governance.view_findings"
 TRIAGE = "governance.triage_finding"
@@ -240,7 +241,7 @@ def narrow(request, pk):
     form = NarrowSessionsForm(request.POST, in_force=_limits_in_force(finding))
     if form.is_valid():
         try:
-            services.containment_apply(
+            narrowed = services.containment_apply(
                 finding=finding,
                 action=ContainmentAction.Action.NARROW_SESSIONS,
                 by=request.user,
@@ -252,8 +253,8 @@ def narrow(request, pk):
         else:
             messages.success(
                 request,
-                "Narrowed. The next decision holds its sessions to the new limits; "
-                "an IAM admin can reverse it from this page.",
+                f"Narrowed. {narrowing.caps_effect(narrowed.limits)} "
+                "An IAM admin can reverse it from this page.",
             )
             return redirect_after_post(request, reverse("findings:detail", args=[finding.pk]))
     return render_invalid(
@@ -263,6 +264,31 @@ def narrow(request, pk):
         partial="narrow_form",
         target="#narrow-form",
     )
+
+
+@requires("governance.reverse_containment")
+@require_POST
+def lift(request, slug):
+    """Lift a workload's suspension or session gate by reversing every finding's record that
+    holds it, with one reason. The outcome is a message on the workload's page."""
+    workload = workload_get(user=request.user, slug=slug)
+    form = ContainmentLiftForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Say why the containment is reversed.")
+    else:
+        try:
+            findings = services.containment_lift(
+                workload=workload,
+                action=form.cleaned_data["action"],
+                by=request.user,
+                reason=form.cleaned_data["reason"],
+            )
+        except DomainError as exc:
+            messages.error(request, exc.message)
+        else:
+            ids = ", ".join(f"#{pk}" for pk in findings)
+            messages.success(request, f"Lifted: the containment of finding {ids} is reversed.")
+    return redirect_after_post(request, reverse("workloads:detail", args=[workload.slug]))
 
 
 @requires("governance.reverse_containment")

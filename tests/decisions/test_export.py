@@ -36,6 +36,7 @@ def catalogues(draw):
             "status": draw(st.sampled_from(STATUSES)),
             "classified": draw(st.booleans()),
             "sessions_need_approval": draw(st.booleans()),
+            "sessions_required": draw(st.booleans()),
         }
         for slug in draw(st.lists(st.sampled_from(WORKLOADS), unique=True))
     ]

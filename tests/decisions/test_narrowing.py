@@ -218,11 +218,22 @@ def test_evaluation_judges_sessions_by_the_caps(workload, reviewer):
 def test_the_proposal_halves_what_the_finding_speaks_to(workload):
     in_force = _in_force(workload)
     propose = narrowing.proposed_caps
-    assert propose(_finding(workload, "budget_exceeded", "a"), in_force) == {
+    # A budget finding says which budget it went over; without that, both are proposed.
+    over_calls = _finding(workload, "budget_exceeded", "a")
+    over_calls.details = {"budget": "tool_calls", "used": 120, "limit": 100}
+    assert propose(over_calls, in_force) == {"max_tool_calls": 50}
+    over_tokens = _finding(workload, "budget_exceeded", "a2")
+    over_tokens.details = {"budget": "reasoning_tokens"}
+    assert propose(over_tokens, in_force) == {"max_reasoning_tokens": 50_000}
+    assert propose(_finding(workload, "budget_exceeded", "a3"), in_force) == {
         "max_tool_calls": 50,
         "max_reasoning_tokens": 50_000,
     }
-    assert propose(_finding(workload, "reasoning_loop", "b"), in_force) == {"loop_threshold": 2}
+    # A loop: its threshold, and the tool calls a decision can hold it to.
+    assert propose(_finding(workload, "reasoning_loop", "b"), in_force) == {
+        "loop_threshold": 2,
+        "max_tool_calls": 50,
+    }
     assert propose(_finding(workload, "session_overrun", "c"), in_force) == {
         "max_session_seconds": 900
     }
@@ -232,6 +243,10 @@ def test_the_proposal_halves_what_the_finding_speaks_to(workload):
     assert propose(_finding(workload, "intent_drift", "e"), in_force) == {}
     # A loop threshold already at its lowest has nothing left to halve.
     assert propose(_finding(workload, "reasoning_loop", "f"), {"loop_threshold": 2}) == {}
+    assert narrowing.caps_effect({"max_tool_calls": 5, "loop_threshold": 2}) == (
+        "Each call must now name its session; the next decision holds sessions to Tool calls "
+        "≤ 5; evaluation judges them by Loop threshold ≤ 2."
+    )
 
 
 def test_the_finding_page_offers_the_proposal_and_shows_field_errors_in_place(
@@ -286,3 +301,76 @@ def test_the_exported_snapshot_carries_the_caps(workload, reviewer):
     _narrow(workload, reviewer, max_tool_calls=40, idle_timeout_seconds=60)
     entry = snapshot_load().workloads["triage"]
     assert (entry.max_tool_calls, entry.idle_timeout_seconds) == (40, 60)
+
+
+def test_a_narrowed_workload_refuses_calls_that_name_no_session(
+    client, workload, reviewer, admin_user, decide_secret
+):
+    assert ask(client, decide_secret)["decision"] == "allow"
+    action = _narrow(workload, reviewer, max_tool_calls=1)
+    sessionless = ask(client, decide_secret)
+    assert sessionless["decision"] == "deny"
+    assert sessionless["reasons"][0]["code"] == "session_required"
+    assert ask(client, decide_secret, session="run-d")["decision"] == "allow"
+    services.containment_reverse(action=action, by=admin_user, reason="Fixed")
+    assert ask(client, decide_secret)["decision"] == "allow"
+
+
+def test_cedar_refuses_sessionless_calls_of_a_narrowed_workload():
+    import math
+
+    import cedarpy
+
+    from governance.decisions.evaluator import SessionPlan, static_verdict
+    from governance.decisions.export import cedar_entities, cedar_policies, cedar_request
+    from governance.decisions.snapshot import snapshot_build
+
+    snapshot = snapshot_build(
+        version=1,
+        rules=[],
+        workloads=[
+            {"slug": "w-a", "status": "active", "classified": True, "sessions_required": True}
+        ],
+        tools=[{"slug": "t.1", "capability": "web_access"}],
+        grants=[{"workload": "w-a", "tool": "t.1", "valid_from": 0, "valid_until": math.inf}],
+    )
+    policies, entities = cedar_policies(snapshot), cedar_entities(snapshot)
+    for session in (None, "run-1"):
+        cedar = cedarpy.is_authorized(cedar_request("w-a", "t.1", 5, session), policies, entities)
+        assert not cedar.diagnostics.errors
+        mandate = static_verdict(snapshot, None, "w-a", "t.1", session, 5.0)
+        assert cedar.allowed == isinstance(mandate, SessionPlan) == (session is not None)
+
+
+def test_merging_findings_keeps_the_lower_caps_of_both_narrowings(workload, reviewer):
+    kept = _narrow(workload, reviewer, key="kept", max_tool_calls=50)
+    duplicate = _narrow(workload, reviewer, key="dup", max_tool_calls=10, loop_threshold=2)
+    version = PolicyState.objects.get(id=1).version
+    services.finding_merge(duplicate=duplicate.finding, into=kept.finding)
+    kept.refresh_from_db()
+    assert kept.limits == {"max_tool_calls": 10, "loop_threshold": 2}
+    assert narrowing.caps_in_force([workload.pk])[workload.pk] == kept.limits
+    assert PolicyState.objects.get(id=1).version == version  # nothing in force changed
+    merged = AuditEvent.objects.get(action="finding.merged")
+    assert merged.before["merged_containment"][0]["limits"] == {
+        "max_tool_calls": 10,
+        "loop_threshold": 2,
+    }
+
+
+def test_a_window_request_filed_before_a_narrowing_cannot_be_approved_under_it(
+    workload, reviewer, owner, approver, admin_user
+):
+    req = approvals.access_request_create(
+        by=owner,
+        workload=workload,
+        kind=AccessRequest.Kind.SESSION_WINDOW,
+        session_limits={"max_tool_calls": 900},
+        justification="A longer run",
+    )
+    action = _narrow(workload, reviewer, max_tool_calls=5)
+    with pytest.raises(Conflict) as refused:
+        approvals.access_request_approve(access_request=req, by=approver)
+    assert refused.value.code == "narrowed"
+    assert f"finding #{action.finding_id}" in refused.value.message
+    assert not SessionExtension.objects.filter(workload=workload).exists()

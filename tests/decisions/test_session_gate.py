@@ -755,3 +755,75 @@ def test_a_session_approval_must_last_at_least_an_hour(settings):
     settings.SESSION_APPROVAL_HOURS = 0
     (error,) = session_approval_hours_check(None)
     assert error.id == "mandate.E001"
+
+
+def test_an_iam_admin_lifts_a_gate_many_findings_hold_in_one_step(
+    client, workload, gated, reviewer, admin_user, owner
+):
+    others = [
+        services.containment_apply(
+            finding=_finding(workload, key=f"gate-{i}"),
+            action="gate_sessions",
+            by=reviewer,
+            reason="Drift again",
+        )
+        for i in range(3)
+    ]
+    client.force_login(admin_user)
+    page = client.get(reverse("workloads:detail", args=[workload.slug])).content.decode()
+    assert "Lift the gate (reverse all 4)" in page
+    lift = reverse("findings:lift", args=[workload.slug])
+    assert client.post(lift, {"action": "gate_sessions", "reason": ""}).status_code == 303
+    assert Workload.objects.get(pk=workload.pk).sessions_need_approval  # no reason, no lift
+    response = client.post(
+        lift, {"action": "gate_sessions", "reason": "Loop fixed in 2.3"}, follow=True
+    )
+    ids = ", ".join(f"#{a.finding_id}" for a in [gated, *others])
+    assert [str(m) for m in response.context["messages"]] == [
+        "Say why the containment is reversed.",  # the refused post's, shown with the next page
+        f"Lifted: the containment of finding {ids} is reversed.",
+    ]
+    assert not Workload.objects.get(pk=workload.pk).sessions_need_approval
+    assert not ContainmentAction.objects.filter(reversed_at__isnull=True).exists()
+    reversals = AuditEvent.objects.filter(action="containment.reverse")
+    assert reversals.count() == 4  # each record's reversal audited on its own
+    assert AuditEvent.objects.filter(action="workload.sessions_ungated").count() == 1
+    # Nothing left to lift; and the owner may not lift their own workload's containment.
+    again = client.post(lift, {"action": "gate_sessions", "reason": "Again"}, follow=True)
+    assert ["No finding" in str(m) for m in again.context["messages"]] == [True]
+    services.containment_apply(
+        finding=_finding(workload, key="gate-new"),
+        action="gate_sessions",
+        by=reviewer,
+        reason="New drift",
+    )
+    with pytest.raises(DomainError):
+        services.containment_lift(
+            workload=workload, action="gate_sessions", by=owner, reason="Mine"
+        )
+    assert Workload.objects.get(pk=workload.pk).sessions_need_approval
+
+
+def test_a_suspension_many_findings_hold_is_lifted_from_the_workload_page(
+    client, workload, reviewer, admin_user
+):
+    held = [
+        services.containment_apply(
+            finding=_finding(workload, key=f"suspend-{i}"),
+            action="suspend_workload" if i == 0 else "gate_sessions",
+            by=reviewer,
+            reason="Runaway",
+        )
+        for i in range(2)
+    ]
+    client.force_login(admin_user)
+    page = client.get(reverse("workloads:detail", args=[workload.slug])).content.decode()
+    assert "Lift the suspension" in page and "Lift the gate" in page
+    client.post(
+        reverse("findings:lift", args=[workload.slug]),
+        {"action": "suspend_workload", "reason": "Fixed"},
+    )
+    workload.refresh_from_db()
+    assert workload.status == Workload.Status.ACTIVE
+    assert workload.sessions_need_approval  # the other measure stands
+    assert ContainmentAction.objects.get(pk=held[1].pk).reversed_at is None
