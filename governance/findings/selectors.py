@@ -71,7 +71,7 @@ def finding_list(*, user, filters=None) -> QuerySet[Finding]:
 def finding_get(*, user, pk: int) -> Finding:
     finding = (
         findings_visible_to(user)
-        .select_related("workload__tier", "session", "assignee")
+        .select_related("workload__tier", "workload__session_policy", "session", "assignee")
         .filter(pk=pk)
         .first()
     )
