@@ -3,10 +3,14 @@
 Reversing the last two records that hold one workload's gate at the same time: the workload
 row lock makes the second reversal see the first, so the gate is lifted. (Without it each saw
 the other's record still standing, and the gate stayed up with no record left to reverse.)
-Approving a session run while the gate is lifted: one lock order, no deadlock."""
+Approving a session run while the gate is lifted: one lock order, no deadlock. Evaluation
+locking its workloads in id order, reading status under the lock, and taking grants before
+the policy version: each test pauses one side where the other would cut in, and fails (a
+deadlock, or a wrong status) with the order undone."""
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
@@ -286,3 +290,71 @@ def test_containment_reads_the_workload_status_under_its_lock(reviewer, admin_us
         workload=workload, action="suspend_workload", reversed_at__isnull=True
     )
     assert [a.finding.dedupe_key for a in held] == [f"s{session.pk}:again"]
+
+
+def test_evaluation_and_a_console_revoke_take_grant_and_policy_version_in_one_order(
+    admin_user, monkeypatch
+):
+    """Evaluation moves each used grant's last use (locking the grant) before its containment
+    moves the policy version, the order a console revoke takes (grant, then version). Here
+    evaluation pauses holding both while the console revokes the grant evaluation used: the
+    revoke waits its turn. Containment first would hold the version while the revoke held the
+    grant, each waiting for the other."""
+    from governance.evaluation import services as evaluation
+    from tests.evaluation.rows import add_events, id_range
+    from tests.factories import EntitlementFactory, tier
+    from workloads.models import Entitlement, Tool
+    from workloads.services import entitlement_revoke
+
+    workload = ClassifiedWorkloadFactory(tier=tier("boundary-crossing"))
+    grant = EntitlementFactory(
+        workload=workload,
+        tool=Tool.objects.get(slug="web-search"),
+        valid_from=timezone.now() - timedelta(hours=1),
+    )
+    session = make_session(workload)
+    # A granted call (its last use is recorded) and an unentitled one: critical in the top
+    # tier, so containment suspends and gates, moving the policy version.
+    events = add_events(
+        session,
+        ("tool_call", 1, {"tool": "web-search"}),
+        ("tool_call", 2, {"tool": "send-email"}),
+    )
+    holding, errors = threading.Event(), []
+    record = evaluation.findings_record
+
+    def pausing_record(drafts):
+        new = record(drafts)
+        holding.set()
+        time.sleep(0.5)  # the revoke starts while evaluation holds its locks
+        return new
+
+    monkeypatch.setattr(evaluation, "findings_record", pausing_record)
+
+    def evaluate():
+        try:
+            evaluation.events_evaluate(**id_range(events))
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def revoke():
+        try:
+            holding.wait(timeout=10)
+            entitlement_revoke(grant=grant, by=admin_user, reason="Rotating the key")
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=evaluate), threading.Thread(target=revoke)]
+    connection.close()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert Entitlement.objects.get(pk=grant.pk).status == Entitlement.Status.REVOKED
+    assert Finding.objects.filter(session=session, kind="unentitled_tool").exists()
+    assert Workload.objects.get(pk=workload.pk).status == Workload.Status.SUSPENDED
