@@ -371,6 +371,10 @@ MANDATE_DRIFT_MIN_SIMILARITY = float(os.environ.get("MANDATE_DRIFT_MIN_SIMILARIT
 # ended (in flight, the version still spreading, clocks apart): evaluation does not flag
 # them as unapproved session use within this many seconds of the boundary.
 MANDATE_SESSION_GATE_GRACE_SECONDS = env_int("MANDATE_SESSION_GATE_GRACE_SECONDS", 10)
+# An event that says it happened more than this long before Mandate received it is judged
+# against grants, exceptions and session gates as of that much before its arrival: the time
+# is the reporter's word, and backdating a call must not slip it past a revocation or a gate.
+MANDATE_EVENT_MAX_LATENESS_SECONDS = env_int("MANDATE_EVENT_MAX_LATENESS_SECONDS", 900)
 MANDATE_LOOP_WINDOW = env_int("MANDATE_LOOP_WINDOW", 20)  # recent calls a loop is counted in
 MANDATE_EVALUATION_BATCH = env_int("MANDATE_EVALUATION_BATCH", 1000)  # events per transaction
 MANDATE_EVALUATION_SNAPSHOT_SECONDS = env_int("MANDATE_EVALUATION_SNAPSHOT_SECONDS", 30)  # cache

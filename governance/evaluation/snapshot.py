@@ -144,6 +144,7 @@ def policy_snapshots(workload_ids: Iterable[int], *, at: datetime) -> dict[int, 
             loop_window=settings.MANDATE_LOOP_WINDOW,
             drift_min_similarity=settings.MANDATE_DRIFT_MIN_SIMILARITY,
             session_gates=tuple(gates[workload.id]),
+            max_lateness=timedelta(seconds=settings.MANDATE_EVENT_MAX_LATENESS_SECONDS),
         )
     return snapshots
 

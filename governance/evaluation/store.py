@@ -50,6 +50,7 @@ EVENT_COLUMNS = (
     "content",
     "reasoning_tokens",
     "duration_ms",
+    "received_at",
 )
 _EVENT_SELECT = ", ".join(f"e.{column}" for column in EVENT_COLUMNS)
 

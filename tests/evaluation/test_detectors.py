@@ -1,10 +1,12 @@
 """Each detector with a case that fires and one that must not."""
 
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 
 from governance.evaluation.detectors import (
+    EventData,
     Limits,
     check_budgets,
     check_drift,
@@ -12,6 +14,7 @@ from governance.evaluation.detectors import (
     check_loop,
     check_overrun,
     check_session_combination,
+    check_session_gate,
     check_tool_access,
     check_workload_status,
     drift,
@@ -307,3 +310,41 @@ def test_an_inflected_action_word_outside_the_request_is_drift():
     # "deleted" was not one of the listed words, so this signal missed it.
     draft = _drift("Summarised ticket 4411 for the agent and deleted it")
     assert draft.details["capabilities_outside_request"] == ["file_write"]
+
+
+def _reported(at: float, received: float, **fields) -> EventData:
+    """A call said to happen `at` s after T0, received `received` s after T0."""
+    return event(tool="crm-api", at=at, received_at=T0 + timedelta(seconds=received), **fields)
+
+
+def test_a_call_backdated_to_before_a_revocation_is_judged_when_it_could_have_happened():
+    revoked = policy(grants=(grant("crm-api", status="revoked", end=50),))
+    # Reported a few seconds late: judged at the time it claims, before the revocation.
+    assert check_tool_access(_reported(at=10, received=15), revoked) is None
+    # Reported an hour after the revocation yet claiming a time before it: judged no earlier
+    # than the allowed lateness (15 minutes) before it arrived.
+    draft = check_tool_access(_reported(at=10, received=50 + 3600), revoked)
+    assert draft.kind == "expired_grant_use"
+    assert draft.details["reported_late_seconds"] == 3640
+    assert draft.occurred_at == T0 + timedelta(seconds=10)  # the finding keeps its claim
+    lenient = policy(grants=revoked.grants, max_lateness=timedelta(hours=2))
+    assert check_tool_access(_reported(at=10, received=50 + 3600), lenient) is None
+
+
+def test_a_call_backdated_to_before_the_session_gate_is_flagged():
+    gated = policy(session_gates=((T0 + timedelta(seconds=100), None),))
+    on_time = _reported(at=10, received=12)
+    assert check_session_gate(on_time, gated, (), "run-1") is None
+    backdated = _reported(at=10, received=100 + 1800)
+    draft = check_session_gate(backdated, gated, (), "run-1")
+    assert draft.kind == "unapproved_session_use"
+    assert draft.details["reported_late_seconds"] == 1890
+
+
+def test_an_exception_does_not_cover_a_call_backdated_into_its_window():
+    used = {"sql-query": "data_store", "web-search": "web_access"}
+    lapsed = policy(exceptions=(exception("lethal-trifecta", start=-600, end=-60),))
+    inside = event(tool="send-email", at=-120, received_at=T0 + timedelta(seconds=-100))
+    assert check_session_combination(used, inside, lapsed) == []
+    backdated = event(tool="send-email", at=-120, received_at=T0 + timedelta(hours=1))
+    assert len(check_session_combination(used, backdated, lapsed)) == 1

@@ -185,3 +185,41 @@ def test_an_ended_session_is_not_checked_by_the_clock(workload):
     session.ended_at = session.started_at
     session.save()
     assert open_sessions_check() == 0
+
+
+def test_a_call_reported_long_after_a_revocation_but_dated_before_it_is_flagged(admin_user):
+    """The claim reads when each event arrived: a runtime cannot date a call back into a
+    grant's life once the grant is revoked."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.factories import ClassifiedWorkloadFactory, EntitlementFactory
+    from workloads.models import Tool
+    from workloads.services import entitlement_revoke
+
+    workload = ClassifiedWorkloadFactory()
+    grant = EntitlementFactory(
+        workload=workload,
+        tool=Tool.objects.get(slug="crm-api"),
+        valid_from=timezone.now() - timedelta(days=1),
+    )
+    entitlement_revoke(grant=grant, by=admin_user, reason="Key leaked")
+    grant.__class__.objects.filter(pk=grant.pk).update(
+        revoked_at=timezone.now() - timedelta(hours=1)
+    )
+    # Both say they ran two hours ago, before the revocation an hour ago; one arrived then,
+    # one now.
+    session = make_session(workload, started_at=timezone.now() - timedelta(hours=2))
+    on_time, backdated = add_events(
+        session,
+        ("tool_call", 1, {"tool": "crm-api"}),
+        ("tool_call", 2, {"tool": "crm-api"}),
+    )
+    on_time.__class__.objects.filter(pk=on_time.pk).update(
+        received_at=on_time.occurred_at + timedelta(seconds=3)
+    )
+    events_evaluate(**id_range([on_time, backdated]))
+    (flagged,) = Finding.objects.filter(session=session, kind="expired_grant_use")
+    assert flagged.evidence == [backdated.id]
+    assert flagged.details["reported_late_seconds"] > 7000

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from governance.evaluation.detectors.severity import severity_for
-from governance.evaluation.detectors.types import EventData, FindingDraft, PolicySnapshot
+from governance.evaluation.detectors.types import (
+    EventData,
+    FindingDraft,
+    PolicySnapshot,
+    lateness_details,
+    policy_moment,
+)
 
 
 def check_tool_access(event: EventData, policy: PolicySnapshot) -> FindingDraft | None:
@@ -11,9 +17,11 @@ def check_tool_access(event: EventData, policy: PolicySnapshot) -> FindingDraft 
     if event.type != "tool_call" or not event.tool:
         return None
     grants = [g for g in policy.grants if g.tool == event.tool]
-    if any(g.valid_at(event.occurred_at) for g in grants):
+    moment = policy_moment(event, policy)
+    if any(g.valid_at(moment) for g in grants):
         return None
-    lapsed = [g for g in grants if g.valid_from <= event.occurred_at]
+    late = lateness_details(event, moment)
+    lapsed = [g for g in grants if g.valid_from <= moment]
     if lapsed:
         latest = max(lapsed, key=lambda g: g.valid_from)
         reason = "revoked" if latest.status == "revoked" else "expired"
@@ -25,7 +33,7 @@ def check_tool_access(event: EventData, policy: PolicySnapshot) -> FindingDraft 
             evidence=(event.id,),
             occurred_at=event.occurred_at,
             tool=event.tool,
-            details={"grant_status": reason},
+            details={"grant_status": reason, **late},
         )
     known = event.tool in policy.tools
     return FindingDraft(
@@ -40,5 +48,5 @@ def check_tool_access(event: EventData, policy: PolicySnapshot) -> FindingDraft 
         evidence=(event.id,),
         occurred_at=event.occurred_at,
         tool=event.tool,
-        details={"in_catalogue": known},
+        details={"in_catalogue": known, **late},
     )

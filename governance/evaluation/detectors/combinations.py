@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from governance.evaluation.detectors.severity import severity_for
-from governance.evaluation.detectors.types import EventData, FindingDraft, PolicySnapshot
+from governance.evaluation.detectors.types import (
+    EventData,
+    FindingDraft,
+    PolicySnapshot,
+    policy_moment,
+)
 from workloads.combinations import rules_completed_by
 
 
@@ -24,7 +29,8 @@ def check_session_combination(
     drafts = []
     for rule in rules_completed_by(policy.rules, used_before, added):
         if rule.effect == "exception_required" and any(
-            e.rule == rule.slug and e.valid_at(event.occurred_at) for e in policy.exceptions
+            e.rule == rule.slug and e.valid_at(policy_moment(event, policy))
+            for e in policy.exceptions
         ):
             continue
         base = "critical" if rule.effect == "forbid" else "high"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from workloads.combinations import RuleSpec
@@ -25,6 +25,7 @@ class EventData(NamedTuple):
     content: str = ""
     reasoning_tokens: int = 0
     duration_ms: int | None = None
+    received_at: datetime | None = None  # when Mandate stored it (its own clock)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,25 @@ class PolicySnapshot:
     drift_min_similarity: float = 0.1
     # When each session needed an approval (a containment): (from, until or None if standing).
     session_gates: tuple[tuple[datetime, datetime | None], ...] = ()
+    # How long before its arrival an event may say it happened and be judged at that time.
+    max_lateness: timedelta = timedelta(minutes=15)
+
+
+def policy_moment(event: EventData, policy: PolicySnapshot) -> datetime:
+    """When an event is judged against the policy's windows (grants, exceptions, the session
+    gate and its approvals): the time it claims, but no earlier than `max_lateness` before
+    Mandate received it. The time is the reporter's word; a runtime that skipped the
+    decision endpoint could otherwise backdate a call to before a revocation or a gate."""
+    if event.received_at is None:
+        return event.occurred_at
+    return max(event.occurred_at, event.received_at - policy.max_lateness)
+
+
+def lateness_details(event: EventData, moment: datetime) -> dict:
+    """What a finding judged later than the event's claimed time says about it."""
+    if moment == event.occurred_at or event.received_at is None:
+        return {}
+    return {"reported_late_seconds": int((event.received_at - event.occurred_at).total_seconds())}
 
 
 @dataclass(frozen=True)

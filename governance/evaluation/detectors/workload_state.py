@@ -6,7 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from governance.evaluation.detectors.severity import severity_for
-from governance.evaluation.detectors.types import EventData, FindingDraft, PolicySnapshot
+from governance.evaluation.detectors.types import (
+    EventData,
+    FindingDraft,
+    PolicySnapshot,
+    lateness_details,
+    policy_moment,
+)
 
 
 def check_workload_status(event: EventData, policy: PolicySnapshot) -> FindingDraft | None:
@@ -41,7 +47,7 @@ def check_session_gate(
     none then: a runtime that did not ask the decision endpoint, or ignored its answer."""
     if event.type != "tool_call" or not event.tool:
         return None
-    moment = event.occurred_at
+    moment = policy_moment(event, policy)
     if not _within(moment, policy.session_gates) or _within(moment, approvals):
         return None
     kind = "unapproved_session_use"
@@ -54,7 +60,7 @@ def check_session_gate(
             "workload's sessions needed one."
         ),
         evidence=(event.id,),
-        occurred_at=moment,
+        occurred_at=event.occurred_at,
         tool=event.tool,
-        details={"session": session[:200]},
+        details={"session": session[:200], **lateness_details(event, moment)},
     )
