@@ -76,12 +76,40 @@ def test_many_accounts_tried_from_one_address_close_it(client, settings):
     assert attempt(client, user.username, PASSWORD, REMOTE_ADDR="10.0.0.9").status_code == 302
 
 
-def test_the_limit_lifts_when_its_window_ends(client, admin_user):
-    with time_machine.travel(timezone.now(), tick=False) as clock:
+def _window_start(offset: float = 0):
+    """A moment `offset` seconds into a 900 s window (the limits' windows are epoch-aligned)."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(1_800_000_000 // 900 * 900 + offset, tz=UTC)
+
+
+def test_the_limit_lifts_when_it_says_it_will(client, admin_user):
+    with time_machine.travel(_window_start(100), tick=False) as clock:
         for _ in range(5):
             attempt(client, admin_user.username)
+        refused = attempt(client, admin_user.username, PASSWORD)
+        assert refused.status_code == 429
+        wait = int(refused["Retry-After"])
+        assert 0 < wait <= 1800
+        clock.shift(timedelta(seconds=wait - 5))
         assert attempt(client, admin_user.username, PASSWORD).status_code == 429
-        clock.shift(timedelta(seconds=901))
+        clock.shift(timedelta(seconds=5))
+        assert attempt(client, admin_user.username, PASSWORD).status_code == 302
+
+
+def test_failures_either_side_of_a_window_boundary_count_together(client, admin_user):
+    """Fixed windows would allow four failures at one window's end and four more at the
+    next one's start: six failures within a minute must close the account."""
+    with time_machine.travel(_window_start(890), tick=False) as clock:
+        for _ in range(4):
+            attempt(client, admin_user.username)
+        clock.shift(timedelta(seconds=20))  # 10 s into the next window
+        for _ in range(2):
+            attempt(client, admin_user.username)
+        refused = attempt(client, admin_user.username, PASSWORD)
+        assert refused.status_code == 429
+        # The previous window's four fade as the window slides past them.
+        clock.shift(timedelta(seconds=int(refused["Retry-After"])))
         assert attempt(client, admin_user.username, PASSWORD).status_code == 302
 
 
