@@ -246,6 +246,9 @@ def _detail_context(request, workload: Workload, **forms) -> dict:
         "transitions": _transitions(workload, contained_by),
         "contained_by": contained_by,
         "narrowings": narrowings_of(workload.pk),
+        # Nobody lifts a containment of their own workload (the service refuses it too).
+        "may_lift": user.has_perm("governance.reverse_containment")
+        and not services.owns(user, workload),
         "can_classify": user.has_perm("workloads.classify_workload"),
         "can_edit_policy": user.has_perm("workloads.manage_catalogue"),
         "can_grant": user.has_perm("workloads.grant_entitlement"),

@@ -386,10 +386,14 @@ def access_request_approve(
     exception step when one is open, and must write a justification for it."""
     error: DomainError | None = None
     with transaction.atomic():
-        if access_request.kind == AccessRequest.Kind.SESSION_RUN:
-            # The workload row before the request's, as a containment moving the gate takes
-            # them (session_run_requests_cancel): the other order deadlocks against it.
-            _still_gated(access_request.workload)
+        # The workload row before the request's and before the audit chain, whatever the
+        # request: containment (applying, reversing, lifting, cancelling session-run requests)
+        # takes the workload and then the audit chain, and the other order deadlocks with it.
+        list(
+            Workload.objects.select_for_update()
+            .filter(pk=access_request.workload_id)
+            .values_list("pk", flat=True)
+        )
         req = _locked(access_request)
         error = _refusal_to_decide(req, by)
         if error is None:

@@ -32,7 +32,7 @@ from governance.permissions import requires
 from governance.roles import CONSOLE
 from workloads.models import Entitlement, RuleException, SessionApproval, Tool
 from workloads.selectors import workloads_visible_to
-from workloads.services import entitlement_revoke
+from workloads.services import entitlement_revoke, owns
 
 APPROVE = selectors.APPROVE
 REQUEST = selectors.REQUEST
@@ -389,7 +389,7 @@ def access_panel_context(request, workload) -> dict:
         "may_revoke_windows": user.has_perm(services.REVOKE_WINDOW)
         or (workload.owner_id == user.pk and user.has_perm(REQUEST)),
         "may_request": workload.owner_id == user.pk and user.has_perm(REQUEST),
-        "may_lift": user.has_perm("governance.reverse_containment"),
+        "may_lift": user.has_perm("governance.reverse_containment") and not owns(user, workload),
         "session_approval_hours": settings.SESSION_APPROVAL_HOURS,
         "confirm": CONFIRM,
         "request": request,

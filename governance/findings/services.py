@@ -138,6 +138,15 @@ def finding_merge(*, duplicate: Finding, into: Finding) -> Finding:
     containment actions move over, and an assignee fills an empty one. The survivor keeps
     its own status, as a signal that fires again does; the audit event keeps the
     duplicate's."""
+    # Both findings' containment records, locked in id order before they are read (the order
+    # a lift takes them, then the workload): a reversal of one of them running meanwhile is
+    # seen finished, not half done, so no measure is dropped or kept on a stale reading.
+    list(
+        ContainmentAction.objects.select_for_update()
+        .filter(finding__in=(duplicate.pk, into.pk))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
     before = audit_snapshot(into, FINDING_AUDIT_FIELDS) | {
         "merged_finding": audit_snapshot(duplicate, FINDING_AUDIT_FIELDS)
         | {"id": duplicate.pk, "evidence": duplicate.evidence},
@@ -338,12 +347,19 @@ def containment_options(finding: Finding) -> list[tuple[str, str]]:
     return options
 
 
+@dataclass(frozen=True)
+class Lift:
+    reversed_for: list[int]  # findings whose records were reversed
+    # Findings whose record of the measure was added while the lift ran (evaluation or a
+    # reviewer containing anew): it still holds, and nothing was lifted.
+    still_held_by: list[int]
+
+
 @transaction.atomic
-def containment_lift(*, workload: Workload, action: str, by, reason: str) -> list[int]:
+def containment_lift(*, workload: Workload, action: str, by, reason: str) -> Lift:
     """Lift a workload-wide measure (a suspension or a session gate) in one step: reverse
     every finding's unreversed record that holds it, each audited as its own reversal. A
-    workload that looped may have been contained by dozens of findings. Returns the findings
-    whose records were reversed."""
+    workload that looped may have been contained by dozens of findings."""
     _require(by, "governance.reverse_containment")
     if action not in HELD_BY_EVERY_FINDING:
         raise DomainError("Choose a suspension or a session gate to lift.", field="action")
@@ -358,9 +374,11 @@ def containment_lift(*, workload: Workload, action: str, by, reason: str) -> lis
     )
     if not records:
         raise Conflict("No finding's containment holds this any more.", code="not_held")
+    reversal = None
     for record in records:
-        containment_reverse(action=record, by=by, reason=reason)
-    return [record.finding_id for record in records]
+        reversal = containment_reverse(action=record, by=by, reason=reason)
+    assert reversal is not None
+    return Lift([record.finding_id for record in records], reversal.still_held_by)
 
 
 def other_holders(finding: Finding) -> dict[str, list[int]]:

@@ -274,10 +274,10 @@ def lift(request, slug):
     workload = workload_get(user=request.user, slug=slug)
     form = ContainmentLiftForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Say why the containment is reversed.")
+        messages.error(request, "Choose the suspension or the gate to lift, and say why.")
     else:
         try:
-            findings = services.containment_lift(
+            lift = services.containment_lift(
                 workload=workload,
                 action=form.cleaned_data["action"],
                 by=request.user,
@@ -286,8 +286,16 @@ def lift(request, slug):
         except DomainError as exc:
             messages.error(request, exc.message)
         else:
-            ids = ", ".join(f"#{pk}" for pk in findings)
-            messages.success(request, f"Lifted: the containment of finding {ids} is reversed.")
+            ids = ", ".join(f"#{pk}" for pk in lift.reversed_for)
+            if lift.still_held_by:
+                held = ", ".join(f"#{pk}" for pk in lift.still_held_by)
+                messages.warning(
+                    request,
+                    f"The containment of finding {ids} is reversed, but finding {held} "
+                    "contained the workload meanwhile: the measure stands.",
+                )
+            else:
+                messages.success(request, f"Lifted: the containment of finding {ids} is reversed.")
     return redirect_after_post(request, reverse("workloads:detail", args=[workload.slug]))
 
 

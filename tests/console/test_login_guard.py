@@ -7,7 +7,6 @@ import pytest
 import time_machine
 from django.contrib.auth.signals import user_login_failed
 from django.core.cache import cache
-from django.utils import timezone
 
 from governance.models import AuditEvent
 from tests.factories import UserFactory

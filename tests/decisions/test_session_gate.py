@@ -780,7 +780,7 @@ def test_an_iam_admin_lifts_a_gate_many_findings_hold_in_one_step(
     )
     ids = ", ".join(f"#{a.finding_id}" for a in [gated, *others])
     assert [str(m) for m in response.context["messages"]] == [
-        "Say why the containment is reversed.",  # the refused post's, shown with the next page
+        "Choose the suspension or the gate to lift, and say why.",  # the refused post's
         f"Lifted: the containment of finding {ids} is reversed.",
     ]
     assert not Workload.objects.get(pk=workload.pk).sessions_need_approval
@@ -827,3 +827,14 @@ def test_a_suspension_many_findings_hold_is_lifted_from_the_workload_page(
     assert workload.status == Workload.Status.ACTIVE
     assert workload.sessions_need_approval  # the other measure stands
     assert ContainmentAction.objects.get(pk=held[1].pk).reversed_at is None
+
+
+def test_an_iam_admin_is_not_offered_a_lift_of_their_own_workload(client, reviewer, admin_user):
+    own = ClassifiedWorkloadFactory(owner=admin_user, slug="admins-own")
+    services.containment_apply(
+        finding=_finding(own), action="gate_sessions", by=reviewer, reason="Drift"
+    )
+    client.force_login(admin_user)
+    page = client.get(reverse("workloads:detail", args=[own.slug])).content.decode()
+    assert "Each session needs an approval" in page
+    assert "Lift the gate" not in page

@@ -358,3 +358,183 @@ def test_evaluation_and_a_console_revoke_take_grant_and_policy_version_in_one_or
     assert Entitlement.objects.get(pk=grant.pk).status == Entitlement.Status.REVOKED
     assert Finding.objects.filter(session=session, kind="unentitled_tool").exists()
     assert Workload.objects.get(pk=workload.pk).status == Workload.Status.SUSPENDED
+
+
+def test_approving_a_tool_request_while_a_containment_is_reversed_does_not_deadlock(
+    reviewer, admin_user, owner, approver, monkeypatch
+):
+    """A tool request's last approval audits its step (the audit chain's lock) before it
+    grants (the workload's row); a reversal takes the workload and then the audit chain. The
+    approval now locks the workload first, whatever the request's kind."""
+    from governance.approvals import services as approvals
+    from tests.factories import tier
+    from workloads.models import Entitlement, Tool
+
+    workload = ClassifiedWorkloadFactory(owner=owner, tier=tier("internal-read"))
+    gate = _gate(workload, "gate", reviewer)
+    req = approvals.access_request_create(
+        by=owner,
+        workload=workload,
+        tools=[Tool.objects.get(slug="web-search")],
+        justification="Research.",
+    )
+    holding, errors = threading.Event(), []
+    grant = approvals._grant
+
+    def pausing_grant(*args, **kwargs):
+        holding.set()
+        time.sleep(0.7)  # the reversal starts while the approval holds its locks
+        return grant(*args, **kwargs)
+
+    monkeypatch.setattr(approvals, "_grant", pausing_grant)
+
+    def approve():
+        try:
+            approvals.access_request_approve(access_request=req, by=approver)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def reverse():
+        try:
+            holding.wait(timeout=10)
+            services.containment_reverse(action=gate, by=admin_user, reason="Fixed")
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=approve), threading.Thread(target=reverse)]
+    connection.close()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert Entitlement.objects.filter(workload=workload, tool__slug="web-search").exists()
+    assert not Workload.objects.get(pk=workload.pk).sessions_need_approval
+
+
+def test_a_merge_waits_for_a_reversal_of_the_survivors_narrowing(reviewer, admin_user, monkeypatch):
+    """The survivor's narrowing is being reversed while a fold merges a duplicate that also
+    narrowed: the merge must see the reversal finished and keep the duplicate's caps (read
+    half done, it folded them into the reversed record and deleted the duplicate's)."""
+    from governance.findings import narrowing
+
+    workload = ClassifiedWorkloadFactory()
+
+    def narrowed(key, cap):
+        finding = Finding.objects.create(
+            kind="budget_exceeded",
+            severity="medium",
+            workload=workload,
+            session=make_session(workload),
+            summary="Over budget.",
+            dedupe_key=key,
+            occurred_at=timezone.now(),
+        )
+        return services.containment_apply(
+            finding=finding,
+            action="narrow_sessions",
+            by=reviewer,
+            reason="Runaway",
+            limits={"max_tool_calls": cap},
+        )
+
+    kept, duplicate = narrowed("kept", 8), narrowed("dup", 4)
+    holding, errors = threading.Event(), []
+    bump = services.policy_version_bump
+
+    def pausing_bump():
+        bump()
+        holding.set()
+        time.sleep(0.5)  # the merge starts while the reversal holds the survivor's record
+
+    monkeypatch.setattr(services, "policy_version_bump", pausing_bump)
+
+    def reverse():
+        try:
+            services.containment_reverse(action=kept, by=admin_user, reason="Fixed")
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def merge():
+        try:
+            holding.wait(timeout=10)
+            with transaction.atomic():
+                services.finding_merge(
+                    duplicate=Finding.objects.get(pk=duplicate.finding_id),
+                    into=Finding.objects.get(pk=kept.finding_id),
+                )
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=reverse), threading.Thread(target=merge)]
+    connection.close()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert narrowing.caps_in_force([workload.pk]) == {workload.pk: {"max_tool_calls": 4}}
+
+
+def test_a_lift_says_when_a_finding_contained_the_workload_meanwhile(
+    reviewer, admin_user, monkeypatch
+):
+    """A reviewer gates the workload over a new finding while an IAM admin lifts the gate:
+    the lift reverses what it found, and reports the new holder instead of claiming the gate
+    was lifted."""
+    workload = ClassifiedWorkloadFactory()
+    _gate(workload, "old", reviewer)
+    fresh = Finding.objects.create(
+        kind="intent_drift",
+        severity="medium",
+        workload=workload,
+        session=make_session(workload),
+        summary="Drifted again.",
+        dedupe_key="fresh",
+        occurred_at=timezone.now(),
+    )
+    holding, errors, lifts = threading.Event(), [], []
+
+    def contain():
+        try:
+            with transaction.atomic():
+                services.containment_apply(
+                    finding=fresh, action="gate_sessions", by=reviewer, reason="Again"
+                )
+                holding.set()
+                time.sleep(0.5)  # the lift starts while this holds the workload
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def lift():
+        try:
+            holding.wait(timeout=10)
+            lifts.append(
+                services.containment_lift(
+                    workload=workload, action="gate_sessions", by=admin_user, reason="Fixed"
+                )
+            )
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=contain), threading.Thread(target=lift)]
+    connection.close()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert lifts[0].still_held_by == [fresh.pk]
+    assert Workload.objects.get(pk=workload.pk).sessions_need_approval
