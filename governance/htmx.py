@@ -2,6 +2,7 @@
 
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.cache import patch_vary_headers
 from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 
 
@@ -49,3 +50,16 @@ def redirect_after_post(request, url: str) -> HttpResponse:
     response = redirect(url)
     response.status_code = 303
     return response
+
+
+def vary_on_htmx(get_response):
+    """Middleware: a page and its htmx fragment share one URL, so every response says it
+    varies with HX-Request. Without it the browser's Back button could show a fragment
+    cached for the URL as the whole page (no navigation, no styles)."""
+
+    def middleware(request):
+        response = get_response(request)
+        patch_vary_headers(response, ("HX-Request",))
+        return response
+
+    return middleware
