@@ -577,7 +577,13 @@ def _evaluate_calls(session, *offsets):
     from governance.evaluation.services import events_evaluate
     from tests.evaluation.rows import add_events, id_range
 
+    from django.db.models import F
+
+    from workloads.models import UsageEvent
+
     events = add_events(session, *[("tool_call", s, {"tool": "web-search"}) for s in offsets])
+    # Reported as they happen: a call dated ahead of its arrival is judged at its arrival.
+    UsageEvent.objects.filter(pk__in=[e.pk for e in events]).update(received_at=F("occurred_at"))
     events_evaluate(**id_range(events))
     return Finding.objects.filter(session=session, kind="unapproved_session_use")
 

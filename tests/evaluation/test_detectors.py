@@ -348,3 +348,16 @@ def test_an_exception_does_not_cover_a_call_backdated_into_its_window():
     assert check_session_combination(used, inside, lapsed) == []
     backdated = event(tool="send-email", at=-120, received_at=T0 + timedelta(hours=1))
     assert len(check_session_combination(used, backdated, lapsed)) == 1
+
+
+def test_a_call_dated_after_it_arrived_is_judged_at_its_arrival():
+    """A reporter whose clock runs ahead dates calls into a gate set just after they
+    arrived; judged at their claimed time, a re-evaluation flagged calls made before it."""
+    gated = policy(session_gates=((T0 + timedelta(seconds=100), None),))
+    ahead = _reported(at=110, received=95)
+    assert check_session_gate(ahead, gated, (), "run-1") is None
+    # Arrived after the gate was set: flagged, whatever it claims.
+    assert check_session_gate(_reported(at=110, received=105), gated, (), "run-1") is not None
+    revoked = policy(grants=(grant("crm-api", status="revoked", end=50),))
+    draft = check_tool_access(_reported(at=60, received=40), revoked)
+    assert draft is None

@@ -102,18 +102,21 @@ class PolicySnapshot:
 def policy_moment(event: EventData, policy: PolicySnapshot) -> datetime:
     """When an event is judged against the policy's windows (grants, exceptions, the session
     gate and its approvals): the time it claims, but no earlier than `max_lateness` before
-    Mandate received it. The time is the reporter's word; a runtime that skipped the
-    decision endpoint could otherwise backdate a call to before a revocation or a gate."""
+    Mandate received it, and no later than its arrival. The time is the reporter's word: a
+    runtime that skipped the decision endpoint could otherwise backdate a call to before a
+    revocation or a gate; and a clock running ahead must not date a call reported before a
+    gate into it (re-evaluating such calls raised containment on calls made before it)."""
     if event.received_at is None:
         return event.occurred_at
-    return max(event.occurred_at, event.received_at - policy.max_lateness)
+    return min(max(event.occurred_at, event.received_at - policy.max_lateness), event.received_at)
 
 
 def lateness_details(event: EventData, moment: datetime) -> dict:
     """What a finding judged later than the event's claimed time says about it."""
     if moment == event.occurred_at or event.received_at is None:
         return {}
-    return {"reported_late_seconds": int((event.received_at - event.occurred_at).total_seconds())}
+    late = int((event.received_at - event.occurred_at).total_seconds())
+    return {"reported_late_seconds": late} if late > 0 else {"dated_ahead_seconds": -late}
 
 
 @dataclass(frozen=True)
