@@ -574,11 +574,10 @@ def test_a_filing_that_lost_the_race_is_a_conflict(workload, gated, owner, monke
 
 
 def _evaluate_calls(session, *offsets):
-    from governance.evaluation.services import events_evaluate
-    from tests.evaluation.rows import add_events, id_range
-
     from django.db.models import F
 
+    from governance.evaluation.services import events_evaluate
+    from tests.evaluation.rows import add_events, id_range
     from workloads.models import UsageEvent
 
     events = add_events(session, *[("tool_call", s, {"tool": "web-search"}) for s in offsets])
