@@ -390,6 +390,7 @@ def access_panel_context(request, workload) -> dict:
         or (workload.owner_id == user.pk and user.has_perm(REQUEST)),
         "may_request": workload.owner_id == user.pk and user.has_perm(REQUEST),
         "may_lift": user.has_perm("governance.reverse_containment") and not owns(user, workload),
+        "may_view_findings": user.has_perm("governance.view_findings"),
         "session_approval_hours": settings.SESSION_APPROVAL_HOURS,
         "confirm": CONFIRM,
         "request": request,

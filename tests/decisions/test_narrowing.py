@@ -374,3 +374,20 @@ def test_a_window_request_filed_before_a_narrowing_cannot_be_approved_under_it(
     assert refused.value.code == "narrowed"
     assert f"finding #{action.finding_id}" in refused.value.message
     assert not SessionExtension.objects.filter(workload=workload).exists()
+
+
+def test_an_owner_reads_what_holds_their_workload_without_links_they_cannot_open(
+    client, workload, reviewer, owner
+):
+    from tests.decisions.test_session_gate import _finding as drift
+
+    action = _narrow(workload, reviewer, max_tool_calls=40)
+    gate = services.containment_apply(
+        finding=drift(workload, key="g"), action="gate_sessions", by=reviewer, reason="Drift"
+    )
+    client.force_login(owner)
+    page = client.get(reverse("workloads:detail", args=[workload.slug])).content.decode()
+    for finding_id in (action.finding_id, gate.finding_id):
+        assert f"finding #{finding_id}" in page
+        assert reverse("findings:detail", args=[finding_id]) not in page
+    assert "Lift the gate" not in page
