@@ -22,10 +22,18 @@ class IdFilter(django_filters.NumberFilter):
         super().__init__(*args, **kwargs)
 
 
+# Still needing work: the dashboard counts these, and links to the queue filtered on them.
+UNRESOLVED = "unresolved"
+
+
 class FindingFilter(django_filters.FilterSet):
     kind = django_filters.ChoiceFilter(choices=FindingKind.choices)
     severity = django_filters.ChoiceFilter(choices=Severity.choices)
-    status = django_filters.ChoiceFilter(choices=Finding.Status.choices)
+    status = django_filters.ChoiceFilter(
+        choices=[*Finding.Status.choices, (UNRESOLVED, "Unresolved (open or acknowledged)")],
+        method="with_status",
+        label="Status, or `unresolved` for open and acknowledged together",
+    )
     workload = django_filters.CharFilter(field_name="workload__slug", label="Workload slug")
     tier = django_filters.ModelChoiceFilter(
         field_name="workload__tier", to_field_name="slug", queryset=SensitivityTier.objects.all()
@@ -48,3 +56,8 @@ class FindingFilter(django_filters.FilterSet):
     class Meta:
         model = Finding
         fields = ["kind", "severity", "status", "workload", "tier", "session", "assignee"]
+
+    def with_status(self, queryset, name, value: str):
+        if value == UNRESOLVED:
+            return queryset.filter(status__in=(Finding.Status.OPEN, Finding.Status.ACKNOWLEDGED))
+        return queryset.filter(status=value)

@@ -14,6 +14,7 @@ from django_htmx.http import reswap, retarget
 from governance.errors import DomainError
 from governance.findings import narrowing, selectors, services
 from governance.findings.charts import bar_chart
+from governance.findings.filters import UNRESOLVED
 from governance.findings.forms import (
     BulkTriageForm,
     CommentForm,
@@ -62,6 +63,7 @@ def _queue_context(request, filters: dict[str, str], page_number=None) -> dict:
         "kinds": FindingKind.choices,
         "severities": Severity.choices,
         "statuses": Finding.Status.choices,
+        "status_filters": [*Finding.Status.choices, (UNRESOLVED, "Unresolved")],
         "tiers": SensitivityTier.objects.order_by("rank"),
         "counts": selectors.finding_counts(user=request.user),
         "query": _filter_query(filters),

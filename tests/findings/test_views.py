@@ -270,3 +270,23 @@ def test_a_failed_reevaluation_step_marks_the_job_failed(admin_user, monkeypatch
     job.refresh_from_db()
     assert job.status == "failed"
     assert "bad state" in job.error
+
+
+def test_the_dashboard_counts_and_links_the_same_unresolved_findings(admin_client, reviewer):
+    from governance.findings import services
+    from tests.factories import ClassifiedWorkloadFactory
+    from tests.findings.api_rows import make_finding
+
+    workload = ClassifiedWorkloadFactory(slug="dash-wl")
+    acknowledged = make_finding(workload, severity="high")
+    services.finding_set_status(finding=acknowledged, status="acknowledged", by=reviewer)
+    make_finding(workload, severity="low")
+    panels = admin_client.get(reverse("findings:dashboard_panels"))
+    (row,) = panels.context["top_workloads"]
+    assert (row["n"], row["high"]) == (2, 1)
+    link = reverse("findings:queue") + "?workload=dash-wl&amp;status=unresolved"
+    assert link in panels.content.decode()
+    queue = admin_client.get(
+        reverse("findings:queue"), {"workload": "dash-wl", "status": "unresolved"}
+    )
+    assert len(queue.context["page"]) == 2
