@@ -199,9 +199,11 @@ def _problem(
 ) -> tuple[str, str, str]:
     """Why an item failed the inline checks: (code, field, message)."""
     workload_id = workload_ids.get(item.workload)
-    if workload_id is None:
+    if workload_id is None and token.all_workloads:
         return "unknown_workload", "workload", f"No workload {item.workload!r}."
-    if not token.may_report_for(workload_id):
+    if workload_id is None or not token.may_report_for(workload_id):
+        # A bound token is told the same about a slug that does not exist as about one it
+        # may not report for: it cannot probe the catalogue (decisions answer alike).
         return (
             "workload_not_bound",
             "workload",

@@ -204,7 +204,10 @@ class EventsIngestDoc(_IngestDoc):
             "not stored again and still counts as accepted, so replaying a batch gives the "
             "same answer.\n\n**Partial success**: each item is validated on its own; valid "
             "items are kept, invalid ones are listed in `rejected` with a machine-readable "
-            f"`code` ({', '.join(REJECTION_CODES)}). A body that is not a batch at all is a "
+            f"`code` ({', '.join(REJECTION_CODES)}). A token bound to some workloads gets "
+            "`workload_not_bound` for any other slug, whether or not it exists; only a token "
+            "for every workload is told `unknown_workload`. A body that is not a batch at all "
+            "is a "
             f"400.\n\n{_LIMITS}\n\nSessions are created from the events: the original request "
             "from session_start's `content`, the final action from final_action's."
         ),

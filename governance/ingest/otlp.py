@@ -243,6 +243,11 @@ def spans_to_records(
             continue
         named = next((known[n] for n in candidates[id(span)] if n in known), None)
         workload_id = named or trace_workload.get(span.trace_id) or token.only_workload_id
+        if workload_id is None and not token.all_workloads and candidates[id(span)]:
+            # As for native events: a bound token cannot tell unknown slugs from others'.
+            message = "This token may not report for the workload."
+            rejected.append(Rejection(index, key, "workload_not_bound", message))
+            continue
         if workload_id is None:
             names = ", ".join(candidates[id(span)]) or "none given"
             rejected.append(

@@ -157,8 +157,9 @@ def test_it_does_not_enqueue_before_commit(post_events, published):
 @pytest.mark.parametrize(
     ("item", "code", "field"),
     [
-        (event(1, workload="no-such-workload"), "unknown_workload", "workload"),
-        (event(1, workload="nul\u0000"), "unknown_workload", "workload"),
+        # A bound token is not told whether a slug exists (see the all-workloads test below).
+        (event(1, workload="no-such-workload"), "workload_not_bound", "workload"),
+        (event(1, workload="nul\u0000"), "workload_not_bound", "workload"),
         (event(1, occurred_at="2025-03-01T12:00:00"), "bad_timestamp", "occurred_at"),
         (event(1, occurred_at="yesterday"), "bad_timestamp", "occurred_at"),
         (event(1, occurred_at="2999-01-01T00:00:00Z"), "bad_timestamp", "occurred_at"),
@@ -447,3 +448,17 @@ def test_a_content_length_of_thousands_of_digits_is_a_413_not_a_500(client, secr
     )
     assert response.status_code == 413
     assert UsageEvent.objects.count() == 0
+
+
+def test_only_a_token_for_every_workload_learns_that_a_slug_does_not_exist(
+    post_events, make_token, other_workload
+):
+    bound = post_events([event(1, workload="no-such-workload")]).json()["rejected"][0]
+    elsewhere = post_events([event(2, workload=other_workload.slug)]).json()["rejected"][0]
+    assert (bound["code"], bound["message"].replace("'no-such-workload'", "W")) == (
+        elsewhere["code"],
+        elsewhere["message"].replace(repr(other_workload.slug), "W"),
+    )
+    everywhere = make_token(all_workloads=True)
+    unknown = post_events([event(3, workload="no-such-workload")], token=everywhere).json()
+    assert unknown["rejected"][0]["code"] == "unknown_workload"

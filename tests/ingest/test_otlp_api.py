@@ -193,6 +193,10 @@ def test_it_rejects_spans_with_no_known_workload_for_a_multi_workload_token(
     tool = span("00000000000000e2", "execute_tool web-search", {})
     response = export(protobuf_request([tool], {"service.name": "unknown"}), token=token)
     assert partial(response)[0] == 1
+    # A bound token is not told whether the name exists; one for every workload is.
+    assert "workload_not_bound" in partial(response)[1]
+    everywhere = make_token(all_workloads=True)
+    response = export(protobuf_request([tool], {"service.name": "unknown"}), token=everywhere)
     assert "unknown_workload" in partial(response)[1]
 
 
