@@ -74,6 +74,8 @@ _DETAIL_EXAMPLE: dict[str, Any] = _FINDING_EXAMPLE | {
             "grant": None,
             "tool": None,
             "limits": {},
+            "reason": "Emailing customers without a grant.",
+            "reverse_reason": "",
             "created_at": "2025-03-04T14:02:13Z",
             "reversed_at": None,
             "reversed_by": None,

@@ -78,6 +78,8 @@ class ContainmentOutput(serializers.ModelSerializer):
             "grant",
             "tool",
             "limits",
+            "reason",
+            "reverse_reason",
             "created_at",
             "reversed_at",
             "reversed_by",

@@ -267,6 +267,7 @@ def finding_contain(*, finding: Finding) -> list[ContainmentAction]:
                 finding=finding,
                 action=ContainmentAction.Action.GATE_SESSIONS,
                 workload=finding.workload,
+                reason=_tier_reason(tier, finding),
             )
         )
     if finding.severity != "critical":
@@ -287,6 +288,7 @@ def finding_contain(*, finding: Finding) -> list[ContainmentAction]:
                 finding=finding,
                 action=ContainmentAction.Action.SUSPEND_WORKLOAD,
                 workload=finding.workload,
+                reason=_tier_reason(tier, finding),
             )
         )
     if tier.revoke_on_critical and finding.tool:
@@ -301,9 +303,14 @@ def finding_contain(*, finding: Finding) -> list[ContainmentAction]:
                     action=ContainmentAction.Action.REVOKE_GRANT,
                     workload=finding.workload,
                     grant=grant,
+                    reason=_tier_reason(tier, finding),
                 )
             )
     return actions
+
+
+def _tier_reason(tier, finding: Finding) -> str:
+    return f"The {tier.name} tier's rule for a {finding.severity} finding."
 
 
 def _gate_sessions(finding: Finding, *, by, reason: str) -> None:
@@ -460,6 +467,7 @@ def containment_apply(
         grant=grant,
         limits=caps,
         created_by=by,
+        reason=reason.strip()[:500],
     )
     audit_record(
         by=by,
@@ -537,7 +545,8 @@ def containment_reverse(*, action: ContainmentAction, by, reason: str) -> Revers
     # unreversed containment record still holds.
     action.reversed_at = timezone.now()
     action.reversed_by = by
-    action.save(update_fields=["reversed_at", "reversed_by"])
+    action.reverse_reason = reason[:500]
+    action.save(update_fields=["reversed_at", "reversed_by", "reverse_reason"])
     still_held: list[int] = []
     why = f"Containment of finding #{action.finding_id} reversed: {reason}"
     if action.action == ContainmentAction.Action.NARROW_SESSIONS:

@@ -127,6 +127,10 @@ class ContainmentAction(models.Model):
     # A narrowing's caps, {limit name: highest value}: they hold over the session policy, tier
     # defaults and extensions alike until the record is reversed. Empty for other actions.
     limits = models.JSONField(default=dict, blank=True)
+    # Why, as the person said it (or the tier's rule), and why it was reversed: shown where
+    # the measure is, not only in the audit trail that reviewers cannot open.
+    reason = models.CharField(max_length=500, blank=True)
+    reverse_reason = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     # Who contained by hand; empty when the tier's rule did it as the finding was raised.
     created_by = models.ForeignKey(

@@ -182,6 +182,8 @@ def test_the_detail_shows_evidence_signal_comments_and_containment(reviewer, use
         "grant": None,
         "tool": None,
         "limits": {},
+        "reason": "",
+        "reverse_reason": "",
         "created_at": "",
         "reversed_at": None,
         "reversed_by": None,

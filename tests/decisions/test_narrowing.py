@@ -7,6 +7,7 @@ record; another narrowing's caps stand."""
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -391,3 +392,24 @@ def test_an_owner_reads_what_holds_their_workload_without_links_they_cannot_open
         assert f"finding #{finding_id}" in page
         assert reverse("findings:detail", args=[finding_id]) not in page
     assert "Lift the gate" not in page
+
+
+def test_the_containment_card_says_why_it_was_taken_and_why_reversed(
+    client, workload, reviewer, admin_user
+):
+    from tests.factories import tier
+
+    action = _narrow(workload, reviewer, max_tool_calls=40)
+    services.containment_reverse(action=action, by=admin_user, reason="Budget was a typo")
+    client.force_login(reviewer)
+    page = client.get(reverse("findings:detail", args=[action.finding_id])).content.decode()
+    assert '<q class="reason">Runaway</q>' in page
+    assert '<q class="reason">Budget was a typo</q>' in page
+    # The tier's rule says so too.
+    top = ClassifiedWorkloadFactory(tier=tier("boundary-crossing"))
+    finding = _finding(top, kind="reasoning_loop", key="auto")
+    finding.severity = "high"
+    finding.save()
+    with transaction.atomic():
+        (gate,) = services.finding_contain(finding=finding)
+    assert gate.reason == "The Boundary crossing tier's rule for a high finding."
