@@ -161,17 +161,15 @@ def finding_merge(*, duplicate: Finding, into: Finding) -> Finding:
     if into.assignee_id is None:
         into.assignee_id = duplicate.assignee_id
     FindingComment.objects.filter(finding=duplicate).update(finding=into)
-    # One action of a kind per finding: the survivor's stands, the duplicate's is in the
-    # audit; unless the survivor's was reversed and the duplicate's still holds its measure.
-    survivor = {a.action: a for a in ContainmentAction.objects.filter(finding=into)}
+    # One record in force of a kind per finding: where both hold one, the survivor's stands
+    # (the duplicate's is in the audit); every other record, reversed ones included, moves
+    # over with its history.
+    in_force = {
+        a.action: a for a in ContainmentAction.objects.filter(finding=into, reversed_at=None)
+    }
     for action in ContainmentAction.objects.filter(finding=duplicate):
-        kept = survivor.get(action.action)
-        if (
-            kept is not None
-            and kept.reversed_at is None
-            and action.reversed_at is None
-            and action.limits
-        ):
+        kept = in_force.get(action.action) if action.reversed_at is None else None
+        if kept is not None and action.limits:
             # Both narrowings hold: their caps live on the records, so the survivor takes the
             # lower of each, and the caps in force stay as they were.
             kept.limits = {
@@ -179,11 +177,8 @@ def finding_merge(*, duplicate: Finding, into: Finding) -> Finding:
                 for name, value in (action.limits | kept.limits).items()
             }
             kept.save(update_fields=["limits"])
-            continue
-        if kept is not None and (kept.reversed_at is None or action.reversed_at is not None):
-            continue
         if kept is not None:
-            kept.delete()
+            continue
         action.finding = into
         action.save(update_fields=["finding"])
     into.save(
@@ -332,7 +327,8 @@ def containment_options(finding: Finding) -> list[tuple[str, str]]:
     """What a person may still do by hand about this finding: (action, label)."""
     if finding.status not in CONTAINABLE:
         return []
-    taken = set(finding.containment.values_list("action", flat=True))
+    # A measure reversed may be taken again (a mistaken narrowing corrected, say).
+    taken = set(finding.containment.filter(reversed_at=None).values_list("action", flat=True))
     options: list[tuple[str, str]] = []
     if (
         ContainmentAction.Action.SUSPEND_WORKLOAD not in taken
@@ -413,7 +409,9 @@ def narrowing_offered(finding: Finding) -> bool:
         finding.status in CONTAINABLE
         and finding.workload.status in GATEABLE
         and finding.workload.tier_id is not None
-        and not finding.containment.filter(action=ContainmentAction.Action.NARROW_SESSIONS).exists()
+        and not finding.containment.filter(
+            action=ContainmentAction.Action.NARROW_SESSIONS, reversed_at=None
+        ).exists()
     )
 
 
@@ -432,8 +430,8 @@ def containment_apply(
     finding = Finding.objects.select_for_update().select_related("workload").get(pk=finding.pk)
     if finding.status not in CONTAINABLE:
         raise Conflict(f"The finding is {finding.status}: reopen it to contain over it.")
-    if ContainmentAction.objects.filter(finding=finding, action=action).exists():
-        raise Conflict("This finding has already done that.")
+    if ContainmentAction.objects.filter(finding=finding, action=action, reversed_at=None).exists():
+        raise Conflict("This finding's containment already does that; reverse it first.")
     workload = finding.workload
     why = f"Finding #{finding.pk}, contained by {by.get_username()}: {reason.strip()}"
     grant = None

@@ -153,7 +153,12 @@ class ContainmentAction(models.Model):
             ),
         ]
         constraints = [
-            models.UniqueConstraint(fields=["finding", "action"], name="containment_once")
+            # One record in force per measure and finding; reversed ones stay as history.
+            models.UniqueConstraint(
+                fields=["finding", "action"],
+                condition=Q(reversed_at__isnull=True),
+                name="containment_once_in_force",
+            )
         ]
 
     def __str__(self) -> str:

@@ -413,3 +413,26 @@ def test_the_containment_card_says_why_it_was_taken_and_why_reversed(
     with transaction.atomic():
         (gate,) = services.finding_contain(finding=finding)
     assert gate.reason == "The Boundary crossing tier's rule for a high finding."
+
+
+def test_a_mistaken_narrowing_is_reversed_and_taken_again_from_the_same_finding(
+    client, workload, reviewer, admin_user
+):
+    first = _narrow(workload, reviewer, max_tool_calls=2)
+    finding = first.finding
+    with pytest.raises(Conflict):  # one in force per finding
+        services.containment_apply(
+            finding=finding, action=NARROW, by=reviewer, reason="x", limits={"max_tool_calls": 1}
+        )
+    services.containment_reverse(action=first, by=admin_user, reason="Meant 20, not 2")
+    client.force_login(reviewer)
+    page = client.get(reverse("findings:detail", args=[finding.pk])).content.decode()
+    assert 'id="narrow-form"' in page  # offered again
+    again = services.containment_apply(
+        finding=finding, action=NARROW, by=reviewer, reason="Runaway", limits={"max_tool_calls": 20}
+    )
+    assert narrowing.caps_in_force([workload.pk]) == {workload.pk: {"max_tool_calls": 20}}
+    assert list(finding.containment.order_by("pk").values_list("pk", flat=True)) == [
+        first.pk,
+        again.pk,
+    ]

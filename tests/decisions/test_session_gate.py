@@ -493,8 +493,12 @@ def test_merging_keeps_the_record_that_still_holds_the_gate(workload, reviewer, 
     )
     services.containment_reverse(action=first, by=admin_user, reason="First fixed")
     services.finding_merge(duplicate=duplicate, into=kept)
-    assert list(ContainmentAction.objects.values_list("pk", "finding_id")) == [
-        (holding.pk, kept.pk)
+    # Both records now belong to the survivor: the reversed one as history.
+    assert list(
+        ContainmentAction.objects.order_by("pk").values_list("pk", "finding_id", "reversed_at")
+    ) == [
+        (first.pk, kept.pk, ContainmentAction.objects.get(pk=first.pk).reversed_at),
+        (holding.pk, kept.pk, None),
     ]
     services.containment_reverse(
         action=ContainmentAction.objects.get(pk=holding.pk), by=admin_user, reason="All fixed"
