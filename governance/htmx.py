@@ -7,7 +7,10 @@ from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 
 
 def is_fragment_request(request) -> bool:
-    return bool(request.htmx) and not request.htmx.boosted
+    """An htmx request for part of a page. Not a boosted navigation, nor htmx restoring a page
+    its history cache lost (it asks with HX-Request too, and must get the whole page)."""
+    htmx = request.htmx
+    return bool(htmx) and not htmx.boosted and not htmx.history_restore_request
 
 
 def render_page(

@@ -40,7 +40,7 @@ PAGE_SIZE = 25
 
 
 def _fragment(request, template: str, name: str) -> str:
-    return f"{template}#{name}" if request.htmx and not request.htmx.boosted else template
+    return f"{template}#{name}" if is_fragment_request(request) else template
 
 
 def _rows(page, user) -> list[dict]:

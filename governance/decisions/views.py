@@ -12,6 +12,7 @@ from governance.decisions.selectors import (
     decisions_link_timelines,
 )
 from governance.findings.charts import bar_chart as column_chart
+from governance.htmx import is_fragment_request
 from governance.keyset import keyset_page_from_request
 from governance.permissions import requires
 
@@ -33,7 +34,7 @@ def decision_log_view(request):
         "query": urlencode({k: v for k, v in filters.items() if v}),
     }
     template = "decisions/log.html"
-    if request.htmx and not request.htmx.boosted:
+    if is_fragment_request(request):
         template += "#table"  # filtering redraws the table only: no chart queries
     else:
         series = decision_chart_series(user=request.user)

@@ -73,7 +73,7 @@ def _queue_context(request, filters: dict[str, str], page_number=None) -> dict:
 @requires(VIEW)
 def queue(request):
     template = "findings/queue.html"
-    if request.htmx and not request.htmx.boosted:
+    if is_fragment_request(request):
         template += "#table"
     context = _queue_context(request, _queue_filters(request.GET), request.GET.get("page"))
     return render(request, template, context)
@@ -389,6 +389,6 @@ def reevaluation(request):
 def reevaluation_job(request, pk):
     job = get_object_or_404(ReevaluationJob, pk=pk)
     template = "findings/reevaluation_job.html"
-    if request.htmx and not request.htmx.boosted:
+    if is_fragment_request(request):
         template += "#progress"
     return render(request, template, {"job": job})

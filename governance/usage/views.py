@@ -8,6 +8,7 @@ from django.shortcuts import render
 
 from governance.decisions.selectors import session_decisions
 from governance.findings import selectors
+from governance.htmx import is_fragment_request
 from governance.numbers import whole_number
 from governance.permissions import requires
 from governance.usage.filters import SessionState
@@ -27,7 +28,7 @@ def sessions(request):
         request.GET.get("page")
     )
     template = "usage/sessions.html"
-    if request.htmx and not request.htmx.boosted:
+    if is_fragment_request(request):
         template += "#table"
     return render(
         request,

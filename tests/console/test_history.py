@@ -15,3 +15,12 @@ def test_a_list_and_its_fragment_say_they_vary_with_hx_request(admin_client, nam
     for response in (page, fragment):
         vary = {v.strip().lower() for v in response["Vary"].split(",")}
         assert "hx-request" in vary
+
+
+@pytest.mark.parametrize("name", ["findings:queue", "decisions:log", "approvals:queue"])
+def test_htmx_restoring_a_page_its_history_lost_gets_the_whole_page(admin_client, name):
+    restored = admin_client.get(
+        reverse(name), HTTP_HX_REQUEST="true", HTTP_HX_HISTORY_RESTORE_REQUEST="true"
+    )
+    assert restored.status_code == 200
+    assert b"<html" in restored.content
