@@ -361,3 +361,20 @@ def test_a_call_dated_after_it_arrived_is_judged_at_its_arrival():
     revoked = policy(grants=(grant("crm-api", status="revoked", end=50),))
     draft = check_tool_access(_reported(at=60, received=40), revoked)
     assert draft is None
+
+
+def test_a_long_call_reported_when_it_ended_is_judged_when_it_started():
+    """An OpenTelemetry span is exported when it ends: a 40-minute tool call that started
+    under a grant revoked 25 minutes ago is not a late report."""
+    revoked = policy(
+        grants=(grant("crm-api", status="revoked", end=15 * 60),),
+        limits=Limits(max_session_seconds=3600),
+    )
+    long_call = _reported(at=0, received=40 * 60 + 5, duration_ms=40 * 60 * 1000)
+    assert check_tool_access(long_call, revoked) is None
+    # Its length cannot stretch a backdate past the session window (the policy's limit).
+    claimed = _reported(at=0, received=3 * 3600, duration_ms=3 * 3600 * 1000)
+    window = policy(grants=revoked.grants, limits=Limits(max_session_seconds=1800))
+    draft = check_tool_access(claimed, window)
+    assert draft.kind == "expired_grant_use"
+    assert draft.details["reported_late_seconds"] == 3 * 3600 - 1800

@@ -20,7 +20,7 @@ def check_tool_access(event: EventData, policy: PolicySnapshot) -> FindingDraft 
     moment = policy_moment(event, policy)
     if any(g.valid_at(moment) for g in grants):
         return None
-    late = lateness_details(event, moment)
+    late = lateness_details(event, moment, policy)
     lapsed = [g for g in grants if g.valid_from <= moment]
     if lapsed:
         latest = max(lapsed, key=lambda g: g.valid_from)

@@ -99,24 +99,41 @@ class PolicySnapshot:
     max_lateness: timedelta = timedelta(minutes=15)
 
 
+def _reported_at(event: EventData, policy: PolicySnapshot) -> datetime | None:
+    """When the event could first have been reported: its claimed start plus how long it
+    says it ran (an OpenTelemetry span is exported when it ends), that length held to the
+    session window so it cannot stretch a backdate."""
+    if event.received_at is None:
+        return None
+    longest = policy.limits.max_session_seconds or 3600
+    ran = min((event.duration_ms or 0) / 1000, longest)
+    return event.occurred_at + timedelta(seconds=ran)
+
+
 def policy_moment(event: EventData, policy: PolicySnapshot) -> datetime:
     """When an event is judged against the policy's windows (grants, exceptions, the session
     gate and its approvals): the time it claims, but no earlier than `max_lateness` before
-    Mandate received it, and no later than its arrival. The time is the reporter's word: a
-    runtime that skipped the decision endpoint could otherwise backdate a call to before a
-    revocation or a gate; and a clock running ahead must not date a call reported before a
-    gate into it (re-evaluating such calls raised containment on calls made before it)."""
-    if event.received_at is None:
+    it could have been reported, and no later than its arrival. The time is the reporter's
+    word: a runtime that skipped the decision endpoint could otherwise backdate a call to
+    before a revocation or a gate; and a clock running ahead must not date a call reported
+    before a gate into it (re-evaluating such calls raised containment on calls made before
+    it)."""
+    reported = _reported_at(event, policy)
+    if reported is None or event.received_at is None:
         return event.occurred_at
-    return min(max(event.occurred_at, event.received_at - policy.max_lateness), event.received_at)
+    earliest = event.received_at - policy.max_lateness - (reported - event.occurred_at)
+    return min(max(event.occurred_at, earliest), event.received_at)
 
 
-def lateness_details(event: EventData, moment: datetime) -> dict:
-    """What a finding judged later than the event's claimed time says about it."""
-    if moment == event.occurred_at or event.received_at is None:
+def lateness_details(event: EventData, moment: datetime, policy: PolicySnapshot) -> dict:
+    """What a finding judged at another time than the event's claim says about it."""
+    reported = _reported_at(event, policy)
+    if moment == event.occurred_at or reported is None or event.received_at is None:
         return {}
-    late = int((event.received_at - event.occurred_at).total_seconds())
-    return {"reported_late_seconds": late} if late > 0 else {"dated_ahead_seconds": -late}
+    late = int((event.received_at - reported).total_seconds())
+    if late > 0:
+        return {"reported_late_seconds": late}
+    return {"dated_ahead_seconds": -late} if late < 0 else {}
 
 
 @dataclass(frozen=True)

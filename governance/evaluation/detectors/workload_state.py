@@ -62,5 +62,5 @@ def check_session_gate(
         evidence=(event.id,),
         occurred_at=event.occurred_at,
         tool=event.tool,
-        details={"session": session[:200], **lateness_details(event, moment)},
+        details={"session": session[:200], **lateness_details(event, moment, policy)},
     )
