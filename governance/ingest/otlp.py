@@ -45,6 +45,8 @@ from governance.ingest.traces import trace_sessions_known
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SESSION_KEYS = ("gen_ai.conversation.id", "session.id", "langfuse.session.id")
 WORKLOAD_KEYS = ("mandate.workload", "gen_ai.agent.id", "gen_ai.agent.name")
+# The one name that can only mean a Mandate workload (agent and service names often do not).
+EXPLICIT_WORKLOAD_KEY = "mandate.workload"
 INFERENCE = frozenset({"chat", "generate_content", "text_completion"})
 OPENINFERENCE_KINDS = {"LLM": "chat", "TOOL": "execute_tool", "AGENT": "invoke_agent"}
 KNOWN_OPERATIONS = INFERENCE | {"execute_tool", "invoke_agent"}
@@ -221,6 +223,10 @@ def spans_to_records(
     """Map spans onto events; a span that cannot be stored is rejected with a reason."""
     candidates = {id(span): _workload_candidates(span) for span in spans}
     known = workload_ids_for({name for names in candidates.values() for name in names})
+    if not token.all_workloads:
+        # A bound token's names resolve among its own workloads only: one it may not report
+        # for reads as a name nobody has, so it cannot probe which workloads exist.
+        known = {name: pk for name, pk in known.items() if token.may_report_for(pk)}
     trace_workload: dict[str, int] = {}
     trace_session: dict[str, str] = {}
     for span in spans:
@@ -243,8 +249,17 @@ def spans_to_records(
             continue
         named = next((known[n] for n in candidates[id(span)] if n in known), None)
         workload_id = named or trace_workload.get(span.trace_id) or token.only_workload_id
-        if workload_id is None and not token.all_workloads and candidates[id(span)]:
-            # As for native events: a bound token cannot tell unknown slugs from others'.
+        explicit = span.attributes.get(EXPLICIT_WORKLOAD_KEY) or span.resource.get(
+            EXPLICIT_WORKLOAD_KEY
+        )
+        if (
+            not token.all_workloads
+            and named is None
+            and (explicit or (workload_id is None and candidates[id(span)]))
+        ):
+            # As for native events: a bound token is told the same about a workload that
+            # does not exist as about one it may not report for. (An agent or service name
+            # that names no workload of its own falls back to its only workload, as before.)
             message = "This token may not report for the workload."
             rejected.append(Rejection(index, key, "workload_not_bound", message))
             continue

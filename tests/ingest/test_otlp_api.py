@@ -9,6 +9,7 @@ from django.db import OperationalError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from governance.ingest import views
+from tests.factories import ClassifiedWorkloadFactory
 from tests.ingest.otlp_builders import TRACE, agent_trace, json_request, protobuf_request, span
 from workloads.models import Session, UsageEvent
 
@@ -175,7 +176,7 @@ def test_it_finds_the_workload_from_service_name_for_a_multi_workload_token(
 
 def test_it_rejects_spans_for_workloads_the_token_is_not_bound_to(export, workload, other_workload):
     spans = agent_trace()
-    foreign = span("00000000000000f1", "execute_tool x", {"gen_ai.agent.name": "research-agent"})
+    foreign = span("00000000000000f1", "execute_tool x", {"mandate.workload": "research-agent"})
     foreign["trace_id"] = "f" * 32
     response = export(protobuf_request([*spans, foreign]))
     assert response.status_code == 200
@@ -268,7 +269,7 @@ def test_it_answers_503_with_retry_after_when_overloaded(export, monkeypatch):
 
 def test_partial_success_names_rejected_spans_by_their_position(export, other_workload):
     spans = agent_trace()
-    foreign = span("00000000000000f2", "execute_tool x", {"gen_ai.agent.name": "research-agent"})
+    foreign = span("00000000000000f2", "execute_tool x", {"mandate.workload": "research-agent"})
     foreign["trace_id"] = "e" * 32
     body = json_request([*spans, foreign])
     body["resourceSpans"][0]["scopeSpans"][0]["spans"].insert(0, "not a span")
@@ -282,3 +283,28 @@ def test_partial_success_names_rejected_spans_by_their_position(export, other_wo
 def test_it_answers_400_to_truncated_gzip(export):
     body = gzip.compress(protobuf_request(agent_trace()))[:-12]
     assert export(body, **{"Content-Encoding": "gzip"}).status_code == 400
+
+
+@pytest.mark.parametrize("name", ["research-agent", "no-such-workload"])
+def test_a_bound_token_cannot_tell_which_workloads_exist(
+    export, make_token, workload, other_workload, name
+):
+    """research-agent exists (other_workload's slug); no-such-workload does not. Each answer
+    is the same either way."""
+    named = span("00000000000000f2", "execute_tool x", {"mandate.workload": name})
+    response = export(protobuf_request([named]))
+    assert partial(response) == (1, partial(response)[1])
+    assert "workload_not_bound" in partial(response)[1]
+    # An agent name that is some other workload's slug is just a name: the token's only
+    # workload reports it, as for a name nobody has.
+    agent = span("00000000000000f3", "execute_tool x", {"gen_ai.agent.name": name})
+    assert partial(export(protobuf_request([agent]))) == (0, "")
+    assert UsageEvent.objects.get(event_id__endswith="00000000000000f3").workload == workload
+    # A token for two workloads: a named span and an unnamed one of the same trace.
+    token = make_token(workloads=[workload, ClassifiedWorkloadFactory(slug="third")])
+    probe = span("00000000000000f4", "execute_tool x", {}, trace_id="e" * 32)
+    plain = span("00000000000000f5", "execute_tool y", {}, trace_id="e" * 32)
+    response = export(protobuf_request([probe], {"service.name": name}), token=token)
+    both = export(protobuf_request([probe, plain], {"service.name": name}), token=token)
+    assert partial(response)[0] == 1 and partial(both)[0] == 2
+    assert "workload_not_bound" in partial(response)[1]
