@@ -1,8 +1,10 @@
 """Failed logins are limited, so a password cannot be guessed at the speed of the server.
 
 Failures are counted in the cache (Redis in production, shared by every web process; the
-increment is atomic) over a sliding window of LOGIN_FAILURE_WINDOW seconds (this window's
-count plus the previous one's, weighed by how much of it is still within reach):
+increment is atomic) over a sliding window of LOGIN_FAILURE_WINDOW seconds, estimated as
+this window's count plus the previous one's weighed by how much of it is still within reach
+(an estimate: a patient guesser can fit somewhat more than the limit into one window's
+length, never two whole limits back to back as fixed windows allowed):
 - per username and client address, LOGIN_FAILURES_PER_USER: stops guessing one account,
   without letting someone elsewhere lock its owner out;
 - per client address, LOGIN_FAILURES_PER_ADDRESS: stops trying many accounts.
@@ -94,8 +96,11 @@ def login_failure_record(*, username: str, address: str) -> bool:
             cache.set(current, 1, timeout=2 * settings.LOGIN_FAILURE_WINDOW)
             count = 1
         before = cache.get(previous, 0)
-        estimate = _estimate(count, before, elapsed)
-        reached = reached or (estimate >= limit > _estimate(count - 1, before, elapsed))
+        if _estimate(count, before, elapsed) >= limit > _estimate(count - 1, before, elapsed):
+            # Audited once a window: the estimate can dip under the limit and cross it again
+            # as the window slides, and each crossing is not a new lockout.
+            marker = f"login-locked:{current}"
+            reached = cache.add(marker, 1, timeout=settings.LOGIN_FAILURE_WINDOW) or reached
     logger.warning("failed login for %r from %s", username[:150], address)
     return reached
 

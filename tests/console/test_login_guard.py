@@ -170,3 +170,18 @@ def test_a_console_sign_in_lasts_a_working_day(client, admin_user):
     response = attempt(client, admin_user.username, PASSWORD)
 
     assert response.cookies["sessionid"]["max-age"] == 8 * 3600
+
+
+def test_a_lockout_is_audited_once_a_window_however_the_estimate_slides(client, admin_user):
+    import time
+
+    with time_machine.travel(_window_start(899), tick=False) as clock:
+        first = time.time() // 900
+        for _ in range(5):
+            attempt(client, admin_user.username)
+        for _ in range(8):  # a guess each time the limit lets one through
+            refused = attempt(client, admin_user.username, "still wrong")
+            clock.shift(timedelta(seconds=max(int(refused.get("Retry-After", 0)), 1)))
+        windows = time.time() // 900 - first + 1
+    locked = AuditEvent.objects.filter(action="user.login_locked").count()
+    assert 1 <= locked <= windows < 8
