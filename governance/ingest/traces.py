@@ -122,6 +122,17 @@ def _fold(workload_id: int, trace: str, orphan: int | None, target: int) -> int:
     if len(locked) != 2:  # folded meanwhile by a concurrent batch: undo the events' move
         transaction.set_rollback(True)
         return 0
+    # The findings' containment records, then the workload, before any merge writes to the
+    # audit chain: the order a lift and a reversal take (records, workload, audit) and the
+    # one containment takes (workload, audit). Merging first, then locking the workload to
+    # move a gate, deadlocked with a containment of the same workload.
+    list(
+        ContainmentAction.objects.select_for_update(of=("self",))
+        .filter(finding__session_id__in=(orphan, target))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    list(Workload.objects.select_for_update().filter(pk=workload_id).values_list("pk", flat=True))
     gated_on_the_spans = ContainmentAction.objects.filter(
         finding__session_id=orphan,
         action=ContainmentAction.Action.GATE_SESSIONS,

@@ -74,3 +74,73 @@ def test_a_fold_waits_for_a_claim_on_its_events_then_queues_them_all_again(
     assert set(orphan_events) < merged_events
     # The claim's evaluation judged the events in the wrong session: all go back on the list.
     assert set(PendingEvaluation.objects.values_list("event_id", flat=True)) == merged_events
+
+
+def test_a_fold_that_merges_findings_and_a_containment_take_one_lock_order(
+    export_spans, workload, reviewer, monkeypatch
+):
+    """A fold merging the spans' gating finding into the named session's takes the workload
+    before the merge writes its audit event, the order containment takes (workload, then the
+    audit chain); the other way round the two waited for each other."""
+    import time
+
+    from django.utils import timezone
+
+    from governance.findings import services as findings
+    from governance.ingest import traces
+    from governance.models import ContainmentAction, Finding
+
+    root, *children = agent_trace()
+    export_spans(children)
+    monkeypatch.setattr(traces, "_fold", lambda *args: 0)
+    export_spans([root])
+    monkeypatch.undo()
+    orphan = Session.objects.get(external_id=TRACE)
+    target = Session.objects.exclude(pk=orphan.pk).get()
+
+    def finding(session, key):
+        return Finding.objects.create(
+            kind="intent_drift",
+            severity="medium",
+            workload=workload,
+            session=session,
+            summary="Drifted.",
+            dedupe_key=key,
+            occurred_at=timezone.now(),
+        )
+
+    on_spans = finding(orphan, f"s{orphan.pk}:intent_drift")
+    finding(target, f"s{target.pk}:intent_drift")  # the same signal: the fold merges them
+    findings.containment_apply(finding=on_spans, action="gate_sessions", by=reviewer, reason="x")
+    other = finding(target, "other")
+    merging, errors = threading.Event(), []
+    merge = findings.finding_merge
+
+    def pausing_merge(**kwargs):
+        survivor = merge(**kwargs)
+        merging.set()
+        time.sleep(0.5)  # the containment starts while the fold holds its locks
+        return survivor
+
+    monkeypatch.setattr(traces, "finding_merge", pausing_merge)
+
+    def fold():
+        try:
+            traces_fold_pending()
+        except Exception as exc:
+            errors.append(exc)
+
+    def contain():
+        try:
+            merging.wait(10)
+            findings.containment_apply(
+                finding=other, action="gate_sessions", by=reviewer, reason="Again"
+            )
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [_in_thread(fold), _in_thread(contain)]
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert ContainmentAction.objects.filter(reversed_at=None).count() == 2
