@@ -194,14 +194,18 @@ def trace_shaped(session: SessionLike) -> bool:
 def tool_uses(
     sessions: Sequence[SessionLike], events: dict[int, list[EventData]]
 ) -> dict[tuple[int, str], datetime]:
-    """(workload id, tool) → the latest call among these events."""
+    """(workload id, tool) → the latest call among these events, each no later than it
+    arrived: a clock running ahead must not keep a grant off the unused list."""
     latest: dict[tuple[int, str], datetime] = {}
     for session in sessions:
         for event in events.get(session.id, ()):
             if event.type == "tool_call" and event.tool:
                 key = (session.workload_id, event.tool)
-                if key not in latest or event.occurred_at > latest[key]:
-                    latest[key] = event.occurred_at
+                at = event.occurred_at
+                if event.received_at is not None and event.received_at < at:
+                    at = event.received_at
+                if key not in latest or at > latest[key]:
+                    latest[key] = at
     return latest
 
 

@@ -138,9 +138,16 @@ def finding_merge(*, duplicate: Finding, into: Finding) -> Finding:
     containment actions move over, and an assignee fills an empty one. The survivor keeps
     its own status, as a signal that fires again does; the audit event keeps the
     duplicate's."""
-    # Both findings' containment records, locked in id order before they are read (the order
-    # a lift takes them, then the workload): a reversal of one of them running meanwhile is
-    # seen finished, not half done, so no measure is dropped or kept on a stale reading.
+    # Both findings' rows (as a reviewer's containment takes its finding's), then their
+    # containment records, in id order before they are read (the order a lift takes records,
+    # then the workload): a containment or reversal running meanwhile is seen finished, not
+    # half done, so no measure is dropped, doubled or kept on a stale reading.
+    list(
+        Finding.objects.select_for_update()
+        .filter(pk__in=(duplicate.pk, into.pk))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
     list(
         ContainmentAction.objects.select_for_update()
         .filter(finding__in=(duplicate.pk, into.pk))

@@ -31,6 +31,7 @@ from governance.models import ContainmentAction, Finding, FindingKind, Reevaluat
 from governance.permissions import requires
 from workloads.models import SensitivityTier
 from workloads.selectors import effective_session_limits, workload_get
+from workloads.services import owns
 
 VIEW = "governance.view_findings"
 TRIAGE = "governance.triage_finding"
@@ -137,6 +138,9 @@ def _detail_context(request, finding: Finding, narrow_form: NarrowSessionsForm |
         ],
         "contain_options": services.containment_options(finding) if may_contain else [],
         "narrow_form": narrow_form,
+        # Nobody lifts a containment of their own workload (the service refuses it too).
+        "may_reverse": request.user.has_perm("governance.reverse_containment")
+        and not owns(request.user, finding.workload),
         "status_form": StatusForm(initial={"status": finding.status}),
         "comment_form": CommentForm(),
         "triagers": services.triagers(),

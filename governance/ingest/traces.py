@@ -126,6 +126,14 @@ def _fold(workload_id: int, trace: str, orphan: int | None, target: int) -> int:
     # audit chain: the order a lift and a reversal take (records, workload, audit) and the
     # one containment takes (workload, audit). Merging first, then locking the workload to
     # move a gate, deadlocked with a containment of the same workload.
+    # The findings first, as a reviewer's containment takes its finding's row: a merge
+    # moving a record onto a finding being contained meanwhile broke its uniqueness.
+    list(
+        Finding.objects.select_for_update()
+        .filter(session_id__in=(orphan, target))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
     list(
         ContainmentAction.objects.select_for_update(of=("self",))
         .filter(finding__session_id__in=(orphan, target))

@@ -847,3 +847,14 @@ def test_an_iam_admin_is_not_offered_a_lift_of_their_own_workload(client, review
     page = client.get(reverse("workloads:detail", args=[own.slug])).content.decode()
     assert "Each session needs an approval" in page
     assert "Lift the gate" not in page
+
+
+def test_an_iam_admin_is_not_offered_a_reversal_on_their_own_workload(client, reviewer, admin_user):
+    own = ClassifiedWorkloadFactory(owner=admin_user, slug="admins-own-2")
+    gate = services.containment_apply(
+        finding=_finding(own), action="gate_sessions", by=reviewer, reason="Drift"
+    )
+    client.force_login(admin_user)
+    page = client.get(reverse("findings:detail", args=[gate.finding_id])).content.decode()
+    assert "Required an approval for each session" in page
+    assert f'id="reverse-{gate.pk}"' not in page

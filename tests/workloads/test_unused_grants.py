@@ -139,3 +139,13 @@ def test_a_call_before_a_grant_began_is_not_its_use():
     tool_uses_record({(workload.pk, "web-search"): NOW - timedelta(days=2, minutes=-30)})
     grant.refresh_from_db()
     assert grant.last_used_at == NOW - timedelta(days=2)  # kept to the hour: not rewritten
+
+
+def test_a_call_dated_ahead_of_its_arrival_counts_as_used_when_it_arrived():
+    workload = ClassifiedWorkloadFactory()
+    grant = _grant(workload, "web-search")
+    session = make_session(workload)
+    (ahead,) = add_events(session, ("tool_call", 3 * 3600, {"tool": "web-search"}))
+    events_evaluate(**id_range([ahead]))
+    grant.refresh_from_db()
+    assert grant.last_used_at == ahead.received_at < ahead.occurred_at
