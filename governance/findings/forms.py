@@ -2,7 +2,7 @@ from typing import cast
 
 from django import forms
 
-from governance.findings.narrowing import DECIDED, LIMIT_LABELS, LIMITS, LOWEST
+from governance.findings.narrowing import DECIDED, HIGHEST, LIMIT_LABELS, LIMITS, LOWEST
 from governance.models import ContainmentAction, Finding
 
 
@@ -46,6 +46,7 @@ class NarrowSessionsForm(forms.Form):
             self.fields[name] = forms.IntegerField(
                 required=False,
                 min_value=LOWEST[name],
+                max_value=HIGHEST,
                 label=LIMIT_LABELS[name],
                 help_text=(
                     f"In force: {'no limit' if current is None else current} · "

@@ -28,6 +28,7 @@ LIMIT_LABELS = {
 DECIDED = ("max_session_seconds", "idle_timeout_seconds", "max_tool_calls")
 # The lowest cap that still lets a session work: a loop threshold of 1 would flag every call.
 LOWEST = dict.fromkeys(LIMITS, 1) | {"loop_threshold": 2}
+HIGHEST = 2**31 - 1  # what the session policy's own fields hold
 # The limits each kind of finding speaks to, proposed at half their value in force. A loop
 # also burns tool calls, the cap a decision can hold it to.
 PROPOSED_FOR_KIND: dict[str, tuple[str, ...]] = {
@@ -36,8 +37,7 @@ PROPOSED_FOR_KIND: dict[str, tuple[str, ...]] = {
     FindingKind.IDLE_TIMEOUT: ("idle_timeout_seconds",),
     FindingKind.BUDGET_EXCEEDED: ("max_tool_calls", "max_reasoning_tokens"),
 }
-
-
+# A budget finding names the budget it went over (its details' `budget`).
 BUDGET_LIMITS = {"tool_calls": "max_tool_calls", "reasoning_tokens": "max_reasoning_tokens"}
 
 
@@ -99,9 +99,13 @@ def caps_checked(requested: Mapping[str, int | None], in_force: Mapping[str, int
     if not caps:
         raise DomainError("Give at least one lower limit.", field="limits", code="required")
     for name, value in caps.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < LOWEST[name]:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not LOWEST[name] <= value <= HIGHEST
+        ):
             raise DomainError(
-                f"Give a whole number of at least {LOWEST[name]}.", field=name, code="invalid"
+                f"Give a whole number from {LOWEST[name]} to {HIGHEST}.", field=name, code="invalid"
             )
         current = in_force.get(name)
         if current is not None and value >= current:

@@ -85,6 +85,8 @@ def test_narrowing_records_its_caps_audits_them_and_moves_the_policy(workload, r
         ({"max_tool_calls": 150}, "max_tool_calls", "not_lower"),
         ({"max_tool_calls": 0}, "max_tool_calls", "invalid"),
         ({"loop_threshold": 1}, "loop_threshold", "invalid"),
+        ({"max_reasoning_tokens": 2**31}, "max_reasoning_tokens", "invalid"),
+        ({"max_tool_calls": 10**40}, "max_tool_calls", "invalid"),
         ({"max_tool_calls": "5"}, "max_tool_calls", "invalid"),
         ({"retention_days": 5}, "limits", "invalid"),
     ],
