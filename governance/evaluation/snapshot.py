@@ -19,7 +19,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
@@ -55,26 +55,54 @@ def _tier_positions() -> dict[int, str]:
 
 
 GATE_SET, GATE_LIFTED = "workload.sessions_gated", "workload.sessions_ungated"
+# A workload's status changes, as workloads.services.workload_set_status audits them.
+STATUS_SET = tuple(f"workload.{status}" for status in Workload.Status.values)
 
 
-def session_gate_intervals(ids: set[int]) -> dict[int, list[tuple[datetime, datetime | None]]]:
+def _workload_history(ids: set[int]) -> list[tuple[str, str, datetime, dict | None, dict | None]]:
+    """The audit trail's gate and status changes of these workloads, oldest first (one
+    query): the trail only grows, so it tells what held at any past moment."""
+    return list(
+        AuditEvent.objects.filter(
+            object_type="workloads.workload",
+            object_id__in=[str(i) for i in ids],
+            action__in=(GATE_SET, GATE_LIFTED, *STATUS_SET),
+        )
+        .order_by("id")
+        .values_list("object_id", "action", "created_at", "before", "after")
+    )
+
+
+def status_changes(history) -> dict[int, tuple[tuple[datetime, str], ...]]:
+    """Each workload's status over time: (since, status), the first since the beginning
+    (the status before its first audited change). Workloads never changed have none: their
+    current status holds throughout."""
+    changes: dict[int, list[tuple[datetime, str]]] = defaultdict(list)
+    for object_id, action, at, before, after in history:
+        if action not in STATUS_SET:
+            continue
+        workload_id = int(object_id)
+        if not changes[workload_id] and (before or {}).get("status"):
+            changes[workload_id].append((datetime.min.replace(tzinfo=UTC), before["status"]))
+        changes[workload_id].append((at, (after or {}).get("status") or action.split(".", 1)[1]))
+    return {workload_id: tuple(items) for workload_id, items in changes.items()}
+
+
+def session_gate_intervals(
+    ids: set[int], history=None
+) -> dict[int, list[tuple[datetime, datetime | None]]]:
     """When each workload's sessions needed an approval: (set, lifted or None), read from the
     audit trail, which only grows (containment records can be merged away with a finding).
     Each starts MANDATE_SESSION_GATE_GRACE_SECONDS late: calls allowed just before the gate
     was set may land just after it."""
     grace = timedelta(seconds=settings.MANDATE_SESSION_GATE_GRACE_SECONDS)
-    events = (
-        AuditEvent.objects.filter(
-            object_type="workloads.workload",
-            object_id__in=[str(i) for i in ids],
-            action__in=(GATE_SET, GATE_LIFTED),
-        )
-        .order_by("id")
-        .values_list("object_id", "action", "created_at")
-    )
+    if history is None:
+        history = _workload_history(ids)
     intervals: dict[int, list[tuple[datetime, datetime | None]]] = defaultdict(list)
     since: dict[int, datetime] = {}
-    for object_id, action, at in events:
+    for object_id, action, at, _before, _after in history:
+        if action not in (GATE_SET, GATE_LIFTED):
+            continue
         workload_id = int(object_id)
         if action == GATE_SET:
             since.setdefault(workload_id, at + grace)
@@ -121,7 +149,9 @@ def policy_snapshots(workload_ids: Iterable[int], *, at: datetime) -> dict[int, 
                 rule_row["revoked_at"],
             )
         )
-    gates = session_gate_intervals(ids)
+    history = _workload_history(ids)
+    gates = session_gate_intervals(ids, history)
+    statuses = status_changes(history)
     caps = caps_in_force(ids)
     snapshots = {}
     for workload in workloads:
@@ -144,6 +174,7 @@ def policy_snapshots(workload_ids: Iterable[int], *, at: datetime) -> dict[int, 
             loop_window=settings.MANDATE_LOOP_WINDOW,
             drift_min_similarity=settings.MANDATE_DRIFT_MIN_SIMILARITY,
             session_gates=tuple(gates[workload.id]),
+            status_changes=statuses.get(workload.id, ()),
             max_lateness=timedelta(seconds=settings.MANDATE_EVENT_MAX_LATENESS_SECONDS),
         )
     return snapshots

@@ -378,3 +378,22 @@ def test_a_long_call_reported_when_it_ended_is_judged_when_it_started():
     draft = check_tool_access(claimed, window)
     assert draft.kind == "expired_grant_use"
     assert draft.details["reported_late_seconds"] == 3 * 3600 - 1800
+
+
+def test_activity_is_judged_by_the_status_the_workload_had_then():
+    """Suspended at T0+100 s: a call before it was made by an active workload."""
+    suspended = policy(
+        workload_status="suspended",
+        status_changes=(
+            (T0 - timedelta(days=1), "active"),
+            (T0 + timedelta(seconds=100), "suspended"),
+        ),
+    )
+    assert check_workload_status(_reported(at=50, received=51), suspended) is None
+    draft = check_workload_status(_reported(at=150, received=151), suspended)
+    assert draft.kind == "suspended_workload_use"
+    # A call dated before the suspension but reported an hour after it is judged later.
+    late = check_workload_status(_reported(at=50, received=100 + 3600), suspended)
+    assert late.kind == "suspended_workload_use"
+    # With no history, the current status holds throughout, as before.
+    assert check_workload_status(_reported(at=50, received=51), policy(workload_status="suspended"))

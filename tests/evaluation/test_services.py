@@ -223,3 +223,22 @@ def test_a_call_reported_long_after_a_revocation_but_dated_before_it_is_flagged(
     (flagged,) = Finding.objects.filter(session=session, kind="expired_grant_use")
     assert flagged.evidence == [backdated.id]
     assert flagged.details["reported_late_seconds"] > 7000
+
+
+def test_re_evaluating_after_a_suspension_does_not_flag_what_ran_before_it(admin_user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.factories import ClassifiedWorkloadFactory
+    from workloads.services import workload_set_status
+
+    workload = ClassifiedWorkloadFactory()
+    session = make_session(workload, started_at=timezone.now() - timedelta(minutes=5))
+    before = add_events(session, ("session_start", 0), ("reasoning_step", 1))
+    workload_set_status(workload=workload, status="suspended", by=admin_user, reason="Leak")
+    events_evaluate(**id_range(before))
+    assert not Finding.objects.filter(kind="suspended_workload_use").exists()
+    after = add_events(session, ("reasoning_step", 400))  # 6 min 40 s in: after it
+    events_evaluate(**id_range(after))
+    assert Finding.objects.filter(kind="suspended_workload_use", session=session).exists()

@@ -97,6 +97,20 @@ class PolicySnapshot:
     session_gates: tuple[tuple[datetime, datetime | None], ...] = ()
     # How long before its arrival an event may say it happened and be judged at that time.
     max_lateness: timedelta = timedelta(minutes=15)
+    # The workload's status over time, (since, status), oldest first; empty: the current
+    # status (workload_status) held throughout.
+    status_changes: tuple[tuple[datetime, str], ...] = ()
+
+
+def status_at(policy: PolicySnapshot, moment: datetime) -> str:
+    """The workload's status at `moment`: a re-run after a suspension must not read calls
+    made while the workload was active as activity of a suspended one."""
+    status = policy.workload_status
+    for since, changed_to in policy.status_changes:
+        if since > moment:
+            break
+        status = changed_to
+    return status
 
 
 def _reported_at(event: EventData, policy: PolicySnapshot) -> datetime | None:

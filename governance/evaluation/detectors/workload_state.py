@@ -12,11 +12,12 @@ from governance.evaluation.detectors.types import (
     PolicySnapshot,
     lateness_details,
     policy_moment,
+    status_at,
 )
 
 
 def check_workload_status(event: EventData, policy: PolicySnapshot) -> FindingDraft | None:
-    status = policy.workload_status
+    status = status_at(policy, policy_moment(event, policy))
     if status == "active":
         return None
     kind = "unclassified_workload_use" if status == "draft" else "suspended_workload_use"
