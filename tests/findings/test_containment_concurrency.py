@@ -31,6 +31,28 @@ def _postgres_only():
         pytest.skip("needs PostgreSQL row locks (set DATABASE_URL)")
 
 
+def _together(*steps) -> list[Exception]:
+    """Run each step in a thread of its own (its own database connection), wait for all,
+    and return what they raised: a deadlock PostgreSQL broke shows up here."""
+    errors: list[Exception] = []
+
+    def run(step):
+        try:
+            step()
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(step,)) for step in steps]
+    connection.close()  # the test's own connection is not shared with the threads
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return errors
+
+
 def _gate(workload, key, reviewer):
     finding = Finding.objects.create(
         kind="intent_drift",
@@ -50,36 +72,20 @@ def test_two_reversals_at_once_lift_the_gate(reviewer, admin_user):
     workload = ClassifiedWorkloadFactory()
     first, second = _gate(workload, "one", reviewer), _gate(workload, "two", reviewer)
     first_done, second_started = threading.Event(), threading.Event()
-    errors = []
 
     def reverse_first():
-        try:
-            with transaction.atomic():
-                services.containment_reverse(action=first, by=admin_user, reason="Fixed")
-                first_done.set()
-                second_started.wait(timeout=10)
-                time.sleep(0.5)  # the second reversal runs while this one is uncommitted
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        with transaction.atomic():
+            services.containment_reverse(action=first, by=admin_user, reason="Fixed")
+            first_done.set()
+            second_started.wait(timeout=10)
+            time.sleep(0.5)  # the second reversal runs while this one is uncommitted
 
     def reverse_second():
-        try:
-            first_done.wait(timeout=10)
-            second_started.set()
-            services.containment_reverse(action=second, by=admin_user, reason="Fixed too")
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        first_done.wait(timeout=10)
+        second_started.set()
+        services.containment_reverse(action=second, by=admin_user, reason="Fixed too")
 
-    threads = [threading.Thread(target=reverse_first), threading.Thread(target=reverse_second)]
-    connection.close()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    errors = _together(reverse_first, reverse_second)
     assert errors == []
     assert not Workload.objects.get(pk=workload.pk).sessions_need_approval
 
@@ -104,7 +110,7 @@ def test_approving_a_session_run_while_the_gate_is_lifted_does_not_deadlock(
         session="run-1",
         justification="The nightly run.",
     )
-    holding, errors = threading.Event(), []
+    holding = threading.Event()
     refusal = approvals._refusal_to_decide
 
     def pausing_refusal(locked_request, by):
@@ -115,28 +121,13 @@ def test_approving_a_session_run_while_the_gate_is_lifted_does_not_deadlock(
     monkeypatch.setattr(approvals, "_refusal_to_decide", pausing_refusal)
 
     def approve():
-        try:
-            approvals.access_request_approve(access_request=req, by=approver)
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        approvals.access_request_approve(access_request=req, by=approver)
 
     def lift():
-        try:
-            holding.wait(timeout=10)
-            services.containment_reverse(action=gate, by=admin_user, reason="Fixed")
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        holding.wait(timeout=10)
+        services.containment_reverse(action=gate, by=admin_user, reason="Fixed")
 
-    threads = [threading.Thread(target=approve), threading.Thread(target=lift)]
-    connection.close()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    errors = _together(approve, lift)
     assert errors == []
     # The approval went first; the lift then ended what it gave.
     assert AccessRequest.objects.get(pk=req.pk).status == AccessRequest.Status.APPROVED
@@ -159,7 +150,7 @@ def test_evaluation_containing_two_workloads_does_not_deadlock_with_a_reversal(
     second = ClassifiedWorkloadFactory(tier=tier("boundary-crossing"))
     held = _gate(second, "held", reviewer)  # the reversal below lifts this gate
     sessions = [make_session(first), make_session(second)]
-    contained, errors = threading.Event(), []
+    contained = threading.Event()
     contain = services.finding_contain
 
     def pausing_contain(*, finding):
@@ -186,29 +177,14 @@ def test_evaluation_containing_two_workloads_does_not_deadlock_with_a_reversal(
             )
             for session in sessions
         ]
-        try:
-            with transaction.atomic():
-                findings_record(drafts)
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        with transaction.atomic():
+            findings_record(drafts)
 
     def reverse():
-        try:
-            contained.wait(timeout=10)
-            services.containment_reverse(action=held, by=admin_user, reason="Fixed")
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        contained.wait(timeout=10)
+        services.containment_reverse(action=held, by=admin_user, reason="Fixed")
 
-    threads = [threading.Thread(target=evaluate), threading.Thread(target=reverse)]
-    connection.close()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    errors = _together(evaluate, reverse)
     assert errors == []
     assert Finding.objects.filter(kind="reasoning_loop").count() == 2
     # Evaluation's own gate on the second workload stands; the reversal lifted only its record.
@@ -241,7 +217,7 @@ def test_containment_reads_the_workload_status_under_its_lock(reviewer, admin_us
     (suspension,) = [a for a in actions if a.action == "suspend_workload"]
     assert Workload.objects.get(pk=workload.pk).status == Workload.Status.SUSPENDED
     session = make_session(workload)
-    loaded, reversed_, errors = threading.Event(), threading.Event(), []
+    loaded, reversed_ = threading.Event(), threading.Event()
     tier_contains = services.tier_contains
 
     def pausing_tier_contains(finding):
@@ -260,30 +236,17 @@ def test_containment_reads_the_workload_status_under_its_lock(reviewer, admin_us
             evidence=(),
             occurred_at=timezone.now(),
         )
-        try:
-            with transaction.atomic():
-                findings_record([(session, draft)])
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        with transaction.atomic():
+            findings_record([(session, draft)])
 
     def reverse():
         try:
             loaded.wait(timeout=10)
             services.containment_reverse(action=suspension, by=admin_user, reason="Fixed")
-        except Exception as exc:
-            errors.append(exc)
         finally:
             reversed_.set()
-            connection.close()
 
-    threads = [threading.Thread(target=evaluate), threading.Thread(target=reverse)]
-    connection.close()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    errors = _together(evaluate, reverse)
     assert errors == []
     assert Workload.objects.get(pk=workload.pk).status == Workload.Status.SUSPENDED
     held = ContainmentAction.objects.filter(
@@ -320,7 +283,7 @@ def test_evaluation_and_a_console_revoke_take_grant_and_policy_version_in_one_or
         ("tool_call", 1, {"tool": "web-search"}),
         ("tool_call", 2, {"tool": "send-email"}),
     )
-    holding, errors = threading.Event(), []
+    holding = threading.Event()
     record = evaluation.findings_record
 
     def pausing_record(drafts):
@@ -332,28 +295,13 @@ def test_evaluation_and_a_console_revoke_take_grant_and_policy_version_in_one_or
     monkeypatch.setattr(evaluation, "findings_record", pausing_record)
 
     def evaluate():
-        try:
-            evaluation.events_evaluate(**id_range(events))
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        evaluation.events_evaluate(**id_range(events))
 
     def revoke():
-        try:
-            holding.wait(timeout=10)
-            entitlement_revoke(grant=grant, by=admin_user, reason="Rotating the key")
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        holding.wait(timeout=10)
+        entitlement_revoke(grant=grant, by=admin_user, reason="Rotating the key")
 
-    threads = [threading.Thread(target=evaluate), threading.Thread(target=revoke)]
-    connection.close()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    errors = _together(evaluate, revoke)
     assert errors == []
     assert Entitlement.objects.get(pk=grant.pk).status == Entitlement.Status.REVOKED
     assert Finding.objects.filter(session=session, kind="unentitled_tool").exists()
@@ -378,7 +326,7 @@ def test_approving_a_tool_request_while_a_containment_is_reversed_does_not_deadl
         tools=[Tool.objects.get(slug="web-search")],
         justification="Research.",
     )
-    holding, errors = threading.Event(), []
+    holding = threading.Event()
     grant = approvals._grant
 
     def pausing_grant(*args, **kwargs):
@@ -389,28 +337,13 @@ def test_approving_a_tool_request_while_a_containment_is_reversed_does_not_deadl
     monkeypatch.setattr(approvals, "_grant", pausing_grant)
 
     def approve():
-        try:
-            approvals.access_request_approve(access_request=req, by=approver)
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        approvals.access_request_approve(access_request=req, by=approver)
 
     def reverse():
-        try:
-            holding.wait(timeout=10)
-            services.containment_reverse(action=gate, by=admin_user, reason="Fixed")
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        holding.wait(timeout=10)
+        services.containment_reverse(action=gate, by=admin_user, reason="Fixed")
 
-    threads = [threading.Thread(target=approve), threading.Thread(target=reverse)]
-    connection.close()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    errors = _together(approve, reverse)
     assert errors == []
     assert Entitlement.objects.filter(workload=workload, tool__slug="web-search").exists()
     assert not Workload.objects.get(pk=workload.pk).sessions_need_approval
@@ -443,7 +376,7 @@ def test_a_merge_waits_for_a_reversal_of_the_survivors_narrowing(reviewer, admin
         )
 
     kept, duplicate = narrowed("kept", 8), narrowed("dup", 4)
-    holding, errors = threading.Event(), []
+    holding = threading.Event()
     bump = services.policy_version_bump
 
     def pausing_bump():
@@ -454,32 +387,17 @@ def test_a_merge_waits_for_a_reversal_of_the_survivors_narrowing(reviewer, admin
     monkeypatch.setattr(services, "policy_version_bump", pausing_bump)
 
     def reverse():
-        try:
-            services.containment_reverse(action=kept, by=admin_user, reason="Fixed")
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        services.containment_reverse(action=kept, by=admin_user, reason="Fixed")
 
     def merge():
-        try:
-            holding.wait(timeout=10)
-            with transaction.atomic():
-                services.finding_merge(
-                    duplicate=Finding.objects.get(pk=duplicate.finding_id),
-                    into=Finding.objects.get(pk=kept.finding_id),
-                )
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        holding.wait(timeout=10)
+        with transaction.atomic():
+            services.finding_merge(
+                duplicate=Finding.objects.get(pk=duplicate.finding_id),
+                into=Finding.objects.get(pk=kept.finding_id),
+            )
 
-    threads = [threading.Thread(target=reverse), threading.Thread(target=merge)]
-    connection.close()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    errors = _together(reverse, merge)
     assert errors == []
     assert narrowing.caps_in_force([workload.pk]) == {workload.pk: {"max_tool_calls": 4}}
 
@@ -501,40 +419,25 @@ def test_a_lift_says_when_a_finding_contained_the_workload_meanwhile(
         dedupe_key="fresh",
         occurred_at=timezone.now(),
     )
-    holding, errors, lifts = threading.Event(), [], []
+    holding, lifts = threading.Event(), []
 
     def contain():
-        try:
-            with transaction.atomic():
-                services.containment_apply(
-                    finding=fresh, action="gate_sessions", by=reviewer, reason="Again"
-                )
-                holding.set()
-                time.sleep(0.5)  # the lift starts while this holds the workload
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        with transaction.atomic():
+            services.containment_apply(
+                finding=fresh, action="gate_sessions", by=reviewer, reason="Again"
+            )
+            holding.set()
+            time.sleep(0.5)  # the lift starts while this holds the workload
 
     def lift():
-        try:
-            holding.wait(timeout=10)
-            lifts.append(
-                services.containment_lift(
-                    workload=workload, action="gate_sessions", by=admin_user, reason="Fixed"
-                )
+        holding.wait(timeout=10)
+        lifts.append(
+            services.containment_lift(
+                workload=workload, action="gate_sessions", by=admin_user, reason="Fixed"
             )
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        )
 
-    threads = [threading.Thread(target=contain), threading.Thread(target=lift)]
-    connection.close()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    errors = _together(contain, lift)
     assert errors == []
     assert lifts[0].still_held_by == [fresh.pk]
     assert Workload.objects.get(pk=workload.pk).sessions_need_approval
