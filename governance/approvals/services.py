@@ -23,12 +23,11 @@ from governance.approvals.impact import APPROVAL, EXCEPTION, Impact
 from governance.approvals.selectors import APPROVE, GRANT_EXCEPTION, REQUEST, impact_for
 from governance.audit import audit_record, audit_snapshot
 from governance.errors import Conflict, DomainError, NotAllowed, RuleViolation
-from governance.findings.narrowing import LIMIT_LABELS, caps_in_force
+from governance.findings.narrowing import LIMIT_LABELS, caps_in_force, narrowing_findings
 from governance.models import (
     AccessRequest,
     ApprovalDecision,
     ApprovalStep,
-    ContainmentAction,
     ServiceToken,
 )
 from governance.policy_version import policy_version_bump
@@ -47,7 +46,6 @@ from workloads.services import (
     GRANT_AUDIT_FIELDS,
     SESSION_APPROVAL_AUDIT_FIELDS,
     entitlement_grant,
-    findings_holding,
 )
 
 logger = logging.getLogger(__name__)
@@ -334,7 +332,7 @@ def _narrowed_refusal(workload: Workload, limits, caps: dict) -> Conflict | None
     narrowed = [name for name in WINDOW_FIELDS if name in limits and name in caps]
     if not narrowed:
         return None
-    holders = findings_holding(workload, ContainmentAction.Action.NARROW_SESSIONS)
+    holders = narrowing_findings(workload.pk, narrowed)
     names = ", ".join(LIMIT_LABELS[name].lower() for name in narrowed)
     return Conflict(
         f"The containment of finding {', '.join(f'#{pk}' for pk in holders)} caps {names}: "

@@ -65,6 +65,18 @@ def narrowings_of(workload_id: int) -> list[tuple[int, str]]:
     ]
 
 
+def narrowing_findings(workload_id: int, names) -> list[int]:
+    """The findings whose narrowing in force caps any of these limits, by id."""
+    rows = ContainmentAction.objects.filter(
+        action=NARROW, reversed_at__isnull=True, workload_id=workload_id
+    ).order_by("finding_id")
+    return [
+        finding_id
+        for finding_id, limits in rows.values_list("finding_id", "limits")
+        if set(names) & set(limits)
+    ]
+
+
 def capped(limits: Mapping[str, int | None], caps: Mapping[str, int]) -> dict:
     """`limits` with each cap applied; an unlimited value (None) takes the cap."""
     result = dict(limits)

@@ -438,3 +438,20 @@ def test_a_mistaken_narrowing_is_reversed_and_taken_again_from_the_same_finding(
         first.pk,
         again.pk,
     ]
+
+
+def test_a_refused_window_names_only_the_findings_that_cap_what_it_asks_for(
+    workload, reviewer, owner
+):
+    calls = _narrow(workload, reviewer, key="calls", max_tool_calls=5)
+    loops = _narrow(workload, reviewer, key="loops", loop_threshold=2)
+    with pytest.raises(Conflict) as refused:
+        approvals.access_request_create(
+            by=owner,
+            workload=workload,
+            kind=AccessRequest.Kind.SESSION_WINDOW,
+            session_limits={"max_tool_calls": 900},
+            justification="A longer run",
+        )
+    assert f"finding #{calls.finding_id} caps tool calls" in refused.value.message
+    assert f"#{loops.finding_id}" not in refused.value.message
