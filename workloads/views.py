@@ -19,6 +19,7 @@ from django.views.decorators.http import require_http_methods
 from governance.audit_labels import audit_labels_attach
 from governance.errors import DomainError
 from governance.findings.narrowing import narrowings_of
+from governance.findings.services import may_reverse as containment_may_reverse
 from governance.forms import form_add_service_error
 from governance.htmx import is_fragment_request, redirect_after_post, render_invalid, render_page
 from governance.permissions import requires
@@ -246,9 +247,7 @@ def _detail_context(request, workload: Workload, **forms) -> dict:
         "transitions": _transitions(workload, contained_by),
         "contained_by": contained_by,
         "narrowings": narrowings_of(workload.pk),
-        # Nobody lifts a containment of their own workload (the service refuses it too).
-        "may_lift": user.has_perm("governance.reverse_containment")
-        and not services.owns(user, workload),
+        "may_lift": containment_may_reverse(user, workload),
         "can_classify": user.has_perm("workloads.classify_workload"),
         "can_edit_policy": user.has_perm("workloads.manage_catalogue"),
         "can_grant": user.has_perm("workloads.grant_entitlement"),

@@ -25,6 +25,7 @@ from governance.approvals.forms import (
     RevokeForm,
 )
 from governance.errors import DomainError, NotAllowed
+from governance.findings.services import may_reverse as containment_may_reverse
 from governance.forms import form_add_service_error
 from governance.htmx import is_fragment_request, redirect_after_post
 from governance.models import AccessRequest
@@ -32,7 +33,7 @@ from governance.permissions import requires
 from governance.roles import CONSOLE
 from workloads.models import Entitlement, RuleException, SessionApproval, Tool
 from workloads.selectors import workloads_visible_to
-from workloads.services import entitlement_revoke, owns
+from workloads.services import entitlement_revoke
 
 APPROVE = selectors.APPROVE
 REQUEST = selectors.REQUEST
@@ -389,7 +390,7 @@ def access_panel_context(request, workload) -> dict:
         "may_revoke_windows": user.has_perm(services.REVOKE_WINDOW)
         or (workload.owner_id == user.pk and user.has_perm(REQUEST)),
         "may_request": workload.owner_id == user.pk and user.has_perm(REQUEST),
-        "may_lift": user.has_perm("governance.reverse_containment") and not owns(user, workload),
+        "may_lift": containment_may_reverse(user, workload),
         "may_view_findings": user.has_perm("governance.view_findings"),
         "session_approval_hours": settings.SESSION_APPROVAL_HOURS,
         "confirm": CONFIRM,

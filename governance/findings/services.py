@@ -20,6 +20,7 @@ from workloads.selectors import effective_session_limits
 
 TRIAGE = "governance.triage_finding"
 CONTAIN = "governance.contain_finding"
+REVERSE = "governance.reverse_containment"
 # A finding containment may follow by hand: one still being triaged.
 CONTAINABLE = (Finding.Status.OPEN, Finding.Status.ACKNOWLEDGED)
 # Measures on the whole workload: each finding that takes one records it, and the measure is
@@ -51,6 +52,12 @@ ALLOWED_TRANSITIONS: dict[str, set[str]] = {
 def _require(by, permission: str) -> None:
     if not by.has_perm(permission):
         raise NotAllowed()
+
+
+def may_reverse(by, workload: Workload) -> bool:
+    """May `by` reverse or lift containment of this workload? Pages offer the buttons on
+    this; containment_reverse refuses the same people (nobody lifts their own workload's)."""
+    return by.has_perm(REVERSE) and not workload_services.owns(by, workload)
 
 
 def _set_status(finding: Finding, status: str, by, comment: str) -> Finding:
@@ -370,7 +377,7 @@ def containment_lift(*, workload: Workload, action: str, by, reason: str) -> Lif
     """Lift a workload-wide measure (a suspension or a session gate) in one step: reverse
     every finding's unreversed record that holds it, each audited as its own reversal. A
     workload that looped may have been contained by dozens of findings."""
-    _require(by, "governance.reverse_containment")
+    _require(by, REVERSE)
     if action not in HELD_BY_EVERY_FINDING:
         raise DomainError("Choose a suspension or a session gate to lift.", field="action")
     if not reason.strip():
@@ -526,7 +533,7 @@ def containment_reverse(*, action: ContainmentAction, by, reason: str) -> Revers
     gate (likewise), a narrowing (its caps stop holding) or a revocation (grant the tool
     again, same end date). It lifts a safeguard, so it says why:
     `reason` goes into the audit event."""
-    _require(by, "governance.reverse_containment")
+    _require(by, REVERSE)
     reason = reason.strip()
     if not reason:
         raise DomainError("Say why the containment is reversed.", field="reason", code="required")

@@ -31,7 +31,6 @@ from governance.models import ContainmentAction, Finding, FindingKind, Reevaluat
 from governance.permissions import requires
 from workloads.models import SensitivityTier
 from workloads.selectors import effective_session_limits, workload_get
-from workloads.services import owns
 
 VIEW = "governance.view_findings"
 TRIAGE = "governance.triage_finding"
@@ -138,9 +137,7 @@ def _detail_context(request, finding: Finding, narrow_form: NarrowSessionsForm |
         ],
         "contain_options": services.containment_options(finding) if may_contain else [],
         "narrow_form": narrow_form,
-        # Nobody lifts a containment of their own workload (the service refuses it too).
-        "may_reverse": request.user.has_perm("governance.reverse_containment")
-        and not owns(request.user, finding.workload),
+        "may_reverse": services.may_reverse(request.user, finding.workload),
         "status_form": StatusForm(initial={"status": finding.status}),
         "comment_form": CommentForm(),
         "triagers": services.triagers(),
@@ -272,7 +269,7 @@ def narrow(request, pk):
     )
 
 
-@requires("governance.reverse_containment")
+@requires(services.REVERSE)
 @require_POST
 def lift(request, slug):
     """Lift a workload's suspension or session gate by reversing every finding's record that
@@ -305,7 +302,7 @@ def lift(request, slug):
     return redirect_after_post(request, reverse("workloads:detail", args=[workload.slug]))
 
 
-@requires("governance.reverse_containment")
+@requires(services.REVERSE)
 @require_POST
 def reverse_containment(request, pk):
     """Lift a containment, with a reason for the audit. The form asks to confirm (hx-confirm,
