@@ -162,6 +162,41 @@ def test_an_owner_requests_the_trifecta_and_it_is_approved_with_an_exception(bro
     assert problems == []
 
 
+def test_the_request_form_shows_the_fields_of_the_kind_picked(browser, live_server):
+    owner = person("olivia", OWNER)
+    workload = ClassifiedWorkloadFactory(slug="research-agent", owner=owner)
+    problems: list[str] = []
+    page = signed_in(browser, live_server, "olivia", problems)
+    page.goto(f"{live_server.url}/requests/new/?workload={workload.slug}")
+    tools = page.locator("fieldset.for-tools")
+    window = page.locator("fieldset.for-session_window")
+    run = page.locator("fieldset.for-session_run")
+    duration = page.locator("input[name=duration_days]")
+    assert tools.is_visible() and duration.is_visible()
+    assert not window.is_visible() and not run.is_visible()
+
+    page.select_option("select[name=kind]", "session_window")
+    assert window.is_visible() and duration.is_visible()
+    assert not tools.is_visible() and not run.is_visible()
+
+    page.select_option("select[name=kind]", "session_run")
+    assert run.is_visible()
+    assert not tools.is_visible() and not window.is_visible() and not duration.is_visible()
+
+    # A tool ticked before switching kind is still sent; the refusal shows the tools again,
+    # with the error, though the kind picked hides them: no error is hidden.
+    page.select_option("select[name=kind]", "tools")
+    page.get_by_label("Web search").check()
+    page.select_option("select[name=kind]", "session_window")
+    page.fill("input[name=max_tool_calls]", "500")
+    page.fill("textarea[name=justification]", "Longer research runs.")
+    page.get_by_role("button", name="Submit request").click()
+    page.locator("fieldset.for-tools .errorlist").wait_for()
+    assert "asks for no tools" in tools.inner_text()
+    assert page.locator("select[name=kind]").input_value() == "session_window"
+    assert [p for p in problems if "status of 422" not in p] == []  # the 422 is deliberate
+
+
 def test_an_iam_admin_revokes_an_exception_after_confirming_and_errors_show_in_place(
     browser, live_server
 ):

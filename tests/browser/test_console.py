@@ -8,7 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
+from django.db import transaction
 
+from governance.audit import audit_record
 from governance.models import AuditEvent
 from governance.roles import roles_sync
 from tests.factories import ClassifiedWorkloadFactory, EntitlementFactory, WorkloadFactory
@@ -227,6 +229,49 @@ def test_on_a_phone_the_pages_fit_the_screen_and_wide_tables_scroll(browser, liv
         topbar = page.locator(".topbar").bounding_box()
         last_link = page.locator(".mainnav a").last.bounding_box()
         assert last_link["y"] + last_link["height"] <= topbar["y"] + topbar["height"], path
+    context.close()
+
+
+def test_in_a_mid_sized_window_a_wide_table_scrolls_inside_its_box(browser, live_server, cast):
+    """Between the phone layout and the full page (800 px), the decision log's nine columns
+    with long reasons scroll inside the table's box, and the audit log's long values wrap:
+    the page itself keeps the window's width."""
+    from governance.models import Decision
+
+    Decision.objects.create(
+        workload="a-workload-with-a-rather-long-slug",
+        tool="a-tool-with-a-long-slug-too",
+        session="s-" + "x" * 60,
+        decision="deny",
+        reason_code="combination_forbidden",
+        reasons=[
+            {
+                "code": "combination_forbidden",
+                "message": "Calling this tool would complete the combination forbidden by "
+                "rule lethal-trifecta with the tools already used in this session.",
+            }
+        ],
+        policy_version=12345,
+        latency_us=123456,
+    )
+    with transaction.atomic():  # an audited change whose value has no place to break
+        audit_record(
+            by=None,
+            action="workload.updated",
+            object_type="workload",
+            object_id="1",
+            before={"purpose": "short"},
+            after={"purpose": "x" * 300},
+        )
+    context = browser.new_context(viewport={"width": 800, "height": 900})
+    page = context.new_page()
+    log_in(page, live_server, cast["admin"])
+    page.goto(f"{live_server.url}/decisions/")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 800
+    box = page.locator("#decision-table .table-scroll")
+    assert box.evaluate("e => e.scrollWidth > e.clientWidth")  # the table scrolls inside it
+    page.goto(f"{live_server.url}/audit/")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 800
     context.close()
 
 
