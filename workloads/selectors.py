@@ -69,6 +69,27 @@ def entitlements_of(*, workload: Workload) -> QuerySet[Entitlement]:
     return workload.entitlements.select_related("tool", "granted_by", "revoked_by")
 
 
+EXTENDED_LIMITS = ("max_session_seconds", "max_tool_calls", "max_reasoning_tokens")
+
+
+def extension_limits(extension) -> dict[str, int]:
+    """What an extension grants: its limits that are set."""
+    return {
+        name: getattr(extension, name)
+        for name in EXTENDED_LIMITS
+        if getattr(extension, name) is not None
+    }
+
+
+def extended(limits: dict, granted: dict[str, int]) -> dict:
+    """`limits` raised to what an extension grants."""
+    result = dict(limits)
+    for name, value in granted.items():
+        if result.get(name) is None or value > result[name]:
+            result[name] = value
+    return result
+
+
 def effective_session_limits(*, workload: Workload, at, caps: dict | None = None) -> dict:
     """The session policy in force: overrides or tier defaults, raised by valid extensions,
     then held under the caps of any narrowing containment (`caps`: the workload's, when the
@@ -77,12 +98,8 @@ def effective_session_limits(*, workload: Workload, at, caps: dict | None = None
 
     limits = workload.session_policy.effective(workload.tier)
     for extension in workload.extensions.filter(status="active"):
-        if not extension.is_valid_at(at):
-            continue
-        for name in ("max_session_seconds", "max_tool_calls", "max_reasoning_tokens"):
-            granted = getattr(extension, name)
-            if granted is not None and (limits[name] is None or granted > limits[name]):
-                limits[name] = granted
+        if extension.is_valid_at(at):
+            limits = extended(limits, extension_limits(extension))
     if caps is None:
         caps = caps_in_force([workload.pk]).get(workload.pk, {})
     return capped(limits, caps)

@@ -24,6 +24,8 @@ from governance.evaluation.detectors import (
     check_session_gate,
     check_tool_access,
     check_workload_status,
+    limits_at,
+    limits_for,
 )
 from governance.evaluation.scoring import SimilarityScorer
 
@@ -95,12 +97,13 @@ def evaluate_session_batch(
             state["request"] = event.content[:REQUEST_CHARS]
 
         emit(check_workload_status(event, policy))
+        limits = limits_for(event, policy)
         if last is not None and event.occurred_at > last:
-            emit(check_idle_gap(last, event.occurred_at, policy, (event.id,)))
+            emit(check_idle_gap(last, event.occurred_at, policy, (event.id,), limits))
         if last is None or event.occurred_at >= last:
             last = event.occurred_at
             state["last_id"] = event.id
-        emit(check_overrun(start, event.occurred_at, policy, (event.id,)))
+        emit(check_overrun(start, event.occurred_at, policy, (event.id,), limits))
 
         state["reasoning_tokens"] += event.reasoning_tokens
         if event.type == "tool_call" and event.tool:
@@ -120,6 +123,7 @@ def evaluate_session_batch(
                 policy,
                 what="tool_call",
                 tool=event.tool,
+                limits=limits,
             )
             emit(draft)
         elif event.type == "reasoning_step" and event.content.strip():
@@ -130,6 +134,7 @@ def evaluate_session_batch(
                 event.occurred_at,
                 policy,
                 what="reasoning_step",
+                limits=limits,
             )
             emit(draft)
         elif event.type == "final_action":
@@ -147,7 +152,12 @@ def evaluate_session_batch(
                 )
             )
         for draft in check_budgets(
-            state["tool_calls"], state["reasoning_tokens"], policy, event.id, event.occurred_at
+            state["tool_calls"],
+            state["reasoning_tokens"],
+            policy,
+            event.id,
+            event.occurred_at,
+            limits,
         ):
             emit(draft)
 
@@ -188,7 +198,7 @@ def evaluate_session_clock(
         if draft is not None and draft.key not in fired:
             fired.add(draft.key)
             findings.append(draft)
-    idle_limit = policy.limits.idle_timeout_seconds
+    idle_limit = limits_at(policy, now).idle_timeout_seconds
     if last is not None and idle_limit is not None and (now - last).total_seconds() > idle_limit:
         state["timed_out"] = True
     state["fired"] = sorted(fired)

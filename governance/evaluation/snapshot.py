@@ -1,13 +1,15 @@
 """Compiling the rows the detectors need into plain PolicySnapshots (a constant number of
-queries for the catalogue, plus one per workload for its session limits), and a per-process
-cache of them keyed on the policy version.
+queries, however many workloads), and a per-process cache of them keyed on the policy version.
+
+A snapshot carries time with it: grants, exceptions, gates, the workload's status and its
+session limits (extensions and narrowings start and end) each say what held when, so events
+are judged at their own time, whenever they are evaluated.
 
 `policy_snapshots_cached` is what evaluation uses: one query for the version, then the
 compiled snapshot of each workload from this process's memory while it is still good —
 - the policy version is the one it was compiled under (every change to workloads, grants,
-  rules, exceptions or session policies bumps it, in the change's transaction);
-- no session extension of the workload has started or ended since (limits depend on the
-  moment; grants and exceptions carry their own windows, checked at each event's time);
+  rules, exceptions, extensions, narrowings or session policies bumps it, in the change's
+  transaction);
 - it is younger than MANDATE_EVALUATION_SNAPSHOT_SECONDS (the safety net for a change made
   without a bump, e.g. a row edited by hand).
 A version read first, rows after, in READ COMMITTED: a snapshot is never older than its key.
@@ -29,8 +31,9 @@ from governance.evaluation.detectors import (
     Limits,
     PolicySnapshot,
 )
-from governance.findings.narrowing import caps_in_force
-from governance.models import AuditEvent
+from governance.evaluation.detectors.types import held_at
+from governance.findings.narrowing import capped
+from governance.models import AuditEvent, ContainmentAction
 from governance.policy_version import policy_version_current
 from workloads.models import (
     CombinationRule,
@@ -41,7 +44,7 @@ from workloads.models import (
     Tool,
     Workload,
 )
-from workloads.selectors import effective_session_limits
+from workloads.selectors import EXTENDED_LIMITS, extended, extension_limits
 from workloads.services import rule_specs
 
 
@@ -54,6 +57,7 @@ def _tier_positions() -> dict[int, str]:
     return positions
 
 
+BEGINNING = datetime.min.replace(tzinfo=UTC)
 GATE_SET, GATE_LIFTED = "workload.sessions_gated", "workload.sessions_ungated"
 # A workload's status changes, as workloads.services.workload_set_status audits them.
 STATUS_SET = tuple(f"workload.{status}" for status in Workload.Status.values)
@@ -83,7 +87,7 @@ def status_changes(history) -> dict[int, tuple[tuple[datetime, str], ...]]:
             continue
         workload_id = int(object_id)
         if not changes[workload_id] and (before or {}).get("status"):
-            changes[workload_id].append((datetime.min.replace(tzinfo=UTC), before["status"]))
+            changes[workload_id].append((BEGINNING, before["status"]))
         changes[workload_id].append((at, (after or {}).get("status") or action.split(".", 1)[1]))
     return {workload_id: tuple(items) for workload_id, items in changes.items()}
 
@@ -113,6 +117,65 @@ def session_gate_intervals(
     for workload_id, start in since.items():
         intervals[workload_id].append((start, None))
     return intervals
+
+
+# A window in which limits were raised (an extension) or capped (a narrowing):
+# (from, until or None if standing, the limits it raises or caps).
+LimitWindow = tuple[datetime, datetime | None, dict[str, int]]
+WindowsByWorkload = dict[int, list[LimitWindow]]
+
+
+def _limit_windows(ids: set[int]) -> tuple[WindowsByWorkload, WindowsByWorkload]:
+    """Every extension's and every narrowing's window, reversed and ended ones included (two
+    queries): what held at a past moment is what evaluation asks."""
+    raises: WindowsByWorkload = defaultdict(list)
+    for extension in SessionExtension.objects.filter(workload_id__in=ids).only(
+        "workload_id", "status", "valid_from", "valid_until", "revoked_at", *EXTENDED_LIMITS
+    ):
+        until = extension.valid_until
+        if extension.status == SessionExtension.Status.REVOKED:
+            until = min(until, extension.revoked_at or extension.valid_from)
+        raises[extension.workload_id].append(
+            (extension.valid_from, until, extension_limits(extension))
+        )
+    caps: WindowsByWorkload = defaultdict(list)
+    for workload_id, created_at, reversed_at, limits in ContainmentAction.objects.filter(
+        workload_id__in=ids, action=ContainmentAction.Action.NARROW_SESSIONS
+    ).values_list("workload_id", "created_at", "reversed_at", "limits"):
+        caps[workload_id].append((created_at, reversed_at, limits))
+    return raises, caps
+
+
+def _in(window: LimitWindow, moment: datetime) -> bool:
+    start, until, _limits = window
+    return start <= moment and (until is None or moment < until)
+
+
+def limits_over_time(
+    base: dict, raises: Iterable[LimitWindow], caps: Iterable[LimitWindow]
+) -> tuple[tuple[datetime, Limits], ...]:
+    """The limits in force from each moment they changed, the first from the beginning: the
+    session policy, raised by the extensions valid then, held under the caps of the
+    narrowings in force then (the policy itself is today's; its past edits are not kept)."""
+    raises, caps = list(raises), list(caps)
+    moments = sorted({t for start, until, _ in raises + caps for t in (start, until) if t})
+    changes: list[tuple[datetime, Limits]] = []
+    for moment in (BEGINNING, *moments):
+        values = dict(base)
+        for window in raises:
+            if _in(window, moment):
+                values = extended(values, window[2])
+        held: dict[str, int] = {}
+        for window in caps:
+            if _in(window, moment):
+                for name, cap in window[2].items():
+                    held[name] = min(cap, held.get(name, cap))
+        limits = Limits(
+            **{name: capped(values, held)[name] for name in Limits.__dataclass_fields__}
+        )
+        if not changes or changes[-1][1] != limits:
+            changes.append((moment, limits))
+    return tuple(changes)
 
 
 def policy_snapshots(workload_ids: Iterable[int], *, at: datetime) -> dict[int, PolicySnapshot]:
@@ -152,16 +215,21 @@ def policy_snapshots(workload_ids: Iterable[int], *, at: datetime) -> dict[int, 
     history = _workload_history(ids)
     gates = session_gate_intervals(ids, history)
     statuses = status_changes(history)
-    caps = caps_in_force(ids)
+    raises, caps = _limit_windows(ids)
     snapshots = {}
     for workload in workloads:
+        limit_changes: tuple[tuple[datetime, Limits], ...] = ()
         if workload.tier_id is None:
             limits = Limits()
         else:
-            values = effective_session_limits(
-                workload=workload, at=at, caps=caps.get(workload.id, {})
+            limit_changes = limits_over_time(
+                workload.session_policy.effective(workload.tier),
+                raises.get(workload.id, ()),
+                caps.get(workload.id, ()),
             )
-            limits = Limits(**{name: values[name] for name in Limits.__dataclass_fields__})
+            limits = held_at(limit_changes, at, limit_changes[0][1])
+            if len(limit_changes) == 1:
+                limit_changes = ()  # the same limits throughout
         snapshots[workload.id] = PolicySnapshot(
             workload_status=workload.status,
             purpose=workload.purpose,
@@ -175,6 +243,7 @@ def policy_snapshots(workload_ids: Iterable[int], *, at: datetime) -> dict[int, 
             drift_min_similarity=settings.MANDATE_DRIFT_MIN_SIMILARITY,
             session_gates=tuple(gates[workload.id]),
             status_changes=statuses.get(workload.id, ()),
+            limit_changes=limit_changes,
             max_lateness=timedelta(seconds=settings.MANDATE_EVENT_MAX_LATENESS_SECONDS),
         )
     return snapshots
@@ -189,19 +258,6 @@ _cache_lock = threading.Lock()
 def snapshot_cache_clear() -> None:
     with _cache_lock:
         _cache.clear()
-
-
-def _limits_change_in(ids: set[int], at: datetime) -> dict[int, float]:
-    """Seconds from `at` until each workload's next extension boundary (start or end)."""
-    upcoming: dict[int, float] = {}
-    rows = SessionExtension.objects.filter(
-        workload_id__in=ids, status=SessionExtension.Status.ACTIVE, valid_until__gt=at
-    ).values_list("workload_id", "valid_from", "valid_until")
-    for workload_id, valid_from, valid_until in rows:
-        boundary = valid_from if valid_from > at else valid_until
-        seconds = (boundary - at).total_seconds()
-        upcoming[workload_id] = min(seconds, upcoming.get(workload_id, seconds))
-    return upcoming
 
 
 def policy_snapshots_cached(
@@ -227,10 +283,8 @@ def policy_snapshots_cached(
     missing = ids - snapshots.keys()
     if missing:
         fresh = policy_snapshots(missing, at=at)
-        changes = _limits_change_in(missing, at)
         with _cache_lock:
             for workload_id, snapshot in fresh.items():
-                ttl = min(max_age, changes.get(workload_id, max_age))
-                _cache[workload_id] = (version, now + ttl, snapshot)
+                _cache[workload_id] = (version, now + max_age, snapshot)
         snapshots.update(fresh)
     return snapshots

@@ -218,6 +218,26 @@ def test_evaluation_judges_sessions_by_the_caps(workload, reviewer):
     assert over.details["limit"] == 2
 
 
+def test_a_re_run_judges_each_session_by_the_caps_of_its_time(workload, reviewer, admin_user):
+    """A session that kept to the limits before the narrowing is not flagged when evaluated
+    after it; one after it is, and so is one while it held, once it is reversed."""
+
+    def session_of_three_calls(started_at):
+        session = make_session(workload, started_at=started_at)
+        calls = [
+            ("tool_call", s, {"tool": "web-search", "received_at": started_at}) for s in (1, 2, 3)
+        ]
+        return session, add_events(session, *calls)
+
+    before, early = session_of_three_calls(timezone.now() - timedelta(hours=2))
+    action = _narrow(workload, reviewer, max_tool_calls=2)
+    during, late = session_of_three_calls(timezone.now())
+    services.containment_reverse(action=action, by=admin_user, reason="Fixed the agent")
+    events_evaluate(**id_range(early + late))
+    over = Finding.objects.filter(kind="budget_exceeded", session__in=(before, during))
+    assert [(f.session_id, f.details["limit"]) for f in over] == [(during.pk, 2)]
+
+
 def test_the_proposal_halves_what_the_finding_speaks_to(workload):
     in_force = _in_force(workload)
     propose = narrowing.proposed_caps

@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from governance.evaluation import snapshot
+from governance.evaluation.detectors import limits_at
 from governance.evaluation.services import events_evaluate
 from governance.evaluation.snapshot import policy_snapshots_cached, snapshot_cache_clear
 from governance.models import Finding
@@ -68,7 +69,9 @@ def test_a_change_that_bumps_the_policy_version_is_seen_at_once(workload, admin_
     assert [g.status for g in after.grants] == ["revoked"]
 
 
-def test_a_snapshot_is_recompiled_when_a_session_extension_starts(workload):
+def test_a_cached_snapshot_knows_when_a_session_extension_starts_and_ends(workload):
+    """Limits carry their times, so a snapshot compiled before an extension starts stays
+    right after it starts, and after it ends."""
     now = timezone.now()
     SessionExtension.objects.create(
         workload=workload,
@@ -76,11 +79,12 @@ def test_a_snapshot_is_recompiled_when_a_session_extension_starts(workload):
         valid_from=now + timedelta(seconds=30),
         valid_until=now + timedelta(hours=1),
     )
-    before = policy_snapshots_cached({workload.id}, at=now)[workload.id]
-    assert before.limits.max_tool_calls == workload.tier.max_tool_calls
-    cached_until = snapshot._cache[workload.id][1]
-    # Kept no longer than until the extension starts, not the full cache lifetime.
-    assert cached_until - snapshot.time.monotonic() <= 30
+    cached = policy_snapshots_cached({workload.id}, at=now)[workload.id]
+    usual = workload.tier.max_tool_calls
+    assert cached.limits.max_tool_calls == usual
+    during, after = now + timedelta(seconds=30), now + timedelta(hours=1)
+    assert limits_at(cached, during).max_tool_calls == 500
+    assert limits_at(cached, after).max_tool_calls == usual
 
 
 def test_no_cache_when_its_lifetime_is_zero(workload, settings, monkeypatch):

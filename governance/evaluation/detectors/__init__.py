@@ -12,6 +12,8 @@ from governance.evaluation.detectors.types import (
     GrantWindow,
     Limits,
     PolicySnapshot,
+    limits_at,
+    limits_for,
 )
 from governance.evaluation.detectors.workload_state import (
     check_session_gate,
@@ -34,4 +36,6 @@ __all__ = [
     "check_session_gate",
     "check_tool_access",
     "check_workload_status",
+    "limits_at",
+    "limits_for",
 ]

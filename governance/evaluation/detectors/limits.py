@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from governance.evaluation.detectors.severity import severity_for
-from governance.evaluation.detectors.types import FindingDraft, PolicySnapshot
+from governance.evaluation.detectors.types import FindingDraft, Limits, PolicySnapshot, limits_at
 
 
 def check_overrun(
@@ -13,9 +13,11 @@ def check_overrun(
     moment: datetime,
     policy: PolicySnapshot,
     evidence: tuple[int, ...] = (),
+    limits: Limits | None = None,
 ) -> FindingDraft | None:
-    """The session is still active past its inference window at `moment`."""
-    limit = policy.limits.max_session_seconds
+    """The session is still active past its inference window at `moment`. `limits`: those
+    to judge by (default: in force at `moment`)."""
+    limit = (limits or limits_at(policy, moment)).max_session_seconds
     if started_at is None or limit is None:
         return None
     elapsed = (moment - started_at).total_seconds()
@@ -37,9 +39,10 @@ def check_idle_gap(
     moment: datetime,
     policy: PolicySnapshot,
     evidence: tuple[int, ...] = (),
+    limits: Limits | None = None,
 ) -> FindingDraft | None:
     """Nothing happened for longer than the idle timeout, between `previous` and `moment`."""
-    limit = policy.limits.idle_timeout_seconds
+    limit = (limits or limits_at(policy, moment)).idle_timeout_seconds
     if previous is None or limit is None:
         return None
     gap = (moment - previous).total_seconds()
@@ -62,12 +65,14 @@ def check_budgets(
     policy: PolicySnapshot,
     event_id: int,
     moment: datetime,
+    limits: Limits | None = None,
 ) -> list[FindingDraft]:
     """Budgets crossed by the running totals (checked after each event)."""
     drafts = []
+    limits = limits or limits_at(policy, moment)
     for budget, used, limit in (
-        ("tool_calls", tool_calls, policy.limits.max_tool_calls),
-        ("reasoning_tokens", reasoning_tokens, policy.limits.max_reasoning_tokens),
+        ("tool_calls", tool_calls, limits.max_tool_calls),
+        ("reasoning_tokens", reasoning_tokens, limits.max_reasoning_tokens),
     ):
         if limit is None or used <= limit:
             continue

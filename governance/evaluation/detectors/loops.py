@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from governance.evaluation.detectors.severity import severity_for
-from governance.evaluation.detectors.types import FindingDraft, PolicySnapshot
+from governance.evaluation.detectors.types import FindingDraft, Limits, PolicySnapshot, limits_at
 
 
 def check_loop(
@@ -17,6 +17,7 @@ def check_loop(
     *,
     what: str,
     tool: str = "",
+    limits: Limits | None = None,
 ) -> tuple[list[list], FindingDraft | None]:
     """Append `[signature, event_id]` to the recent-calls window; flag a repeat at threshold.
 
@@ -24,7 +25,7 @@ def check_loop(
     returned so the caller can keep it in the session's incremental state.
     """
     window = [*window, [signature, event_id]][-policy.loop_window :]
-    threshold = policy.limits.loop_threshold
+    threshold = (limits or limits_at(policy, moment)).loop_threshold
     if not threshold:
         return window, None
     repeats = [item_id for sig, item_id in window if sig == signature]

@@ -100,17 +100,40 @@ class PolicySnapshot:
     # The workload's status over time, (since, status), oldest first; empty: the current
     # status (workload_status) held throughout.
     status_changes: tuple[tuple[datetime, str], ...] = ()
+    # The session limits over time, (since, limits), oldest first, the first since the
+    # beginning; empty: `limits` held throughout. Extensions and narrowings start and end,
+    # and a session is judged by the limits it ran under, not those of a later re-run.
+    limit_changes: tuple[tuple[datetime, Limits], ...] = ()
+
+
+def held_at[T](changes: tuple[tuple[datetime, T], ...], moment: datetime, before: T) -> T:
+    """The value of the last change at or before `moment` (`before`: none yet)."""
+    held = before
+    for since, value in changes:
+        if since > moment:
+            break
+        held = value
+    return held
 
 
 def status_at(policy: PolicySnapshot, moment: datetime) -> str:
     """The workload's status at `moment`: a re-run after a suspension must not read calls
     made while the workload was active as activity of a suspended one."""
-    status = policy.workload_status
-    for since, changed_to in policy.status_changes:
-        if since > moment:
-            break
-        status = changed_to
-    return status
+    return held_at(policy.status_changes, moment, policy.workload_status)
+
+
+def limits_at(policy: PolicySnapshot, moment: datetime) -> Limits:
+    """The session limits in force at `moment`: a re-run after a narrowing must not flag
+    sessions that kept to the limits of their time."""
+    return held_at(policy.limit_changes, moment, policy.limits)
+
+
+def limits_for(event: EventData, policy: PolicySnapshot) -> Limits:
+    """The limits an event is judged by: those in force at its policy moment, so a backdated
+    event cannot pick an old, wider window."""
+    if not policy.limit_changes:
+        return policy.limits
+    return limits_at(policy, policy_moment(event, policy))
 
 
 def _reported_at(event: EventData, policy: PolicySnapshot) -> datetime | None:
@@ -119,7 +142,7 @@ def _reported_at(event: EventData, policy: PolicySnapshot) -> datetime | None:
     session window so it cannot stretch a backdate."""
     if event.received_at is None:
         return None
-    longest = policy.limits.max_session_seconds or 3600
+    longest = limits_at(policy, event.received_at).max_session_seconds or 3600
     ran = min((event.duration_ms or 0) / 1000, longest)
     return event.occurred_at + timedelta(seconds=ran)
 

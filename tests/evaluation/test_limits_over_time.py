@@ -1,0 +1,104 @@
+"""Session limits at the time: extensions and narrowings start and end, and evaluation judges
+a session by the limits it ran under, however late it runs (a re-run, a late batch)."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.utils import timezone
+
+from governance.evaluation.detectors import Limits, PolicySnapshot, limits_at
+from governance.evaluation.services import events_evaluate
+from governance.evaluation.snapshot import BEGINNING, limits_over_time
+from governance.models import Finding
+from tests.evaluation.rows import add_events, id_range, make_session
+from workloads.models import SessionExtension
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+BASE = {
+    "max_session_seconds": 600,
+    "idle_timeout_seconds": 120,
+    "max_tool_calls": 10,
+    "max_reasoning_tokens": 1000,
+    "loop_threshold": 3,
+}
+
+
+def at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def test_with_no_extension_or_narrowing_the_policy_holds_throughout():
+    assert limits_over_time(BASE, [], []) == ((BEGINNING, Limits(**BASE)),)
+
+
+def test_an_extension_raises_limits_for_its_window_only():
+    changes = limits_over_time(BASE, [(at(10), at(20), {"max_tool_calls": 50})], [])
+    policy = PolicySnapshot(workload_status="active", limit_changes=changes)
+    assert limits_at(policy, at(9)).max_tool_calls == 10
+    assert limits_at(policy, at(10)).max_tool_calls == 50
+    assert limits_at(policy, at(19)).max_tool_calls == 50
+    assert limits_at(policy, at(20)).max_tool_calls == 10
+
+
+def test_a_narrowing_caps_from_when_it_was_taken_until_it_is_reversed_over_an_extension():
+    changes = limits_over_time(
+        BASE,
+        [(at(0), at(60), {"max_tool_calls": 50, "max_session_seconds": 3600})],
+        [(at(10), at(30), {"max_tool_calls": 5}), (at(20), None, {"max_tool_calls": 2})],
+    )
+    policy = PolicySnapshot(workload_status="active", limit_changes=changes)
+    assert [limits_at(policy, at(m)).max_tool_calls for m in (5, 15, 25, 45, 90)] == [
+        50,  # the extension alone
+        5,  # the first narrowing holds the extension down
+        2,  # the lower of two narrowings
+        2,  # the first reversed, the second stands
+        2,  # the extension ended, the standing cap still holds the policy
+    ]
+    assert limits_at(policy, at(15)).max_session_seconds == 3600  # not a capped limit
+
+
+def test_moments_where_nothing_changes_are_not_kept():
+    changes = limits_over_time(BASE, [(at(10), at(20), {"max_tool_calls": 5})], [])
+    assert [since for since, _ in changes] == [BEGINNING]  # 5 is below the policy's 10
+
+
+@pytest.fixture
+def budget(workload):
+    """internal-read's reasoning-token budget."""
+    return workload.tier.max_reasoning_tokens
+
+
+def _session_using(workload, tokens: int, *, started_at, received_at=None):
+    session = make_session(workload, started_at=started_at)
+    fields = {"reasoning_tokens": tokens, "received_at": received_at or started_at}
+    return session, add_events(session, ("reasoning_step", 1, fields))
+
+
+@pytest.fixture
+def started(workload, budget):
+    """Three hours ago, inside a two-hour extension that doubled the budget."""
+    started = timezone.now() - timedelta(hours=3)
+    SessionExtension.objects.create(
+        workload=workload,
+        max_reasoning_tokens=budget * 2,
+        valid_from=started - timedelta(hours=1),
+        valid_until=started + timedelta(hours=1),
+    )
+    return started
+
+
+def test_a_session_within_a_window_that_has_since_ended_is_not_flagged(workload, budget, started):
+    session, events = _session_using(workload, budget + 1, started_at=started)
+    events_evaluate(**id_range(events))
+    assert not Finding.objects.filter(session=session, kind="budget_exceeded").exists()
+
+
+def test_a_backdated_event_cannot_borrow_an_old_window(workload, budget, started):
+    """Reported now, dated into a window that ended hours ago: judged at the earliest moment
+    its arrival allows, when the window no longer held."""
+    session, events = _session_using(
+        workload, budget + 1, started_at=started, received_at=timezone.now()
+    )
+    events_evaluate(**id_range(events))
+    (over,) = Finding.objects.filter(session=session, kind="budget_exceeded")
+    assert over.details["limit"] == budget
