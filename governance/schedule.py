@@ -50,3 +50,9 @@ BEAT_SCHEDULE["check-open-sessions"] = {
     "schedule": 60.0,
     "options": {"expires": 50},
 }
+# OpenTelemetry sessions no span named in time: check them against the session gate.
+BEAT_SCHEDULE["check-unnamed-sessions"] = {
+    "task": "mandate.check_unnamed_sessions",
+    "schedule": 300.0,
+    "options": {"expires": 290},
+}

@@ -8,7 +8,6 @@ job row, sees the cursor moved, and continues from there.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import timedelta
 
 from django.db import transaction
@@ -17,14 +16,13 @@ from django.utils import timezone
 
 from governance.audit import audit_record
 from governance.errors import DomainError, NotAllowed
+from governance.evaluation import store
 from governance.evaluation.services import (
-    EVENT_FIELDS,
-    event_data,
     findings_record,
     sessions_apply,
 )
 from governance.models import ReevaluationJob
-from workloads.models import Session, UsageEvent
+from workloads.models import Session
 
 MAX_DAYS = 365
 
@@ -67,28 +65,9 @@ def reevaluation_step(*, job_id: int, batch: int = 25) -> ReevaluationJob:
             .select_for_update()
             .filter(id__gt=job.cursor)
             .order_by("id")
-            .only(
-                "id",
-                "workload_id",
-                "original_request",
-                "started_at",
-                "evaluation_state",
-                "external_id",
-                "source",
-            )[:batch]
+            .only(*store.SESSION_FIELDS)[:batch]
         )
-        # The batch's evaluated events (not on the pending list) in one query, in time order.
-        events: dict[int, list] = defaultdict(list)
-        for row in (
-            UsageEvent.objects.filter(
-                session_id__in=[session.id for session in sessions],
-                pending_evaluation__isnull=True,
-            )
-            .order_by("session_id", "occurred_at", "id")
-            .values("session_id", *EVENT_FIELDS)
-        ):
-            events[row["session_id"]].append(event_data(row))
-        drafts = sessions_apply(sessions, events, fresh=True)
+        drafts = sessions_apply(sessions, store.session_events(sessions), fresh=True)
         job.findings_raised += len(findings_record(drafts))
         job.done = min(job.total, job.done + len(sessions)) if job.total else len(sessions)
         if sessions:

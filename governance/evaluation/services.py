@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from governance.audit import audit_record
 from governance.evaluation import store
-from governance.evaluation.detectors import EventData, FindingDraft
+from governance.evaluation.detectors import EventData, FindingDraft, PolicySnapshot, limits_at
 from governance.evaluation.engine import evaluate_session_batch, evaluate_session_clock
 from governance.evaluation.scoring import scorer_from_settings
 from governance.evaluation.snapshot import policy_snapshots, policy_snapshots_cached
@@ -43,10 +43,6 @@ from workloads.models import PendingEvaluation, Session, Workload
 SessionLike = store.SessionRow | Session
 
 
-# What the detectors read of an event, in EventData's field order (re-evaluation reads these).
-EVENT_FIELDS = store.EVENT_COLUMNS
-
-
 @dataclass
 class EvaluationResult:
     events: int = 0
@@ -56,10 +52,6 @@ class EvaluationResult:
         self.events += other.events
         self.findings += other.findings
         return self
-
-
-def event_data(row: dict) -> EventData:
-    return EventData(**{name: row[name] for name in EVENT_FIELDS})
 
 
 def dedupe_key(session_id: int, draft: FindingDraft) -> str:
@@ -157,13 +149,15 @@ def sessions_apply(
     gated = [s for s in sessions if snapshots[s.workload_id].session_gates]
     approvals = store.session_approval_windows(gated)
     unnamed = store.sessions_unnamed([s for s in gated if trace_shaped(s)])
+    now = timezone.now()
     drafts = []
     states = []
     for session in sessions:
         policy = snapshots[session.workload_id]
-        if session.id in unnamed:
+        if session.id in unnamed and now < naming_deadline(session, policy):
             # Spans waiting for the span that names their session: no approval can name
-            # them yet. The gate is checked when the session is folded and evaluated again.
+            # them yet. The gate is checked when the session is folded and evaluated again,
+            # or, if no span names it in time, by `unnamed_sessions_check`.
             policy = replace(policy, session_gates=())
         state, found = evaluate_session_batch(
             None if fresh else session.evaluation_state,
@@ -183,6 +177,15 @@ def sessions_apply(
 
 
 _TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
+
+
+def naming_deadline(session: SessionLike, policy: PolicySnapshot) -> datetime:
+    """When the span naming an OpenTelemetry session must have arrived: the run's root span
+    ends with the run, within the session window, and is exported within the lateness
+    allowed. Until then its spans wait for their name; after it, they are what they are."""
+    started = session.started_at or timezone.now()
+    window = limits_at(policy, started).max_session_seconds or 3600
+    return started + timedelta(seconds=window) + policy.max_lateness
 
 
 def trace_shaped(session: SessionLike) -> bool:
@@ -301,6 +304,49 @@ def pending_orphans_sweep(*, limit: int = 50_000) -> int:
     range drawn from existing events. Hourly, since it reads the whole pending list and
     only a hand-made delete leaves such rows."""
     return store.pending_orphans_delete(limit=limit)
+
+
+UNNAMED_LOOKBACK = timedelta(days=7)
+NAME_WAITED = "name_waited"  # in a session's evaluation state: checked past its deadline
+
+
+def unnamed_sessions_check(*, now=None, limit: int = 100) -> int:
+    """OpenTelemetry sessions on workloads whose sessions have needed approval that no span
+    named by their deadline (`naming_deadline`): evaluate them again, now with the session
+    gate, which their spans skipped while they waited. Without this, a runtime whose spans
+    never name their session would never be checked against the gate. Sessions that started
+    within UNNAMED_LOOKBACK are looked at (the index on workload and start); returns the
+    findings raised."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        sessions = list(
+            Session.objects.select_for_update(skip_locked=True)
+            .filter(
+                workload_id__in=store.workloads_ever_gated(),
+                source=Session.Source.OTLP,
+                started_at__gte=now - UNNAMED_LOOKBACK,
+                started_at__lt=now - timedelta(seconds=settings.MANDATE_EVENT_MAX_LATENESS_SECONDS),
+                external_id__regex=_TRACE_ID.pattern,
+            )
+            .exclude(evaluation_state__has_key=NAME_WAITED)
+            .order_by("started_at", "id")
+            .only(*store.SESSION_FIELDS)[: limit * 10]
+        )
+        unnamed = store.sessions_unnamed(sessions)
+        snapshots = policy_snapshots_cached({s.workload_id for s in sessions}, at=now)
+        named = [session for session in sessions if session.id not in unnamed]
+        due = [
+            session
+            for session in sessions
+            if session.id in unnamed
+            and naming_deadline(session, snapshots[session.workload_id]) <= now
+        ][:limit]
+        drafts = sessions_apply(due, store.session_events(due), fresh=True) if due else []
+        # Named ones (a trace link) were checked when their name arrived: not looked at again.
+        store.session_states_save(
+            [(s.id, {**s.evaluation_state, NAME_WAITED: True}) for s in [*named, *due]]
+        )
+        return len(findings_record(drafts))
 
 
 def open_sessions_check(*, now=None, idle_after_seconds: int = 60, limit: int = 500) -> int:

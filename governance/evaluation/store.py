@@ -29,7 +29,7 @@ from django.db import connection
 from django.db.models import Exists, OuterRef
 
 from governance.evaluation.detectors import EventData
-from governance.models import Finding
+from governance.models import AuditEvent, Finding
 from governance.policy_version import policy_version_current
 from workloads.models import (
     Entitlement,
@@ -204,16 +204,52 @@ def sessions_lock(session_ids: Iterable[int]) -> list[SessionRow]:
         for row in Session.objects.select_for_update()
         .filter(id__in=ids)
         .order_by("id")
-        .values_list(
-            "id",
-            "workload_id",
-            "evaluation_state",
-            "original_request",
-            "started_at",
-            "external_id",
-            "source",
-        )
+        .values_list(*SESSION_FIELDS)
     ]
+
+
+# What evaluation reads of a session: SessionRow's fields (a Session loaded .only(these)).
+SESSION_FIELDS = (
+    "id",
+    "workload_id",
+    "evaluation_state",
+    "original_request",
+    "started_at",
+    "external_id",
+    "source",
+)
+
+
+def session_events(sessions: Sequence[SessionRow | Session]) -> dict[int, list[EventData]]:
+    """Each session's evaluated events (not on the pending list), in time order: what a
+    replay from a fresh state reads. One query."""
+    events: dict[int, list[EventData]] = {}
+    rows = (
+        UsageEvent.objects.filter(
+            session_id__in=[session.id for session in sessions],
+            pending_evaluation__isnull=True,
+        )
+        .order_by("session_id", "occurred_at", "id")
+        .values_list("session_id", *EVENT_COLUMNS)
+    )
+    for session_id, *columns in rows:
+        events.setdefault(session_id, []).append(EventData(*columns))
+    return events
+
+
+def workloads_ever_gated() -> set[int]:
+    """Workloads whose sessions have ever needed approval, from the audit trail (which keeps
+    the gates of merged-away findings too). One query, on the index that leads with action."""
+    from governance.evaluation.snapshot import GATE_SET
+
+    return {
+        int(object_id)
+        for object_id in AuditEvent.objects.filter(
+            action=GATE_SET, object_type="workloads.workload"
+        )
+        .values_list("object_id", flat=True)
+        .distinct()
+    }
 
 
 def sessions_unnamed(sessions: Sequence[SessionRow | Session]) -> set[int]:

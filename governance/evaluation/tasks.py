@@ -43,6 +43,13 @@ def check_open_sessions(self) -> int:
     return open_sessions_check()
 
 
+@shared_task(name="mandate.check_unnamed_sessions", **RETRYING)
+def check_unnamed_sessions(self) -> int:
+    from governance.evaluation.services import unnamed_sessions_check
+
+    return unnamed_sessions_check()
+
+
 @shared_task(name="mandate.reevaluation_step", **RETRYING)
 def reevaluation_step_task(self, *, job_id: int) -> int:
     from governance.evaluation.reevaluation import reevaluation_fail, reevaluation_step

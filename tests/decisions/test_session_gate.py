@@ -675,6 +675,53 @@ def test_spans_not_yet_named_are_not_flagged_but_a_named_session_is(workload, ga
     assert _evaluate_calls(named, 1).exists()
 
 
+def _otlp_session(workload, external_id, started_at):
+    session = make_session(workload, started_at=started_at)
+    Session.objects.filter(pk=session.pk).update(source="otlp", external_id=external_id)
+    session.refresh_from_db()
+    return session
+
+
+def test_spans_whose_name_never_came_are_checked_against_the_gate_after_their_deadline(
+    workload, gated, settings
+):
+    """The span naming a session ends with the run (within its window) and is exported
+    within the lateness allowed; spans still unnamed after that are judged as they are."""
+    from governance.evaluation.services import unnamed_sessions_check
+    from governance.evaluation.tasks import check_unnamed_sessions
+    from governance.schedule import BEAT_SCHEDULE
+
+    assert any(e["task"] == check_unnamed_sessions.name for e in BEAT_SCHEDULE.values())
+
+    settings.MANDATE_SESSION_GATE_GRACE_SECONDS = 0
+    window = workload.tier.max_session_seconds + settings.MANDATE_EVENT_MAX_LATENESS_SECONDS
+    orphan = _otlp_session(workload, "ab" * 16, timezone.now())
+    assert not _evaluate_calls(orphan, 1).exists()  # waiting for its name
+    assert unnamed_sessions_check() == 0  # not yet due
+
+    with time_machine.travel(timezone.now() + timedelta(seconds=window + 5)):
+        late = _otlp_session(workload, "cd" * 16, timezone.now() - timedelta(seconds=window + 1))
+        assert check_unnamed_sessions.apply().get() == 1
+        (flagged,) = Finding.objects.filter(session=orphan, kind="unapproved_session_use")
+        assert flagged.evidence and "ab" * 16 in flagged.summary
+        assert unnamed_sessions_check() == 0  # looked at once
+        # A span arriving after the deadline is judged with the gate in its own batch.
+        assert _evaluate_calls(late, 2).exists()
+
+
+def test_a_named_session_is_left_to_its_own_evaluation(workload, gated, settings):
+    from governance.evaluation.services import unnamed_sessions_check
+    from workloads.models import SessionTrace
+
+    settings.MANDATE_SESSION_GATE_GRACE_SECONDS = 0
+    long_ago = timezone.now() - timedelta(hours=3)
+    named = _otlp_session(workload, "cd" * 16, long_ago)
+    SessionTrace.objects.create(workload=workload, trace_id="ef" * 16, session=named)
+    assert unnamed_sessions_check() == 0
+    named.refresh_from_db()
+    assert named.evaluation_state["name_waited"] is True
+
+
 def _fold_into(workload, target, *, gating_on_the_spans, reviewer):
     from governance.ingest.traces import _fold
 
