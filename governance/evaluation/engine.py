@@ -25,7 +25,7 @@ from governance.evaluation.detectors import (
     check_tool_access,
     check_workload_status,
     limits_at,
-    limits_for,
+    policy_moment,
 )
 from governance.evaluation.scoring import SimilarityScorer
 
@@ -45,6 +45,9 @@ def empty_state() -> dict:
         "thoughts": [],
         "request": "",
         "fired": [],
+        # The latest moment an event of the session was judged at, while its workload's
+        # limits changed over time: the totals are judged by the limits then.
+        "limits_at": None,
     }
 
 
@@ -82,6 +85,7 @@ def evaluate_session_batch(
         state["request"] = request[:REQUEST_CHARS]
     start = _when(state["started_at"]) or started_at
     last = _when(state["last_at"])
+    latest = _when(state["limits_at"])
     findings: list[FindingDraft] = []
 
     def emit(draft: FindingDraft | None) -> None:
@@ -97,7 +101,16 @@ def evaluate_session_batch(
             state["request"] = event.content[:REQUEST_CHARS]
 
         emit(check_workload_status(event, policy))
-        limits = limits_for(event, policy)
+        # The limits an event is judged by are those at its policy moment (a backdated event
+        # cannot pick an old, wider window); the session's totals, which count events in
+        # whatever order they arrive, by those at the latest moment seen, so a live run and a
+        # re-run agree.
+        limits = totals_limits = policy.limits
+        if policy.limit_changes:
+            moment = policy_moment(event, policy)
+            limits = limits_at(policy, moment)
+            latest = moment if latest is None or moment > latest else latest
+            totals_limits = limits_at(policy, latest)
         if last is not None and event.occurred_at > last:
             emit(check_idle_gap(last, event.occurred_at, policy, (event.id,), limits))
         if last is None or event.occurred_at >= last:
@@ -157,13 +170,14 @@ def evaluate_session_batch(
             policy,
             event.id,
             event.occurred_at,
-            limits,
+            totals_limits,
         ):
             emit(draft)
 
     state.update(
         started_at=start.isoformat() if start else None,
         last_at=last.isoformat() if last else None,
+        limits_at=latest.isoformat() if latest else None,
         tools=tools_used,
         calls=calls,
         thoughts=thoughts,

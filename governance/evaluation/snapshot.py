@@ -146,33 +146,40 @@ def _limit_windows(ids: set[int]) -> tuple[WindowsByWorkload, WindowsByWorkload]
     return raises, caps
 
 
-def _in(window: LimitWindow, moment: datetime) -> bool:
-    start, until, _limits = window
-    return start <= moment and (until is None or moment < until)
-
-
 def limits_over_time(
     base: dict, raises: Iterable[LimitWindow], caps: Iterable[LimitWindow]
 ) -> tuple[tuple[datetime, Limits], ...]:
     """The limits in force from each moment they changed, the first from the beginning: the
     session policy, raised by the extensions valid then, held under the caps of the
-    narrowings in force then (the policy itself is today's; its past edits are not kept)."""
-    raises, caps = list(raises), list(caps)
-    moments = sorted({t for start, until, _ in raises + caps for t in (start, until) if t})
+    narrowings in force then (the policy itself is today's; its past edits are not kept).
+    One sweep over the windows' starts and ends, holding only the windows open at each."""
+    edges: dict[datetime, list[tuple[bool, int, LimitWindow]]] = defaultdict(list)
+    for raising, windows in ((True, raises), (False, caps)):
+        for n, window in enumerate(windows):
+            start, until, _values = window
+            edges[start].append((raising, n, window))
+            if until is not None:
+                edges[until].append((raising, n, window))
+    open_raises: dict[int, LimitWindow] = {}
+    open_caps: dict[int, LimitWindow] = {}
     changes: list[tuple[datetime, Limits]] = []
-    for moment in (BEGINNING, *moments):
+    for moment in (BEGINNING, *sorted(edges)):
+        for raising, n, window in edges.get(moment, ()):
+            held = open_raises if raising else open_caps
+            start, until, _values = window
+            if until is not None and until <= moment:
+                held.pop(n, None)
+            elif start <= moment:
+                held[n] = window
         values = dict(base)
-        for window in raises:
-            if _in(window, moment):
-                values = extended(values, window[2])
-        held: dict[str, int] = {}
-        for window in caps:
-            if _in(window, moment):
-                for name, cap in window[2].items():
-                    held[name] = min(cap, held.get(name, cap))
-        limits = Limits(
-            **{name: capped(values, held)[name] for name in Limits.__dataclass_fields__}
-        )
+        for _start, _until, granted in open_raises.values():
+            values = extended(values, granted)
+        lowest: dict[str, int] = {}
+        for _start, _until, caps_of_window in open_caps.values():
+            for name, cap in caps_of_window.items():
+                lowest[name] = min(cap, lowest.get(name, cap))
+        values = capped(values, lowest)
+        limits = Limits(**{name: values[name] for name in Limits.__dataclass_fields__})
         if not changes or changes[-1][1] != limits:
             changes.append((moment, limits))
     return tuple(changes)

@@ -175,23 +175,15 @@ def finding_merge(*, duplicate: Finding, into: Finding) -> Finding:
     if into.assignee_id is None:
         into.assignee_id = duplicate.assignee_id
     FindingComment.objects.filter(finding=duplicate).update(finding=into)
-    # One record in force of a kind per finding: where both hold one, the survivor's stands
-    # (the duplicate's is in the audit); every other record, reversed ones included, moves
-    # over with its history.
+    # One record in force of a workload-wide measure per finding (of a revocation, per
+    # grant): where both hold one, the survivor's stands (the duplicate's is in the audit).
+    # Every other record, narrowings and reversed ones included, moves over whole: a
+    # narrowing's caps and the time it was taken are what evaluation judges sessions by.
     in_force = {
-        a.action: a for a in ContainmentAction.objects.filter(finding=into, reversed_at=None)
+        _measure(a): a for a in ContainmentAction.objects.filter(finding=into, reversed_at=None)
     }
     for action in ContainmentAction.objects.filter(finding=duplicate):
-        kept = in_force.get(action.action) if action.reversed_at is None else None
-        if kept is not None and action.limits:
-            # Both narrowings hold: their caps live on the records, so the survivor takes the
-            # lower of each, and the caps in force stay as they were.
-            kept.limits = {
-                name: min(value, action.limits.get(name, value))
-                for name, value in (action.limits | kept.limits).items()
-            }
-            kept.save(update_fields=["limits"])
-        if kept is not None:
+        if action.reversed_at is None and _measure(action) in in_force:
             continue
         action.finding = into
         action.save(update_fields=["finding"])
@@ -214,6 +206,16 @@ def finding_merge(*, duplicate: Finding, into: Finding) -> Finding:
         after=audit_snapshot(into, FINDING_AUDIT_FIELDS) | {"evidence": into.evidence},
     )
     return into
+
+
+def _measure(action: ContainmentAction) -> tuple[str, int | None]:
+    """What a containment record holds, as far as one finding holds it once: its measure,
+    for a revocation its grant, and each narrowing its own."""
+    if action.action == ContainmentAction.Action.REVOKE_GRANT:
+        return action.action, action.grant_id
+    if action.action == ContainmentAction.Action.NARROW_SESSIONS:
+        return action.action, action.pk
+    return action.action, None
 
 
 def triager_get(username: str | None):

@@ -153,12 +153,24 @@ class ContainmentAction(models.Model):
             ),
         ]
         constraints = [
-            # One record in force per measure and finding; reversed ones stay as history.
+            # One record in force per workload-wide measure and finding; reversed ones stay
+            # as history. Narrowings are not held to it: a finding merged into another
+            # brings its narrowing along whole, so each keeps the time it was taken (what
+            # evaluation reads to judge sessions by the caps of their time).
             models.UniqueConstraint(
                 fields=["finding", "action"],
-                condition=Q(reversed_at__isnull=True),
+                condition=Q(reversed_at__isnull=True)
+                & ~Q(action__in=("revoke_grant", "narrow_sessions")),
                 name="containment_once_in_force",
-            )
+            ),
+            # Revocations: one in force per grant. A finding merged into another brings its
+            # own revocation along when it revoked a different grant (one issued again in
+            # between), so each revoked grant keeps the record that can restore it.
+            models.UniqueConstraint(
+                fields=["finding", "grant"],
+                condition=Q(reversed_at__isnull=True, action="revoke_grant"),
+                name="revocation_once_in_force",
+            ),
         ]
 
     def __str__(self) -> str:

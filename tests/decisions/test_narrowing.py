@@ -13,7 +13,9 @@ from django.utils import timezone
 
 from governance.approvals import services as approvals
 from governance.errors import Conflict, DomainError
+from governance.evaluation.detectors import limits_at
 from governance.evaluation.services import events_evaluate
+from governance.evaluation.snapshot import policy_snapshots
 from governance.findings import narrowing, services
 from governance.models import AccessRequest, AuditEvent, ContainmentAction, Finding, PolicyState
 from tests.decisions.conftest import ask
@@ -365,14 +367,29 @@ def test_cedar_refuses_sessionless_calls_of_a_narrowed_workload():
         assert cedar.allowed == isinstance(mandate, SessionPlan) == (session is not None)
 
 
-def test_merging_findings_keeps_the_lower_caps_of_both_narrowings(workload, reviewer):
+def test_merging_findings_keeps_both_narrowings_whole_with_their_times(workload, reviewer):
+    """The survivor holds both records, each with its caps and the time it was taken: the
+    caps in force are unchanged now and at every earlier moment evaluation may ask about."""
     kept = _narrow(workload, reviewer, key="kept", max_tool_calls=50)
     duplicate = _narrow(workload, reviewer, key="dup", max_tool_calls=10, loop_threshold=2)
+    taken_earlier = timezone.now() - timedelta(hours=2)
+    ContainmentAction.objects.filter(pk=kept.pk).update(created_at=taken_earlier)
+    between = taken_earlier + timedelta(hours=1)
+
+    def caps_at(moment):
+        policy = policy_snapshots({workload.pk}, at=timezone.now())[workload.pk]
+        return limits_at(policy, moment).max_tool_calls
+
+    before = (caps_at(between), narrowing.caps_in_force([workload.pk]))
     version = PolicyState.objects.get(id=1).version
     services.finding_merge(duplicate=duplicate.finding, into=kept.finding)
-    kept.refresh_from_db()
-    assert kept.limits == {"max_tool_calls": 10, "loop_threshold": 2}
-    assert narrowing.caps_in_force([workload.pk])[workload.pk] == kept.limits
+    assert (caps_at(between), narrowing.caps_in_force([workload.pk])) == before
+    assert before[0] == 50
+    records = ContainmentAction.objects.filter(finding=kept.finding).order_by("created_at")
+    assert [(r.pk, r.limits) for r in records] == [
+        (kept.pk, {"max_tool_calls": 50}),
+        (duplicate.pk, {"max_tool_calls": 10, "loop_threshold": 2}),
+    ]
     assert PolicyState.objects.get(id=1).version == version  # nothing in force changed
     merged = AuditEvent.objects.get(action="finding.merged")
     assert merged.before["merged_containment"][0]["limits"] == {

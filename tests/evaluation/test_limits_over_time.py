@@ -4,14 +4,19 @@ a session by the limits it ran under, however late it runs (a re-run, a late bat
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import strategies as st
 
 from governance.evaluation.detectors import Limits, PolicySnapshot, limits_at
 from governance.evaluation.services import events_evaluate
 from governance.evaluation.snapshot import BEGINNING, limits_over_time
+from governance.findings.narrowing import capped
 from governance.models import Finding
 from tests.evaluation.rows import add_events, id_range, make_session
 from workloads.models import SessionExtension
+from workloads.selectors import extended
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 BASE = {
@@ -55,6 +60,45 @@ def test_a_narrowing_caps_from_when_it_was_taken_until_it_is_reversed_over_an_ex
         2,  # the extension ended, the standing cap still holds the policy
     ]
     assert limits_at(policy, at(15)).max_session_seconds == 3600  # not a capped limit
+
+
+windows = st.lists(
+    st.tuples(
+        st.integers(0, 30),
+        st.one_of(st.none(), st.integers(0, 30)),
+        st.sampled_from(["max_tool_calls", "max_session_seconds"]),
+        st.integers(1, 100),
+    ),
+    max_size=6,
+)
+
+
+@given(raises=windows, caps=windows)
+def test_the_sweep_agrees_with_the_limits_worked_out_at_each_moment(raises, caps):
+    def as_windows(drawn):
+        return [
+            (at(start), None if until is None else at(until), {name: value})
+            for start, until, name, value in drawn
+        ]
+
+    def in_force(window, moment):
+        start, until, _ = window
+        return start <= moment and (until is None or moment < until)
+
+    raising, capping = as_windows(raises), as_windows(caps)
+    policy = PolicySnapshot(
+        workload_status="active", limit_changes=limits_over_time(BASE, raising, capping)
+    )
+    for minute in range(-1, 32):
+        moment = at(minute)
+        expected = dict(BASE)
+        for window in raising:
+            if in_force(window, moment):
+                expected = extended(expected, window[2])
+        for window in capping:
+            if in_force(window, moment):
+                expected = capped(expected, window[2])
+        assert limits_at(policy, moment) == Limits(**expected), minute
 
 
 def test_moments_where_nothing_changes_are_not_kept():
@@ -102,3 +146,39 @@ def test_a_backdated_event_cannot_borrow_an_old_window(workload, budget, started
     events_evaluate(**id_range(events))
     (over,) = Finding.objects.filter(session=session, kind="budget_exceeded")
     assert over.details["limit"] == budget
+
+
+def test_the_totals_are_judged_alike_whatever_order_the_events_arrive_in(workload, budget):
+    """An early event arriving after later ones adds to a total that already holds them: it
+    is judged by the limits at the latest moment seen (a window raised by then), so the live
+    run, in two batches, and a re-run agree."""
+    started = timezone.now() - timedelta(hours=1)
+    SessionExtension.objects.create(
+        workload=workload,
+        max_reasoning_tokens=budget * 2,
+        valid_from=started + timedelta(seconds=60),
+        valid_until=started + timedelta(hours=2),
+    )
+    session = make_session(workload, started_at=started)
+
+    def step(seconds, tokens):
+        at = started + timedelta(seconds=seconds)
+        fields = {"reasoning_tokens": tokens, "received_at": at}
+        return add_events(session, ("reasoning_step", seconds, fields))
+
+    events_evaluate(**id_range(step(120, budget * 3 // 2)))  # inside the longer window
+    events_evaluate(**id_range(step(1, budget // 10)))  # before it, arriving late
+    assert not Finding.objects.filter(session=session, kind="budget_exceeded").exists()
+    assert _replayed_findings(session) == 0
+
+
+def _replayed_findings(session) -> int:
+    """Findings a fresh replay of the session raises."""
+    from governance.evaluation import store
+    from governance.evaluation.services import findings_record, sessions_apply
+    from workloads.models import Session
+
+    with transaction.atomic():
+        sessions = list(Session.objects.filter(pk=session.pk).only(*store.SESSION_FIELDS))
+        drafts = sessions_apply(sessions, store.session_events(sessions), fresh=True)
+        return len(findings_record(drafts))

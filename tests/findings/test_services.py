@@ -199,6 +199,44 @@ def test_merging_keeps_one_containment_action_of_a_kind():
     assert not Finding.objects.filter(pk=duplicate.pk).exists()
 
 
+def test_merging_keeps_each_revocation_of_a_different_grant_so_each_can_be_restored(
+    reviewer, admin_user
+):
+    """Two findings of one signal, each revoking the tool's grant of its time (granted again
+    between them): the merged finding holds both records, so the grant revoked last can be
+    restored; the same grant revoked by both is held once."""
+    from tests.findings.api_rows import make_finding
+    from workloads.services import entitlement_revoke
+
+    workload = ClassifiedWorkloadFactory()
+    tool = Tool.objects.get(slug="web-search")
+    revoked = []
+    for _ in range(2):  # granted, revoked, granted again, revoked again
+        grant = EntitlementFactory(workload=workload, tool=tool)
+        entitlement_revoke(grant=grant, by=None, reason="Contained", for_containment=True)
+        revoked.append(grant)
+    first, second = revoked
+    kept = make_finding(workload, tool="web-search")
+    duplicate = make_finding(workload, tool="web-search")
+    for finding, grant in ((kept, first), (duplicate, second)):
+        ContainmentAction.objects.create(
+            finding=finding, action="revoke_grant", workload=workload, grant=grant
+        )
+    same = make_finding(workload, tool="web-search")
+    ContainmentAction.objects.create(
+        finding=same, action="revoke_grant", workload=workload, grant=first
+    )
+    services.finding_merge(duplicate=duplicate, into=kept)
+    services.finding_merge(duplicate=same, into=kept)
+    records = kept.containment.order_by("grant_id")
+    assert [(r.action, r.grant_id) for r in records] == [
+        ("revoke_grant", first.pk),
+        ("revoke_grant", second.pk),
+    ]
+    services.containment_reverse(action=records[1], by=admin_user, reason="False alarm")
+    assert Entitlement.objects.filter(workload=workload, tool=tool, status="active").exists()
+
+
 def test_a_high_finding_on_a_gating_tier_makes_each_session_need_approval():
     from datetime import timedelta
 

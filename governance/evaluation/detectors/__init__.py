@@ -13,7 +13,7 @@ from governance.evaluation.detectors.types import (
     Limits,
     PolicySnapshot,
     limits_at,
-    limits_for,
+    policy_moment,
 )
 from governance.evaluation.detectors.workload_state import (
     check_session_gate,
@@ -37,5 +37,5 @@ __all__ = [
     "check_tool_access",
     "check_workload_status",
     "limits_at",
-    "limits_for",
+    "policy_moment",
 ]
