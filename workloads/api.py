@@ -50,9 +50,10 @@ SLUG_IN_URL = "[A-Za-z0-9._~-]+"
 REGISTER_FOR_OTHERS = "workloads.classify_workload"
 
 _WORKLOAD_EXAMPLE = {
-    "slug": "ticket-triage",
-    "name": "Ticket triage",
-    "purpose": "Triage inbound support tickets and draft replies for human agents.",
+    "slug": "support-triage",
+    "name": "Support triage",
+    "purpose": "Read incoming support tickets, look up the customer's plan in the CRM and "
+    "draft a reply for a human agent to send.",
     "owner": "dana",
     "model_family": "claude-3-7-sonnet",
     "environment": "production",
@@ -66,8 +67,8 @@ _WORKLOAD_EXAMPLE = {
 }
 _GRANT_EXAMPLE = {
     "id": 42,
-    "workload": "ticket-triage",
-    "tool": "zendesk-api",
+    "workload": "support-triage",
+    "tool": "crm-api",
     "status": "active",
     "valid_from": "2025-03-01T10:00:00Z",
     "valid_until": "2025-06-01T10:00:00Z",
@@ -170,7 +171,7 @@ def actor_of_request(request):
                     "active_grants": [
                         {
                             "id": 42,
-                            "tool": "zendesk-api",
+                            "tool": "crm-api",
                             "capability_class": "downstream_api",
                             "valid_from": "2025-03-01T10:00:00Z",
                             "valid_until": "2025-06-01T10:00:00Z",

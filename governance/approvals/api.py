@@ -66,7 +66,7 @@ REQUEST_EXAMPLE = OpenApiExample(
     "Pending tools request",
     value={
         "id": 42,
-        "workload": "research-agent",
+        "workload": "research-assistant",
         "kind": "tools",
         "tools": ["code-exec", "file-read", "web-search"],
         "justification": "Analyse uploaded datasets with fresh web context.",
@@ -203,7 +203,7 @@ class AccessRequestListCreateApi(_RequestApi, generics.ListAPIView):
             OpenApiExample(
                 "Tools for a boundary-crossing workload",
                 value={
-                    "workload": "research-agent",
+                    "workload": "research-assistant",
                     "tools": ["web-search", "file-read", "code-exec"],
                     "justification": "Analyse uploaded datasets with fresh web context.",
                     "duration_days": 14,
@@ -213,7 +213,7 @@ class AccessRequestListCreateApi(_RequestApi, generics.ListAPIView):
             OpenApiExample(
                 "A longer session window, filed by a token for its owner",
                 value={
-                    "workload": "research-agent",
+                    "workload": "research-assistant",
                     "kind": "session_window",
                     "max_session_seconds": 5400,
                     "max_tool_calls": 300,
@@ -226,7 +226,7 @@ class AccessRequestListCreateApi(_RequestApi, generics.ListAPIView):
             OpenApiExample(
                 "Leave to run one session while the workload's sessions need approval",
                 value={
-                    "workload": "research-agent",
+                    "workload": "research-assistant",
                     "kind": "session_run",
                     "session": "run-8f2c",
                     "justification": "The nightly reconciliation; the loop that raised the "

@@ -18,7 +18,7 @@ from governance.roles import CONSOLE
 
 EXCEPTION_EXAMPLE = {
     "id": 7,
-    "workload": "research-agent",
+    "workload": "research-assistant",
     "rule": "lethal-trifecta",
     "justification": "Code runs in a network-isolated sandbox; files are the team's own.",
     "status": "active",
@@ -33,7 +33,7 @@ EXCEPTION_EXAMPLE = {
 }
 WINDOW_EXAMPLE = {
     "id": 3,
-    "workload": "research-agent",
+    "workload": "research-assistant",
     "max_session_seconds": 5400,
     "max_tool_calls": 300,
     "max_reasoning_tokens": None,

@@ -23,7 +23,7 @@ from governance.openapi import DETAIL_ERRORS, ERROR_400, READ_ERRORS
 
 APPROVAL_EXAMPLE = {
     "id": 5,
-    "workload": "research-agent",
+    "workload": "research-assistant",
     "session": "run-8f2c",
     "status": "active",
     "valid_from": "2025-03-01T10:00:00Z",

@@ -155,8 +155,8 @@ class DecisionSchemaStub(APIView):
                 "Session check",
                 request_only=True,
                 value={
-                    "workload": "ticket-triage",
-                    "tool": "web-search",
+                    "workload": "support-triage",
+                    "tool": "crm-api",
                     "session": "run-8f2c",
                     "context": {"step": 3},
                 },
@@ -168,8 +168,8 @@ class DecisionSchemaStub(APIView):
                 request_only=True,
                 value={
                     "checks": [
-                        {"id": "c1", "workload": "ticket-triage", "tool": "web-search"},
-                        {"id": "c2", "workload": "ticket-triage", "tool": "send-email"},
+                        {"id": "c1", "workload": "support-triage", "tool": "crm-api"},
+                        {"id": "c2", "workload": "support-triage", "tool": "send-email"},
                     ]
                 },
             ),

@@ -152,7 +152,7 @@ _BATCH_EXAMPLE = {
             "session_id": "run-42",
             "workload": "support-triage",
             "occurred_at": "2025-03-01T12:00:05Z",
-            "tool": "ticket-read",
+            "tool": "crm-api",
             "tool_call_id": "call_1",
             "arguments": {"ticket": 1234},
             "duration_ms": 120,
@@ -273,7 +273,7 @@ _OTLP_JSON_EXAMPLE = {
                                 },
                                 {
                                     "key": "gen_ai.tool.name",
-                                    "value": {"stringValue": "ticket-read"},
+                                    "value": {"stringValue": "crm-api"},
                                 },
                                 {
                                     "key": "gen_ai.conversation.id",

@@ -24,7 +24,7 @@ from workloads.models import Session, UsageEvent
 _SESSION = {
     "id": 9120,
     "external_id": "run-2025-03-04-0012",
-    "workload": "ticket-triage",
+    "workload": "support-triage",
     "source": "native",
     "state": "ended",
     "started_at": "2025-03-04T14:01:58Z",

@@ -121,3 +121,43 @@ def test_request_bodies_that_refuse_unknown_fields_say_so(client):
     } <= closed
     # Answers are open: a client must accept fields added later.
     assert "AccessRequestOutput" not in closed
+
+
+def _values_of(node, keys: set[str]):
+    """Every string under one of `keys`, anywhere in a JSON tree (lists of slugs too)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in keys and isinstance(value, str):
+                yield key, value
+            elif key in keys and isinstance(value, list):
+                yield from ((key, item) for item in value if isinstance(item, str))
+            else:
+                yield from _values_of(value, keys)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _values_of(item, keys)
+
+
+def test_the_examples_name_the_demos_workloads_and_the_seeded_tools(client):
+    """Whoever tries an example against `manage.py run` gets an answer about something that
+    exists there, not a workload_not_found."""
+    from governance.demo import DEMO_WORKLOADS
+    from workloads.seed import TOOLS
+
+    known = {
+        "workload": {spec["slug"] for spec in DEMO_WORKLOADS},
+        "tool": {tool["slug"] for tool in TOOLS},
+        "tools": {tool["slug"] for tool in TOOLS},
+    }
+    examples = [
+        example["value"]
+        for path in _schema(client)["paths"].values()
+        for operation in path.values()
+        for part in (operation.get("requestBody", {}), *operation.get("responses", {}).values())
+        for media in part.get("content", {}).values()
+        for example in media.get("examples", {}).values()
+    ]
+    assert examples
+    named = list(_values_of(examples, set(known)))
+    assert {key for key, _ in named} == set(known)
+    assert [(key, slug) for key, slug in named if slug not in known[key]] == []
