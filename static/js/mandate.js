@@ -40,3 +40,18 @@ document.addEventListener("htmx:afterRequest", (event) => {
   const banner = document.getElementById("request-error");
   if (banner && event.detail.successful) banner.hidden = true;
 });
+
+// A confirmation is asked only of a form that can go through: one missing a required answer
+// is sent without it, and the server's field error shows in place (nothing changes), rather
+// than asking "Revoke this?" and then refusing for want of a reason.
+document.addEventListener("htmx:confirm", (event) => {
+  const form = event.detail.elt.closest && event.detail.elt.closest("form");
+  if (!event.detail.question || !form) return;
+  const missing = [...form.querySelectorAll("[required]")].some(
+    (field) => !field.disabled && !String(field.value).trim(),
+  );
+  if (missing) {
+    event.preventDefault();
+    event.detail.issueRequest(true);
+  }
+});
