@@ -25,6 +25,7 @@ from governance.approvals.forms import (
     RevokeForm,
 )
 from governance.errors import DomainError, NotAllowed
+from governance.findings.narrowing import caps_in_force, caps_label, held_below
 from governance.findings.services import may_reverse as containment_may_reverse
 from governance.forms import form_add_service_error
 from governance.htmx import is_fragment_request, redirect_after_post
@@ -32,7 +33,7 @@ from governance.models import AccessRequest
 from governance.permissions import requires
 from governance.roles import CONSOLE
 from workloads.models import Entitlement, RuleException, SessionApproval, Tool
-from workloads.selectors import workloads_visible_to
+from workloads.selectors import extension_limits, workloads_visible_to
 from workloads.services import entitlement_revoke
 
 APPROVE = selectors.APPROVE
@@ -380,6 +381,9 @@ def access_panel_context(request, workload) -> dict:
     )
     for obj in (*exceptions, *extensions, *session_approvals):
         obj.revoke_form = _revoke_form(obj)
+    caps = caps_in_force([workload.pk]).get(workload.pk, {}) if extensions else {}
+    for extension in extensions:
+        extension.held_to = caps_label(held_below(extension_limits(extension), caps))
     return {
         **panel,
         "exceptions": exceptions,

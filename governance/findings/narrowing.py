@@ -129,6 +129,11 @@ def caps_checked(requested: Mapping[str, int | None], in_force: Mapping[str, int
     return caps
 
 
+def held_below(granted: Mapping[str, int], caps: Mapping[str, int]) -> dict[str, int]:
+    """The caps that hold what was granted (a longer window, say) below what it says."""
+    return {name: cap for name, cap in caps.items() if name in granted and granted[name] > cap}
+
+
 def caps_label(caps: Mapping[str, int]) -> str:
     """`Tool calls ≤ 50, Loop threshold ≤ 3`, in the policy's field order."""
     return ", ".join(f"{LIMIT_LABELS[name]} ≤ {caps[name]}" for name in LIMITS if name in caps)

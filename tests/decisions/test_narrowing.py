@@ -183,6 +183,10 @@ def test_a_longer_window_does_not_lift_a_cap(client, workload, reviewer, decide_
             justification="A longer run",
         )
     assert refused.value.code == "narrowed"
+    # The workload page's access panel says the window is held below what it grants.
+    client.force_login(owner)
+    page = client.get(reverse("workloads:detail", args=[workload.slug])).content.decode()
+    assert "A narrowing holds it to Tool calls ≤ 1 until it is reversed." in page
 
 
 def test_reversing_lifts_its_own_caps_and_keeps_anothers(
