@@ -157,8 +157,35 @@ def workload_classify(*, workload: Workload, tier: SensitivityTier, by, rational
         before=before,
         after=audit_snapshot(workload, WORKLOAD_AUDIT_FIELDS),
     )
+    _clamp_grants_to_tier(workload, by=by)
     policy_version_bump()
     return workload
+
+
+def _clamp_grants_to_tier(workload: Workload, *, by) -> None:
+    """A move to a tier with shorter grants shortens the grants that would outlast it: each
+    ends at most the tier's longest grant from now (or from its start, if later), as if
+    granted today. Each shortened grant is audited."""
+    now = timezone.now()
+    longest = timedelta(days=workload.tier.max_grant_days)
+    grants = Entitlement.objects.select_for_update().filter(
+        workload=workload, status=Entitlement.Status.ACTIVE
+    )
+    for grant in grants.order_by("id"):
+        end = max(grant.valid_from, now) + longest
+        if grant.valid_until is not None and grant.valid_until <= end:
+            continue
+        before = audit_snapshot(grant, GRANT_AUDIT_FIELDS)
+        grant.valid_until = end
+        grant.save(update_fields=["valid_until"])
+        audit_record(
+            by=by,
+            action="grant.shortened",
+            obj=grant,
+            before=before,
+            after=audit_snapshot(grant, GRANT_AUDIT_FIELDS)
+            | {"reason": f"The {workload.tier.name} tier grants at most {longest.days} days."},
+        )
 
 
 def _clamp_policy_to_tier(workload: Workload) -> None:

@@ -42,6 +42,41 @@ def test_classification_needs_a_rationale(admin_user):
         services.workload_classify(workload=workload, tier=tier(), by=admin_user, rationale=" ")
 
 
+def test_a_move_to_a_tier_with_shorter_grants_shortens_those_that_would_outlast_it(
+    admin_user,
+):
+    from django.utils import timezone
+
+    from tests.factories import EntitlementFactory
+
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    strict = tier("boundary-crossing")
+    now = timezone.now()
+    longest = timedelta(days=strict.max_grant_days)
+    long = EntitlementFactory(
+        workload=workload,
+        tool=Tool.objects.get(slug="crm-api"),
+        valid_until=now + longest * 3,
+    )
+    short = EntitlementFactory(
+        workload=workload,
+        tool=Tool.objects.get(slug="file-read"),
+        valid_until=now + timedelta(days=1),
+    )
+    version = policy_version_current()
+    services.workload_classify(
+        workload=workload, tier=strict, by=admin_user, rationale="Now sends email."
+    )
+    long.refresh_from_db()
+    short.refresh_from_db()
+    assert now + longest <= long.valid_until <= timezone.now() + longest
+    assert short.valid_until - now == timedelta(days=1)  # within the tier already
+    (shortened,) = AuditEvent.objects.filter(action="grant.shortened")
+    assert shortened.object_id == str(long.pk) and shortened.actor == admin_user
+    assert "at most" in shortened.after["reason"]
+    assert policy_version_current() > version
+
+
 def test_a_session_limit_cannot_exceed_the_tier_default(admin_user):
     workload = ClassifiedWorkloadFactory()
     ceiling = workload.tier.max_session_seconds
