@@ -138,6 +138,12 @@ def _impact_from(data, workloads):
         "kind": kind,
         "result": selectors.impact_for(workload=workload, tools=tools, kind=kind),
         "session_approval_hours": settings.SESSION_APPROVAL_HOURS,
+        # What it holds already, so nobody asks for a tool it has (or asks blind).
+        "held": list(
+            Entitlement.objects.filter(workload=workload, status=Entitlement.Status.ACTIVE)
+            .select_related("tool")
+            .order_by("tool__slug")
+        ),
     }
 
 

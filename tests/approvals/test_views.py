@@ -1,7 +1,9 @@
 import re
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from governance.approvals import services
 from governance.models import AccessRequest, ApprovalDecision, AuditEvent
@@ -130,7 +132,11 @@ def test_the_impact_preview_names_a_forbid_rule_and_redundant_grants(client, own
         scope="static",
         effect="forbid",
     )
-    EntitlementFactory(workload=read_workload, tool=Tool.objects.get(slug="crm-api"))
+    EntitlementFactory(
+        workload=read_workload,
+        tool=Tool.objects.get(slug="crm-api"),
+        valid_until=timezone.now() + timedelta(days=30),
+    )
     client.force_login(owner)
     body = client.get(
         reverse("approvals:impact"),
@@ -138,6 +144,9 @@ def test_the_impact_preview_names_a_forbid_rule_and_redundant_grants(client, own
     ).content.decode()
     assert "Forbidden by rule" in body and "No CRM mail-out" in body
     assert "replace the existing grants of: crm-api" in body
+    assert re.search(r"reader holds crm-api \(until \d{4}-\d\d-\d\d\)\.", body)
+    other = client.get(reverse("approvals:impact"), {"workload": read_workload.slug})
+    assert "reader holds crm-api" in other.content.decode()  # before any tool is picked
 
 
 def test_the_impact_preview_says_what_an_empty_duration_means(
