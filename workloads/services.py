@@ -150,6 +150,9 @@ def workload_classify(*, workload: Workload, tier: SensitivityTier, by, rational
     workload.classified_at = timezone.now()
     workload.save()
     _clamp_policy_to_tier(workload)
+    # Before the first audit event: the audit chain's lock comes after the grants' (as when a
+    # grant is revoked), or a revocation running meanwhile deadlocks with this.
+    _clamp_grants_to_tier(workload, tier, by=by)
     audit_record(
         by=by,
         action="workload.classify",
@@ -157,21 +160,23 @@ def workload_classify(*, workload: Workload, tier: SensitivityTier, by, rational
         before=before,
         after=audit_snapshot(workload, WORKLOAD_AUDIT_FIELDS),
     )
-    _clamp_grants_to_tier(workload, by=by)
     policy_version_bump()
     return workload
 
 
-def _clamp_grants_to_tier(workload: Workload, *, by) -> None:
+def _clamp_grants_to_tier(workload: Workload, tier: SensitivityTier, *, by) -> None:
     """A move to a tier with shorter grants shortens the grants that would outlast it: each
     ends at most the tier's longest grant from now (or from its start, if later), as if
-    granted today. Each shortened grant is audited."""
+    granted today. Each shortened grant is audited. All the workload's active grants are
+    locked, in id order, before any is written."""
     now = timezone.now()
-    longest = timedelta(days=workload.tier.max_grant_days)
-    grants = Entitlement.objects.select_for_update().filter(
-        workload=workload, status=Entitlement.Status.ACTIVE
+    longest = timedelta(days=tier.max_grant_days)
+    grants = list(
+        Entitlement.objects.select_for_update()
+        .filter(workload=workload, status=Entitlement.Status.ACTIVE)
+        .order_by("id")
     )
-    for grant in grants.order_by("id"):
+    for grant in grants:
         end = max(grant.valid_from, now) + longest
         if grant.valid_until is not None and grant.valid_until <= end:
             continue
@@ -184,7 +189,7 @@ def _clamp_grants_to_tier(workload: Workload, *, by) -> None:
             obj=grant,
             before=before,
             after=audit_snapshot(grant, GRANT_AUDIT_FIELDS)
-            | {"reason": f"The {workload.tier.name} tier grants at most {longest.days} days."},
+            | {"reason": f"The {tier.name} tier grants at most {longest.days} days."},
         )
 
 

@@ -148,13 +148,12 @@ def sessions_apply(
     scorer = scorer_from_settings()
     gated = [s for s in sessions if snapshots[s.workload_id].session_gates]
     approvals = store.session_approval_windows(gated)
-    unnamed = store.sessions_unnamed([s for s in gated if trace_shaped(s)])
-    now = timezone.now()
+    waiting = sessions_waiting_for_name([s for s in gated if trace_shaped(s)], snapshots)
     drafts = []
     states = []
     for session in sessions:
         policy = snapshots[session.workload_id]
-        if session.id in unnamed and now < naming_deadline(session, policy):
+        if session.id in waiting:
             # Spans waiting for the span that names their session: no approval can name
             # them yet. The gate is checked when the session is folded and evaluated again,
             # or, if no span names it in time, by `unnamed_sessions_check`.
@@ -182,10 +181,36 @@ _TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 def naming_deadline(session: SessionLike, policy: PolicySnapshot) -> datetime:
     """When the span naming an OpenTelemetry session must have arrived: the run's root span
     ends with the run, within the session window, and is exported within the lateness
-    allowed. Until then its spans wait for their name; after it, they are what they are."""
-    started = session.started_at or timezone.now()
+    allowed. Counted from when Mandate first heard of the session, or the start its spans
+    claim if earlier: a start dated ahead cannot put the deadline off. Until then its spans
+    wait for their name; after it, they are what they are."""
+    started = min(session.created_at, session.started_at or session.created_at)
     window = limits_at(policy, started).max_session_seconds or 3600
     return started + timedelta(seconds=window) + policy.max_lateness
+
+
+def sessions_waiting_for_name(
+    sessions: Sequence[SessionLike],
+    snapshots: dict[int, PolicySnapshot],
+    now=None,
+    unnamed: set[int] | None = None,
+) -> set[int]:
+    """Of these trace-keyed sessions, the ones whose spans wait for their name (two queries;
+    one if the caller read `unnamed`): no span has named them yet and their deadline has not
+    passed, or a span has named them and the fold into the named session is pending or
+    under way."""
+    now = now or timezone.now()
+    if unnamed is None:
+        unnamed = store.sessions_unnamed(sessions)
+    if not unnamed:
+        return set()
+    being_named = store.sessions_being_named([s for s in sessions if s.id in unnamed])
+    return {
+        s.id
+        for s in sessions
+        if s.id in unnamed
+        and (s.id in being_named or now < naming_deadline(s, snapshots[s.workload_id]))
+    }
 
 
 def trace_shaped(session: SessionLike) -> bool:
@@ -314,37 +339,55 @@ def unnamed_sessions_check(*, now=None, limit: int = 100) -> int:
     """OpenTelemetry sessions on workloads whose sessions have needed approval that no span
     named by their deadline (`naming_deadline`): evaluate them again, now with the session
     gate, which their spans skipped while they waited. Without this, a runtime whose spans
-    never name their session would never be checked against the gate. Sessions that started
-    within UNNAMED_LOOKBACK are looked at (the index on workload and start); returns the
-    findings raised."""
+    never name their session would never be checked against the gate.
+
+    Each workload's candidates are the sessions Mandate heard of before its longest possible
+    deadline (and within UNNAMED_LOOKBACK of it), so sessions still running are neither read
+    nor locked, and cannot hold back another workload's. Only the candidates are locked,
+    skipping any an evaluation batch holds. Returns the findings raised."""
     now = now or timezone.now()
+    gated = store.workloads_ever_gated()
+    if not gated:
+        return 0
+    snapshots = policy_snapshots_cached(gated, at=now)
+    lateness = timedelta(seconds=settings.MANDATE_EVENT_MAX_LATENESS_SECONDS)
+    due_before = Q()
+    for workload_id, policy in snapshots.items():
+        # The longest window the workload has had, as naming_deadline reads it.
+        windows = [policy.limits, *(limits for _since, limits in policy.limit_changes)]
+        longest = timedelta(seconds=max(w.max_session_seconds or 3600 for w in windows))
+        cutoff = now - longest - lateness
+        due_before |= Q(
+            workload_id=workload_id,
+            created_at__lt=cutoff,
+            created_at__gte=cutoff - UNNAMED_LOOKBACK,
+        )
+    candidates = (
+        Session.objects.filter(due_before, source=Session.Source.OTLP)
+        .filter(external_id__regex=_TRACE_ID.pattern)
+        .exclude(evaluation_state__has_key=NAME_WAITED)
+        .order_by("created_at", "id")
+        .values_list("id", flat=True)[:limit]
+    )
     with transaction.atomic():
         sessions = list(
             Session.objects.select_for_update(skip_locked=True)
-            .filter(
-                workload_id__in=store.workloads_ever_gated(),
-                source=Session.Source.OTLP,
-                started_at__gte=now - UNNAMED_LOOKBACK,
-                started_at__lt=now - timedelta(seconds=settings.MANDATE_EVENT_MAX_LATENESS_SECONDS),
-                external_id__regex=_TRACE_ID.pattern,
-            )
-            .exclude(evaluation_state__has_key=NAME_WAITED)
-            .order_by("started_at", "id")
-            .only(*store.SESSION_FIELDS)[: limit * 10]
+            .filter(id__in=list(candidates))
+            .order_by("id")
+            .only(*store.SESSION_FIELDS)
         )
         unnamed = store.sessions_unnamed(sessions)
-        snapshots = policy_snapshots_cached({s.workload_id for s in sessions}, at=now)
-        named = [session for session in sessions if session.id not in unnamed]
-        due = [
-            session
-            for session in sessions
-            if session.id in unnamed
-            and naming_deadline(session, snapshots[session.workload_id]) <= now
-        ][:limit]
+        waiting = sessions_waiting_for_name(sessions, snapshots, now, unnamed)
+        due = [s for s in sessions if s.id in unnamed and s.id not in waiting]
         drafts = sessions_apply(due, store.session_events(due), fresh=True) if due else []
-        # Named ones (a trace link) were checked when their name arrived: not looked at again.
+        # Named ones were judged when their name arrived; due ones now. Those still being
+        # named (their fold is pending) are looked at again next time.
         store.session_states_save(
-            [(s.id, {**s.evaluation_state, NAME_WAITED: True}) for s in [*named, *due]]
+            [
+                (s.id, {**s.evaluation_state, NAME_WAITED: True})
+                for s in sessions
+                if s.id not in waiting
+            ]
         )
         return len(findings_record(drafts))
 

@@ -78,7 +78,7 @@ _CLAIM_WAIT = _CLAIM.format(skip="", columns=_EVENT_SELECT)
 _CLAIM_SKIP_LOCKED = _CLAIM.format(skip=" SKIP LOCKED", columns=_EVENT_SELECT)
 _SESSIONS = """
 SELECT id, workload_id, evaluation_state::text, original_request, started_at, external_id,
-       source
+       source, created_at
 FROM workloads_session WHERE id = ANY(%s) ORDER BY id FOR UPDATE
 """
 # Binary parameters (%b): the states go over as they are, no quoting of each in Python.
@@ -124,6 +124,7 @@ class SessionRow:
     started_at: datetime | None
     external_id: str
     source: str
+    created_at: datetime  # when Mandate first heard of it (its own clock)
 
 
 def _postgresql() -> bool:
@@ -217,6 +218,7 @@ SESSION_FIELDS = (
     "started_at",
     "external_id",
     "source",
+    "created_at",
 )
 
 
@@ -263,6 +265,25 @@ def sessions_unnamed(sessions: Sequence[SessionRow | Session]) -> set[int]:
         SessionTrace.objects.filter(session_id__in=ids).values_list("session_id", flat=True)
     )
     return ids - named
+
+
+def sessions_being_named(sessions: Sequence[SessionRow | Session]) -> set[int]:
+    """Of these trace-keyed sessions, the ones a span has named already: a trace link leads
+    from their trace id to another session, and the fold that moves them into it is pending
+    or under way. Their spans are judged in the named session, not under the trace id. One
+    query, none for an empty list."""
+    if not sessions:
+        return set()
+    keyed = {(s.workload_id, s.external_id): s.id for s in sessions}
+    links = SessionTrace.objects.filter(
+        workload_id__in={s.workload_id for s in sessions},
+        trace_id__in={s.external_id for s in sessions},
+    ).values_list("workload_id", "trace_id", "session_id")
+    return {
+        keyed[workload_id, trace_id]
+        for workload_id, trace_id, session_id in links
+        if keyed.get((workload_id, trace_id)) not in (None, session_id)
+    }
 
 
 def session_approval_windows(

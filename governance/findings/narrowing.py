@@ -70,11 +70,14 @@ def narrowing_findings(workload_id: int, names) -> list[int]:
     rows = ContainmentAction.objects.filter(
         action=NARROW, reversed_at__isnull=True, workload_id=workload_id
     ).order_by("finding_id")
-    return [
-        finding_id
-        for finding_id, limits in rows.values_list("finding_id", "limits")
-        if set(names) & set(limits)
-    ]
+    # A finding may hold several narrowings (a merge brings them along whole): named once.
+    return list(
+        dict.fromkeys(
+            finding_id
+            for finding_id, limits in rows.values_list("finding_id", "limits")
+            if set(names) & set(limits)
+        )
+    )
 
 
 def capped(limits: Mapping[str, int | None], caps: Mapping[str, int]) -> dict:

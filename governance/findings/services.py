@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -591,19 +592,33 @@ def containment_reverse(*, action: ContainmentAction, by, reason: str) -> Revers
         now = timezone.now()
         if grant is None or (grant.valid_until is not None and grant.valid_until <= now):
             raise Conflict("The grant has lapsed meanwhile; request the tool again.")
-        exceptions = tuple(
-            e.rule.slug
-            for e in RuleException.objects.filter(workload=action.workload).select_related("rule")
-            if e.is_valid_at(now)
-        )
-        workload_services.entitlement_grant(
-            workload=action.workload,
-            tool=grant.tool,
-            by=by,
-            valid_until=grant.valid_until,
-            constraints=grant.constraints,
-            allow_exception_rules=exceptions,
-        )
+        held = Entitlement.objects.filter(
+            workload=action.workload, tool=grant.tool, status=Entitlement.Status.ACTIVE
+        ).exists()
+        if not held:
+            # Restored as it was, its end no later than the tier now allows (the workload
+            # may have moved to a tier with shorter grants since).
+            valid_until = grant.valid_until
+            if action.workload.tier is not None:  # else entitlement_grant says to classify
+                longest = now + timedelta(days=action.workload.tier.max_grant_days)
+                valid_until = min(valid_until or longest, longest)
+            exceptions = tuple(
+                e.rule.slug
+                for e in RuleException.objects.filter(workload=action.workload).select_related(
+                    "rule"
+                )
+                if e.is_valid_at(now)
+            )
+            workload_services.entitlement_grant(
+                workload=action.workload,
+                tool=grant.tool,
+                by=by,
+                valid_until=valid_until,
+                constraints=grant.constraints,
+                allow_exception_rules=exceptions,
+            )
+        # Else the workload holds the tool again already (a merged finding's other revocation
+        # restored it, or it was granted anew): the record is reversed, nothing granted twice.
     audit_record(
         by=by,
         action="containment.reverse",

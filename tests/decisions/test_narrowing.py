@@ -395,6 +395,8 @@ def test_merging_findings_keeps_both_narrowings_whole_with_their_times(workload,
         (duplicate.pk, {"max_tool_calls": 10, "loop_threshold": 2}),
     ]
     assert PolicyState.objects.get(id=1).version == version  # nothing in force changed
+    # A refusal names the finding once, though it holds two narrowings now.
+    assert narrowing.narrowing_findings(workload.pk, ["max_tool_calls"]) == [kept.finding_id]
     merged = AuditEvent.objects.get(action="finding.merged")
     assert merged.before["merged_containment"][0]["limits"] == {
         "max_tool_calls": 10,

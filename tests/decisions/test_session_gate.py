@@ -675,9 +675,13 @@ def test_spans_not_yet_named_are_not_flagged_but_a_named_session_is(workload, ga
     assert _evaluate_calls(named, 1).exists()
 
 
-def _otlp_session(workload, external_id, started_at):
+def _otlp_session(workload, external_id, started_at, heard_at=None):
+    """An OpenTelemetry session whose spans claim `started_at`, first heard of at `heard_at`
+    (by default, then too)."""
     session = make_session(workload, started_at=started_at)
-    Session.objects.filter(pk=session.pk).update(source="otlp", external_id=external_id)
+    Session.objects.filter(pk=session.pk).update(
+        source="otlp", external_id=external_id, created_at=heard_at or started_at
+    )
     session.refresh_from_db()
     return session
 
@@ -720,6 +724,78 @@ def test_a_named_session_is_left_to_its_own_evaluation(workload, gated, settings
     assert unnamed_sessions_check() == 0
     named.refresh_from_db()
     assert named.evaluation_state["name_waited"] is True
+
+
+def test_spans_whose_naming_span_came_are_judged_in_the_named_session(
+    workload, gated, owner, approver, settings
+):
+    """The naming span came (a trace link leads from their trace id to the named session)
+    but the fold has not run yet: the spans wait for it, whatever their deadline, rather
+    than be judged under the trace id, which no approval names."""
+    from governance.evaluation.services import unnamed_sessions_check
+    from workloads.models import SessionTrace
+
+    settings.MANDATE_SESSION_GATE_GRACE_SECONDS = 0
+    _approve(_session_run(owner, workload, session="conv-1"), approver)
+    named = _session(workload, "conv-1")
+    long_ago = timezone.now() - timedelta(hours=3)
+    orphan = _otlp_session(workload, "ab" * 16, long_ago)
+    SessionTrace.objects.create(
+        workload=workload, trace_id="ab" * 16, session=named, fold_pending=True
+    )
+    assert not _evaluate_calls(orphan, 1).exists()
+    assert unnamed_sessions_check() == 0
+    orphan.refresh_from_db()
+    assert "name_waited" not in orphan.evaluation_state  # looked at again after the fold
+
+
+def test_a_start_dated_ahead_does_not_put_the_deadline_off(workload, gated, settings):
+    """The deadline counts from when Mandate first heard of the session, if earlier than the
+    start its spans claim."""
+    from governance.evaluation.services import unnamed_sessions_check
+
+    settings.MANDATE_SESSION_GATE_GRACE_SECONDS = 0
+    window = workload.tier.max_session_seconds + settings.MANDATE_EVENT_MAX_LATENESS_SECONDS
+    heard = timezone.now()
+    ahead = _otlp_session(workload, "ab" * 16, heard + timedelta(days=3), heard_at=heard)
+    _evaluate_calls(ahead, 1)
+    with time_machine.travel(heard + timedelta(seconds=window + 5)):
+        assert unnamed_sessions_check() == 1
+
+
+def test_sessions_still_running_do_not_hold_back_another_workloads(owner, reviewer, settings):
+    """Candidates are read per workload up to its own deadline: many sessions of a workload
+    with a long window, not yet due, neither fill the batch nor get locked."""
+    from governance.evaluation.services import unnamed_sessions_check
+    from workloads.models import SessionExtension
+
+    settings.MANDATE_SESSION_GATE_GRACE_SECONDS = 0
+    long_runs, short_runs = (
+        ClassifiedWorkloadFactory(owner=owner, slug=slug) for slug in ("long-runs", "short")
+    )
+    now, day = timezone.now(), timedelta(days=1)
+    for each in (long_runs, short_runs):
+        EntitlementFactory(workload=each, tool=Tool.objects.get(slug="web-search"))
+        services.containment_apply(
+            finding=_finding(each, key=f"gate-{each.slug}"),
+            action="gate_sessions",
+            by=reviewer,
+            reason="Drifted",
+        )
+    SessionExtension.objects.create(  # six-day runs
+        workload=long_runs,
+        max_session_seconds=6 * 86400,
+        valid_from=now - 3 * day,
+        valid_until=now + 7 * day,
+    )
+    started = now + timedelta(minutes=1)  # under the gates
+    running = [_otlp_session(long_runs, f"{n:032x}", started) for n in range(12)]
+    due = _otlp_session(short_runs, "ab" * 16, started)
+    for session in (*running, due):
+        _evaluate_calls(session, 1)
+    with time_machine.travel(now + timedelta(hours=2)):
+        assert unnamed_sessions_check(limit=1) == 1
+    assert Finding.objects.filter(session=due, kind="unapproved_session_use").exists()
 
 
 def _fold_into(workload, target, *, gating_on_the_spans, reviewer):

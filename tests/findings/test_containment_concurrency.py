@@ -441,3 +441,39 @@ def test_a_lift_says_when_a_finding_contained_the_workload_meanwhile(
     assert errors == []
     assert lifts[0].still_held_by == [fresh.pk]
     assert Workload.objects.get(pk=workload.pk).sessions_need_approval
+
+
+def test_reclassifying_while_a_grant_is_revoked_does_not_deadlock(admin_user):
+    """A reclassification shortens the workload's grants: it locks them before it writes any
+    audit event, the order a revocation takes (grant, then the audit chain). Here the
+    revocation holds its grant while the reclassification starts: with the grants locked
+    after the classification's audit event, the two waited for each other."""
+    from tests.factories import EntitlementFactory, tier
+    from workloads import services as workload_services
+    from workloads.models import Entitlement, Tool
+
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    grant = EntitlementFactory(
+        workload=workload,
+        tool=Tool.objects.get(slug="crm-api"),
+        valid_until=timezone.now() + timedelta(days=150),
+    )
+    holding = threading.Event()
+
+    def revoke():
+        with transaction.atomic():
+            Entitlement.objects.select_for_update().get(pk=grant.pk)
+            holding.set()
+            time.sleep(0.5)  # the reclassification starts while the grant is held
+            workload_services.entitlement_revoke(grant=grant, by=admin_user, reason="Leaked")
+
+    def reclassify():
+        holding.wait(timeout=10)
+        workload_services.workload_classify(
+            workload=workload, tier=tier("boundary-crossing"), by=admin_user, rationale="Email"
+        )
+
+    errors = _together(revoke, reclassify)
+    assert errors == []
+    assert Entitlement.objects.get(pk=grant.pk).status == "revoked"
+    assert Workload.objects.get(pk=workload.pk).tier.slug == "boundary-crossing"

@@ -234,7 +234,37 @@ def test_merging_keeps_each_revocation_of_a_different_grant_so_each_can_be_resto
         ("revoke_grant", second.pk),
     ]
     services.containment_reverse(action=records[1], by=admin_user, reason="False alarm")
-    assert Entitlement.objects.filter(workload=workload, tool=tool, status="active").exists()
+    assert Entitlement.objects.filter(workload=workload, tool=tool, status="active").count() == 1
+    # The other record is reversed too, with the tool held already: nothing granted twice.
+    services.containment_reverse(action=records[0], by=admin_user, reason="False alarm")
+    assert not kept.containment.filter(reversed_at=None).exists()
+    assert Entitlement.objects.filter(workload=workload, tool=tool, status="active").count() == 1
+
+
+def test_a_restored_grant_ends_no_later_than_the_tier_now_allows(reviewer, admin_user):
+    """Revoked by containment on a tier with long grants, restored after a move to a tier
+    with short ones: as if granted today, like a shortened grant."""
+    from tests.findings.api_rows import make_finding
+    from workloads.services import entitlement_revoke, workload_classify
+
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-act"))
+    grant = EntitlementFactory(
+        workload=workload,
+        tool=Tool.objects.get(slug="web-search"),
+        valid_until=timezone.now() + timedelta(days=80),
+    )
+    entitlement_revoke(grant=grant, by=None, reason="Contained", for_containment=True)
+    record = ContainmentAction.objects.create(
+        finding=make_finding(workload, tool="web-search"),
+        action="revoke_grant",
+        workload=workload,
+        grant=grant,
+    )
+    strict = tier("boundary-crossing")
+    workload_classify(workload=workload, tier=strict, by=admin_user, rationale="Sends email")
+    services.containment_reverse(action=record, by=admin_user, reason="False alarm")
+    restored = Entitlement.objects.get(workload=workload, status="active")
+    assert restored.valid_until <= timezone.now() + timedelta(days=strict.max_grant_days)
 
 
 def test_a_high_finding_on_a_gating_tier_makes_each_session_need_approval():
