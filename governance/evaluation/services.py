@@ -364,7 +364,7 @@ def unnamed_sessions_check(*, now=None, limit: int = 100) -> int:
         )
     candidates = (
         Session.objects.filter(due_before, source=Session.Source.OTLP)
-        .filter(external_id__regex=_TRACE_ID.pattern)
+        .filter(external_id__regex=f"^{_TRACE_ID.pattern}$")
         .exclude(evaluation_state__has_key=NAME_WAITED)
         .order_by("created_at", "id")
         .values_list("id", flat=True)[:limit]
