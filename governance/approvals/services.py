@@ -392,6 +392,18 @@ def access_request_approve(
             .filter(pk=access_request.workload_id)
             .values_list("pk", flat=True)
         )
+        # Then the grants the last approval may supersede, still before the audit chain: a
+        # console revoke and evaluation take a grant, then the chain.
+        list(
+            Entitlement.objects.select_for_update()
+            .filter(
+                workload_id=access_request.workload_id,
+                status=Entitlement.Status.ACTIVE,
+                tool__in=access_request.tools.all(),
+            )
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
         req = _locked(access_request)
         error = _refusal_to_decide(req, by)
         if error is None:

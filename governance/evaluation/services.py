@@ -37,7 +37,7 @@ from governance.evaluation.snapshot import policy_snapshots, policy_snapshots_ca
 from governance.ingest.handoff import evaluation_enqueue  # the one publisher of the task
 from governance.models import Finding
 from governance.models.findings import SEVERITY_RANK
-from workloads.models import PendingEvaluation, Session, Workload
+from workloads.models import PendingEvaluation, Session
 
 # A locked session as evaluation sees it: a store.SessionRow, or a Session instance.
 SessionLike = store.SessionRow | Session
@@ -56,6 +56,10 @@ class EvaluationResult:
 
 def dedupe_key(session_id: int, draft: FindingDraft) -> str:
     return f"s{session_id}:{draft.key}"[:200]
+
+
+# Severities a tier's rule may contain (high: sessions need approval; critical: more).
+CONTAINABLE = ("high", "critical")
 
 
 def findings_record(drafts: Sequence[tuple[SessionLike, FindingDraft]]) -> list[Finding]:
@@ -90,7 +94,7 @@ def findings_record(drafts: Sequence[tuple[SessionLike, FindingDraft]]) -> list[
         ]
         transaction.on_commit(partial(_audit_raised, raised))
     # The tier may contain high findings (sessions need approval) and critical ones.
-    containable = [f.dedupe_key for f in new if f.severity in ("high", "critical")]
+    containable = [f.dedupe_key for f in new if f.severity in CONTAINABLE]
     if containable:
         from governance.findings.services import finding_contain, tier_contains
 
@@ -102,12 +106,7 @@ def findings_record(drafts: Sequence[tuple[SessionLike, FindingDraft]]) -> list[
         )
         # Every workload to contain, locked in id order before the first containment: one
         # order for all workers, and containment_reverse takes a workload's row first too.
-        list(
-            Workload.objects.select_for_update()
-            .filter(pk__in={f.workload_id for f in acting})
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
+        store.workloads_lock({f.workload_id for f in acting})
         for finding in acting:
             finding_contain(finding=finding)
     return new
@@ -256,8 +255,13 @@ def _evaluate_chunk(
             by_session[session_id].append(event)
         sessions = store.sessions_lock(by_session)
         drafts = sessions_apply(sessions, by_session, policy_version=claim.policy_version)
-        # Grants first: containment in findings_record locks a grant and then the policy
-        # version, the order a console revoke takes too.
+        # Workloads, then grants, then the audit chain and the policy version: the order an
+        # approval takes (workload, the grants it supersedes, its audit) and a console revoke
+        # (grant, then chain and version). The workloads findings_record may contain are
+        # locked before the used grants' last use moves.
+        store.workloads_lock(
+            {session.workload_id for session, draft in drafts if draft.severity in CONTAINABLE}
+        )
         store.tool_uses_record(tool_uses(sessions, by_session))
         new = findings_record(drafts)
         result = EvaluationResult(events=len(claim.events), findings=len(new))

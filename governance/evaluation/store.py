@@ -38,6 +38,7 @@ from workloads.models import (
     SessionApproval,
     SessionTrace,
     UsageEvent,
+    Workload,
 )
 
 # The order of EventData's fields: rows become EventData(*row) without a dict per row.
@@ -252,6 +253,18 @@ def workloads_ever_gated() -> set[int]:
         .values_list("object_id", flat=True)
         .distinct()
     }
+
+
+def workloads_lock(workload_ids: Iterable[int]) -> None:
+    """Lock these workloads' rows, in id order (one statement, none for an empty set)."""
+    ids = sorted(workload_ids)
+    if ids:
+        list(
+            Workload.objects.select_for_update()
+            .filter(pk__in=ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
 
 
 def sessions_unnamed(sessions: Sequence[SessionRow | Session]) -> set[int]:

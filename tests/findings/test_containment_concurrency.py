@@ -5,15 +5,16 @@ row lock makes the second reversal see the first, so the gate is lifted. (Withou
 the other's record still standing, and the gate stayed up with no record left to reverse.)
 Approving a session run while the gate is lifted: one lock order, no deadlock. Evaluation
 locking its workloads in id order, reading status under the lock, and taking grants before
-the policy version: each test pauses one side where the other would cut in, and fails (a
-deadlock, or a wrong status) with the order undone."""
+the policy version; evaluation and a superseding approval taking workloads, grants and the
+audit chain in that order: each test pauses one side where the other would cut in, and fails
+(a deadlock, or a wrong status) with the order undone."""
 
 import threading
 import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from governance.findings import services
@@ -477,3 +478,87 @@ def test_reclassifying_while_a_grant_is_revoked_does_not_deadlock(admin_user):
     assert errors == []
     assert Entitlement.objects.get(pk=grant.pk).status == "revoked"
     assert Workload.objects.get(pk=workload.pk).tier.slug == "boundary-crossing"
+
+
+def _superseding_request(workload, owner, approver, tool):
+    """A tools request for a tool the workload holds, one approval short of granting (its
+    last approval supersedes the grant)."""
+    from governance.approvals import services as approvals
+    from governance.models import AccessRequest
+
+    req = approvals.access_request_create(
+        by=owner, workload=workload, tools=[tool], justification="A fresh grant.", duration_days=7
+    )
+    approvals.access_request_approve(access_request=req, by=approver)
+    req.refresh_from_db()
+    assert req.status == AccessRequest.Status.PENDING
+    return req
+
+
+def _pausing_tool_uses(monkeypatch, holding):
+    """Evaluation pauses once it has moved the used grants' last use (holding their locks)."""
+    from governance.evaluation import store
+
+    record = store.tool_uses_record
+
+    def pausing(uses):
+        record(uses)
+        holding.set()
+        time.sleep(0.5)  # the approval starts while evaluation holds its locks
+
+    monkeypatch.setattr(store, "tool_uses_record", pausing)
+
+
+@pytest.mark.parametrize("contained", ["the same workload", "another workload"])
+def test_evaluation_and_a_superseding_approval_take_workload_grant_and_chain_in_one_order(
+    contained, owner, approver, monkeypatch
+):
+    """Evaluation moves a used grant's last use, then contains a workload; the last approval
+    of a request for that tool supersedes the grant. Both now take workloads, then grants,
+    then the audit chain. Before, evaluation held the grant and wanted the workload it
+    contained (the approval held it), or the chain (the approval had audited its step)."""
+    from governance.approvals import services as approvals
+    from governance.evaluation import services as evaluation
+    from tests.evaluation.rows import add_events, id_range
+    from tests.factories import EntitlementFactory, UserFactory, tier
+    from workloads.models import Entitlement, Tool
+
+    tool = Tool.objects.get(slug="web-search")
+    workload = ClassifiedWorkloadFactory(owner=owner, tier=tier("boundary-crossing"))
+    grant = EntitlementFactory(
+        workload=workload, tool=tool, valid_from=timezone.now() - timedelta(hours=1)
+    )
+    second = UserFactory(username="second-approver")
+    second.groups.set(approver.groups.all())
+    req = _superseding_request(workload, owner, approver, tool)
+    session = make_session(workload)
+    calls = [("tool_call", 1, {"tool": "web-search"})]  # its last use moves
+    other = None
+    if contained == "the same workload":
+        calls.append(("tool_call", 2, {"tool": "send-email"}))  # critical: contained
+    else:
+        other = ClassifiedWorkloadFactory(tier=tier("boundary-crossing"))
+        calls_elsewhere = add_events(make_session(other), ("tool_call", 1, {"tool": "send-email"}))
+    events = add_events(session, *calls)
+    if other is not None:
+        events += calls_elsewhere
+    holding = threading.Event()
+    _pausing_tool_uses(monkeypatch, holding)
+
+    def evaluate():
+        evaluation.events_evaluate(**id_range(events))
+
+    def approve():
+        holding.wait(timeout=10)
+        approvals.access_request_approve(access_request=req, by=second)
+
+    errors = _together(evaluate, approve)
+    assert not [e for e in errors if isinstance(e, OperationalError)]  # no deadlock
+    assert Finding.objects.filter(kind="unentitled_tool").exists()
+    if other is None:
+        # Evaluation went first and suspended the workload: the approval is then refused.
+        assert Workload.objects.get(pk=workload.pk).status == Workload.Status.SUSPENDED
+        assert [type(e).__name__ for e in errors] == ["Conflict"]
+    else:
+        assert errors == []
+        assert Entitlement.objects.get(pk=grant.pk).status == Entitlement.Status.REVOKED
