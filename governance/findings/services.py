@@ -528,6 +528,8 @@ class Reversal:
     # Findings whose own record of the same measure (a suspension, or sessions needing
     # approval) still holds it in force; none: the measure was lifted.
     still_held_by: list[int]
+    # A revocation reversed while the workload held the tool again: nothing was granted.
+    already_held: bool = False
 
 
 @transaction.atomic
@@ -563,6 +565,7 @@ def containment_reverse(*, action: ContainmentAction, by, reason: str) -> Revers
     action.reverse_reason = reason[:500]
     action.save(update_fields=["reversed_at", "reversed_by", "reverse_reason"])
     still_held: list[int] = []
+    held = False
     why = f"Containment of finding #{action.finding_id} reversed: {reason}"
     if action.action == ContainmentAction.Action.NARROW_SESSIONS:
         # The caps live on the record: reversed, they stop holding; any other narrowing's
@@ -628,6 +631,7 @@ def containment_reverse(*, action: ContainmentAction, by, reason: str) -> Revers
             "action": action.action,
             "reason": reason,
             "still_held_by_findings": still_held,
-        },
+        }
+        | ({"tool_held_already": True} if held else {}),
     )
-    return Reversal(action, still_held)
+    return Reversal(action, still_held, already_held=held)

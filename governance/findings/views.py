@@ -312,6 +312,7 @@ def reverse_containment(request, pk):
     form = ContainmentReverseForm(request.POST)
     error = "Say why the containment is reversed."
     still_held: list[int] = []
+    already_held = False
     if form.is_valid():
         try:
             reversal = services.containment_reverse(
@@ -321,6 +322,7 @@ def reverse_containment(request, pk):
             error = exc.message
         else:
             error, still_held = "", reversal.still_held_by
+            already_held = reversal.already_held
     if error and is_fragment_request(request):
         reason = request.POST.get("reason", "")
         context = {
@@ -347,6 +349,12 @@ def reverse_containment(request, pk):
         held_by = ", ".join(f"#{pk}" for pk in still_held)
         messages.warning(
             request, f"Reversed. But {measure}: the containment of finding {held_by} holds it too."
+        )
+    elif already_held:
+        messages.success(
+            request,
+            "Containment reversed. The workload holds the tool again already, so nothing was "
+            "granted.",
         )
     else:
         messages.success(request, "Containment reversed.")

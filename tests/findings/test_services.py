@@ -236,7 +236,13 @@ def test_merging_keeps_each_revocation_of_a_different_grant_so_each_can_be_resto
     services.containment_reverse(action=records[1], by=admin_user, reason="False alarm")
     assert Entitlement.objects.filter(workload=workload, tool=tool, status="active").count() == 1
     # The other record is reversed too, with the tool held already: nothing granted twice.
-    services.containment_reverse(action=records[0], by=admin_user, reason="False alarm")
+    reversal = services.containment_reverse(action=records[0], by=admin_user, reason="Same")
+    assert reversal.already_held
+    assert (
+        AuditEvent.objects.filter(action="containment.reverse")
+        .latest("id")
+        .after["tool_held_already"]
+    )
     assert not kept.containment.filter(reversed_at=None).exists()
     assert Entitlement.objects.filter(workload=workload, tool=tool, status="active").count() == 1
 
