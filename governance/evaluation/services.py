@@ -257,10 +257,15 @@ def _evaluate_chunk(
         drafts = sessions_apply(sessions, by_session, policy_version=claim.policy_version)
         # Workloads, then grants, then the audit chain and the policy version: the order an
         # approval takes (workload, the grants it supersedes, its audit) and a console revoke
-        # (grant, then chain and version). The workloads findings_record may contain are
-        # locked before the used grants' last use moves.
-        store.workloads_lock(
-            {session.workload_id for session, draft in drafts if draft.severity in CONTAINABLE}
+        # (grant, then chain and version). The workloads findings_record may contain (their
+        # tier's rule contains drafts of these severities) are locked before the used grants'
+        # last use moves; the others are not locked at all.
+        store.workloads_lock_containing(
+            {
+                (session.workload_id, draft.severity)
+                for session, draft in drafts
+                if draft.severity in CONTAINABLE
+            }
         )
         store.tool_uses_record(tool_uses(sessions, by_session))
         new = findings_record(drafts)

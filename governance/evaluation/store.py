@@ -26,7 +26,7 @@ import msgspec
 import psycopg
 from django.conf import settings
 from django.db import connection
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 
 from governance.evaluation.detectors import EventData
 from governance.models import AuditEvent, Finding
@@ -265,6 +265,25 @@ def workloads_lock(workload_ids: Iterable[int]) -> None:
             .order_by("pk")
             .values_list("pk", flat=True)
         )
+
+
+def workloads_lock_containing(drafted: Iterable[tuple[int, str]]) -> None:
+    """Of these (workload id, severity) pairs, lock the workloads whose tier's rule would
+    contain a finding of that severity (as `findings.services.tier_contains` decides), in id
+    order: one statement, none when no draft is high or critical."""
+    high = {workload_id for workload_id, severity in drafted if severity == "high"}
+    critical = {workload_id for workload_id, severity in drafted if severity == "critical"}
+    if not high and not critical:
+        return
+    containing = Q(pk__in=high | critical, tier__gate_sessions_on_high=True) | Q(
+        Q(tier__suspend_on_critical=True) | Q(tier__revoke_on_critical=True), pk__in=critical
+    )
+    list(
+        Workload.objects.select_for_update(of=("self",))
+        .filter(containing)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
 
 
 def sessions_unnamed(sessions: Sequence[SessionRow | Session]) -> set[int]:
