@@ -62,11 +62,15 @@ def dedupe_key(session_id: int, draft: FindingDraft) -> str:
 CONTAINABLE = ("high", "critical")
 
 
-def findings_record(drafts: Sequence[tuple[SessionLike, FindingDraft]]) -> list[Finding]:
+def findings_record(
+    drafts: Sequence[tuple[SessionLike, FindingDraft]], *, locked_early: set[int] | None = None
+) -> list[Finding]:
     """Insert findings once each (ON CONFLICT DO NOTHING); return the ones that are new.
 
     Must run in the transaction that holds the sessions' locks: that is what makes the
-    "which are new" answer exact.
+    "which are new" answer exact. `locked_early`: the workloads the caller locked before it
+    took any grant; one it did not (its tier changed to a containing one meanwhile) is
+    locked without waiting, since waiting while holding grants can close a cycle.
     """
     if not drafts:
         return []
@@ -106,7 +110,11 @@ def findings_record(drafts: Sequence[tuple[SessionLike, FindingDraft]]) -> list[
         )
         # Every workload to contain, locked in id order before the first containment: one
         # order for all workers, and containment_reverse takes a workload's row first too.
-        store.workloads_lock({f.workload_id for f in acting})
+        to_contain = {f.workload_id for f in acting}
+        if locked_early is None:
+            store.workloads_lock(to_contain)
+        else:
+            store.workloads_lock(to_contain - locked_early, nowait=True)
         for finding in acting:
             finding_contain(finding=finding)
     return new
@@ -260,7 +268,7 @@ def _evaluate_chunk(
         # (grant, then chain and version). The workloads findings_record may contain (their
         # tier's rule contains drafts of these severities) are locked before the used grants'
         # last use moves; the others are not locked at all.
-        store.workloads_lock_containing(
+        locked = store.workloads_lock_containing(
             {
                 (session.workload_id, draft.severity)
                 for session, draft in drafts
@@ -268,7 +276,7 @@ def _evaluate_chunk(
             }
         )
         store.tool_uses_record(tool_uses(sessions, by_session))
-        new = findings_record(drafts)
+        new = findings_record(drafts, locked_early=locked)
         result = EvaluationResult(events=len(claim.events), findings=len(new))
         return result, claim.events[-1][1].id
 

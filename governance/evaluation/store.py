@@ -255,30 +255,31 @@ def workloads_ever_gated() -> set[int]:
     }
 
 
-def workloads_lock(workload_ids: Iterable[int]) -> None:
-    """Lock these workloads' rows, in id order (one statement, none for an empty set)."""
+def workloads_lock(workload_ids: Iterable[int], *, nowait: bool = False) -> None:
+    """Lock these workloads' rows, in id order (one statement, none for an empty set).
+    `nowait`: fail at once (OperationalError: the task retries) rather than wait."""
     ids = sorted(workload_ids)
     if ids:
         list(
-            Workload.objects.select_for_update()
+            Workload.objects.select_for_update(nowait=nowait)
             .filter(pk__in=ids)
             .order_by("pk")
             .values_list("pk", flat=True)
         )
 
 
-def workloads_lock_containing(drafted: Iterable[tuple[int, str]]) -> None:
+def workloads_lock_containing(drafted: Iterable[tuple[int, str]]) -> set[int]:
     """Of these (workload id, severity) pairs, lock the workloads whose tier's rule would
     contain a finding of that severity (as `findings.services.tier_contains` decides), in id
-    order: one statement, none when no draft is high or critical."""
+    order, and return them: one statement, none when no draft is high or critical."""
     high = {workload_id for workload_id, severity in drafted if severity == "high"}
     critical = {workload_id for workload_id, severity in drafted if severity == "critical"}
     if not high and not critical:
-        return
+        return set()
     containing = Q(pk__in=high | critical, tier__gate_sessions_on_high=True) | Q(
         Q(tier__suspend_on_critical=True) | Q(tier__revoke_on_critical=True), pk__in=critical
     )
-    list(
+    return set(
         Workload.objects.select_for_update(of=("self",))
         .filter(containing)
         .order_by("pk")

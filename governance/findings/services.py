@@ -266,6 +266,20 @@ def finding_contain(*, finding: Finding) -> list[ContainmentAction]:
     tier = finding.workload.tier
     if tier is None:  # declassified meanwhile
         return []
+    # The grant to revoke, locked before the first audit event (the chain's lock), the order
+    # a console revoke takes: grant, then chain. Locked after, it waited for a revoke that
+    # waited for the chain.
+    grant = None
+    if finding.severity == "critical" and tier.revoke_on_critical and finding.tool:
+        grant = (
+            Entitlement.objects.select_for_update()
+            .filter(
+                workload=finding.workload,
+                tool__slug=finding.tool,
+                status=Entitlement.Status.ACTIVE,
+            )
+            .first()
+        )
     actions = []
     if tier.gate_sessions_on_high and finding.workload.status in GATEABLE:
         _gate_sessions(
@@ -303,21 +317,17 @@ def finding_contain(*, finding: Finding) -> list[ContainmentAction]:
                 reason=_tier_reason(tier, finding),
             )
         )
-    if tier.revoke_on_critical and finding.tool:
-        grant = Entitlement.objects.filter(
-            workload=finding.workload, tool__slug=finding.tool, status=Entitlement.Status.ACTIVE
-        ).first()
-        if grant is not None:
-            workload_services.entitlement_revoke(grant=grant, by=None, reason=reason)
-            actions.append(
-                ContainmentAction.objects.create(
-                    finding=finding,
-                    action=ContainmentAction.Action.REVOKE_GRANT,
-                    workload=finding.workload,
-                    grant=grant,
-                    reason=_tier_reason(tier, finding),
-                )
+    if grant is not None:
+        workload_services.entitlement_revoke(grant=grant, by=None, reason=reason)
+        actions.append(
+            ContainmentAction.objects.create(
+                finding=finding,
+                action=ContainmentAction.Action.REVOKE_GRANT,
+                workload=finding.workload,
+                grant=grant,
+                reason=_tier_reason(tier, finding),
             )
+        )
     return actions
 
 

@@ -82,7 +82,7 @@ def test_a_failed_run_rolls_back_leaving_the_events_for_the_next(workload, monke
     session = make_session(workload)
     events = add_events(session, ("tool_call", 1, {"tool": "send-email"}))
 
-    def crash(drafts):
+    def crash(drafts, **kwargs):
         raise RuntimeError("worker died")
 
     monkeypatch.setattr(services, "findings_record", crash)

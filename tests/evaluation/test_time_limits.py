@@ -28,7 +28,7 @@ def test_a_task_cut_short_by_its_soft_limit_leaves_its_events_pending(monkeypatc
     session = make_session(ClassifiedWorkloadFactory())
     events = add_events(session, ("tool_call", 1, {"tool": "send-email"}))
 
-    def too_slow(drafts):
+    def too_slow(drafts, **kwargs):
         raise SoftTimeLimitExceeded()
 
     monkeypatch.setattr(services, "findings_record", too_slow)

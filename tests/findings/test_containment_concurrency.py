@@ -287,8 +287,8 @@ def test_evaluation_and_a_console_revoke_take_grant_and_policy_version_in_one_or
     holding = threading.Event()
     record = evaluation.findings_record
 
-    def pausing_record(drafts):
-        new = record(drafts)
+    def pausing_record(drafts, **kwargs):
+        new = record(drafts, **kwargs)
         holding.set()
         time.sleep(0.5)  # the revoke starts while evaluation holds its locks
         return new
@@ -562,3 +562,93 @@ def test_evaluation_and_a_superseding_approval_take_workload_grant_and_chain_in_
     else:
         assert errors == []
         assert Entitlement.objects.get(pk=grant.pk).status == Entitlement.Status.REVOKED
+
+
+def test_evaluation_does_not_wait_for_a_workload_it_did_not_lock_before_its_grants(
+    monkeypatch,
+):
+    """A workload whose tier turned containing after evaluation's early lock read it (a
+    reclassification committing meanwhile) is locked without waiting: evaluation holds
+    grants by then, and waiting for a holder that waits for those grants is a deadlock.
+    The batch fails at once and its task retries."""
+    from governance.evaluation import services as evaluation
+    from governance.evaluation import store
+    from tests.evaluation.rows import add_events, id_range
+    from tests.factories import tier
+
+    workload = ClassifiedWorkloadFactory(tier=tier("boundary-crossing"))
+    events = add_events(make_session(workload), ("tool_call", 1, {"tool": "send-email"}))
+    monkeypatch.setattr(store, "workloads_lock_containing", lambda drafted: set())
+    holding = threading.Event()
+    waited: list[float] = []
+
+    def hold():
+        with transaction.atomic():
+            Workload.objects.select_for_update().get(pk=workload.pk)
+            holding.set()
+            time.sleep(1.5)
+
+    def evaluate():
+        holding.wait(timeout=10)
+        started = time.monotonic()
+        try:
+            evaluation.events_evaluate(**id_range(events))
+        finally:
+            waited.append(time.monotonic() - started)
+
+    errors = _together(hold, evaluate)
+    assert [type(e).__name__ for e in errors] == ["OperationalError"]
+    assert waited[0] < 1.0  # it did not wait for the holder
+    assert not Finding.objects.exists()  # the batch rolled back, for its retry
+
+
+def test_a_critical_finding_revokes_its_grant_in_the_order_a_console_revoke_takes(admin_user):
+    """Containment locks the grant it revokes before its first audit event (the gate's),
+    the order a console revoke takes (grant, then the audit chain). Here the console holds
+    the grant while evaluation contains: with the grant locked after the gate's audit, each
+    waited for the other. The console's revocation lands first; containment finds the grant
+    revoked already and records no second revocation."""
+    from governance.evaluation.services import events_evaluate
+    from governance.models import ContainmentAction
+    from tests.evaluation.rows import add_events, id_range
+    from tests.factories import EntitlementFactory, tier
+    from workloads.models import CombinationRule, Entitlement, Tool
+    from workloads.services import entitlement_revoke
+
+    CombinationRule.objects.filter(slug="lethal-trifecta").update(effect="forbid", scope="dynamic")
+    workload = ClassifiedWorkloadFactory(tier=tier("boundary-crossing"))
+    grants = {
+        slug: EntitlementFactory(
+            workload=workload,
+            tool=Tool.objects.get(slug=slug),
+            valid_from=timezone.now() - timedelta(minutes=30),
+        )
+        for slug in ("sql-query", "web-search", "send-email")
+    }
+    # Each grant's last use moved within the hour: evaluation does not lock them early.
+    Entitlement.objects.filter(workload=workload).update(last_used_at=timezone.now())
+    events = add_events(
+        make_session(workload),
+        ("tool_call", 1, {"tool": "sql-query"}),
+        ("tool_call", 2, {"tool": "web-search"}),
+        ("tool_call", 3, {"tool": "send-email"}),  # completes the forbidden mix: critical
+    )
+    abused = grants["send-email"]
+    holding = threading.Event()
+
+    def revoke():
+        with transaction.atomic():
+            Entitlement.objects.select_for_update().get(pk=abused.pk)
+            holding.set()
+            time.sleep(0.5)  # evaluation contains while the console holds the grant
+            entitlement_revoke(grant=abused, by=admin_user, reason="Leaked key")
+
+    def evaluate():
+        holding.wait(timeout=10)
+        events_evaluate(**id_range(events))
+
+    errors = _together(revoke, evaluate)
+    assert errors == []
+    assert Entitlement.objects.get(pk=abused.pk).revoked_by == admin_user
+    assert Workload.objects.get(pk=workload.pk).status == Workload.Status.SUSPENDED
+    assert not ContainmentAction.objects.filter(action="revoke_grant").exists()
