@@ -586,7 +586,7 @@ def test_evaluation_does_not_wait_for_a_workload_it_did_not_lock_before_its_gran
         with transaction.atomic():
             Workload.objects.select_for_update().get(pk=workload.pk)
             holding.set()
-            time.sleep(1.5)
+            time.sleep(3)  # well past anything evaluation does before it reaches the lock
 
     def evaluate():
         holding.wait(timeout=10)
@@ -598,7 +598,7 @@ def test_evaluation_does_not_wait_for_a_workload_it_did_not_lock_before_its_gran
 
     errors = _together(hold, evaluate)
     assert [type(e).__name__ for e in errors] == ["OperationalError"]
-    assert waited[0] < 1.0  # it did not wait for the holder
+    assert waited[0] < 2.0  # it did not wait for the holder
     assert not Finding.objects.exists()  # the batch rolled back, for its retry
 
 
