@@ -13,7 +13,7 @@ from governance.approvals.services import session_run_requests_cancel
 from governance.audit import audit_record, audit_snapshot
 from governance.errors import Conflict, DomainError, NotAllowed
 from governance.findings import narrowing
-from governance.models import ContainmentAction, Finding, FindingComment
+from governance.models import AccessRequest, ContainmentAction, Finding, FindingComment
 from governance.policy_version import policy_version_bump
 from workloads import services as workload_services
 from workloads.models import Entitlement, RuleException, Workload
@@ -404,11 +404,29 @@ def containment_lift(*, workload: Workload, action: str, by, reason: str) -> Lif
     )
     if not records:
         raise Conflict("No finding's containment holds this any more.", code="not_held")
+    _lock_for_reversal(workload.pk)  # before the first reversal's audit event
     reversal = None
     for record in records:
         reversal = containment_reverse(action=record, by=by, reason=reason)
     assert reversal is not None
     return Lift([record.finding_id for record in records], reversal.still_held_by)
+
+
+def _lock_for_reversal(workload_id: int) -> None:
+    """The workload's row, then its pending session-run requests (a lifted gate cancels
+    them), both before any audit event: denying, cancelling or expiring a request takes the
+    request, then the audit chain, and the other order deadlocks with it."""
+    Workload.objects.select_for_update().filter(pk=workload_id).first()
+    list(
+        AccessRequest.objects.select_for_update()
+        .filter(
+            workload_id=workload_id,
+            kind=AccessRequest.Kind.SESSION_RUN,
+            status=AccessRequest.Status.PENDING,
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
 
 
 def other_holders(finding: Finding) -> dict[str, list[int]]:
@@ -561,7 +579,7 @@ def containment_reverse(*, action: ContainmentAction, by, reason: str) -> Revers
         raise Conflict("This containment was already reversed.")
     # The workload row, locked before the other holders are counted, serialises this with a
     # concurrent reversal or containment of the same workload (both take it too).
-    Workload.objects.select_for_update().filter(pk=action.workload_id).first()
+    _lock_for_reversal(action.workload_id)
     if workload_services.owns(by, action.workload):
         # Separation of duties, as for grants: nobody lifts a containment of their own workload.
         raise NotAllowed(

@@ -652,3 +652,41 @@ def test_a_critical_finding_revokes_its_grant_in_the_order_a_console_revoke_take
     assert Entitlement.objects.get(pk=abused.pk).revoked_by == admin_user
     assert Workload.objects.get(pk=workload.pk).status == Workload.Status.SUSPENDED
     assert not ContainmentAction.objects.filter(action="revoke_grant").exists()
+
+
+def test_lifting_a_gate_while_a_session_run_request_is_denied_does_not_deadlock(
+    reviewer, admin_user, owner, approver
+):
+    """A lifted gate cancels the pending session-run requests; it now locks them with the
+    workload, before its audit events. Denying one takes the request, then the audit chain:
+    with the requests locked after the lift's audit, each waited for the other."""
+    from governance.approvals import services as approvals
+    from governance.models import AccessRequest
+
+    workload = ClassifiedWorkloadFactory(owner=owner)
+    gate = _gate(workload, "gate", reviewer)
+    workload.refresh_from_db()
+    req = approvals.access_request_create(
+        by=owner,
+        workload=workload,
+        kind=AccessRequest.Kind.SESSION_RUN,
+        session="run-1",
+        justification="The nightly run.",
+    )
+    holding = threading.Event()
+
+    def deny():
+        with transaction.atomic():
+            AccessRequest.objects.select_for_update().get(pk=req.pk)
+            holding.set()
+            time.sleep(0.5)  # the lift starts while the denial holds the request
+            approvals.access_request_deny(access_request=req, by=approver, comment="Not now")
+
+    def lift():
+        holding.wait(timeout=10)
+        services.containment_reverse(action=gate, by=admin_user, reason="Fixed")
+
+    errors = _together(deny, lift)
+    assert errors == []
+    assert AccessRequest.objects.get(pk=req.pk).status == AccessRequest.Status.DENIED
+    assert not Workload.objects.get(pk=workload.pk).sessions_need_approval
