@@ -69,6 +69,24 @@ def _gate(workload, key, reviewer):
     )
 
 
+def _gated_with_a_session_run_request(owner, reviewer):
+    """A workload whose sessions a finding gated, with a session-run request pending."""
+    from governance.approvals import services as approvals
+    from governance.models import AccessRequest
+
+    workload = ClassifiedWorkloadFactory(owner=owner)
+    gate = _gate(workload, "gate", reviewer)
+    workload.refresh_from_db()
+    req = approvals.access_request_create(
+        by=owner,
+        workload=workload,
+        kind=AccessRequest.Kind.SESSION_RUN,
+        session="run-1",
+        justification="The nightly run.",
+    )
+    return workload, gate, req
+
+
 def test_two_reversals_at_once_lift_the_gate(reviewer, admin_user):
     workload = ClassifiedWorkloadFactory()
     first, second = _gate(workload, "one", reviewer), _gate(workload, "two", reviewer)
@@ -101,16 +119,7 @@ def test_approving_a_session_run_while_the_gate_is_lifted_does_not_deadlock(
     from governance.models import AccessRequest
     from workloads.models import SessionApproval
 
-    workload = ClassifiedWorkloadFactory(owner=owner)
-    gate = _gate(workload, "gate", reviewer)
-    workload.refresh_from_db()
-    req = approvals.access_request_create(
-        by=owner,
-        workload=workload,
-        kind=AccessRequest.Kind.SESSION_RUN,
-        session="run-1",
-        justification="The nightly run.",
-    )
+    workload, gate, req = _gated_with_a_session_run_request(owner, reviewer)
     holding = threading.Event()
     refusal = approvals._refusal_to_decide
 
@@ -663,16 +672,7 @@ def test_lifting_a_gate_while_a_session_run_request_is_denied_does_not_deadlock(
     from governance.approvals import services as approvals
     from governance.models import AccessRequest
 
-    workload = ClassifiedWorkloadFactory(owner=owner)
-    gate = _gate(workload, "gate", reviewer)
-    workload.refresh_from_db()
-    req = approvals.access_request_create(
-        by=owner,
-        workload=workload,
-        kind=AccessRequest.Kind.SESSION_RUN,
-        session="run-1",
-        justification="The nightly run.",
-    )
+    workload, gate, req = _gated_with_a_session_run_request(owner, reviewer)
     holding = threading.Event()
 
     def deny():
