@@ -100,7 +100,11 @@ def findings_record(
     # The tier may contain high findings (sessions need approval) and critical ones.
     containable = [f.dedupe_key for f in new if f.severity in CONTAINABLE]
     if containable:
-        from governance.findings.services import finding_contain, tier_contains
+        from governance.findings.services import (
+            containment_prelock,
+            finding_contain,
+            tier_contains,
+        )
 
         found = Finding.objects.filter(dedupe_key__in=containable).select_related(
             "workload__tier", "session"
@@ -115,6 +119,7 @@ def findings_record(
             store.workloads_lock(to_contain)
         else:
             store.workloads_lock(to_contain - locked_early, nowait=True)
+        containment_prelock(acting)
         for finding in acting:
             finding_contain(finding=finding)
     return new

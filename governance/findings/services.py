@@ -16,7 +16,7 @@ from governance.findings import narrowing
 from governance.models import AccessRequest, ContainmentAction, Finding, FindingComment
 from governance.policy_version import policy_version_bump
 from workloads import services as workload_services
-from workloads.models import Entitlement, RuleException, Workload
+from workloads.models import Entitlement, RuleException, SessionApproval, Workload
 from workloads.selectors import effective_session_limits
 
 TRIAGE = "governance.triage_finding"
@@ -414,8 +414,9 @@ def containment_lift(*, workload: Workload, action: str, by, reason: str) -> Lif
 
 def _lock_for_reversal(workload_id: int) -> None:
     """The workload's row, then its pending session-run requests (a lifted gate cancels
-    them), both before any audit event: denying, cancelling or expiring a request takes the
-    request, then the audit chain, and the other order deadlocks with it."""
+    them) and its session approvals in force (a lifted gate ends them), all before any audit
+    event: denying, cancelling or expiring a request, and revoking or expiring an approval,
+    take the row, then the audit chain, and the other order deadlocks with them."""
     Workload.objects.select_for_update().filter(pk=workload_id).first()
     list(
         AccessRequest.objects.select_for_update()
@@ -427,6 +428,33 @@ def _lock_for_reversal(workload_id: int) -> None:
         .order_by("pk")
         .values_list("pk", flat=True)
     )
+    _lock_rows(SessionApproval.objects.filter(workload_id=workload_id, status="active"))
+
+
+def containment_prelock(findings: list[Finding]) -> None:
+    """For findings about to be contained, with their workloads locked: the grants a critical
+    one would revoke and the session approvals a gate would end, locked before the first
+    containment writes an audit event (the chain's lock). A console revoke takes a grant,
+    then the chain; revoking an approval takes it, then the chain. Locked later, after an
+    earlier finding's audit in the same batch, either closed a cycle."""
+    abused = {(f.workload_id, f.tool) for f in findings if f.severity == "critical" and f.tool}
+    if abused:
+        _lock_rows(
+            Entitlement.objects.filter(
+                workload_id__in={workload_id for workload_id, _tool in abused},
+                tool__slug__in={tool for _workload_id, tool in abused},
+                status=Entitlement.Status.ACTIVE,
+            )
+        )
+    _lock_rows(
+        SessionApproval.objects.filter(
+            workload_id__in={f.workload_id for f in findings}, status="active"
+        )
+    )
+
+
+def _lock_rows(queryset) -> None:
+    list(queryset.select_for_update().order_by("pk").values_list("pk", flat=True))
 
 
 def other_holders(finding: Finding) -> dict[str, list[int]]:

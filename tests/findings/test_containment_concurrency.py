@@ -611,18 +611,40 @@ def test_evaluation_does_not_wait_for_a_workload_it_did_not_lock_before_its_gran
     assert not Finding.objects.exists()  # the batch rolled back, for its retry
 
 
+def _revoking_while_evaluating(grant, events, admin_user) -> list[Exception]:
+    """A console revoke holds `grant` while evaluation of `events` contains; what each
+    raised."""
+    from governance.evaluation.services import events_evaluate
+    from tests.evaluation.rows import id_range
+    from workloads.models import Entitlement
+    from workloads.services import entitlement_revoke
+
+    holding = threading.Event()
+
+    def revoke():
+        with transaction.atomic():
+            Entitlement.objects.select_for_update().get(pk=grant.pk)
+            holding.set()
+            time.sleep(0.5)  # evaluation contains while the console holds the grant
+            entitlement_revoke(grant=grant, by=admin_user, reason="Leaked key")
+
+    def evaluate():
+        holding.wait(timeout=10)
+        events_evaluate(**id_range(events))
+
+    return _together(revoke, evaluate)
+
+
 def test_a_critical_finding_revokes_its_grant_in_the_order_a_console_revoke_takes(admin_user):
     """Containment locks the grant it revokes before its first audit event (the gate's),
     the order a console revoke takes (grant, then the audit chain). Here the console holds
     the grant while evaluation contains: with the grant locked after the gate's audit, each
     waited for the other. The console's revocation lands first; containment finds the grant
     revoked already and records no second revocation."""
-    from governance.evaluation.services import events_evaluate
     from governance.models import ContainmentAction
-    from tests.evaluation.rows import add_events, id_range
+    from tests.evaluation.rows import add_events
     from tests.factories import EntitlementFactory, tier
     from workloads.models import CombinationRule, Entitlement, Tool
-    from workloads.services import entitlement_revoke
 
     CombinationRule.objects.filter(slug="lethal-trifecta").update(effect="forbid", scope="dynamic")
     workload = ClassifiedWorkloadFactory(tier=tier("boundary-crossing"))
@@ -643,20 +665,7 @@ def test_a_critical_finding_revokes_its_grant_in_the_order_a_console_revoke_take
         ("tool_call", 3, {"tool": "send-email"}),  # completes the forbidden mix: critical
     )
     abused = grants["send-email"]
-    holding = threading.Event()
-
-    def revoke():
-        with transaction.atomic():
-            Entitlement.objects.select_for_update().get(pk=abused.pk)
-            holding.set()
-            time.sleep(0.5)  # evaluation contains while the console holds the grant
-            entitlement_revoke(grant=abused, by=admin_user, reason="Leaked key")
-
-    def evaluate():
-        holding.wait(timeout=10)
-        events_evaluate(**id_range(events))
-
-    errors = _together(revoke, evaluate)
+    errors = _revoking_while_evaluating(abused, events, admin_user)
     assert errors == []
     assert Entitlement.objects.get(pk=abused.pk).revoked_by == admin_user
     assert Workload.objects.get(pk=workload.pk).status == Workload.Status.SUSPENDED
@@ -690,3 +699,37 @@ def test_lifting_a_gate_while_a_session_run_request_is_denied_does_not_deadlock(
     assert errors == []
     assert AccessRequest.objects.get(pk=req.pk).status == AccessRequest.Status.DENIED
     assert not Workload.objects.get(pk=workload.pk).sessions_need_approval
+
+
+def test_a_batch_containing_two_workloads_locks_every_grant_it_revokes_before_its_audits(
+    admin_user,
+):
+    """One batch contains two workloads: the second's grant used to be locked after the
+    first's audit events (the chain), while a console revoke held that grant and waited for
+    the chain. Every grant the batch will revoke is now locked before its first audit."""
+    from tests.evaluation.rows import add_events
+    from tests.factories import EntitlementFactory, tier
+    from workloads.models import CombinationRule, Entitlement, Tool
+
+    CombinationRule.objects.filter(slug="lethal-trifecta").update(effect="forbid", scope="dynamic")
+    events, abused = [], None
+    for _ in range(2):
+        workload = ClassifiedWorkloadFactory(tier=tier("boundary-crossing"))
+        for slug in ("sql-query", "web-search", "send-email"):
+            grant = EntitlementFactory(
+                workload=workload,
+                tool=Tool.objects.get(slug=slug),
+                valid_from=timezone.now() - timedelta(minutes=30),
+                last_used_at=timezone.now(),  # not locked early for its last use
+            )
+        abused = grant  # the second workload's send-email grant
+        events += add_events(
+            make_session(workload),
+            ("tool_call", 1, {"tool": "sql-query"}),
+            ("tool_call", 2, {"tool": "web-search"}),
+            ("tool_call", 3, {"tool": "send-email"}),
+        )
+    errors = _revoking_while_evaluating(abused, events, admin_user)
+    assert errors == []
+    assert Entitlement.objects.get(pk=abused.pk).revoked_by == admin_user
+    assert Workload.objects.filter(status=Workload.Status.SUSPENDED).count() == 2
