@@ -404,6 +404,19 @@ def access_request_approve(
             .order_by("pk")
             .values_list("pk", flat=True)
         )
+        # And an earlier approval of the same session, which a session run closes (expiring
+        # one takes its row, then the chain).
+        if access_request.kind == AccessRequest.Kind.SESSION_RUN:
+            list(
+                SessionApproval.objects.select_for_update()
+                .filter(
+                    workload_id=access_request.workload_id,
+                    session=access_request.session,
+                    status="active",
+                )
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
         req = _locked(access_request)
         error = _refusal_to_decide(req, by)
         if error is None:
