@@ -55,6 +55,17 @@ def _narrow(workload, by, key="narrow", **caps):
     )
 
 
+def _ask_for_a_longer_window(owner, workload):
+    """The owner files a session-window request for 900 tool calls."""
+    return approvals.access_request_create(
+        by=owner,
+        workload=workload,
+        kind=AccessRequest.Kind.SESSION_WINDOW,
+        session_limits={"max_tool_calls": 900},
+        justification="A longer run",
+    )
+
+
 def _in_force(workload):
     workload.refresh_from_db()
     return effective_session_limits(workload=workload, at=timezone.now())
@@ -175,13 +186,7 @@ def test_a_longer_window_does_not_lift_a_cap(client, workload, reviewer, decide_
     assert ask(client, decide_secret, session="run-b")["decision"] == "deny"
     # Nor may the owner ask for a longer window on a capped limit: reversing lifts it.
     with pytest.raises(Conflict) as refused:
-        approvals.access_request_create(
-            by=owner,
-            workload=workload,
-            kind=AccessRequest.Kind.SESSION_WINDOW,
-            session_limits={"max_tool_calls": 900},
-            justification="A longer run",
-        )
+        _ask_for_a_longer_window(owner, workload)
     assert refused.value.code == "narrowed"
     # The workload page's access panel says the window is held below what it grants.
     client.force_login(owner)
@@ -407,13 +412,7 @@ def test_merging_findings_keeps_both_narrowings_whole_with_their_times(workload,
 def test_a_window_request_filed_before_a_narrowing_cannot_be_approved_under_it(
     workload, reviewer, owner, approver, admin_user
 ):
-    req = approvals.access_request_create(
-        by=owner,
-        workload=workload,
-        kind=AccessRequest.Kind.SESSION_WINDOW,
-        session_limits={"max_tool_calls": 900},
-        justification="A longer run",
-    )
+    req = _ask_for_a_longer_window(owner, workload)
     action = _narrow(workload, reviewer, max_tool_calls=5)
     with pytest.raises(Conflict) as refused:
         approvals.access_request_approve(access_request=req, by=approver)
@@ -489,12 +488,6 @@ def test_a_refused_window_names_only_the_findings_that_cap_what_it_asks_for(
     calls = _narrow(workload, reviewer, key="calls", max_tool_calls=5)
     loops = _narrow(workload, reviewer, key="loops", loop_threshold=2)
     with pytest.raises(Conflict) as refused:
-        approvals.access_request_create(
-            by=owner,
-            workload=workload,
-            kind=AccessRequest.Kind.SESSION_WINDOW,
-            session_limits={"max_tool_calls": 900},
-            justification="A longer run",
-        )
+        _ask_for_a_longer_window(owner, workload)
     assert f"finding #{calls.finding_id} caps tool calls" in refused.value.message
     assert f"#{loops.finding_id}" not in refused.value.message
