@@ -305,3 +305,34 @@ def test_a_high_finding_on_a_gating_tier_makes_each_session_need_approval():
     assert not ContainmentAction.objects.filter(finding=other).exists()
     quiet.refresh_from_db()
     assert not quiet.sessions_need_approval
+
+
+def test_the_page_says_when_a_reversed_revocation_granted_nothing(admin_user, client):
+    """The tool was granted again after the revocation: reversing it restores nothing, and
+    the finding page says so rather than 'reversed' alone."""
+    from django.urls import reverse
+
+    from tests.findings.api_rows import make_finding
+    from workloads.services import entitlement_revoke
+
+    workload = ClassifiedWorkloadFactory()
+    tool = Tool.objects.get(slug="web-search")
+    revoked = EntitlementFactory(workload=workload, tool=tool)
+    entitlement_revoke(grant=revoked, by=None, reason="Contained", for_containment=True)
+    EntitlementFactory(workload=workload, tool=tool)  # granted anew since
+    record = ContainmentAction.objects.create(
+        finding=make_finding(workload, tool="web-search"),
+        action="revoke_grant",
+        workload=workload,
+        grant=revoked,
+    )
+    client.force_login(admin_user)
+    response = client.post(
+        reverse("findings:reverse_containment", args=[record.pk]),
+        {"reason": "False alarm"},
+        follow=True,
+    )
+    assert [str(m) for m in response.context["messages"]] == [
+        "Containment reversed. The workload holds the tool again already, so nothing was granted."
+    ]
+    assert Entitlement.objects.filter(workload=workload, tool=tool, status="active").count() == 1
