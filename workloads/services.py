@@ -17,6 +17,7 @@ from workloads.models import (
     Entitlement,
     SensitivityTier,
     SessionApproval,
+    SessionLimitsChange,
     SessionPolicy,
     Tool,
     Workload,
@@ -144,12 +145,15 @@ def workload_classify(*, workload: Workload, tier: SensitivityTier, by, rational
     if workload.status == Workload.Status.RETIRED:
         raise Conflict("A retired workload cannot be reclassified.")
     before = audit_snapshot(workload, WORKLOAD_AUDIT_FIELDS)
+    policy, _ = SessionPolicy.objects.get_or_create(workload=workload)
+    limits_before = session_limits(policy, workload.tier) if workload.tier else None
     workload.tier = tier
     workload.classification_rationale = rationale.strip()
     workload.classified_by = by
     workload.classified_at = timezone.now()
     workload.save()
-    _clamp_policy_to_tier(workload)
+    _clamp_policy_to_tier(workload, policy)
+    _session_limits_record(workload, limits_before, session_limits(policy, tier))
     # Before the first audit event: the audit chain's lock comes after the grants' (as when a
     # grant is revoked), or a revocation running meanwhile deadlocks with this.
     _clamp_grants_to_tier(workload, tier, by=by)
@@ -193,9 +197,8 @@ def _clamp_grants_to_tier(workload: Workload, tier: SensitivityTier, *, by) -> N
         )
 
 
-def _clamp_policy_to_tier(workload: Workload) -> None:
+def _clamp_policy_to_tier(workload: Workload, policy: SessionPolicy) -> None:
     """A move to a stricter tier drops overrides that the new tier no longer allows."""
-    policy, _ = SessionPolicy.objects.get_or_create(workload=workload)
     changed = []
     for name in SessionPolicy.LIMIT_FIELDS:
         value = getattr(policy, name)
@@ -204,6 +207,30 @@ def _clamp_policy_to_tier(workload: Workload) -> None:
             changed.append(name)
     if changed:
         policy.save(update_fields=[*changed, "updated_at"])
+
+
+def session_limits(policy: SessionPolicy, tier: SensitivityTier) -> dict[str, int]:
+    """The limits a session runs under, before any extension or narrowing."""
+    effective = policy.effective(tier)
+    return {name: effective[name] for name in SessionPolicy.LIMIT_FIELDS}
+
+
+def _session_limits_record(workload: Workload, before: dict | None, after: dict) -> None:
+    """Append the workload's new session limits to their history (the workload row locked).
+    A workload with no history yet first gets the limits it had until now, from its
+    registration, so the change does not reach back over sessions run before it."""
+    latest = (
+        SessionLimitsChange.objects.filter(workload=workload)
+        .order_by("-effective_from", "-id")
+        .values_list("limits", flat=True)
+        .first()
+    )
+    if latest is None and before is not None and before != after:
+        SessionLimitsChange.objects.create(
+            workload=workload, effective_from=workload.created_at, limits=before
+        )
+    if latest != after:
+        SessionLimitsChange.objects.create(workload=workload, limits=after)
 
 
 def status_change_needs_reason(current: str, target: str) -> bool:
@@ -337,6 +364,7 @@ def session_policy_update(*, workload: Workload, by, **values) -> SessionPolicy:
         )
     policy, _ = SessionPolicy.objects.select_for_update().get_or_create(workload=workload)
     before = audit_snapshot(policy, POLICY_AUDIT_FIELDS)
+    limits_before = session_limits(policy, workload.tier)
     for name, value in values.items():
         if name not in POLICY_AUDIT_FIELDS:
             raise DomainError(f"Unknown session setting {name}.", field=name)
@@ -357,6 +385,7 @@ def session_policy_update(*, workload: Workload, by, **values) -> SessionPolicy:
     policy.save()
     after = audit_snapshot(policy, POLICY_AUDIT_FIELDS)
     if after != before:
+        _session_limits_record(workload, limits_before, session_limits(policy, workload.tier))
         audit_record(
             by=by,
             action="session_policy.update",

@@ -2,8 +2,8 @@
 queries, however many workloads), and a per-process cache of them keyed on the policy version.
 
 A snapshot carries time with it: grants, exceptions, gates, the workload's status and its
-session limits (extensions and narrowings start and end) each say what held when, so events
-are judged at their own time, whenever they are evaluated.
+session limits (policy edits, extensions and narrowings start and end) each say what held
+when, so events are judged at their own time, whenever they are evaluated.
 
 `policy_snapshots_cached` is what evaluation uses: one query for the version, then the
 compiled snapshot of each workload from this process's memory while it is still good —
@@ -41,6 +41,7 @@ from workloads.models import (
     RuleException,
     SensitivityTier,
     SessionExtension,
+    SessionLimitsChange,
     Tool,
     Workload,
 )
@@ -146,13 +147,41 @@ def _limit_windows(ids: set[int]) -> tuple[WindowsByWorkload, WindowsByWorkload]
     return raises, caps
 
 
+def _policy_history(ids: set[int]) -> dict[int, list[tuple[datetime, dict]]]:
+    """Each workload's recorded session limits, oldest first (one query)."""
+    history: dict[int, list[tuple[datetime, dict]]] = defaultdict(list)
+    for workload_id, since, limits in (
+        SessionLimitsChange.objects.filter(workload_id__in=ids)
+        .order_by("workload_id", "effective_from", "id")
+        .values_list("workload_id", "effective_from", "limits")
+    ):
+        history[workload_id].append((since, limits))
+    return history
+
+
+def _policy_over_time(
+    current: dict, history: list[tuple[datetime, dict]]
+) -> tuple[dict, list[tuple[datetime, dict]]]:
+    """The policy from the beginning and its later changes. The first recorded limits held
+    before their record too (nothing older is known); today's policy stands from the last
+    record (it is that record, unless a row was edited by hand)."""
+    if not history:
+        return current, []
+    *changes, (last_since, _last) = history
+    changes.append((last_since, current))
+    return changes[0][1], changes[1:]
+
+
 def limits_over_time(
-    base: dict, raises: Iterable[LimitWindow], caps: Iterable[LimitWindow]
+    base: dict,
+    raises: Iterable[LimitWindow],
+    caps: Iterable[LimitWindow],
+    policy_changes: Iterable[tuple[datetime, dict]] = (),
 ) -> tuple[tuple[datetime, Limits], ...]:
     """The limits in force from each moment they changed, the first from the beginning: the
-    session policy, raised by the extensions valid then, held under the caps of the
-    narrowings in force then (the policy itself is today's; its past edits are not kept).
-    One sweep over the windows' starts and ends, holding only the windows open at each."""
+    session policy (`base`, then each of `policy_changes` from its moment), raised by the
+    extensions valid then, held under the caps of the narrowings in force then. One sweep
+    over the windows' starts and ends, holding only the windows open at each."""
     edges: dict[datetime, list[tuple[bool, int, LimitWindow]]] = defaultdict(list)
     for raising, windows in ((True, raises), (False, caps)):
         for n, window in enumerate(windows):
@@ -160,10 +189,14 @@ def limits_over_time(
             edges[start].append((raising, n, window))
             if until is not None:
                 edges[until].append((raising, n, window))
+    policies = dict(policy_changes)  # the later of two changes at one moment stands
+    for moment in policies:
+        edges.setdefault(moment, [])
     open_raises: dict[int, LimitWindow] = {}
     open_caps: dict[int, LimitWindow] = {}
     changes: list[tuple[datetime, Limits]] = []
     for moment in (BEGINNING, *sorted(edges)):
+        base = policies.get(moment, base)
         for raising, n, window in edges.get(moment, ()):
             held = open_raises if raising else open_caps
             start, until, _values = window
@@ -223,16 +256,18 @@ def policy_snapshots(workload_ids: Iterable[int], *, at: datetime) -> dict[int, 
     gates = session_gate_intervals(ids, history)
     statuses = status_changes(history)
     raises, caps = _limit_windows(ids)
+    policies = _policy_history(ids)
     snapshots = {}
     for workload in workloads:
         limit_changes: tuple[tuple[datetime, Limits], ...] = ()
         if workload.tier_id is None:
             limits = Limits()
         else:
+            base, policy_changes = _policy_over_time(
+                workload.session_policy.effective(workload.tier), policies.get(workload.id, [])
+            )
             limit_changes = limits_over_time(
-                workload.session_policy.effective(workload.tier),
-                raises.get(workload.id, ()),
-                caps.get(workload.id, ()),
+                base, raises.get(workload.id, ()), caps.get(workload.id, ()), policy_changes
             )
             limits = held_at(limit_changes, at, limit_changes[0][1])
             if len(limit_changes) == 1:

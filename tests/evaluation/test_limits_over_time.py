@@ -1,5 +1,6 @@
-"""Session limits at the time: extensions and narrowings start and end, and evaluation judges
-a session by the limits it ran under, however late it runs (a re-run, a late batch)."""
+"""Session limits at the time: policy edits, extensions and narrowings start and end, and
+evaluation judges a session by the limits it ran under, however late it runs (a re-run, a late
+batch)."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -73,8 +74,11 @@ windows = st.lists(
 )
 
 
-@given(raises=windows, caps=windows)
-def test_the_sweep_agrees_with_the_limits_worked_out_at_each_moment(raises, caps):
+edits = st.lists(st.tuples(st.integers(0, 30), st.integers(1, 100)), max_size=4)
+
+
+@given(raises=windows, caps=windows, edits=edits)
+def test_the_sweep_agrees_with_the_limits_worked_out_at_each_moment(raises, caps, edits):
     def as_windows(drawn):
         return [
             (at(start), None if until is None else at(until), {name: value})
@@ -86,12 +90,17 @@ def test_the_sweep_agrees_with_the_limits_worked_out_at_each_moment(raises, caps
         return start <= moment and (until is None or moment < until)
 
     raising, capping = as_windows(raises), as_windows(caps)
+    policies = [(at(minute), BASE | {"max_tool_calls": calls}) for minute, calls in edits]
     policy = PolicySnapshot(
-        workload_status="active", limit_changes=limits_over_time(BASE, raising, capping)
+        workload_status="active",
+        limit_changes=limits_over_time(BASE, raising, capping, policies),
     )
     for minute in range(-1, 32):
         moment = at(minute)
         expected = dict(BASE)
+        for since, edited in sorted(policies, key=lambda edit: edit[0]):  # the last by then
+            if since <= moment:
+                expected = dict(edited)
         for window in raising:
             if in_force(window, moment):
                 expected = extended(expected, window[2])
@@ -99,6 +108,20 @@ def test_the_sweep_agrees_with_the_limits_worked_out_at_each_moment(raises, caps
             if in_force(window, moment):
                 expected = capped(expected, window[2])
         assert limits_at(policy, moment) == Limits(**expected), minute
+
+
+def test_a_policy_edit_holds_from_its_moment_under_the_windows_open_then():
+    changes = limits_over_time(
+        BASE,
+        [(at(0), at(60), {"max_session_seconds": 3600})],
+        [],
+        [(at(10), BASE | {"max_tool_calls": 4, "max_session_seconds": 300})],
+    )
+    policy = PolicySnapshot(workload_status="active", limit_changes=changes)
+    assert limits_at(policy, at(9)).max_tool_calls == 10
+    assert limits_at(policy, at(10)).max_tool_calls == 4
+    assert limits_at(policy, at(30)).max_session_seconds == 3600  # still extended
+    assert limits_at(policy, at(60)).max_session_seconds == 300
 
 
 def test_moments_where_nothing_changes_are_not_kept():
@@ -182,3 +205,64 @@ def _replayed_findings(session) -> int:
         sessions = list(Session.objects.filter(pk=session.pk).only(*store.SESSION_FIELDS))
         drafts = sessions_apply(sessions, store.session_events(sessions), fresh=True)
         return len(findings_record(drafts))
+
+
+@pytest.fixture
+def tightened(workload, budget, admin_user):
+    """A session three hours ago within the budget of its time; the budget halved an hour ago
+    (longer ago than an event may arrive late)."""
+    from workloads.models import Workload
+    from workloads.services import session_policy_update
+
+    Workload.objects.filter(pk=workload.pk).update(created_at=timezone.now() - timedelta(days=1))
+    session, events = _session_using(
+        workload, budget - 1, started_at=timezone.now() - timedelta(hours=3)
+    )
+    session_policy_update(workload=workload, by=admin_user, max_reasoning_tokens=budget // 2)
+    tightening = workload.session_limits_changes.latest("id")
+    tightening.effective_from = timezone.now() - timedelta(hours=1)
+    tightening.save(update_fields=["effective_from"])
+    return session, events
+
+
+def test_a_session_within_the_policy_of_its_time_is_not_flagged_after_a_tightening(
+    workload, tightened
+):
+    session, events = tightened
+    events_evaluate(**id_range(events))
+    assert not Finding.objects.filter(session=session, kind="budget_exceeded").exists()
+    assert _replayed_findings(session) == 0
+
+
+def test_a_session_after_the_tightening_is_held_to_it(workload, budget, tightened):
+    session, events = _session_using(workload, budget - 1, started_at=timezone.now())
+    events_evaluate(**id_range(events))
+    (over,) = Finding.objects.filter(session=session, kind="budget_exceeded")
+    assert over.details["limit"] == budget // 2
+
+
+def test_a_backdated_event_cannot_escape_a_tightening(workload, budget, tightened):
+    session, events = _session_using(
+        workload,
+        budget - 1,
+        started_at=timezone.now() - timedelta(hours=3),
+        received_at=timezone.now(),
+    )
+    events_evaluate(**id_range(events))
+    (over,) = Finding.objects.filter(session=session, kind="budget_exceeded")
+    assert over.details["limit"] == budget // 2
+
+
+def test_a_policy_changed_outside_the_services_holds_from_the_last_record(workload, tightened):
+    """A row edited by hand leaves no record: evaluation then trusts the policy as it is."""
+    from governance.evaluation.snapshot import policy_snapshots
+    from workloads.models import SessionPolicy
+
+    SessionPolicy.objects.filter(workload=workload).update(max_tool_calls=7)
+    snapshot = policy_snapshots([workload.pk], at=timezone.now())[workload.pk]
+    assert snapshot.limits.max_tool_calls == 7
+    an_hour_ago = limits_at(snapshot, timezone.now() - timedelta(minutes=59))
+    assert an_hour_ago.max_tool_calls == 7
+    assert limits_at(snapshot, timezone.now() - timedelta(hours=2)).max_tool_calls == (
+        workload.tier.max_tool_calls
+    )

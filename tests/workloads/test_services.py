@@ -155,3 +155,43 @@ def test_nobody_reinstates_their_own_suspended_workload(admin_user):
     # Suspending one's own workload tightens access, and stays open to its owner.
     live = ClassifiedWorkloadFactory(owner=admin_user)
     services.workload_set_status(workload=live, status="suspended", by=admin_user, reason="Stop")
+
+
+def _limits_history(workload) -> list[dict]:
+    return [
+        change.limits for change in workload.session_limits_changes.order_by("effective_from", "id")
+    ]
+
+
+def test_a_session_policy_edit_keeps_the_limits_it_replaces(admin_user):
+    """Evaluation judges a session by the limits of its time: the first edit records what
+    held until then (from the workload's registration) and what holds from now."""
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    calls = workload.tier.max_tool_calls
+    services.session_policy_update(workload=workload, by=admin_user, max_tool_calls=calls - 10)
+    services.session_policy_update(workload=workload, by=admin_user, max_tool_calls=calls - 20)
+    services.session_policy_update(workload=workload, by=admin_user, logging_level="full_trace")
+    history = _limits_history(workload)
+    assert [limits["max_tool_calls"] for limits in history] == [calls, calls - 10, calls - 20]
+    first = workload.session_limits_changes.order_by("effective_from").first()
+    assert first.effective_from == workload.created_at
+
+
+def test_reclassification_records_the_new_tiers_limits(admin_user):
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-act"))
+    services.workload_classify(
+        workload=workload, tier=tier("internal-read"), by=admin_user, rationale="reads only"
+    )
+    assert [limits["max_session_seconds"] for limits in _limits_history(workload)] == [
+        tier("internal-act").max_session_seconds,
+        tier("internal-read").max_session_seconds,
+    ]
+
+
+def test_a_first_classification_has_no_earlier_limits_to_keep(admin_user):
+    workload = WorkloadFactory()
+    services.workload_classify(
+        workload=workload, tier=tier("internal-read"), by=admin_user, rationale="reads only"
+    )
+    (limits,) = _limits_history(workload)
+    assert limits["max_tool_calls"] == tier("internal-read").max_tool_calls

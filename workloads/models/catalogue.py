@@ -232,6 +232,24 @@ class SessionPolicy(models.Model):
         return values
 
 
+class SessionLimitsChange(models.Model):
+    """A workload's session limits (policy and tier, before extensions and narrowings) from a
+    moment on, appended whenever they change: evaluation judges a session by the limits of
+    its own time, however late it runs."""
+
+    workload = models.ForeignKey(
+        Workload, on_delete=models.CASCADE, related_name="session_limits_changes"
+    )
+    effective_from = models.DateTimeField(default=timezone.now)
+    limits = models.JSONField()
+
+    class Meta:
+        indexes = [models.Index(fields=["workload", "effective_from", "id"])]
+
+    def __str__(self) -> str:
+        return f"session limits of {related_label(self, 'workload')} from {self.effective_from}"
+
+
 class CombinationRule(models.Model):
     """Capability classes or tools that must not meet in one workload's grants or one session.
 
