@@ -388,6 +388,8 @@ def unnamed_sessions_check(*, now=None, limit: int = 100) -> int:
         Session.objects.filter(due_before, source=Session.Source.OTLP)
         .filter(external_id__regex=f"^{_TRACE_ID.pattern}$")
         .exclude(evaluation_state__has_key=NAME_WAITED)
+        # Those whose fold is pending wait for it: left in, a backlog of them fills the batch.
+        .exclude(store.being_named_elsewhere())
         .order_by("created_at", "id")
         .values_list("id", flat=True)[:limit]
     )

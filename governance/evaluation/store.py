@@ -307,16 +307,21 @@ def sessions_being_named(sessions: Sequence[SessionRow | Session]) -> set[int]:
     query, none for an empty list."""
     if not sessions:
         return set()
-    keyed = {(s.workload_id, s.external_id): s.id for s in sessions}
-    links = SessionTrace.objects.filter(
-        workload_id__in={s.workload_id for s in sessions},
-        trace_id__in={s.external_id for s in sessions},
-    ).values_list("workload_id", "trace_id", "session_id")
-    return {
-        keyed[workload_id, trace_id]
-        for workload_id, trace_id, session_id in links
-        if keyed.get((workload_id, trace_id)) not in (None, session_id)
-    }
+    return set(
+        Session.objects.filter(id__in={s.id for s in sessions})
+        .filter(being_named_elsewhere())
+        .values_list("id", flat=True)
+    )
+
+
+def being_named_elsewhere() -> Exists:
+    """For a query on sessions: a trace link leads from the session's id (a trace id) to
+    another session (`sessions_being_named`, as a filter)."""
+    return Exists(
+        SessionTrace.objects.filter(
+            workload_id=OuterRef("workload_id"), trace_id=OuterRef("external_id")
+        ).exclude(session_id=OuterRef("id"))
+    )
 
 
 def session_approval_windows(

@@ -981,3 +981,23 @@ def test_an_iam_admin_is_not_offered_a_reversal_on_their_own_workload(client, re
     page = client.get(reverse("findings:detail", args=[gate.finding_id])).content.decode()
     assert "Required an approval for each session" in page
     assert f'id="reverse-{gate.pk}"' not in page
+
+
+def test_sessions_waiting_for_their_fold_do_not_fill_the_batch(workload, gated, settings):
+    from governance.evaluation.services import unnamed_sessions_check
+    from workloads.models import SessionTrace
+
+    settings.MANDATE_SESSION_GATE_GRACE_SECONDS = 0
+    window = workload.tier.max_session_seconds + settings.MANDATE_EVENT_MAX_LATENESS_SECONDS
+    now = timezone.now()
+    named = _session(workload, "conv-1")
+    for n in range(3):  # heard of first; their naming span came, the fold not yet run
+        _otlp_session(workload, f"{n:032x}", now - timedelta(seconds=1))
+        SessionTrace.objects.create(
+            workload=workload, trace_id=f"{n:032x}", session=named, fold_pending=True
+        )
+    due = _otlp_session(workload, "ab" * 16, now)
+    _evaluate_calls(due, 1)
+    with time_machine.travel(now + timedelta(seconds=window + 5)):
+        assert unnamed_sessions_check(limit=2) == 1
+    assert Finding.objects.filter(session=due, kind="unapproved_session_use").exists()
