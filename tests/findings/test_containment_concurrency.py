@@ -6,8 +6,9 @@ the other's record still standing, and the gate stayed up with no record left to
 Approving a session run while the gate is lifted: one lock order, no deadlock. Evaluation
 locking its workloads in id order, reading status under the lock, and taking grants before
 the policy version; evaluation and a superseding approval taking workloads, grants and the
-audit chain in that order: each test pauses one side where the other would cut in, and fails
-(a deadlock, or a wrong status) with the order undone."""
+audit chain in that order; a session-run approval and the expiry of the session's earlier
+approval taking that approval before the chain: each test pauses one side where the other
+would cut in, and fails (a deadlock, or a wrong status) with the order undone."""
 
 import threading
 import time
@@ -733,3 +734,48 @@ def test_a_batch_containing_two_workloads_locks_every_grant_it_revokes_before_it
     assert errors == []
     assert Entitlement.objects.get(pk=abused.pk).revoked_by == admin_user
     assert Workload.objects.filter(status=Workload.Status.SUSPENDED).count() == 2
+
+
+def test_a_session_run_approval_does_not_deadlock_with_expiring_the_earlier_one(
+    reviewer, owner, approver, monkeypatch
+):
+    """The last approval of a session run closes an earlier approval of the same session
+    (past its end, not yet marked); the expiry job takes that approval's row, then the audit
+    chain. The approval locks it before its first audit event: here the expiry pauses holding
+    the row, and an approval that audited first would wait for it holding the chain."""
+    from governance.approvals import services as approvals
+    from governance.models import AccessRequest
+    from workloads.models import SessionApproval
+
+    workload, _gate_action, first = _gated_with_a_session_run_request(owner, reviewer)
+    approvals.access_request_approve(access_request=first, by=approver)
+    now = timezone.now()
+    SessionApproval.objects.filter(session="run-1").update(
+        valid_from=now - timedelta(hours=2), valid_until=now - timedelta(seconds=1)
+    )
+    again = approvals.access_request_create(
+        by=owner,
+        workload=workload,
+        kind=AccessRequest.Kind.SESSION_RUN,
+        session="run-1",
+        justification="The nightly run, again.",
+    )
+    expiring = threading.Event()
+    audit = approvals.audit_record
+
+    def pausing_audit(*, by, action, **fields):
+        if action == "session_approval.expire" and by is None:  # the expiry job's
+            expiring.set()
+            time.sleep(0.5)  # the approval starts while the expiry holds the row
+        return audit(by=by, action=action, **fields)
+
+    monkeypatch.setattr(approvals, "audit_record", pausing_audit)
+
+    def approve():
+        expiring.wait(timeout=10)
+        approvals.access_request_approve(access_request=again, by=approver)
+
+    errors = _together(lambda: approvals.grants_expire(), approve)
+    assert errors == []
+    statuses = sorted(SessionApproval.objects.filter(session="run-1").values_list("status"))
+    assert statuses == [("active",), ("expired",)]
