@@ -7,8 +7,9 @@ Approving a session run while the gate is lifted: one lock order, no deadlock. E
 locking its workloads in id order, reading status under the lock, and taking grants before
 the policy version; evaluation and a superseding approval taking workloads, grants and the
 audit chain in that order; a session-run approval and the expiry of the session's earlier
-approval taking that approval before the chain: each test pauses one side where the other
-would cut in, and fails (a deadlock, or a wrong status) with the order undone."""
+approval taking that approval before the chain; a merge and a reviewer's containment taking
+the findings first: each test pauses one side where the other would cut in, and fails (a
+deadlock, a broken constraint or a wrong status) with the order undone."""
 
 import threading
 import time
@@ -779,3 +780,51 @@ def test_a_session_run_approval_does_not_deadlock_with_expiring_the_earlier_one(
     assert errors == []
     statuses = sorted(SessionApproval.objects.filter(session="run-1").values_list("status"))
     assert statuses == [("active",), ("expired",)]
+
+
+def test_a_containment_during_a_merge_is_seen_by_it(reviewer, monkeypatch):
+    """A merge moves the duplicate's gate record onto the survivor unless the survivor holds
+    one in force. It locks both findings first, as a reviewer's containment locks its
+    finding: here the merge pauses after reading the survivor's records while a reviewer
+    gates over the survivor. Without the finding locks the reviewer's record landed in
+    between and the merge's move broke the one-gate-per-finding constraint."""
+    from governance.models import ContainmentAction
+
+    workload = ClassifiedWorkloadFactory()
+    duplicate = _gate(workload, "first", reviewer).finding
+    into = Finding.objects.create(
+        kind="intent_drift",
+        severity="medium",
+        workload=workload,
+        session=make_session(workload),
+        summary="Drifted again.",
+        dedupe_key="second",
+        occurred_at=timezone.now(),
+    )
+    merging, read = [], threading.Event()
+    measure = services._measure
+
+    def pausing_measure(action):
+        if threading.current_thread() in merging and not read.is_set():
+            read.set()
+            time.sleep(0.5)  # the reviewer gates while the merge holds what it read
+        return measure(action)
+
+    monkeypatch.setattr(services, "_measure", pausing_measure)
+
+    def merge():
+        merging.append(threading.current_thread())
+        with transaction.atomic():
+            services.finding_merge(duplicate=duplicate, into=into)
+
+    def contain():
+        read.wait(timeout=10)
+        services.containment_apply(
+            finding=into, action="gate_sessions", by=reviewer, reason="Drifted again"
+        )
+
+    errors = _together(merge, contain)
+    # The reviewer's containment waited for the merge, then found the gate already held.
+    assert [type(e).__name__ for e in errors] == ["Conflict"]
+    in_force = ContainmentAction.objects.filter(finding=into, reversed_at=None)
+    assert [a.action for a in in_force] == ["gate_sessions"]
