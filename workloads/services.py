@@ -215,22 +215,33 @@ def session_limits(policy: SessionPolicy, tier: SensitivityTier) -> dict[str, in
     return {name: effective[name] for name in SessionPolicy.LIMIT_FIELDS}
 
 
+NO_LIMITS = dict.fromkeys(SessionPolicy.LIMIT_FIELDS)  # an unclassified workload's
+
+
 def _session_limits_record(workload: Workload, before: dict | None, after: dict) -> None:
-    """Append the workload's new session limits to their history (the workload row locked).
-    A workload with no history yet first gets the limits it had until now, from its
-    registration, so the change does not reach back over sessions run before it."""
+    """Append the workload's new session limits to their history (the workload row locked;
+    `before` None while it was unclassified, when no limit held). A workload with no history
+    yet first gets the limits it had until now, from its registration (migration 0018
+    rebuilt the history of older workloads from the audit trail), so the change does not
+    reach back over sessions run before it."""
     latest = (
         SessionLimitsChange.objects.filter(workload=workload)
         .order_by("-effective_from", "-id")
-        .values_list("limits", flat=True)
+        .only("effective_from", "limits")
         .first()
     )
-    if latest is None and before is not None and before != after:
-        SessionLimitsChange.objects.create(
-            workload=workload, effective_from=workload.created_at, limits=before
+    now = timezone.now()
+    if latest is None:
+        latest = SessionLimitsChange.objects.create(
+            workload=workload,
+            effective_from=workload.created_at,
+            limits=NO_LIMITS if before is None else before,
         )
-    if latest != after:
-        SessionLimitsChange.objects.create(workload=workload, limits=after)
+    if latest.limits != after:
+        # Never before the last record, whatever this host's clock says.
+        SessionLimitsChange.objects.create(
+            workload=workload, effective_from=max(now, latest.effective_from), limits=after
+        )
 
 
 def status_change_needs_reason(current: str, target: str) -> bool:

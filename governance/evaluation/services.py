@@ -33,7 +33,7 @@ from governance.evaluation import store
 from governance.evaluation.detectors import EventData, FindingDraft, PolicySnapshot, limits_at
 from governance.evaluation.engine import evaluate_session_batch, evaluate_session_clock
 from governance.evaluation.scoring import scorer_from_settings
-from governance.evaluation.snapshot import policy_snapshots, policy_snapshots_cached
+from governance.evaluation.snapshot import BEGINNING, policy_snapshots, policy_snapshots_cached
 from governance.ingest.handoff import evaluation_enqueue  # the one publisher of the task
 from governance.models import Finding
 from governance.models.findings import SEVERITY_RANK
@@ -375,15 +375,9 @@ def unnamed_sessions_check(*, now=None, limit: int = 100) -> int:
     lateness = timedelta(seconds=settings.MANDATE_EVENT_MAX_LATENESS_SECONDS)
     due_before = Q()
     for workload_id, policy in snapshots.items():
-        # The longest window the workload has had, as naming_deadline reads it.
-        windows = [policy.limits, *(limits for _since, limits in policy.limit_changes)]
-        longest = timedelta(seconds=max(w.max_session_seconds or 3600 for w in windows))
-        cutoff = now - longest - lateness
-        due_before |= Q(
-            workload_id=workload_id,
-            created_at__lt=cutoff,
-            created_at__gte=cutoff - UNNAMED_LOOKBACK,
-        )
+        due_before |= _past_naming_deadline(workload_id, policy, now, lateness)
+    if not due_before:  # an empty Q would match every session
+        return 0
     candidates = (
         Session.objects.filter(due_before, source=Session.Source.OTLP)
         .filter(external_id__regex=f"^{_TRACE_ID.pattern}$")
@@ -414,6 +408,23 @@ def unnamed_sessions_check(*, now=None, limit: int = 100) -> int:
             ]
         )
         return len(findings_record(drafts))
+
+
+def _past_naming_deadline(workload_id: int, policy: PolicySnapshot, now, lateness) -> Q:
+    """This workload's sessions whose naming deadline has passed, within UNNAMED_LOOKBACK of
+    it: one range of when Mandate heard of them per period of the workload's limits, each
+    with the window of its period (as naming_deadline reads it), so a window the workload
+    had once and no longer has does not hold the check back."""
+    periods = policy.limit_changes or ((BEGINNING, policy.limits),)
+    due = Q()
+    for n, (since, limits) in enumerate(periods):
+        until = periods[n + 1][0] if n + 1 < len(periods) else None
+        cutoff = now - timedelta(seconds=limits.max_session_seconds or 3600) - lateness
+        start = max(since, cutoff - UNNAMED_LOOKBACK)
+        end = cutoff if until is None else min(until, cutoff)
+        if start < end:
+            due |= Q(workload_id=workload_id, created_at__gte=start, created_at__lt=end)
+    return due
 
 
 def open_sessions_check(*, now=None, idle_after_seconds: int = 60, limit: int = 500) -> int:

@@ -164,11 +164,12 @@ def _policy_over_time(
 ) -> tuple[dict, list[tuple[datetime, dict]]]:
     """The policy from the beginning and its later changes. The first recorded limits held
     before their record too (nothing older is known); today's policy stands from the last
-    record (it is that record, unless a row was edited by hand)."""
+    record (it is that record, unless a row was edited by hand). A limit a record lacks (one
+    added since) is today's."""
     if not history:
         return current, []
-    *changes, (last_since, _last) = history
-    changes.append((last_since, current))
+    changes = [(since, {**current, **limits}) for since, limits in history[:-1]]
+    changes.append((history[-1][0], current))
     return changes[0][1], changes[1:]
 
 

@@ -255,6 +255,19 @@ def test_an_iam_admin_tightens_the_session_policy(admin_client):
     assert AuditEvent.objects.filter(action="session_policy.update").exists()
 
 
+def test_the_policy_says_when_new_limits_hold_and_links_to_the_earlier_ones(admin_client):
+    workload = ClassifiedWorkloadFactory()
+    admin_client.post(
+        reverse("workloads:session_policy", args=[workload.slug]), {"max_tool_calls": "12"}
+    )
+    page = admin_client.get(reverse("workloads:detail", args=[workload.slug])).content.decode()
+    note = page[page.index('data-testid="limits-apply-from"') :].split("</p>", 1)[0]
+    assert "from the moment they are saved" in note
+    link = note.split('href="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    changes = admin_client.get(link).content.decode()
+    assert "session_policy.update" in changes and "max_tool_calls" in changes
+
+
 # --- grants ---------------------------------------------------------------------------------
 
 

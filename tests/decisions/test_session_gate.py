@@ -1001,3 +1001,41 @@ def test_sessions_waiting_for_their_fold_do_not_fill_the_batch(workload, gated, 
     with time_machine.travel(now + timedelta(seconds=window + 5)):
         assert unnamed_sessions_check(limit=2) == 1
     assert Finding.objects.filter(session=due, kind="unapproved_session_use").exists()
+
+
+def test_a_window_the_workload_no_longer_has_does_not_hold_the_check_back(
+    workload, gated, admin_user, settings
+):
+    """Its window cut long ago, an unnamed session is due by the window it ran under."""
+    from governance.evaluation.services import unnamed_sessions_check
+    from workloads.services import session_policy_update
+
+    settings.MANDATE_SESSION_GATE_GRACE_SECONDS = 0
+    Workload.objects.filter(pk=workload.pk).update(created_at=timezone.now() - timedelta(days=30))
+    short = workload.tier.max_session_seconds // 6
+    session_policy_update(workload=workload, by=admin_user, max_session_seconds=short)
+    cut = workload.session_limits_changes.latest("id")
+    cut.effective_from = timezone.now() - timedelta(days=20)
+    cut.save(update_fields=["effective_from"])
+    now = timezone.now()
+    orphan = _otlp_session(workload, "ab" * 16, now)
+    _evaluate_calls(orphan, 1)
+    deadline = short + settings.MANDATE_EVENT_MAX_LATENESS_SECONDS
+    with time_machine.travel(now + timedelta(seconds=deadline + 5)):
+        assert unnamed_sessions_check() == 1
+
+
+def test_no_period_past_its_deadline_reads_no_session(workload, gated, settings, monkeypatch):
+    """The candidates' filter is a union of ranges: with none, nothing is read (an empty
+    filter would read every session)."""
+    from django.db.models import Q
+
+    from governance.evaluation import services as evaluation
+    from workloads.models import Session as SessionModel
+
+    settings.MANDATE_SESSION_GATE_GRACE_SECONDS = 0
+    long_ago = timezone.now() - timedelta(days=1)
+    _otlp_session(workload, "ab" * 16, long_ago)
+    monkeypatch.setattr(evaluation, "_past_naming_deadline", lambda *args: Q())
+    assert evaluation.unnamed_sessions_check() == 0
+    assert not SessionModel.objects.filter(evaluation_state__has_key="name_waited").exists()

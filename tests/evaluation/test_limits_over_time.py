@@ -266,3 +266,72 @@ def test_a_policy_changed_outside_the_services_holds_from_the_last_record(worklo
     assert limits_at(snapshot, timezone.now() - timedelta(hours=2)).max_tool_calls == (
         workload.tier.max_tool_calls
     )
+
+
+def _replayed_kinds(session) -> list[str]:
+    """The kinds of finding a fresh replay of the (evaluated) session raises."""
+    from governance.evaluation import store
+    from governance.evaluation.services import findings_record, sessions_apply
+    from workloads.models import Session
+
+    with transaction.atomic():
+        sessions = list(Session.objects.filter(pk=session.pk).only(*store.SESSION_FIELDS))
+        events = store.session_events(sessions)
+        assert events, "nothing to replay"
+        drafts = sessions_apply(sessions, events, fresh=True)
+        Finding.objects.filter(session=session).delete()  # so the replay's count as new
+        return sorted(finding.kind for finding in findings_record(drafts))
+
+
+def test_a_session_before_the_first_classification_is_not_held_to_the_tier(admin_user):
+    """Unclassified, a workload has no limits (its use is flagged as such); classifying it
+    later does not make its earlier sessions overrun the tier's."""
+    from tests.factories import WorkloadFactory, tier
+    from workloads.models import Workload
+    from workloads.services import workload_classify
+
+    draft = WorkloadFactory(created_at=timezone.now() - timedelta(days=1))
+    internal_read = tier("internal-read")
+    three_hours_ago = timezone.now() - timedelta(hours=3)
+    session, events = _session_using(
+        draft, internal_read.max_reasoning_tokens + 1, started_at=three_hours_ago
+    )
+    events_evaluate(**id_range(events))
+    workload_classify(
+        workload=Workload.objects.get(pk=draft.pk),
+        tier=internal_read,
+        by=admin_user,
+        rationale="Reads tickets.",
+    )
+    kinds = _replayed_kinds(session)
+    assert "unclassified_workload_use" in kinds and "budget_exceeded" not in kinds
+
+
+def test_a_session_before_a_reclassification_keeps_the_override_of_its_time(admin_user):
+    """An override the new tier no longer allows is dropped from the move on, not before."""
+    from tests.factories import ClassifiedWorkloadFactory, tier
+    from workloads.models import Workload
+    from workloads.services import session_policy_update, workload_classify
+
+    workload = ClassifiedWorkloadFactory(
+        tier=tier("internal-act"), created_at=timezone.now() - timedelta(days=1)
+    )
+    budget = tier("internal-read").max_reasoning_tokens
+    session_policy_update(workload=workload, by=admin_user, max_reasoning_tokens=budget + 10)
+    session, events = _session_using(
+        workload, budget + 1, started_at=timezone.now() - timedelta(minutes=1)
+    )
+    events_evaluate(**id_range(events))
+    workload_classify(
+        workload=Workload.objects.get(pk=workload.pk),
+        tier=tier("internal-read"),
+        by=admin_user,
+        rationale="Reads only now.",
+    )
+    move = workload.session_limits_changes.latest("id")
+    move.effective_from = timezone.now() - timedelta(seconds=30)  # after the session's start
+    move.save(update_fields=["effective_from"])
+    assert "budget_exceeded" not in _replayed_kinds(session)
+    later, events = _session_using(workload, budget + 1, started_at=timezone.now())
+    events_evaluate(**id_range(events))
+    assert Finding.objects.filter(session=later, kind="budget_exceeded").exists()

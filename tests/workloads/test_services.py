@@ -173,8 +173,6 @@ def test_a_session_policy_edit_keeps_the_limits_it_replaces(admin_user):
     services.session_policy_update(workload=workload, by=admin_user, logging_level="full_trace")
     history = _limits_history(workload)
     assert [limits["max_tool_calls"] for limits in history] == [calls, calls - 10, calls - 20]
-    first = workload.session_limits_changes.order_by("effective_from").first()
-    assert first.effective_from == workload.created_at
 
 
 def test_reclassification_records_the_new_tiers_limits(admin_user):
@@ -188,10 +186,46 @@ def test_reclassification_records_the_new_tiers_limits(admin_user):
     ]
 
 
-def test_a_first_classification_has_no_earlier_limits_to_keep(admin_user):
+def test_a_first_classification_follows_a_time_without_limits(admin_user):
     workload = WorkloadFactory()
     services.workload_classify(
         workload=workload, tier=tier("internal-read"), by=admin_user, rationale="reads only"
     )
-    (limits,) = _limits_history(workload)
-    assert limits["max_tool_calls"] == tier("internal-read").max_tool_calls
+    unclassified, classified = _limits_history(workload)
+    assert set(unclassified.values()) == {None}
+    assert classified["max_tool_calls"] == tier("internal-read").max_tool_calls
+
+
+def test_the_history_rebuilt_from_the_audit_trail_is_the_one_the_services_record(admin_user, owner):
+    """Migration 0018 gives workloads older than the history what the services would have
+    recorded: registration, classification, edits, a move that drops an override."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    from workloads.models import SessionLimitsChange
+
+    workload = services.workload_register(
+        by=owner,
+        slug="history",
+        name="History",
+        purpose="Answers questions.",
+        owner=owner,
+        model_family="o1",
+        environment="production",
+    )
+    services.workload_classify(
+        workload=workload, tier=tier("internal-act"), by=admin_user, rationale="acts"
+    )
+    services.session_policy_update(workload=workload, by=admin_user, max_tool_calls=80)
+    services.session_policy_update(workload=workload, by=admin_user, idle_timeout_seconds=60)
+    services.workload_classify(  # drops the override of 80 calls, above this tier's 50
+        workload=workload, tier=tier("internal-read"), by=admin_user, rationale="reads"
+    )
+    recorded = _limits_history(workload)
+    assert [limits["max_tool_calls"] for limits in recorded] == [None, 100, 80, 80, 50]
+
+    SessionLimitsChange.objects.all().delete()
+    migration = import_module("workloads.migrations.0018_session_limits_history_from_audit")
+    migration.rebuild(apps, None)
+    assert _limits_history(workload) == recorded
