@@ -12,15 +12,18 @@ combination may span both halves.
 The link is committed first, then the fold runs in its own transaction, taking locks in the
 evaluator's order (events, then sessions) so the two cannot deadlock. If a fold fails, the
 events are stored, the client's retry of the batch (a 503) runs it again, and a beat task
-(`traces_fold_pending`) folds whatever a link points at but was never folded.
+(`traces_fold_pending`) folds whatever a link points at but was never folded, and what a
+batch running alongside the link stored under the trace id after it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import Max, Min
+from django.utils import timezone
 
 from governance.findings.services import finding_merge
 from governance.ingest.handoff import evaluation_enqueue_on_commit
@@ -90,9 +93,15 @@ def traces_link(links: set[tuple[int, str, str]]) -> int:
     )
 
 
+# How far back the sweeper (every minute) looks for trace-keyed sessions committed after
+# their link: the race lasts milliseconds; the rest covers a sweeper that missed some runs.
+STRANDED_LOOKBACK = timedelta(minutes=15)
+
+
 def traces_fold_pending(*, limit: int = 500) -> int:
     """Fold what a committed link marks as not folded yet (a fold that failed or was cut
-    short); returns how many sessions were folded."""
+    short), then what recent settled links left behind; returns how many sessions were
+    folded."""
     folded = 0
     pending = SessionTrace.objects.filter(fold_pending=True).values_list(
         "workload_id", "trace_id", "session_id"
@@ -104,7 +113,35 @@ def traces_fold_pending(*, limit: int = 500) -> int:
             .first()
         )
         folded += _fold(workload_id, trace, orphan, target)
+    for workload_id, trace, orphan, target in traces_stranded(limit=limit):
+        folded += _fold(workload_id, trace, orphan, target)
     return folded
+
+
+def traces_stranded(*, limit: int = 500) -> list[tuple[int, str, int, int]]:
+    """(workload id, trace id, trace-keyed session, named session) for recent links whose
+    trace still has a session of its own: a batch of the trace's early spans that read the
+    links before this one committed, and stored its spans under the trace id after the link
+    found nothing to fold. Two queries."""
+    links = list(
+        SessionTrace.objects.filter(
+            fold_pending=False, created_at__gte=timezone.now() - STRANDED_LOOKBACK
+        ).values_list("workload_id", "trace_id", "session_id")
+    )
+    if not links:
+        return []
+    sessions = {
+        (workload_id, trace): pk
+        for workload_id, trace, pk in Session.objects.filter(
+            workload_id__in={w for w, _, _ in links}, external_id__in={t for _, t, _ in links}
+        ).values_list("workload_id", "external_id", "id")
+    }
+    stranded = []
+    for workload_id, trace, target in links:
+        orphan = sessions.get((workload_id, trace))
+        if orphan is not None and orphan != target:
+            stranded.append((workload_id, trace, orphan, target))
+    return stranded[:limit]
 
 
 @transaction.atomic

@@ -115,6 +115,29 @@ def test_a_fold_that_failed_is_done_by_the_beat_task(export_spans, workload, mon
     assert any(entry["task"] == "mandate.fold_traces" for entry in BEAT_SCHEDULE.values())
 
 
+def test_spans_stored_under_the_trace_after_its_link_are_folded_by_the_beat_task(
+    export_spans, workload, monkeypatch
+):
+    """A batch of early spans read the trace's links before the root's batch committed its
+    link, and committed after it: the link found nothing to fold, so it is settled, and the
+    spans sit under the trace id. The sweeper looks at recent links again."""
+    from governance.ingest import otlp
+    from governance.ingest.tasks import fold_traces
+
+    root, *children = agent_trace()
+    export_spans([root])
+    assert SessionTrace.objects.get(trace_id=TRACE).fold_pending is False
+    monkeypatch.setattr(otlp, "trace_sessions_known", lambda traces: {})  # read too early
+    export_spans(children)
+    monkeypatch.undo()
+    assert Session.objects.filter(external_id=TRACE).exists()
+
+    assert fold_traces.apply().get() == 1
+    assert not Session.objects.filter(external_id=TRACE).exists()
+    assert_agent_trace_stored(workload)
+    assert fold_traces.apply().get() == 0
+
+
 def test_a_trace_linked_without_anything_to_fold_is_not_pending(export_spans, workload):
     export_spans(agent_trace())
     assert SessionTrace.objects.get(trace_id=TRACE).fold_pending is False

@@ -73,6 +73,9 @@ class SessionTrace(models.Model):
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="traces")
     # Set (and committed) before a fold, cleared by it: what the sweeper still has to fold.
     fold_pending = models.BooleanField(default=False)
+    # The sweeper looks again at recent links for a trace-keyed session that a batch running
+    # alongside the link committed after it (and so after the fold).
+    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [
@@ -81,7 +84,8 @@ class SessionTrace(models.Model):
         indexes = [
             models.Index(
                 fields=["id"], name="trace_fold_pending", condition=models.Q(fold_pending=True)
-            )
+            ),
+            models.Index(fields=["created_at"], name="trace_recent"),
         ]
 
     def __str__(self) -> str:
