@@ -329,6 +329,8 @@ CELERY_BEAT_SCHEDULE = _schedule.BEAT_SCHEDULE
 APPROVAL_REQUEST_TTL_HOURS = env_int("APPROVAL_REQUEST_TTL_HOURS", 7 * 24)
 # How long an approved session-run request lets its session call tools (a gated workload).
 SESSION_APPROVAL_HOURS = env_int("SESSION_APPROVAL_HOURS", 24)
+# A session window may raise a limit to at most this many times its tier's default.
+SESSION_WINDOW_MAX_FACTOR = env_int("SESSION_WINDOW_MAX_FACTOR", 10)
 APPROVAL_REMINDER_HOURS = env_int("APPROVAL_REMINDER_HOURS", 24)
 # Owners hear about a grant, exception or session window this many days before it ends.
 GRANT_EXPIRY_WARNING_DAYS = env_int("GRANT_EXPIRY_WARNING_DAYS", 3)

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.db.models import CharField, Count, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Cast, Coalesce
 from django.http import Http404
@@ -88,6 +89,13 @@ def extended(limits: dict, granted: dict[str, int]) -> dict:
         if result.get(name) is None or value > result[name]:
             result[name] = value
     return result
+
+
+def window_ceilings(tier: SensitivityTier) -> dict[str, int]:
+    """The most a session window may raise each limit to on this tier: a fixed multiple of
+    the tier's default (SESSION_WINDOW_MAX_FACTOR), so no approval can make a limit moot."""
+    factor = settings.SESSION_WINDOW_MAX_FACTOR
+    return {name: getattr(tier, name) * factor for name in EXTENDED_LIMITS}
 
 
 def effective_session_limits(*, workload: Workload, at, caps: dict | None = None) -> dict:

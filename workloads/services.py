@@ -15,13 +15,16 @@ from workloads.combinations import RuleSpec, rules_completed_by
 from workloads.models import (
     CombinationRule,
     Entitlement,
+    LoggingLevel,
     SensitivityTier,
     SessionApproval,
+    SessionExtension,
     SessionLimitsChange,
     SessionPolicy,
     Tool,
     Workload,
 )
+from workloads.selectors import EXTENDED_LIMITS, window_ceilings
 
 WORKLOAD_AUDIT_FIELDS = (
     "slug",
@@ -41,6 +44,14 @@ WORKLOAD_AUDIT_FIELDS = (
 SESSION_APPROVAL_AUDIT_FIELDS = (
     "workload",
     "session",
+    "status",
+    "valid_from",
+    "valid_until",
+    "revoke_reason",
+)
+EXTENSION_AUDIT_FIELDS = (
+    "workload",
+    *EXTENDED_LIMITS,
     "status",
     "valid_from",
     "valid_until",
@@ -152,11 +163,15 @@ def workload_classify(*, workload: Workload, tier: SensitivityTier, by, rational
     workload.classified_by = by
     workload.classified_at = timezone.now()
     workload.save()
-    _clamp_policy_to_tier(workload, policy)
-    _session_limits_record(workload, limits_before, session_limits(policy, tier))
-    # Before the first audit event: the audit chain's lock comes after the grants' (as when a
-    # grant is revoked), or a revocation running meanwhile deadlocks with this.
+    # Before the first audit event: the audit chain's lock comes after the grants' and the
+    # windows' (as when one is revoked), or a revocation running meanwhile deadlocks with this.
+    windows = list(
+        SessionExtension.objects.select_for_update()
+        .filter(workload=workload, status=SessionExtension.Status.ACTIVE)
+        .order_by("id")
+    )
     _clamp_grants_to_tier(workload, tier, by=by)
+    _clamp_windows_to_tier(windows, tier, by=by)
     audit_record(
         by=by,
         action="workload.classify",
@@ -164,6 +179,9 @@ def workload_classify(*, workload: Workload, tier: SensitivityTier, by, rational
         before=before,
         after=audit_snapshot(workload, WORKLOAD_AUDIT_FIELDS),
     )
+    # After the move it follows from, in the trail as in time.
+    _clamp_policy_to_tier(workload, policy, tier, by=by)
+    _session_limits_record(workload, limits_before, session_limits(policy, tier))
     policy_version_bump()
     return workload
 
@@ -197,16 +215,107 @@ def _clamp_grants_to_tier(workload: Workload, tier: SensitivityTier, *, by) -> N
         )
 
 
-def _clamp_policy_to_tier(workload: Workload, policy: SessionPolicy) -> None:
-    """A move to a stricter tier drops overrides that the new tier no longer allows."""
-    changed = []
+def _clamp_windows_to_tier(windows: list[SessionExtension], tier: SensitivityTier, *, by) -> None:
+    """A move to a stricter tier holds the session windows in force to it, as it does grants:
+    each ends at most the tier's longest grant from now, and raises no limit past the tier's
+    ceiling (window_ceilings) from now on. A window that has started and raised more keeps its
+    past (evaluation judges sessions by it) and ends now; a held-down copy runs on in its
+    place. Each change is audited."""
+    now = timezone.now()
+    end = now + timedelta(days=tier.max_grant_days)
+    ceilings = window_ceilings(tier)
+    for window in windows:
+        held = {
+            name: min(getattr(window, name), ceiling)
+            for name, ceiling in ceilings.items()
+            if getattr(window, name) is not None
+        }
+        ends = min(window.valid_until, max(window.valid_from, now) + (end - now))
+        raised_past = any(held[name] != getattr(window, name) for name in held)
+        if ends == window.valid_until and not raised_past:
+            continue
+        before = audit_snapshot(window, EXTENSION_AUDIT_FIELDS)
+        why = {"reason": f"Held to the {tier.name} tier's limits."}
+        if raised_past and window.valid_from < now:
+            window.valid_until = now
+            window.save(update_fields=["valid_until"])
+            replacement = SessionExtension.objects.create(
+                workload=window.workload,
+                **held,
+                valid_from=now,
+                valid_until=ends,
+                granted_by=window.granted_by,
+                request=window.request,
+            )
+            audit_record(
+                by=by,
+                action="extension.create",
+                obj=replacement,
+                after=audit_snapshot(replacement, EXTENSION_AUDIT_FIELDS)
+                | why
+                | {"replaces": window.pk},
+            )
+        else:
+            window.valid_until = ends
+            for name, value in held.items():
+                setattr(window, name, value)
+            window.save(update_fields=["valid_until", *held])
+        audit_record(
+            by=by,
+            action="extension.shortened",
+            obj=window,
+            before=before,
+            after=audit_snapshot(window, EXTENSION_AUDIT_FIELDS) | why,
+        )
+
+
+def overrides_refused(policy: SessionPolicy, tier: SensitivityTier) -> dict[str, tuple[str, str]]:
+    """The overrides this tier does not allow, (code, message) by field: an override only
+    tightens the tier, so no limit above its default, no lighter logging, no shorter
+    retention."""
+    refused = {}
     for name in SessionPolicy.LIMIT_FIELDS:
-        value = getattr(policy, name)
-        if value is not None and value > getattr(workload.tier, name):
-            setattr(policy, name, None)
-            changed.append(name)
-    if changed:
-        policy.save(update_fields=[*changed, "updated_at"])
+        value, ceiling = getattr(policy, name), getattr(tier, name)
+        if value is not None and value > ceiling:
+            hint = "; ask for a longer session window instead" if name in EXTENDED_LIMITS else ""
+            refused[name] = ("above_tier", f"The {tier.name} tier allows at most {ceiling}{hint}.")
+    if (
+        policy.logging_level == LoggingLevel.METADATA
+        and tier.logging_level == LoggingLevel.FULL_TRACE
+    ):
+        refused["logging_level"] = (
+            "below_tier",
+            f"The {tier.name} tier logs full traces; an override may only log more.",
+        )
+    if policy.retention_days is not None and policy.retention_days < tier.retention_days:
+        refused["retention_days"] = (
+            "below_tier",
+            f"The {tier.name} tier keeps {tier.retention_days} days; "
+            "an override may only keep longer.",
+        )
+    return refused
+
+
+def _clamp_policy_to_tier(
+    workload: Workload, policy: SessionPolicy, tier: SensitivityTier, *, by
+) -> None:
+    """A move to a stricter tier drops the overrides it no longer allows, audited."""
+    refused = overrides_refused(policy, tier)
+    if not refused:
+        return
+    before = audit_snapshot(policy, POLICY_AUDIT_FIELDS)
+    for name in refused:
+        setattr(policy, name, "" if name == "logging_level" else None)
+    policy.save(update_fields=[*refused, "updated_at"])
+    audit_record(
+        by=by,
+        action="session_policy.update",
+        obj=workload,
+        object_type="workloads.sessionpolicy",
+        before=before,
+        after=audit_snapshot(policy, POLICY_AUDIT_FIELDS)
+        | {"reason": f"Overrides the {tier.name} tier does not allow were dropped."},
+    )
 
 
 def session_limits(policy: SessionPolicy, tier: SensitivityTier) -> dict[str, int]:
@@ -379,20 +488,24 @@ def session_policy_update(*, workload: Workload, by, **values) -> SessionPolicy:
     for name, value in values.items():
         if name not in POLICY_AUDIT_FIELDS:
             raise DomainError(f"Unknown session setting {name}.", field=name)
-        if name in SessionPolicy.LIMIT_FIELDS and value is not None:
-            ceiling = getattr(workload.tier, name)
-            if value < 1:
-                raise DomainError("Must be at least 1.", field=name)
-            if value > ceiling:
-                raise DomainError(
-                    f"The {workload.tier.name} tier allows at most {ceiling}; "
-                    "request a longer window as an entitlement instead.",
-                    field=name,
-                    code="above_tier",
-                )
+        if name in SessionPolicy.LIMIT_FIELDS and value is not None and value < 1:
+            raise DomainError("Must be at least 1.", field=name)
         if name == "retention_days" and value is not None and not 1 <= value <= 3650:
             raise DomainError("Keep between 1 and 3650 days.", field=name)
         setattr(policy, name, value if value != "" else ("" if name == "logging_level" else None))
+    for name, (code, message) in overrides_refused(policy, workload.tier).items():
+        if name in values:  # an older override the tier refuses is left to the reclassification
+            raise DomainError(message, field=name, code=code)
+    effective = policy.effective(workload.tier)
+    if {"idle_timeout_seconds", "max_session_seconds"} & values.keys() and (
+        effective["idle_timeout_seconds"] > effective["max_session_seconds"]
+    ):
+        raise DomainError(
+            f"Longer than the session itself ({effective['max_session_seconds']} s): "
+            "it would never apply.",
+            field="idle_timeout_seconds",
+            code="idle_past_session",
+        )
     policy.save()
     after = audit_snapshot(policy, POLICY_AUDIT_FIELDS)
     if after != before:

@@ -41,8 +41,9 @@ from workloads.models import (
     Tool,
     Workload,
 )
-from workloads.selectors import effective_session_limits
+from workloads.selectors import effective_session_limits, window_ceilings
 from workloads.services import (
+    EXTENSION_AUDIT_FIELDS,
     GRANT_AUDIT_FIELDS,
     SESSION_APPROVAL_AUDIT_FIELDS,
     entitlement_grant,
@@ -68,14 +69,6 @@ REQUEST_AUDIT_FIELDS = (
     "decision_reason",
 )
 WINDOW_FIELDS = ("max_session_seconds", "max_tool_calls", "max_reasoning_tokens")
-EXTENSION_AUDIT_FIELDS = (
-    "workload",
-    *WINDOW_FIELDS,
-    "status",
-    "valid_from",
-    "valid_until",
-    "revoke_reason",
-)
 EXCEPTION_AUDIT_FIELDS = (
     "workload",
     "rule",
@@ -324,6 +317,26 @@ def _check_window(workload: Workload, limits: dict, now) -> None:
             raise DomainError(
                 f"Ask for more than the current {current.get(name)}.", field=name, code="not_more"
             )
+    above = _above_ceiling(workload, limits)
+    if above is not None:
+        raise above
+
+
+def _above_ceiling(workload: Workload, limits) -> DomainError | None:
+    """A window raises a limit to at most its tier's ceiling (window_ceilings)."""
+    if workload.tier is None:
+        return None
+    ceilings = window_ceilings(workload.tier)
+    for name, value in limits.items():
+        if value is not None and value > ceilings[name]:
+            return DomainError(
+                f"The {workload.tier.name} tier allows a session window of at most "
+                f"{ceilings[name]} ({settings.SESSION_WINDOW_MAX_FACTOR} times its default of "
+                f"{getattr(workload.tier, name)}).",
+                field=name,
+                code="above_ceiling",
+            )
+    return None
 
 
 def _narrowed_refusal(workload: Workload, limits, caps: dict) -> Conflict | None:
@@ -513,7 +526,7 @@ def _approve_locked(req: AccessRequest, by, *, comment: str, justification: str)
     return None
 
 
-def _stale_refusal(req: AccessRequest) -> Conflict | None:
+def _stale_refusal(req: AccessRequest) -> DomainError | None:
     """Why a pending request can no longer be approved, or None. The expiry job runs every few
     minutes; an approval in between must not outlive the deadline."""
     if req.expires_at <= timezone.now():
@@ -535,9 +548,11 @@ def _stale_refusal(req: AccessRequest) -> Conflict | None:
         )
     if req.kind == AccessRequest.Kind.SESSION_WINDOW:
         # Narrowed since it was filed: decided now, it would wait unseen behind the cap.
-        asked = {name for name in WINDOW_FIELDS if getattr(req, name) is not None}
+        asked = {name: getattr(req, name) for name in WINDOW_FIELDS}
+        asked = {name: value for name, value in asked.items() if value is not None}
         caps = caps_in_force([req.workload_id]).get(req.workload_id, {})
-        return _narrowed_refusal(req.workload, asked, caps)
+        # Or moved to a tier whose ceiling it now passes.
+        return _narrowed_refusal(req.workload, asked, caps) or _above_ceiling(req.workload, asked)
     return None
 
 

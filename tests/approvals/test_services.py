@@ -427,6 +427,67 @@ def test_a_session_window_must_ask_for_more_than_now(read_workload, owner):
     assert excinfo.value.code == "not_more"
 
 
+def _file_window(workload, owner, days=5, **limits):
+    return services.access_request_create(
+        by=owner,
+        workload=workload,
+        kind="session_window",
+        justification="Month-end runs are long.",
+        session_limits=limits,
+        duration_days=days,
+    )
+
+
+def test_a_session_window_raises_a_limit_at_most_to_the_tiers_ceiling(read_workload, owner):
+    ceiling = read_workload.tier.max_session_seconds * 10  # SESSION_WINDOW_MAX_FACTOR
+    with pytest.raises(DomainError) as refused:
+        _file_window(read_workload, owner, max_session_seconds=ceiling + 1)
+    assert refused.value.code == "above_ceiling" and refused.value.field == "max_session_seconds"
+    assert str(ceiling) in refused.value.message
+    assert _file_window(read_workload, owner, max_session_seconds=ceiling).pk
+
+
+def test_a_window_past_the_ceiling_of_the_workloads_new_tier_is_not_approved(
+    read_workload, owner, approver, admin_user
+):
+    req = _file_window(read_workload, owner, max_session_seconds=5000)
+    catalogue.workload_classify(
+        workload=read_workload, tier=tier("generation-only"), by=admin_user, rationale="Writes."
+    )
+    with pytest.raises(DomainError) as refused:
+        services.access_request_approve(access_request=req, by=approver)
+    assert refused.value.code == "above_ceiling"
+    assert not SessionExtension.objects.filter(request=req).exists()
+
+
+def test_a_move_to_a_stricter_tier_holds_the_windows_in_force_to_it(
+    read_workload, owner, approver, admin_user
+):
+    """From the move on: the window's past stands, as evaluation judges sessions by it."""
+    req = _file_window(read_workload, owner, days=150, max_session_seconds=5000)
+    services.access_request_approve(access_request=req, by=approver)
+    started = timezone.now() - timedelta(hours=1)
+    SessionExtension.objects.filter(request=req).update(valid_from=started)
+    catalogue.workload_classify(
+        workload=read_workload, tier=tier("generation-only"), by=admin_user, rationale="Writes."
+    )
+    now = timezone.now()
+    ceiling = tier("generation-only").max_session_seconds * 10
+    assert effective_session_limits(workload=read_workload, at=now)["max_session_seconds"] == (
+        ceiling
+    )
+    half_an_hour_ago = now - timedelta(minutes=30)
+    past = effective_session_limits(workload=read_workload, at=half_an_hour_ago)
+    assert past["max_session_seconds"] == 5000
+    assert AuditEvent.objects.filter(action="extension.shortened").count() == 1
+
+    catalogue.workload_classify(  # 30-day grants: the window ends within 30 days of the move
+        workload=read_workload, tier=tier("boundary-crossing"), by=admin_user, rationale="Web."
+    )
+    latest = SessionExtension.objects.filter(request=req).order_by("-valid_until").first()
+    assert latest.valid_until <= timezone.now() + timedelta(days=30)
+
+
 # --- the state machine --------------------------------------------------------------------
 
 

@@ -229,3 +229,50 @@ def test_the_history_rebuilt_from_the_audit_trail_is_the_one_the_services_record
     migration = import_module("workloads.migrations.0018_session_limits_history_from_audit")
     migration.rebuild(apps, None)
     assert _limits_history(workload) == recorded
+
+
+def test_an_override_may_not_log_less_or_keep_less_than_the_tier(admin_user):
+    workload = ClassifiedWorkloadFactory(tier=tier("boundary-crossing"))  # full traces, 365 days
+    for field, value in (("logging_level", "metadata"), ("retention_days", 30)):
+        with pytest.raises(DomainError) as refused:
+            services.session_policy_update(workload=workload, by=admin_user, **{field: value})
+        assert (refused.value.field, refused.value.code) == (field, "below_tier")
+    policy = services.session_policy_update(
+        workload=workload, by=admin_user, logging_level="full_trace", retention_days=400
+    )
+    assert policy.effective()["retention_days"] == 400
+
+
+def test_only_the_limits_a_window_raises_point_to_one(admin_user):
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    for field, window in (("max_tool_calls", True), ("idle_timeout_seconds", False)):
+        with pytest.raises(DomainError) as refused:
+            services.session_policy_update(
+                workload=workload, by=admin_user, **{field: getattr(workload.tier, field) + 1}
+            )
+        assert ("session window" in refused.value.message) is window
+
+
+def test_an_idle_timeout_past_the_session_itself_is_refused(admin_user):
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    with pytest.raises(DomainError) as refused:
+        services.session_policy_update(
+            workload=workload, by=admin_user, max_session_seconds=100, idle_timeout_seconds=200
+        )
+    assert (refused.value.field, refused.value.code) == ("idle_timeout_seconds", "idle_past_session")
+
+
+def test_a_move_that_drops_overrides_says_so_in_the_audit(admin_user):
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    services.session_policy_update(
+        workload=workload, by=admin_user, max_tool_calls=40, retention_days=120
+    )
+    services.workload_classify(
+        workload=workload, tier=tier("boundary-crossing"), by=admin_user, rationale="Web."
+    )
+    dropped = AuditEvent.objects.filter(action="session_policy.update").latest("id")
+    assert dropped.before["retention_days"] == 120 and dropped.after["retention_days"] is None
+    assert dropped.after["max_tool_calls"] == 40  # boundary-crossing allows 200
+    assert "does not allow" in dropped.after["reason"]
+    classified = AuditEvent.objects.get(action="workload.classify")
+    assert classified.id < dropped.id
