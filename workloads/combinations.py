@@ -41,6 +41,20 @@ def rules_completed_by(
     return [r for r in rules if rule_tripped(r, combined) and not rule_tripped(r, before)]
 
 
+def tripped_alone(groups: Iterable[Iterable[str]], tools: Mapping[str, str]) -> str | None:
+    """A tool that alone matches every group (`tools`: slug → capability class), or a
+    capability class any tool of which would: such a rule forbids a tool, not a combination,
+    and would refuse every request for it. Returns what it is, or None."""
+    sets = [set(group) for group in groups]
+    classes = {label for group in sets for label in group if not label.startswith("tool:")}
+    candidates = [({c}, f"Any {c.replace('_', ' ')} tool") for c in sorted(classes)]
+    candidates += [(_labels(slug, c), f"The tool {slug}") for slug, c in sorted(tools.items())]
+    for labels, name in candidates:
+        if all(group & labels for group in sets):
+            return name
+    return None
+
+
 def parse_groups(text: str, known_labels: set[str]) -> list[list[str]]:
     """Form input: one group per line, alternatives separated by commas or `|`."""
     groups = []

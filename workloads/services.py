@@ -11,7 +11,7 @@ from governance.audit import audit_record, audit_snapshot
 from governance.errors import Conflict, DomainError, NotAllowed, RuleViolation
 from governance.models import ContainmentAction
 from governance.policy_version import policy_version_bump
-from workloads.combinations import RuleSpec, rules_completed_by
+from workloads.combinations import RuleSpec, rules_completed_by, tripped_alone
 from workloads.models import (
     CombinationRule,
     Entitlement,
@@ -561,6 +561,14 @@ def combination_rule_save(*, by, rule: CombinationRule | None = None, **fields) 
         or not all(isinstance(g, list) and g and all(isinstance(i, str) for i in g) for g in groups)
     ):
         raise DomainError("A rule needs at least two non-empty groups.", field="groups")
+    alone = tripped_alone(groups, dict(Tool.objects.values_list("slug", "capability_class")))
+    if alone is not None:
+        raise DomainError(
+            f"{alone} alone would match every group: a rule forbids tools meeting, so no tool "
+            "may match two groups (to keep a tool away, do not grant it).",
+            field="groups",
+            code="tripped_alone",
+        )
     rule.full_clean()
     rule.save()
     audit_record(

@@ -62,6 +62,21 @@ def test_rule_groups_are_entered_one_per_line_with_alternatives(admin_client):
     assert rule.enabled and rule.effect == "forbid"
 
 
+@pytest.mark.parametrize(
+    ("groups", "named"),
+    [
+        ("messaging\nmessaging", "Any messaging tool"),  # one group twice
+        ("messaging, web_access\nmessaging", "Any messaging tool"),  # overlapping
+        ("tool:send-email\nmessaging", "The tool send-email"),  # a tool and its own class
+    ],
+)
+def test_a_rule_one_tool_would_trip_alone_is_refused_in_place(admin_client, groups, named):
+    response = admin_client.post(reverse("workloads:rule_create"), RULE | {"groups": groups})
+    assert response.status_code == 422
+    assert f"{named} alone would match every group" in response.content.decode()
+    assert not CombinationRule.objects.filter(slug=RULE["slug"]).exists()
+
+
 def test_a_new_grant_rule_names_the_workloads_that_already_hold_the_combination(admin_client):
     holder = ClassifiedWorkloadFactory(slug="holder")
     excepted = ClassifiedWorkloadFactory(slug="excepted")
