@@ -27,7 +27,12 @@ from workloads.models import (
     Tool,
     Workload,
 )
-from workloads.selectors import workloads_visible_to
+from workloads.selectors import (
+    EXTENDED_LIMITS,
+    effective_session_limits,
+    window_ceilings,
+    workloads_visible_to,
+)
 from workloads.services import active_tools_of, findings_holding, rule_specs
 
 APPROVE = "governance.approve_request"
@@ -323,3 +328,38 @@ def session_window_list(*, user, filters=None) -> QuerySet[SessionExtension]:
         return qs
     filterset = SessionWindowFilter(filters, queryset=qs)
     return filterset.qs if filterset.is_valid() else qs.none()
+
+
+@dataclass(frozen=True)
+class WindowRow:
+    label: str
+    asked: int | None
+    now: int | None
+    default: int
+    ceiling: int
+
+    @property
+    def above_ceiling(self) -> bool:
+        return self.asked is not None and self.asked > self.ceiling
+
+
+def window_comparison(*, workload: Workload, asked: dict | None = None) -> list[WindowRow]:
+    """Each limit a session window raises: what is asked, what holds now (with windows and
+    narrowings), the tier's default and the most a window may raise it to; so the person
+    asking and the one approving see the size of the ask."""
+    from governance.findings.narrowing import LIMIT_LABELS
+
+    if workload.tier is None:
+        return []
+    now = effective_session_limits(workload=workload, at=timezone.now())
+    ceilings = window_ceilings(workload.tier)
+    return [
+        WindowRow(
+            label=LIMIT_LABELS[name],
+            asked=(asked or {}).get(name),
+            now=now.get(name),
+            default=getattr(workload.tier, name),
+            ceiling=ceilings[name],
+        )
+        for name in EXTENDED_LIMITS
+    ]

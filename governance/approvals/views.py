@@ -33,7 +33,7 @@ from governance.models import AccessRequest
 from governance.permissions import requires
 from governance.roles import CONSOLE
 from workloads.models import Entitlement, RuleException, SessionApproval, Tool
-from workloads.selectors import extension_limits, workloads_visible_to
+from workloads.selectors import EXTENDED_LIMITS, extension_limits, workloads_visible_to
 from workloads.services import entitlement_revoke
 
 APPROVE = selectors.APPROVE
@@ -138,6 +138,11 @@ def _impact_from(data, workloads):
         "kind": kind,
         "result": selectors.impact_for(workload=workload, tools=tools, kind=kind),
         "session_approval_hours": settings.SESSION_APPROVAL_HOURS,
+        "window": (
+            selectors.window_comparison(workload=workload)
+            if kind == AccessRequest.Kind.SESSION_WINDOW
+            else []
+        ),
         # What it holds already, so nobody asks for a tool it has (or asks blind).
         "held": list(
             Entitlement.objects.filter(workload=workload, status=Entitlement.Status.ACTIVE)
@@ -158,10 +163,19 @@ def impact_view(request):
 def detail_view(request, pk):
     access_request = selectors.request_get(user=request.user, pk=pk)
     options = selectors.decision_options(access_request=access_request, user=request.user)
+    window = []
+    if access_request.kind == AccessRequest.Kind.SESSION_WINDOW:
+        asked = {name: getattr(access_request, name) for name in EXTENDED_LIMITS}
+        window = selectors.window_comparison(workload=access_request.workload, asked=asked)
     return render(
         request,
         "approvals/detail.html",
-        {"r": access_request, "options": options, "decisions": access_request.decisions.all()},
+        {
+            "r": access_request,
+            "options": options,
+            "decisions": access_request.decisions.all(),
+            "window": window,
+        },
     )
 
 

@@ -457,3 +457,51 @@ def test_an_htmx_revoke_without_a_reason_shows_the_error_in_the_form(client, own
     assert "Say why the grant is revoked." in response.content.decode()
     grant.refresh_from_db()
     assert grant.status == "active"
+
+
+def _window_row(body: str, label: str) -> list[str]:
+    table = body[body.index('data-testid="window-comparison"') :].split("</table>", 1)[0]
+    row = table[table.index(label) :].split("</tr>", 1)[0]
+    return re.findall(r'<td class="num">(\d+)', row)
+
+
+def test_the_window_preview_shows_the_limits_now_the_default_and_the_most_allowed(
+    client, owner, read_workload
+):
+    client.force_login(owner)
+    body = client.get(
+        reverse("approvals:impact"), {"workload": read_workload.slug, "kind": "session_window"}
+    ).content.decode()
+    seconds = read_workload.tier.max_session_seconds
+    assert _window_row(body, "Inference window") == [str(seconds), str(seconds), str(seconds * 10)]
+    assert "No combination rule tripped" not in body  # rules are about tools
+    tools = client.get(reverse("approvals:impact"), {"workload": read_workload.slug})
+    assert "window-comparison" not in tools.content.decode()
+
+
+def test_the_approver_sees_the_ask_beside_the_limits_and_one_past_the_ceiling(
+    client, approver, owner, admin_user, read_workload
+):
+    req = services.access_request_create(
+        by=owner,
+        workload=read_workload,
+        kind="session_window",
+        justification="Month-end runs are long.",
+        session_limits={"max_session_seconds": 5000},
+        duration_days=5,
+    )
+    client.force_login(approver)
+    body = client.get(reverse("approvals:detail", args=[req.pk])).content.decode()
+    assert _window_row(body, "Inference window") == ["5000", "900", "900", "9000"]
+    assert (
+        "Tool calls" not in body.split('data-testid="window-comparison"', 1)[1].split("</table>")[0]
+    )
+    assert "cannot be approved" not in body
+
+    from workloads.services import workload_classify
+
+    workload_classify(
+        workload=read_workload, tier=tier("generation-only"), by=admin_user, rationale="Writes."
+    )
+    body = client.get(reverse("approvals:detail", args=[req.pk])).content.decode()
+    assert "above the most a window allows: it cannot be approved" in body
