@@ -203,6 +203,21 @@ class _GrantRow(Protocol):
     revoke_form: RevokeForm
 
 
+def policy_panel_context(request, workload: Workload, policy_form=None) -> dict:
+    """What the session policy panel shows: also re-rendered on its own when something else
+    on the page (a revoked session window) changes the limits in force."""
+    policy = _session_policy(workload)
+    policy_form = policy_form or SessionPolicyForm.for_policy(policy)
+    return {
+        "workload": workload,
+        "policy": policy,
+        "policy_rows": _policy_rows(workload, policy, policy_form),
+        "policy_form": policy_form,
+        "narrowings": narrowings_of(workload.pk),
+        "can_edit_policy": request.user.has_perm("workloads.manage_catalogue"),
+    }
+
+
 def _detail_context(request, workload: Workload, **forms) -> dict:
     user = request.user
     now = timezone.now()
@@ -211,8 +226,6 @@ def _detail_context(request, workload: Workload, **forms) -> dict:
         if workload.status == Workload.Status.SUSPENDED
         else []
     )
-    policy = _session_policy(workload)
-    policy_form = forms.get("policy_form") or SessionPolicyForm.for_policy(policy)
     grants = list(entitlements_of(workload=workload))
     current = [g for g in grants if g.status == Entitlement.Status.ACTIVE]
     failed_revoke = forms.get("revoke_form")
@@ -228,10 +241,7 @@ def _detail_context(request, workload: Workload, **forms) -> dict:
     )
     audit_page.object_list = audit_labels_attach(audit_page.object_list)
     return {
-        "workload": workload,
-        "policy": policy,
-        "policy_rows": _policy_rows(workload, policy, policy_form),
-        "policy_form": policy_form,
+        **policy_panel_context(request, workload, forms.get("policy_form")),
         "classify_form": forms.get("classify_form")
         or ClassifyForm(
             initial={
@@ -246,10 +256,8 @@ def _detail_context(request, workload: Workload, **forms) -> dict:
         "audit_page": audit_page,
         "transitions": _transitions(workload, contained_by),
         "contained_by": contained_by,
-        "narrowings": narrowings_of(workload.pk),
         "may_lift": containment_may_reverse(user, workload),
         "can_classify": user.has_perm("workloads.classify_workload"),
-        "can_edit_policy": user.has_perm("workloads.manage_catalogue"),
         "can_grant": user.has_perm("workloads.grant_entitlement"),
         "now": now,
     }

@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
@@ -25,7 +26,7 @@ from governance.approvals.forms import (
     RevokeForm,
 )
 from governance.errors import DomainError, NotAllowed
-from governance.findings.narrowing import caps_in_force, caps_label, held_below
+from governance.findings.narrowing import caps_in_force, caps_label, held_below, window_label
 from governance.findings.services import may_reverse as containment_may_reverse
 from governance.forms import form_add_service_error
 from governance.htmx import is_fragment_request, redirect_after_post
@@ -404,6 +405,7 @@ def access_panel_context(request, workload) -> dict:
     caps = caps_in_force([workload.pk]).get(workload.pk, {}) if extensions else {}
     for extension in extensions:
         extension.held_to = caps_label(held_below(extension_limits(extension), caps))
+        extension.raises = window_label(extension_limits(extension))
     return {
         **panel,
         "exceptions": exceptions,
@@ -442,7 +444,15 @@ def _revoke(request, obj, revoke, *, kind: str, what: str):
         return redirect_after_post(request, workload_url)
     if not form.errors:
         workload = workloads_visible_to(request.user).get(pk=obj.workload_id)
-        return render(request, ACCESS, access_panel_context(request, workload))
+        response = render(request, ACCESS, access_panel_context(request, workload))
+        if kind == "window":  # the policy panel's "in force" column moves with it
+            from workloads.views import policy_panel_context
+
+            context = policy_panel_context(request, workload) | {"oob": True}
+            response.content += render_to_string(
+                "workloads/detail.html#policy", context, request=request
+            ).encode()
+        return response
     obj.revoke_form = form
     context = {"item": obj, "kind": kind, "action": request.path, "confirm": CONFIRM[kind]}
     response = render(request, f"{ACCESS}#revoke", context, status=422)

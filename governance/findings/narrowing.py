@@ -142,6 +142,11 @@ def caps_label(caps: Mapping[str, int]) -> str:
     return ", ".join(f"{LIMIT_LABELS[name]} ≤ {caps[name]}" for name in LIMITS if name in caps)
 
 
+def window_label(raised: Mapping[str, int]) -> str:
+    """`Inference window (s) 3600, Tool calls 200`: what a session window raises."""
+    return ", ".join(f"{LIMIT_LABELS[name]} {raised[name]}" for name in LIMITS if name in raised)
+
+
 def caps_effect(caps: Mapping[str, int]) -> str:
     """What the caps change, in words: some hold at each decision, the others in evaluation."""
     decided = {name: value for name, value in caps.items() if name in DECIDED}

@@ -258,6 +258,24 @@ def test_a_revoke_without_a_reason_is_422_with_the_error_in_place(client, owner,
     assert window.status == "active"
 
 
+def test_revoking_a_window_in_place_refreshes_the_limits_in_force_too(
+    client, owner, boundary_workload
+):
+    calls = boundary_workload.tier.max_tool_calls
+    window = window_for(boundary_workload, max_tool_calls=calls + 100)
+    client.force_login(owner)
+    url = reverse("approvals:window_revoke", args=[window.pk])
+    response = htmx_post(client, url, {f"window-{window.pk}-reason": "Done early."})
+    assert response.status_code == 200
+    html = response.content.decode()
+    entry = html[html.index(f'id="window-{window.pk}"') :].split("</li>", 1)[0]
+    assert "revoked</span> granted until" in entry and f"Tool calls {calls + 100}" in entry
+    policy = html[html.index('<section id="policy"') :]
+    assert policy.startswith('<section id="policy" class="card" hx-swap-oob="true">')
+    in_force = policy.split('data-effective="max_tool_calls">', 1)[1].split("<", 1)[0]
+    assert in_force == str(calls)
+
+
 def test_revoking_twice_shows_the_conflict_in_place(client, admin_user, boundary_workload):
     exception = exception_for(boundary_workload)
     services.rule_exception_revoke(exception=exception, by=admin_user, reason="First.")
