@@ -224,6 +224,7 @@ def demo_seed() -> dict[str, str]:
                 tool=Tool.objects.get(slug=tool_slug),
                 by=admin,
                 valid_until=now + timedelta(days=min(tier.max_grant_days, 30)),
+                reason="Demo: what the workload was built to call.",
             )
     # Stored like any reported batch; evaluation is enqueued after commit.
     usage_events_store(records=_demo_usage(), source="native")

@@ -114,7 +114,7 @@ SAMPLE_POST: dict[str, Callable[[SimpleNamespace], dict]] = {
     "workloads:classify": lambda w: {"tier": "boundary-crossing", "rationale": "forged"},
     "workloads:status": lambda w: {"status": "suspended"},
     "workloads:session_policy": lambda w: {"max_tool_calls": "3"},
-    "workloads:grant": lambda w: {"tool": w.spare_tool.slug},
+    "workloads:grant": lambda w: {"tool": w.spare_tool.slug, "reason": "forged"},
     "workloads:grant_revoke": lambda w: {f"revoke-{w.grant.pk}-reason": "forged"},
     "workloads:unused_grant_revoke": lambda w: {"reason": "forged", "days": "30"},
     "workloads:tool_create": lambda w: {

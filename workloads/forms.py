@@ -104,6 +104,11 @@ class SessionPolicyForm(forms.Form):
 class GrantForm(forms.Form):
     tool = forms.ModelChoiceField(queryset=Tool.objects.order_by("name"), to_field_name="slug")
     valid_until = forms.DateTimeField(required=False, widget=DateTimeLocalInput())
+    reason = forms.CharField(
+        max_length=2000,
+        label="Why it needs the tool",
+        help_text="Kept in the audit log, as a request's justification is.",
+    )
 
     def __init__(self, *args, tier: SensitivityTier | None = None, **kwargs):
         super().__init__(*args, **kwargs)

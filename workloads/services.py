@@ -625,6 +625,7 @@ def entitlement_grant(
     constraints: dict | None = None,
     allow_exception_rules: tuple[str, ...] = (),
     request=None,
+    reason: str = "",
 ) -> Entitlement:
     """Grant a tool. Combination rules are checked against the workload's current grants:
     a forbid rule blocks; an exception-required rule blocks unless its slug is in
@@ -635,7 +636,10 @@ def entitlement_grant(
 
     Separation of duties: a person never grants their own workload a tool directly (nor
     restores one by reversing its revocation); an owner's tools come through an access
-    request that others approve."""
+    request that others approve. A grant without a request says why (`reason`, audited), as
+    a request's justification does."""
+    if request is None and not reason.strip():
+        raise DomainError("Say why it needs the tool.", field="reason", code="required")
     workload = _locked(workload)
     if request is None and owns(by, workload):
         raise NotAllowed(
@@ -687,8 +691,12 @@ def entitlement_grant(
         granted_by=by if getattr(by, "pk", None) else None,
         request=request,
     )
+    after = audit_snapshot(grant, GRANT_AUDIT_FIELDS)
     audit_record(
-        by=by, action="grant.create", obj=grant, after=audit_snapshot(grant, GRANT_AUDIT_FIELDS)
+        by=by,
+        action="grant.create",
+        obj=grant,
+        after=after | {"reason": reason.strip()} if request is None else after,
     )
     policy_version_bump()
     return grant

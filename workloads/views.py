@@ -375,7 +375,11 @@ def session_policy_edit_view(request, slug):
 def grant_create_view(request, slug):
     def grant(workload, data):
         services.entitlement_grant(
-            workload=workload, tool=data["tool"], valid_until=data["valid_until"], by=request.user
+            workload=workload,
+            tool=data["tool"],
+            valid_until=data["valid_until"],
+            by=request.user,
+            reason=data["reason"],
         )
 
     return _detail_form_view(

@@ -675,6 +675,7 @@ def containment_reverse(*, action: ContainmentAction, by, reason: str) -> Revers
                 valid_until=valid_until,
                 constraints=grant.constraints,
                 allow_exception_rules=exceptions,
+                reason=f"Restored: the revocation by finding #{action.finding_id} was reversed.",
             )
         # Else the workload holds the tool again already (a merged finding's other revocation
         # restored it, or it was granted anew): the record is reversed, nothing granted twice.

@@ -279,7 +279,10 @@ def test_a_forbid_rule_that_appears_after_filing_blocks_approval_with_the_rule_n
     req = file_request(read_workload, owner, ("crm-api",))
     forbid_crm_with_email()
     catalogue.entitlement_grant(
-        workload=read_workload, tool=Tool.objects.get(slug="send-email"), by=admin_user
+        reason="Needed for the test.",
+        workload=read_workload,
+        tool=Tool.objects.get(slug="send-email"),
+        by=admin_user,
     )
     with pytest.raises(RuleViolation) as excinfo:
         services.access_request_approve(access_request=req, by=approver)

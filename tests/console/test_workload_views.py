@@ -276,7 +276,9 @@ def test_a_grant_that_trips_a_combination_rule_names_the_rule(admin_client):
     EntitlementFactory(workload=workload, tool=Tool.objects.get(slug="web-search"))
     EntitlementFactory(workload=workload, tool=Tool.objects.get(slug="file-read"))
     response = admin_client.post(
-        reverse("workloads:grant", args=[workload.slug]), {"tool": "code-exec"}, headers=HX
+        reverse("workloads:grant", args=[workload.slug]),
+        {"tool": "code-exec", "reason": "Runs the analyses."},
+        headers=HX,
     )
     assert response.status_code == 422
     assert "Lethal trifecta (lethal-trifecta)" in response.content.decode()
@@ -288,7 +290,9 @@ def test_an_iam_admin_cannot_grant_a_tool_to_a_workload_they_own(admin_client, a
     workload = ClassifiedWorkloadFactory(owner=admin_user)
     tool = ToolFactory()
     response = admin_client.post(
-        reverse("workloads:grant", args=[workload.slug]), {"tool": tool.slug}, headers=HX
+        reverse("workloads:grant", args=[workload.slug]),
+        {"tool": tool.slug, "reason": "Needs it."},
+        headers=HX,
     )
     assert response.status_code == 422
     assert "You own this workload" in response.content.decode()
@@ -304,7 +308,9 @@ def test_the_direct_grant_form_says_what_an_empty_end_means(admin_client):
     page = admin_client.get(reverse("workloads:detail", args=[strict.slug])).content.decode()
     assert "Required in the Boundary crossing tier; at most 30 days." in page
 
-    admin_client.post(reverse("workloads:grant", args=[lax.slug]), {"tool": "crm-api"})
+    admin_client.post(
+        reverse("workloads:grant", args=[lax.slug]), {"tool": "crm-api", "reason": "Tickets."}
+    )
     grant = lax.entitlements.get()
     assert grant.valid_until - grant.valid_from == timedelta(days=90)
 
@@ -312,8 +318,14 @@ def test_the_direct_grant_form_says_what_an_empty_end_means(admin_client):
 def test_an_iam_admin_grants_and_revokes_with_a_reason(admin_client):
     workload = ClassifiedWorkloadFactory()
     tool = ToolFactory()
-    admin_client.post(reverse("workloads:grant", args=[workload.slug]), {"tool": tool.slug})
+    url = reverse("workloads:grant", args=[workload.slug])
+    refused = admin_client.post(url, {"tool": tool.slug}, headers=HX)
+    assert refused.status_code == 422 and "This field is required." in refused.content.decode()
+    assert not workload.entitlements.exists()
+    admin_client.post(url, {"tool": tool.slug, "reason": "Reads the CRM for the agents."})
     grant = workload.entitlements.get(tool=tool)
+    granted = AuditEvent.objects.get(action="grant.create", object_id=str(grant.pk))
+    assert granted.after["reason"] == "Reads the CRM for the agents."
     url = reverse("workloads:grant_revoke", args=[workload.slug, grant.pk])
     page = admin_client.get(reverse("workloads:detail", args=[workload.slug])).content.decode()
     assert f'id="revoke-{grant.pk}"' in page and "hx-confirm" in page

@@ -34,7 +34,9 @@ def test_the_audit_event_of_a_grant_names_it(admin_user):
     workload = ClassifiedWorkloadFactory(slug="named")
     tool = ToolFactory(slug="web-fetch")
 
-    services.entitlement_grant(workload=workload, tool=tool, by=admin_user)
+    services.entitlement_grant(
+        reason="Needed for the test.", workload=workload, tool=tool, by=admin_user
+    )
 
     event = AuditEvent.objects.get(action="grant.create")
     assert event.object_repr == "named:web-fetch"

@@ -94,14 +94,23 @@ def test_a_session_limit_cannot_exceed_the_tier_default(admin_user):
 def test_a_direct_grant_completing_the_trifecta_needs_an_exception(admin_user):
     workload = ClassifiedWorkloadFactory(tier=tier("internal-act"))
     services.entitlement_grant(
-        workload=workload, tool=Tool.objects.get(slug="file-read"), by=admin_user
+        reason="Needed for the test.",
+        workload=workload,
+        tool=Tool.objects.get(slug="file-read"),
+        by=admin_user,
     )
     services.entitlement_grant(
-        workload=workload, tool=Tool.objects.get(slug="web-search"), by=admin_user
+        reason="Needed for the test.",
+        workload=workload,
+        tool=Tool.objects.get(slug="web-search"),
+        by=admin_user,
     )
     with pytest.raises(RuleViolation) as excinfo:
         services.entitlement_grant(
-            workload=workload, tool=Tool.objects.get(slug="code-exec"), by=admin_user
+            reason="Needed for the test.",
+            workload=workload,
+            tool=Tool.objects.get(slug="code-exec"),
+            by=admin_user,
         )
     assert excinfo.value.detail["rule"] == "lethal-trifecta"
 
@@ -109,7 +118,10 @@ def test_a_direct_grant_completing_the_trifecta_needs_an_exception(admin_user):
 def test_a_direct_grant_with_no_end_lasts_the_tiers_longest_grant(admin_user):
     workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
     grant = services.entitlement_grant(
-        workload=workload, tool=Tool.objects.get(slug="crm-api"), by=admin_user
+        reason="Needed for the test.",
+        workload=workload,
+        tool=Tool.objects.get(slug="crm-api"),
+        by=admin_user,
     )
     assert grant.valid_until - grant.valid_from == timedelta(days=workload.tier.max_grant_days)
 
@@ -118,7 +130,10 @@ def test_a_tier_that_requires_an_end_refuses_a_direct_grant_without_one(admin_us
     workload = ClassifiedWorkloadFactory(tier=tier("boundary-crossing"))
     with pytest.raises(DomainError) as refused:
         services.entitlement_grant(
-            workload=workload, tool=Tool.objects.get(slug="crm-api"), by=admin_user
+            reason="Needed for the test.",
+            workload=workload,
+            tool=Tool.objects.get(slug="crm-api"),
+            by=admin_user,
         )
     assert refused.value.code == "end_required"
 
@@ -127,7 +142,10 @@ def test_nobody_grants_their_own_workload_a_tool_directly(admin_user):
     workload = ClassifiedWorkloadFactory(owner=admin_user)
     with pytest.raises(NotAllowed) as excinfo:
         services.entitlement_grant(
-            workload=workload, tool=Tool.objects.get(slug="web-search"), by=admin_user
+            reason="Needed for the test.",
+            workload=workload,
+            tool=Tool.objects.get(slug="web-search"),
+            by=admin_user,
         )
     assert excinfo.value.code == "own_workload"
     assert not workload.entitlements.exists()
@@ -277,3 +295,12 @@ def test_a_move_that_drops_overrides_says_so_in_the_audit(admin_user):
     assert "does not allow" in dropped.after["reason"]
     classified = AuditEvent.objects.get(action="workload.classify")
     assert classified.id < dropped.id
+
+
+def test_a_grant_without_a_request_says_why(admin_user):
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-act"))
+    tool = Tool.objects.get(slug="crm-api")
+    with pytest.raises(DomainError) as refused:
+        services.entitlement_grant(workload=workload, tool=tool, by=admin_user, reason=" ")
+    assert (refused.value.field, refused.value.code) == ("reason", "required")
+    assert not workload.entitlements.exists()
