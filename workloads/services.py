@@ -155,6 +155,8 @@ def workload_classify(*, workload: Workload, tier: SensitivityTier, by, rational
     workload = _locked(workload)
     if workload.status == Workload.Status.RETIRED:
         raise Conflict("A retired workload cannot be reclassified.")
+    if workload.tier_id == tier.pk and workload.classification_rationale == rationale.strip():
+        return workload  # saved again unchanged: nothing to record
     before = audit_snapshot(workload, WORKLOAD_AUDIT_FIELDS)
     policy, _ = SessionPolicy.objects.get_or_create(workload=workload)
     limits_before = session_limits(policy, workload.tier) if workload.tier else None

@@ -304,3 +304,16 @@ def test_a_grant_without_a_request_says_why(admin_user):
         services.entitlement_grant(workload=workload, tool=tool, by=admin_user, reason=" ")
     assert (refused.value.field, refused.value.code) == ("reason", "required")
     assert not workload.entitlements.exists()
+
+
+def test_saving_the_same_classification_again_records_nothing(admin_user):
+    workload = WorkloadFactory()
+    for _ in range(2):
+        services.workload_classify(
+            workload=workload, tier=tier("internal-read"), by=admin_user, rationale="Reads."
+        )
+    assert AuditEvent.objects.filter(action="workload.classify").count() == 1
+    services.workload_classify(
+        workload=workload, tier=tier("internal-read"), by=admin_user, rationale="Reads tickets."
+    )
+    assert AuditEvent.objects.filter(action="workload.classify").count() == 2
