@@ -6,6 +6,7 @@ from django.urls import NoReverseMatch, reverse
 NAVIGATION = [
     ("Dashboard", "dashboard", "governance.access_console"),
     ("Workloads", "workloads:list", "governance.access_console"),
+    ("Tiers", "workloads:tiers", "governance.access_console"),
     ("Tools", "workloads:tools", "governance.access_console"),
     ("Rules", "workloads:rules", "governance.access_console"),
     ("Requests", "approvals:queue", "governance.access_console"),

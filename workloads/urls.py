@@ -29,6 +29,7 @@ urlpatterns = [
         recommendation_views.unused_grant_revoke_view,
         name="unused_grant_revoke",
     ),
+    path("tiers/", views.tier_list_view, name="tiers"),
     path("tools/", views.tool_list_view, name="tools"),
     path("tools/new/", views.tool_create_view, name="tool_create"),
     path("tools/<str:slug>/edit/", views.tool_edit_view, name="tool_edit"),

@@ -7,10 +7,12 @@ status 422; success re-renders the region (htmx) or redirects (plain post).
 
 from typing import Protocol, cast
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.shortcuts import get_object_or_404
+from django.db.models import Count
+from django.shortcuts import get_object_or_404, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
@@ -47,7 +49,9 @@ from workloads.selectors import (
     combination_rule_list,
     effective_session_limits,
     entitlements_of,
+    tier_list,
     tool_list,
+    window_ceilings,
     workload_audit_trail,
     workload_get,
     workload_list,
@@ -418,6 +422,25 @@ def grant_revoke_view(request, slug, pk):
             target=f"#revoke-{grant.pk}",
         )
     return _detail_invalid(request, workload, partial="grants", target="#grants", revoke_form=form)
+
+
+# --- tiers -------------------------------------------------------------------------------
+
+
+@requires(CONSOLE)
+def tier_list_view(request):
+    """What each tier means: the session defaults a workload in it takes, how long its grants
+    last and how many approvals they need, how far a session window may go, and what its
+    rule contains by itself. Tiers are few and fixed (seeded), so one page holds them all."""
+    tiers = tier_list().annotate(workload_count=Count("workloads"))
+    return render(
+        request,
+        "workloads/tiers.html",
+        {
+            "rows": [(each, window_ceilings(each)) for each in tiers],
+            "window_factor": settings.SESSION_WINDOW_MAX_FACTOR,
+        },
+    )
 
 
 # --- tools -------------------------------------------------------------------------------
