@@ -20,6 +20,7 @@ from django.views.decorators.http import require_http_methods
 
 from governance.audit_labels import audit_labels_attach
 from governance.errors import DomainError
+from governance.filtering import filter_form
 from governance.findings.narrowing import narrowings_of
 from governance.findings.services import may_reverse as containment_may_reverse
 from governance.forms import form_add_service_error
@@ -27,6 +28,7 @@ from governance.htmx import is_fragment_request, redirect_after_post, render_inv
 from governance.permissions import requires
 from governance.roles import CONSOLE
 from workloads import services
+from workloads.filters import WorkloadFilter
 from workloads.forms import (
     ClassifyForm,
     CombinationRuleForm,
@@ -94,6 +96,7 @@ def workload_list_view(request):
     context = {
         "page": page,
         "filters": filters,
+        "filter_form": filter_form(WorkloadFilter, filters),
         "query": _page_query(request),
         "tiers": SensitivityTier.objects.order_by("rank"),
         "statuses": Workload.Status.choices,

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 
 from governance.approvals import selectors, services
+from governance.approvals.filters import AccessRequestFilter
 from governance.approvals.forms import (
     BulkDecisionForm,
     CancelForm,
@@ -26,6 +27,7 @@ from governance.approvals.forms import (
     RevokeForm,
 )
 from governance.errors import DomainError, NotAllowed
+from governance.filtering import filter_form
 from governance.findings.narrowing import caps_in_force, caps_label, held_below, window_label
 from governance.findings.services import may_reverse as containment_may_reverse
 from governance.forms import form_add_service_error
@@ -64,6 +66,7 @@ def queue_view(request):
         "page": page,
         "rows": _rows(page, request.user),
         "filters": filters,
+        "filter_form": filter_form(AccessRequestFilter, filters),
         "statuses": AccessRequest.Status.choices,
         "may_approve": request.user.has_perm(APPROVE),
         # A fragment answer also swaps in the status select, so it follows a change of view.

@@ -6,11 +6,13 @@ from django.shortcuts import render
 
 from governance.dashboard import bar_chart as reason_bars
 from governance.decisions.selectors import (
+    DecisionFilter,
     decision_chart_series,
     decision_list,
     decision_log_losses,
     decisions_link_timelines,
 )
+from governance.filtering import filter_form
 from governance.findings.charts import bar_chart as column_chart
 from governance.htmx import is_fragment_request
 from governance.keyset import keyset_page_from_request
@@ -23,7 +25,8 @@ FILTERS = ("workload", "tool", "decision", "session", "since", "until")
 @requires("governance.view_decisions")
 def decision_log_view(request):
     filters = {key: request.GET.get(key, "").strip() for key in FILTERS}
-    visible = decision_list(user=request.user, filters={k: v for k, v in filters.items() if v})
+    given = {k: v for k, v in filters.items() if v}
+    visible = decision_list(user=request.user, filters=given)
     # Keyset pages: the hundredth page costs what the first does, and no COUNT(*) of the log.
     keyset = keyset_page_from_request(visible, request, fields=("decided_at", "id"), size=PAGE_SIZE)
     context = {
@@ -31,6 +34,7 @@ def decision_log_view(request):
         "decisions": decisions_link_timelines(user=request.user, decisions=keyset.rows),
         "keyset": keyset,
         "filters": filters,
+        "filter_form": filter_form(DecisionFilter, given),
         "query": urlencode({k: v for k, v in filters.items() if v}),
     }
     template = "decisions/log.html"

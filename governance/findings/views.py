@@ -12,9 +12,10 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import reswap, retarget
 
 from governance.errors import DomainError
+from governance.filtering import filter_form
 from governance.findings import narrowing, selectors, services
 from governance.findings.charts import bar_chart
-from governance.findings.filters import UNRESOLVED
+from governance.findings.filters import UNRESOLVED, FindingFilter
 from governance.findings.forms import (
     BulkTriageForm,
     CommentForm,
@@ -60,6 +61,7 @@ def _queue_context(request, filters: dict[str, str], page_number=None) -> dict:
     return {
         "page": page.get_page(page_number),
         "filters": filters,
+        "filter_form": filter_form(FindingFilter, filters),
         "kinds": FindingKind.choices,
         "severities": Severity.choices,
         "statuses": Finding.Status.choices,

@@ -7,11 +7,12 @@ from django.http import Http404
 from django.shortcuts import render
 
 from governance.decisions.selectors import session_decisions
+from governance.filtering import filter_form
 from governance.findings import selectors
 from governance.htmx import is_fragment_request
 from governance.numbers import whole_number
 from governance.permissions import requires
-from governance.usage.filters import SessionState
+from governance.usage.filters import SessionFilter, SessionState
 
 VIEW = "governance.view_findings"
 FILTER_KEYS = ("workload", "state", "since", "until")
@@ -33,7 +34,13 @@ def sessions(request):
     return render(
         request,
         template,
-        {"page": page, "workload": workload, "filters": filters, "states": SessionState.choices},
+        {
+            "page": page,
+            "workload": workload,
+            "filters": filters,
+            "filter_form": filter_form(SessionFilter, filters),
+            "states": SessionState.choices,
+        },
     )
 
 
