@@ -289,3 +289,27 @@ def test_many_requests_at_once_are_all_answered(page, live_server, admin_user):
     )
 
     assert statuses == [200] * 24
+
+
+def test_back_after_paging_a_filtered_audit_log_keeps_the_filter_in_its_field(
+    page, live_server, admin_user
+):
+    with transaction.atomic():
+        for n in range(60):  # more than a page
+            audit_record(
+                by=None, action="probe.event", object_type="x", object_id=str(n), after={"n": n}
+            )
+    log_in(page, live_server, admin_user)
+    page.goto(f"{live_server.url}/audit/")
+    page.get_by_label("From").fill("2020-01-01")
+    page.wait_for_url(re.compile(r"since=2020-01-01"), wait_until="commit")
+    page.wait_for_load_state("networkidle")
+    page.get_by_role("link", name="Older →").click()
+    page.wait_for_url(re.compile(r"before="), wait_until="commit")
+    page.wait_for_load_state("networkidle")
+
+    page.go_back()
+    page.wait_for_url(re.compile(r"since=2020-01-01&until=$"), wait_until="commit")
+    page.get_by_role("link", name="Older →").wait_for()  # the first page again
+    assert page.get_by_label("From").input_value() == "2020-01-01"
+    assert page.csp_errors == []
