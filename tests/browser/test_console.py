@@ -313,3 +313,18 @@ def test_back_after_paging_a_filtered_audit_log_keeps_the_filter_in_its_field(
     page.get_by_role("link", name="Older →").wait_for()  # the first page again
     assert page.get_by_label("From").input_value() == "2020-01-01"
     assert page.csp_errors == []
+
+
+def test_an_htmx_swap_of_an_element_with_a_style_breaks_no_csp_rule(page, live_server, admin_user):
+    """htmx copies the settled attributes of the element it replaces onto the new one; with
+    `style` among them that is an inline style, which the CSP refuses, on every swap."""
+    ClassifiedWorkloadFactory(slug="styled-one")
+    log_in(page, live_server, admin_user)
+    page.goto(f"{live_server.url}/workloads/")
+    # A style set through the CSSOM (as scripts, extensions and transitions do) is allowed.
+    page.locator("#workload-table").evaluate("e => { e.style.opacity = '1' }")
+    page.get_by_label("Search").fill("styled")
+    page.wait_for_url(re.compile(r"q=styled"), wait_until="commit")
+    page.wait_for_load_state("networkidle")
+    page.locator("#workload-table").get_by_text("styled-one").wait_for()
+    assert page.csp_errors == []
