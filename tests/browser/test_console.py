@@ -328,3 +328,30 @@ def test_an_htmx_swap_of_an_element_with_a_style_breaks_no_csp_rule(page, live_s
     page.wait_for_load_state("networkidle")
     page.locator("#workload-table").get_by_text("styled-one").wait_for()
     assert page.csp_errors == []
+
+
+def test_a_long_unbroken_name_wraps_instead_of_widening_the_page(browser, live_server, cast):
+    """A slug may be 80 characters with nowhere to break (and a name 120): the dashboard,
+    the lists and the detail pages keep the window's width."""
+    from tests.evaluation.rows import make_session
+    from tests.findings.api_rows import make_finding
+
+    slug = "a" * 80
+    workload = WorkloadFactory(slug=slug, name="N" * 120)  # unclassified: on the dashboard
+    finding = make_finding(workload, session=make_session(workload))
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    log_in(page, live_server, cast["admin"])
+    for path in (
+        "/",
+        "/workloads/",
+        f"/workloads/{slug}/",
+        "/findings/",
+        f"/findings/{finding.pk}/",
+        "/sessions/",
+    ):
+        page.goto(f"{live_server.url}{path}")
+        assert slug in page.content(), path
+        page_width = page.evaluate("document.documentElement.scrollWidth")
+        assert page_width <= 1280, (path, page_width)
+    context.close()
