@@ -505,3 +505,42 @@ def test_the_approver_sees_the_ask_beside_the_limits_and_one_past_the_ceiling(
     )
     body = client.get(reverse("approvals:detail", args=[req.pk])).content.decode()
     assert "above the most a window allows: it cannot be approved" in body
+
+
+def test_an_approved_session_run_shows_the_session_approval_it_granted(
+    client, owner, reviewer, approver
+):
+    from governance.findings.services import containment_apply
+    from governance.models import Finding
+    from tests.evaluation.rows import make_session
+    from workloads.models import SessionApproval
+
+    workload = ClassifiedWorkloadFactory(owner=owner, slug="gated")
+    finding = Finding.objects.create(
+        kind="intent_drift",
+        severity="medium",
+        workload=workload,
+        session=make_session(workload),
+        summary="The final action strayed from the request.",
+        dedupe_key="gate",
+        occurred_at=timezone.now(),
+    )
+    containment_apply(finding=finding, action="gate_sessions", by=reviewer, reason="Drifted")
+    workload.refresh_from_db()
+    req = services.access_request_create(
+        by=owner,
+        workload=workload,
+        kind=AccessRequest.Kind.SESSION_RUN,
+        session="nightly-run-7",
+        justification="The nightly run, with the fix.",
+    )
+    services.access_request_approve(access_request=req, by=approver)
+    approval = SessionApproval.objects.get(request=req)
+
+    client.force_login(owner)
+    page = client.get(reverse("approvals:detail", args=[req.pk])).content.decode()
+    granted = page[page.index("<h2>Granted</h2>") :]
+    assert "nightly-run-7" in granted
+    assert "active" in granted
+    assert timezone.localtime(approval.valid_from).strftime("%Y-%m-%d %H:%M") in granted
+    assert timezone.localtime(approval.valid_until).strftime("%Y-%m-%d %H:%M") in granted
