@@ -1,6 +1,7 @@
 from typing import cast
 
 from django import forms
+from django.contrib.auth import get_user_model
 
 from governance.findings.narrowing import DECIDED, HIGHEST, LIMIT_LABELS, LIMITS, LOWEST
 from governance.models import ContainmentAction, Finding
@@ -22,6 +23,22 @@ class BulkTriageForm(forms.Form):
 class StatusForm(forms.Form):
     status = forms.ChoiceField(choices=Finding.Status.choices)
     comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class AssignForm(forms.Form):
+    """Whom a finding is assigned to, by username; empty assigns it to nobody. An unknown
+    username is an error, not "nobody": it un-assigned the finding and said it was updated."""
+
+    assignee = forms.CharField(required=False, max_length=150)
+
+    def clean_assignee(self):
+        username = self.cleaned_data["assignee"].strip()
+        if not username:
+            return None
+        user = get_user_model().objects.filter(username=username).first()
+        if user is None:
+            raise forms.ValidationError("No user has that username.", code="invalid")
+        return user
 
 
 class CommentForm(forms.Form):

@@ -2,7 +2,6 @@
 re-evaluation jobs. Thin: parse, call a selector or service, render."""
 
 from django.contrib import messages
-from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
 from django.http import QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
@@ -17,6 +16,7 @@ from governance.findings import narrowing, selectors, services
 from governance.findings.charts import bar_chart
 from governance.findings.filters import UNRESOLVED, FindingFilter
 from governance.findings.forms import (
+    AssignForm,
     BulkTriageForm,
     CommentForm,
     ContainmentApplyForm,
@@ -119,7 +119,12 @@ def bulk_triage(request):
     return redirect(f"{reverse('findings:queue')}?{_filter_query(filters)}")
 
 
-def _detail_context(request, finding: Finding, narrow_form: NarrowSessionsForm | None = None):
+def _detail_context(
+    request,
+    finding: Finding,
+    narrow_form: NarrowSessionsForm | None = None,
+    assign_form: AssignForm | None = None,
+):
     may_contain = request.user.has_perm(services.CONTAIN)
     if narrow_form is None and may_contain and services.narrowing_offered(finding):
         in_force = _limits_in_force(finding)
@@ -142,6 +147,7 @@ def _detail_context(request, finding: Finding, narrow_form: NarrowSessionsForm |
         "may_reverse": services.may_reverse(request.user, finding.workload),
         "status_form": StatusForm(initial={"status": finding.status}),
         "comment_form": CommentForm(),
+        "assign_form": assign_form or AssignForm(),
         "triagers": services.triagers(),
         "next_statuses": sorted(services.ALLOWED_TRANSITIONS[finding.status]),
     }
@@ -190,14 +196,23 @@ def set_status(request, pk):
 @require_POST
 def assign(request, pk):
     finding = selectors.finding_get(user=request.user, pk=pk)
-    username = request.POST.get("assignee", "")
-    assignee = get_user_model().objects.filter(username=username).first() if username else None
-    try:
-        services.finding_assign(finding=finding, assignee=assignee, by=request.user)
-    except DomainError as exc:
-        messages.error(request, exc.message)
-        return _done(request, finding)
-    return _done(request, finding, "Assignee updated.")
+    form = AssignForm(request.POST)
+    if form.is_valid():
+        try:
+            services.finding_assign(
+                finding=finding, assignee=form.cleaned_data["assignee"], by=request.user
+            )
+        except DomainError as exc:
+            form_add_service_error(form, exc)
+        else:
+            return _done(request, finding, "Assignee updated.")
+    return render_invalid(
+        request,
+        "findings/detail.html",
+        _detail_context(request, finding, assign_form=form),
+        partial="assign_form",
+        target="#assign-form",
+    )
 
 
 @requires(TRIAGE)

@@ -290,3 +290,59 @@ def test_the_dashboard_counts_and_links_the_same_unresolved_findings(admin_clien
         reverse("findings:queue"), {"workload": "dash-wl", "status": "unresolved"}
     )
     assert len(queue.context["page"]) == 2
+
+
+def _assigned_finding(reviewer):
+    from governance.findings import services
+
+    finding = make_finding(ClassifiedWorkloadFactory(tier=tier("internal-read")))
+    services.finding_assign(finding=finding, assignee=reviewer, by=reviewer)
+    return finding
+
+
+@pytest.mark.parametrize("headers", [{}, {"HX-Request": "true"}])
+def test_assigning_to_an_unknown_username_is_refused_and_changes_nothing(client, reviewer, headers):
+    from governance.models import AuditEvent
+
+    finding = _assigned_finding(reviewer)
+    audited = AuditEvent.objects.count()
+    client.force_login(reviewer)
+    response = client.post(
+        reverse("findings:assign", args=[finding.pk]), {"assignee": "nosuchuser"}, headers=headers
+    )
+    assert response.status_code == 422
+    assert "No user has that username." in response.content.decode()
+    assert b"Assignee updated." not in response.content
+    finding.refresh_from_db()
+    assert finding.assignee == reviewer
+    assert AuditEvent.objects.count() == audited
+
+
+def test_assigning_to_someone_who_cannot_triage_is_a_field_error(client, reviewer, outsider):
+    finding = _assigned_finding(reviewer)
+    client.force_login(reviewer)
+    response = client.post(
+        reverse("findings:assign", args=[finding.pk]),
+        {"assignee": outsider.username},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 422
+    assert response["HX-Retarget"] == "#assign-form"
+    assert b"Assign to someone who can triage findings." in response.content
+    finding.refresh_from_db()
+    assert finding.assignee == reviewer
+
+
+def test_assigning_to_a_triager_or_nobody_is_done_and_audited(client, reviewer):
+    from governance.models import AuditEvent
+
+    finding = make_finding(ClassifiedWorkloadFactory(tier=tier("internal-read")))
+    client.force_login(reviewer)
+    url = reverse("findings:assign", args=[finding.pk])
+    assert client.post(url, {"assignee": reviewer.username}).status_code == 302
+    finding.refresh_from_db()
+    assert finding.assignee == reviewer
+    assert client.post(url, {"assignee": ""}).status_code == 302
+    finding.refresh_from_db()
+    assert finding.assignee is None
+    assert AuditEvent.objects.filter(action="finding.assign").count() == 2
