@@ -62,3 +62,18 @@ def test_a_wrong_old_password_or_a_weak_new_one_is_refused_in_place(
     reviewer.refresh_from_db()
     assert reviewer.check_password(PASSWORD)
     assert not AuditEvent.objects.filter(action="user.password_change").exists()
+
+
+def test_the_help_is_one_rule_a_line_and_each_described_by_id_exists(client, reviewer):
+    import re
+
+    client.force_login(reviewer)
+    html = client.get("/password/").content.decode()
+
+    described_by = re.findall(r'aria-describedby="([^"]+)"', html)
+    assert described_by  # the new password fields are described by their help
+    for ids in described_by:
+        for id_ in ids.split():
+            assert f'id="{id_}"' in html, id_
+    assert "personal information.Your password" not in html
+    assert "<li>Your password must contain at least 8 characters.</li>" in html
