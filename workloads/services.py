@@ -169,7 +169,11 @@ def workload_classify(*, workload: Workload, tier: SensitivityTier, by, rational
     # windows' (as when one is revoked), or a revocation running meanwhile deadlocks with this.
     windows = list(
         SessionExtension.objects.select_for_update()
-        .filter(workload=workload, status=SessionExtension.Status.ACTIVE)
+        .filter(
+            workload=workload,
+            status=SessionExtension.Status.ACTIVE,
+            valid_until__gt=timezone.now(),  # one past its end, not yet marked, is over
+        )
         .order_by("id")
     )
     _clamp_grants_to_tier(workload, tier, by=by)
@@ -242,7 +246,8 @@ def _clamp_windows_to_tier(windows: list[SessionExtension], tier: SensitivityTie
             window.valid_until = now
             window.save(update_fields=["valid_until"])
             replacement = SessionExtension.objects.create(
-                workload=window.workload,
+                workload_id=window.workload_id,
+                expiry_notified_at=window.expiry_notified_at,  # the same end, warned once
                 **held,
                 valid_from=now,
                 valid_until=ends,
@@ -563,7 +568,9 @@ def combination_rule_save(*, by, rule: CombinationRule | None = None, **fields) 
         or not all(isinstance(g, list) and g and all(isinstance(i, str) for i in g) for g in groups)
     ):
         raise DomainError("A rule needs at least two non-empty groups.", field="groups")
-    alone = tripped_alone(groups, dict(Tool.objects.values_list("slug", "capability_class")))
+    alone = None
+    if rule.enabled:  # a rule already wrong can still be switched off
+        alone = tripped_alone(groups, dict(Tool.objects.values_list("slug", "capability_class")))
     if alone is not None:
         raise DomainError(
             f"{alone} alone would match every group: a rule forbids tools meeting, so no tool "

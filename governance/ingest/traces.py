@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Max, Min
+from django.db.models import Max, Min, OuterRef, Subquery
 from django.utils import timezone
 
 from governance.findings.services import finding_merge
@@ -122,26 +122,19 @@ def traces_stranded(*, limit: int = 500) -> list[tuple[int, str, int, int]]:
     """(workload id, trace id, trace-keyed session, named session) for recent links whose
     trace still has a session of its own: a batch of the trace's early spans that read the
     links before this one committed, and stored its spans under the trace id after the link
-    found nothing to fold. Two queries."""
-    links = list(
+    found nothing to fold. One bounded query."""
+    orphan = Session.objects.filter(
+        workload_id=OuterRef("workload_id"), external_id=OuterRef("trace_id")
+    ).exclude(pk=OuterRef("session_id"))
+    rows = (
         SessionTrace.objects.filter(
             fold_pending=False, created_at__gte=timezone.now() - STRANDED_LOOKBACK
-        ).values_list("workload_id", "trace_id", "session_id")
+        )
+        .annotate(orphan=Subquery(orphan.values("pk")[:1]))
+        .filter(orphan__isnull=False)
+        .values_list("workload_id", "trace_id", "orphan", "session_id")[:limit]
     )
-    if not links:
-        return []
-    sessions = {
-        (workload_id, trace): pk
-        for workload_id, trace, pk in Session.objects.filter(
-            workload_id__in={w for w, _, _ in links}, external_id__in={t for _, t, _ in links}
-        ).values_list("workload_id", "external_id", "id")
-    }
-    stranded = []
-    for workload_id, trace, target in links:
-        orphan = sessions.get((workload_id, trace))
-        if orphan is not None and orphan != target:
-            stranded.append((workload_id, trace, orphan, target))
-    return stranded[:limit]
+    return list(rows)
 
 
 @transaction.atomic

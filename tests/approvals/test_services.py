@@ -646,3 +646,19 @@ def test_tier_gates_come_from_the_tier(owner):
     act = ClassifiedWorkloadFactory(owner=owner, tier=tier("internal-act"))
     req = file_request(act, owner)
     assert req.steps.count() == act.tier.approvals_required == 2
+
+
+def test_a_window_past_its_end_not_yet_marked_is_left_alone_by_a_move(
+    read_workload, owner, approver, admin_user
+):
+    req = _file_window(read_workload, owner, max_session_seconds=5000)
+    services.access_request_approve(access_request=req, by=approver)
+    now = timezone.now()
+    SessionExtension.objects.filter(request=req).update(
+        valid_from=now - timedelta(hours=2), valid_until=now - timedelta(minutes=2)
+    )
+    catalogue.workload_classify(
+        workload=read_workload, tier=tier("generation-only"), by=admin_user, rationale="Writes."
+    )
+    (window,) = SessionExtension.objects.filter(request=req)
+    assert window.valid_until < now and window.max_session_seconds == 5000

@@ -125,3 +125,13 @@ def test_editing_a_rule_shows_its_groups_as_lines_and_saves_changes(admin_client
     rule = CombinationRule.objects.get(slug="lethal-trifecta")
     assert rule.enabled is False and rule.name == "No exfiltration"
     assert AuditEvent.objects.filter(action="rule.update", object_id=rule.pk).exists()
+
+
+def test_a_rule_one_tool_trips_alone_can_still_be_switched_off(admin_user):
+    from workloads.services import combination_rule_save
+
+    rule = CombinationRule.objects.create(
+        slug="bad", name="Bad", groups=[["messaging"], ["messaging"]], scope="static"
+    )
+    saved = combination_rule_save(by=admin_user, rule=rule, enabled=False)
+    assert saved.enabled is False

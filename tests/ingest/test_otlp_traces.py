@@ -244,3 +244,20 @@ def test_moving_findings_in_a_fold_costs_the_same_queries_for_one_or_many(worklo
         return len(queries)
 
     assert queries_to_move(3) == queries_to_move(1)
+
+
+def test_links_made_long_ago_are_not_looked_at_again(export_spans, workload, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from governance.ingest import otlp
+    from governance.ingest.traces import traces_stranded
+
+    root, *children = agent_trace()
+    export_spans([root])
+    monkeypatch.setattr(otlp, "trace_sessions_known", lambda traces: {})
+    export_spans(children)
+    assert len(traces_stranded()) == 1
+    SessionTrace.objects.update(created_at=timezone.now() - timedelta(days=1))
+    assert traces_stranded() == []
