@@ -322,14 +322,15 @@ def _check_window(workload: Workload, limits: dict, now) -> None:
         raise above
 
 
-def _above_ceiling(workload: Workload, limits) -> DomainError | None:
-    """A window raises a limit to at most its tier's ceiling (window_ceilings)."""
+def _above_ceiling(workload: Workload, limits, *, error=DomainError) -> DomainError | None:
+    """A window raises a limit to at most its tier's ceiling (window_ceilings). `error`:
+    Conflict at approval, where the request was valid when filed and the tier moved since."""
     if workload.tier is None:
         return None
     ceilings = window_ceilings(workload.tier)
     for name, value in limits.items():
         if value is not None and value > ceilings[name]:
-            return DomainError(
+            return error(
                 f"The {workload.tier.name} tier allows a session window of at most "
                 f"{ceilings[name]} ({settings.SESSION_WINDOW_MAX_FACTOR} times its default of "
                 f"{getattr(workload.tier, name)}).",
@@ -552,7 +553,9 @@ def _stale_refusal(req: AccessRequest) -> DomainError | None:
         asked = {name: value for name, value in asked.items() if value is not None}
         caps = caps_in_force([req.workload_id]).get(req.workload_id, {})
         # Or moved to a tier whose ceiling it now passes.
-        return _narrowed_refusal(req.workload, asked, caps) or _above_ceiling(req.workload, asked)
+        return _narrowed_refusal(req.workload, asked, caps) or _above_ceiling(
+            req.workload, asked, error=Conflict
+        )
     return None
 
 

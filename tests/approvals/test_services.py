@@ -460,6 +460,7 @@ def test_a_window_past_the_ceiling_of_the_workloads_new_tier_is_not_approved(
     with pytest.raises(DomainError) as refused:
         services.access_request_approve(access_request=req, by=approver)
     assert refused.value.code == "above_ceiling"
+    assert isinstance(refused.value, Conflict)  # valid when filed: the tier moved since
     assert not SessionExtension.objects.filter(request=req).exists()
 
 
