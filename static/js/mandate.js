@@ -55,3 +55,15 @@ document.addEventListener("htmx:confirm", (event) => {
     event.detail.issueRequest(true);
   }
 });
+
+// Times are shown in the browser's time zone: name it to the server in a cookie
+// (governance/timezones.py). A new zone takes effect from the next page; until then every
+// page says which zone its times are in.
+(() => {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  // IANA names are cookie-safe as they are; the server does not percent-decode cookies.
+  if (!zone || !/^[A-Za-z0-9_+\/-]+$/.test(zone)) return;
+  if (document.cookie.split("; ").includes(`mandate_tz=${zone}`)) return;
+  const secure = location.protocol === "https:" ? "; Secure" : "";
+  document.cookie = `mandate_tz=${zone}; path=/; max-age=31536000; SameSite=Lax${secure}`;
+})();

@@ -355,3 +355,20 @@ def test_a_long_unbroken_name_wraps_instead_of_widening_the_page(browser, live_s
         page_width = page.evaluate("document.documentElement.scrollWidth")
         assert page_width <= 1280, (path, page_width)
     context.close()
+
+
+def test_the_console_shows_times_in_the_browsers_time_zone(browser, live_server, admin_user):
+    """The browser names its zone in a cookie on the first page (the login page), so every
+    page after logging in shows and reads times there, and says so."""
+    context = browser.new_context(timezone_id="America/St_Johns")
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    try:
+        log_in(page, live_server, admin_user)
+        cookies = {c["name"]: c["value"] for c in context.cookies()}
+        assert cookies["mandate_tz"] == "America/St_Johns"
+        page.goto(f"{live_server.url}/tokens/")
+        assert "Times are shown in America/St_Johns" in page.locator("footer").inner_text()
+        assert page.get_by_text("In America/St_Johns.").is_visible()  # beside the expiry field
+    finally:
+        context.close()
