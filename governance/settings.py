@@ -175,6 +175,10 @@ LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 30)
 LOGIN_FAILURE_WINDOW = env_int("LOGIN_FAILURE_WINDOW", 900)  # seconds
 LOGIN_CLIENT_IP_HEADER = os.environ.get("LOGIN_CLIENT_IP_HEADER", "")  # e.g. HTTP_X_REAL_IP
 LOGIN_REDIRECT_URL = "dashboard"
+# A token made in the console expires after this many days unless its maker clears the field;
+# the tokens page marks those ending within TOKEN_EXPIRY_WARNING_DAYS.
+SERVICE_TOKEN_DEFAULT_DAYS = env_int("SERVICE_TOKEN_DEFAULT_DAYS", 90)
+TOKEN_EXPIRY_WARNING_DAYS = env_int("TOKEN_EXPIRY_WARNING_DAYS", 14)
 LOGOUT_REDIRECT_URL = "login"
 
 # --- i18n / static -------------------------------------------------------------

@@ -1,8 +1,18 @@
+from datetime import datetime, timedelta
+
 from django import forms
+from django.conf import settings
+from django.utils import timezone
 
 from governance.forms import DateTimeLocalInput, comma_list
 from governance.models.tokens import TokenScope
 from workloads.models import Workload
+
+
+def _default_expiry() -> datetime:
+    """A whole minute, as the field shows it, SERVICE_TOKEN_DEFAULT_DAYS from now."""
+    end = timezone.localtime() + timedelta(days=settings.SERVICE_TOKEN_DEFAULT_DAYS)
+    return end.replace(second=0, microsecond=0)
 
 
 class ServiceTokenCreateForm(forms.Form):
@@ -19,7 +29,11 @@ class ServiceTokenCreateForm(forms.Form):
         help_text="Workload slugs, comma-separated. Leave empty with “Any workload”.",
     )
     expires_at = forms.DateTimeField(
-        required=False, widget=DateTimeLocalInput(), label="Expires", help_text="Empty: never."
+        required=False,
+        widget=DateTimeLocalInput(),
+        label="Expires",
+        initial=_default_expiry,
+        help_text="A token that never expires needs this field emptied: rotate tokens instead.",
     )
 
     def clean_workloads(self) -> list[Workload]:

@@ -1,6 +1,9 @@
 """Service tokens: create (the secret is shown once, in the response to the POST that made
 it, and never stored), list, revoke."""
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -22,11 +25,13 @@ TEMPLATE = "governance/tokens.html"
 
 def _context(request, *, form=None, issued=None) -> dict:
     page = Paginator(service_token_list(), PAGE_SIZE).get_page(request.GET.get("page"))
+    now = timezone.now()
     return {
         "page": page,
         "form": form or ServiceTokenCreateForm(),
         "issued": issued,
-        "now": timezone.now(),
+        "now": now,
+        "expiring_before": now + timedelta(days=settings.TOKEN_EXPIRY_WARNING_DAYS),
     }
 
 

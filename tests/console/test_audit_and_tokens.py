@@ -148,3 +148,36 @@ def test_a_domain_error_lands_on_its_field_or_on_the_form():
         "Blocked by rule Lethal trifecta (lethal-trifecta).",
         "Elsewhere.",
     ]
+
+
+def test_a_new_token_expires_after_the_default_days_unless_the_field_is_emptied(
+    admin_client, settings
+):
+    settings.SERVICE_TOKEN_DEFAULT_DAYS = 30
+    ClassifiedWorkloadFactory(slug="bound-one")
+    moment = timezone.now().replace(second=30, microsecond=0)
+    in_30_days = moment.replace(second=0) + timedelta(days=30)
+    with time_machine.travel(moment, tick=False):
+        form = admin_client.get(reverse("tokens:list")).context["form"]
+        typed = form["expires_at"].value()  # what the browser shows and sends back unchanged
+        assert typed == in_30_days.replace(tzinfo=None)
+        data = {"scopes": ["decide"], "workloads": "bound-one"}
+        admin_client.post(reverse("tokens:create"), data | {"name": "rotated", "expires_at": typed})
+        admin_client.post(reverse("tokens:create"), data | {"name": "forever", "expires_at": ""})
+    assert ServiceToken.objects.get(name="rotated").expires_at == in_30_days
+    assert ServiceToken.objects.get(name="forever").expires_at is None
+
+
+def test_the_token_list_warns_of_tokens_about_to_expire(admin_client, settings):
+    settings.TOKEN_EXPIRY_WARNING_DAYS = 14
+    now = timezone.now()
+    for name, days in (("soon", 3), ("later", 40)):
+        ServiceToken.objects.create(
+            name=name,
+            prefix=name,
+            token_hash=name.ljust(64, "0"),
+            scopes=["read"],
+            expires_at=now + timedelta(days=days, minutes=1),
+        )
+    page = admin_client.get(reverse("tokens:list")).content.decode()
+    assert page.count("Expires in") == 1 and "Expires in 3\xa0days" in page
