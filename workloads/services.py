@@ -178,6 +178,10 @@ def workload_classify(*, workload: Workload, tier: SensitivityTier, by, rational
     )
     _clamp_grants_to_tier(workload, tier, by=by)
     _clamp_windows_to_tier(windows, tier, by=by)
+    # The approvals flow sits on top of the catalogue; it is asked, not imported at load.
+    from governance.approvals.services import pending_requests_lock, pending_requests_top_up
+
+    pending = pending_requests_lock(workload)
     audit_record(
         by=by,
         action="workload.classify",
@@ -185,8 +189,9 @@ def workload_classify(*, workload: Workload, tier: SensitivityTier, by, rational
         before=before,
         after=audit_snapshot(workload, WORKLOAD_AUDIT_FIELDS),
     )
-    # After the move it follows from, in the trail as in time.
+    # After the move they follow from, in the trail as in time.
     _clamp_policy_to_tier(workload, policy, tier, by=by)
+    pending_requests_top_up(pending, by)
     _session_limits_record(workload, limits_before, session_limits(policy, tier))
     policy_version_bump()
     return workload

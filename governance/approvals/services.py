@@ -597,6 +597,28 @@ def _add_missing_steps(req: AccessRequest, impact: Impact, by) -> None:
     )
 
 
+def pending_requests_lock(workload: Workload) -> list[AccessRequest]:
+    """The workload's pending requests whose steps follow its tier, locked in id order. Taken
+    after the workload's row and before the audit chain, as an approval takes them."""
+    return list(
+        AccessRequest.objects.select_for_update(of=("self",))
+        .filter(workload=workload, status=AccessRequest.Status.PENDING)
+        .exclude(kind=AccessRequest.Kind.SESSION_RUN)  # one approval whatever the tier
+        .select_related("workload__tier")
+        .prefetch_related("tools", "steps")
+        .order_by("id")
+    )
+
+
+def pending_requests_top_up(requests: list[AccessRequest], by) -> None:
+    """A reclassification to a stricter tier adds, at once, the steps its pending requests
+    now lack, so the queue and the request pages show what is still needed rather than the
+    filing-time count (an approval would add them anyway, before it grants)."""
+    for req in requests:
+        impact = impact_for(workload=req.workload, tools=list(req.tools.all()), kind=req.kind)
+        _add_missing_steps(req, impact, by)
+
+
 def _grant(req: AccessRequest, by, allowed_rules: set[str], tools: list[Tool]) -> None:
     """The final approval: exceptions, then grants (or the session window), then the status."""
     now = timezone.now()

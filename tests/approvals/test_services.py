@@ -352,6 +352,28 @@ def test_a_workload_reclassified_to_a_stricter_tier_needs_that_tiers_approvals(
     assert audited("request.steps_added", req) == 1  # topped up once, not on every approval
 
 
+def test_a_reclassification_adds_the_missing_steps_to_pending_requests_at_once(
+    read_workload, owner, admin_user
+):
+    """The queue shows what a request still needs from the moment the tier changes, not the
+    filing-time count until the next approval tops it up."""
+    req = file_request(read_workload, owner)
+    catalogue.workload_classify(
+        workload=read_workload,
+        tier=tier("boundary-crossing"),
+        by=admin_user,
+        rationale="It browses the web now.",
+    )
+    assert [s.kind for s in req.steps.all()] == ["approval", "approval"]
+    added = AuditEvent.objects.get(action="request.steps_added", object_id=str(req.pk))
+    assert added.actor == admin_user and added.after["approvals_required"] == 2
+    # Back to the laxer tier: steps are never taken away from what was asked.
+    catalogue.workload_classify(
+        workload=read_workload, tier=tier("internal-read"), by=admin_user, rationale="Reads."
+    )
+    assert req.steps.count() == 2
+
+
 def test_a_request_longer_than_a_stricter_new_tier_allows_is_granted_that_tiers_longest(
     read_workload, owner, approver, approver2, admin_user
 ):
