@@ -1,6 +1,8 @@
 """Refusals and failures reach the user as console pages, and an expired session under htmx
 goes to the login page rather than into a fragment."""
 
+import logging
+
 import pytest
 from django.test import Client, RequestFactory
 from django.views.defaults import server_error
@@ -21,6 +23,17 @@ def test_a_page_outside_the_role_is_a_403_in_the_console_layout(client, owner):
     assert "You may not open this" in html
     assert 'class="mainnav"' in html  # the user can go on from here
     assert 'href="/audit/"' not in html  # and is not offered the page again
+
+
+def test_a_refusal_is_logged_as_one_line_without_a_traceback(client, owner, caplog):
+    client.force_login(owner)
+
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        assert client.get("/audit/").status_code == 403
+
+    (record,) = [r for r in caplog.records if r.name == "django.request"]
+    assert record.getMessage() == "Forbidden (Permission denied): /audit/"
+    assert record.exc_info is None
 
 
 def test_an_unknown_address_is_a_404_in_the_console_layout(client, owner):
