@@ -20,7 +20,8 @@ trace to, else the trace id (folded into the named session once it is known: `tr
 Workload: `mandate.workload`, `gen_ai.agent.id`, `gen_ai.agent.name` (span, then resource)
 or the resource's `service.name` — the first that names a known workload; else shared from
 the trace; else the token's only workload. It must be one the token is bound to, or the span
-is rejected.
+is rejected. A `mandate.workload` decides alone: a span naming one that is unknown or not
+the token's is rejected, never filed under another name or its trace's workload.
 """
 
 from __future__ import annotations
@@ -206,7 +207,17 @@ def _stored_attributes(span: OtlpSpan) -> str:
     return msgspec.json.encode(kept).decode()
 
 
+def _explicit_workload(span: OtlpSpan):
+    return span.attributes.get(EXPLICIT_WORKLOAD_KEY) or span.resource.get(EXPLICIT_WORKLOAD_KEY)
+
+
 def _workload_candidates(span: OtlpSpan) -> list[str]:
+    """The names a span may belong to, most specific first. `mandate.workload` is a claim,
+    not a hint: when given it is the only candidate, so a span naming a workload its token
+    may not report for is refused rather than filed under the service's name."""
+    explicit = _explicit_workload(span)
+    if explicit:
+        return [explicit] if isinstance(explicit, str) else []
     names = []
     for source in (span.attributes, span.resource):
         for key in WORKLOAD_KEYS:
@@ -249,9 +260,13 @@ def spans_to_records(
             continue
         named = next((known[n] for n in candidates[id(span)] if n in known), None)
         workload_id = named or trace_workload.get(span.trace_id) or token.only_workload_id
-        explicit = span.attributes.get(EXPLICIT_WORKLOAD_KEY) or span.resource.get(
-            EXPLICIT_WORKLOAD_KEY
-        )
+        explicit = _explicit_workload(span)
+        if explicit and named is None and token.all_workloads:
+            # Never filed under its trace's workload instead of the one it names.
+            rejected.append(
+                Rejection(index, key, "unknown_workload", f"No known workload ({explicit}).")
+            )
+            continue
         if (
             not token.all_workloads
             and named is None

@@ -187,6 +187,22 @@ def test_it_rejects_spans_for_workloads_the_token_is_not_bound_to(export, worklo
     assert UsageEvent.objects.filter(workload=workload).count() == 6
 
 
+def test_a_span_naming_its_workload_is_never_filed_under_another(
+    export, make_token, workload, other_workload
+):
+    """`mandate.workload` decides alone: the service's name (a workload the token may report
+    for) does not win over it, and neither does the workload of the span's trace."""
+    claimed = span("00000000000000e5", "execute_tool x", {"mandate.workload": "research-agent"})
+    response = export(protobuf_request([claimed], {"service.name": workload.slug}))
+    assert partial(response)[0] == 1 and "workload_not_bound" in partial(response)[1]
+    everywhere = make_token(all_workloads=True)
+    named = span("00000000000000e6", "execute_tool x", {"mandate.workload": workload.slug})
+    unknown = span("00000000000000e7", "execute_tool y", {"mandate.workload": "no-such"})
+    response = export(protobuf_request([named, unknown]), token=everywhere)
+    assert partial(response)[0] == 1 and "unknown_workload" in partial(response)[1]
+    assert [e.event_id for e in UsageEvent.objects.all()] == [f"{TRACE}:00000000000000e6"]
+
+
 def test_it_rejects_spans_with_no_known_workload_for_a_multi_workload_token(
     export, make_token, workload, other_workload
 ):
