@@ -48,6 +48,7 @@ from workloads.serializers import (
 SLUG_IN_URL = "[A-Za-z0-9._~-]+"
 # Only an IAM admin may register a workload on someone else's behalf.
 REGISTER_FOR_OTHERS = "workloads.classify_workload"
+OWN_WORKLOADS = "governance.request_entitlement"  # what makes a user an owner
 
 _WORKLOAD_EXAMPLE = {
     "slug": "support-triage",
@@ -212,7 +213,10 @@ class WorkloadViewSet(
     @extend_schema(
         summary="Register a workload",
         description="Registers a draft workload; it does nothing until an IAM admin classifies "
-        "it. With a service token (scope `write`) `owner` is required and must exist.",
+        "it. With a service token (scope `write`, bound to every workload: a bound token "
+        "gets 403) the workload belongs to the user the token acts for, or to the `owner` "
+        "named, who must be an active user who may own workloads (400 otherwise); naming "
+        "another owner than the one it acts for needs that user to be an IAM admin.",
         request=WorkloadRegisterInput,
         responses={
             201: WorkloadOutput,
@@ -254,14 +258,47 @@ class WorkloadViewSet(
         return Response(WorkloadOutput(workload).data, status=status.HTTP_201_CREATED)
 
     def _owner_for_registration(self, username: str | None):
+        token = self.request.auth
+        if isinstance(token, ServiceToken):
+            return self._owner_for_token(token, username)
         user = self.request.user
-        if isinstance(self.request.auth, ServiceToken):
-            if not username:
-                raise DomainError("Name the owner of the workload.", field="owner", code="required")
-        elif not username or username == user.get_username():
+        if not username or username == user.get_username():
             return user
-        elif not user.has_perm(REGISTER_FOR_OTHERS):
+        if not user.has_perm(REGISTER_FOR_OTHERS):
             raise NotAllowed("Only an IAM admin may register a workload for someone else.")
+        return self._active_user(username)
+
+    def _owner_for_token(self, token: ServiceToken, username: str | None):
+        """A token registers as the user it acts for would, and only when it is not bound:
+        a bound token could not see or report for what it registered."""
+        if not token.all_workloads:
+            raise NotAllowed(
+                "A token bound to workloads cannot register new ones: it could not act for "
+                "them. Use a token for every workload.",
+                code="token_bound",
+            )
+        acting = token.acts_for
+        if acting is not None:
+            if not username or username == acting.get_username():
+                return acting
+            if not acting.has_perm(REGISTER_FOR_OTHERS):
+                raise NotAllowed(
+                    f"This token acts for {acting.get_username()}, who may not register a "
+                    "workload for someone else."
+                )
+        elif not username:
+            raise DomainError("Name the owner of the workload.", field="owner", code="required")
+        owner = self._active_user(username)
+        if not owner.has_perm(OWN_WORKLOADS):
+            raise DomainError(
+                f"{username} may not own workloads (they cannot request tools for them).",
+                field="owner",
+                code="not_an_owner",
+            )
+        return owner
+
+    @staticmethod
+    def _active_user(username: str):
         owner = get_user_model().objects.filter(username=username, is_active=True).first()
         if owner is None:
             raise DomainError(f"No active user {username!r}.", field="owner", code="unknown")

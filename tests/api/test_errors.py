@@ -196,7 +196,7 @@ def test_writes_are_throttled_with_a_429_and_retry_after(token_api, owner, setti
     assert error_of(response)["code"] == "throttled"
     assert int(response["Retry-After"]) >= 1
     assert client.get("/api/v1/workloads").status_code == 200  # reads are not write-throttled
-    other = token_api(scopes=["write"])
+    other = token_api(scopes=["write"], all_workloads=True)
     assert other.post("/api/v1/workloads", REGISTER, format="json").status_code == 201
 
 

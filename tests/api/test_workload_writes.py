@@ -18,7 +18,7 @@ NEW = {
 
 
 def test_a_write_token_registers_a_workload_for_a_named_owner(token_api, owner):
-    client = token_api(scopes=["write"])
+    client = token_api(scopes=["write"], all_workloads=True)
     response = client.post("/api/v1/workloads", NEW | {"owner": "owner"}, format="json")
     assert response.status_code == 201, response.json()
     body = response.json()
@@ -31,7 +31,7 @@ def test_a_write_token_registers_a_workload_for_a_named_owner(token_api, owner):
 
 
 def test_a_token_must_name_an_existing_owner(token_api, owner):
-    client = token_api(scopes=["write"])
+    client = token_api(scopes=["write"], all_workloads=True)
     missing = client.post("/api/v1/workloads", NEW, format="json")
     assert missing.status_code == 400
     assert "owner" in missing.json()["error"]["fields"]
@@ -42,10 +42,36 @@ def test_a_token_must_name_an_existing_owner(token_api, owner):
 
 
 def test_a_token_acting_for_a_user_is_attributed_to_them(token_api, admin_user, owner):
-    client = token_api(scopes=["write"], acts_for=admin_user)
+    client = token_api(scopes=["write"], acts_for=admin_user, all_workloads=True)
     client.post("/api/v1/workloads", NEW | {"owner": "owner"}, format="json")
     event = AuditEvent.objects.get(action="workload.register")
     assert event.actor == admin_user
+
+
+@pytest.mark.parametrize("bound_to_one", [True, False])
+def test_a_bound_token_may_not_register_what_it_could_not_act_for(token_api, owner, bound_to_one):
+    workloads = [WorkloadFactory()] if bound_to_one else []
+    client = token_api(scopes=["read", "write"], workloads=workloads)
+    response = client.post("/api/v1/workloads", NEW | {"owner": "owner"}, format="json")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "token_bound"
+    assert not Workload.objects.filter(slug=NEW["slug"]).exists()
+
+
+def test_a_token_registers_as_the_user_it_acts_for_would(token_api, owner, approver):
+    client = token_api(scopes=["write"], acts_for=owner, all_workloads=True)
+    for_someone_else = client.post("/api/v1/workloads", NEW | {"owner": "approver"}, format="json")
+    assert for_someone_else.status_code == 403
+    response = client.post("/api/v1/workloads", NEW, format="json")
+    assert response.status_code == 201 and response.json()["owner"] == "owner"
+
+
+def test_a_token_may_name_as_owner_only_someone_who_may_own_workloads(token_api, approver):
+    client = token_api(scopes=["write"], all_workloads=True)
+    response = client.post("/api/v1/workloads", NEW | {"owner": "approver"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["owner"]
+    assert not Workload.objects.exists()
 
 
 def test_a_user_owns_what_they_register(user_api, owner):
@@ -84,7 +110,7 @@ def test_registration_refuses_status_tier_and_other_read_only_fields(token_api, 
 
 def test_a_duplicate_slug_is_a_409(token_api, owner):
     WorkloadFactory(slug="invoice-reader")
-    response = token_api(scopes=["write"]).post(
+    response = token_api(scopes=["write"], all_workloads=True).post(
         "/api/v1/workloads", NEW | {"owner": "owner"}, format="json"
     )
     assert response.status_code == 409
