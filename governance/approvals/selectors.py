@@ -86,13 +86,20 @@ def requests_visible_to(user) -> QuerySet[AccessRequest]:
 
 
 def _awaiting(qs: QuerySet[AccessRequest], user) -> QuerySet[AccessRequest]:
-    """Pending requests this user may still decide: not theirs, not their workload's."""
+    """Pending requests this user may still decide: not theirs, not their workload's, with
+    an open step they may fill (a remaining rule exception only for an iam_admin)."""
+    if not user.has_perm(APPROVE):
+        return qs.none()
     decided = ApprovalDecision.objects.filter(request=OuterRef("pk"), approver=user)
+    fillable = ApprovalStep.objects.filter(request=OuterRef("pk"), decision__isnull=True)
+    if not user.has_perm(GRANT_EXCEPTION):
+        fillable = fillable.exclude(kind=EXCEPTION)
     return (
         qs.filter(status=AccessRequest.Status.PENDING)
         .exclude(requested_by=user)
         .exclude(workload__owner=user)
         .exclude(Exists(decided))
+        .filter(Exists(fillable))
     )
 
 

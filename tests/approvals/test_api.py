@@ -4,7 +4,9 @@ from rest_framework.test import APIClient
 
 from governance.approvals import services
 from governance.models import AccessRequest, ApprovalDecision
+from governance.roles import APPROVER, IAM_ADMIN
 from governance.tokens import service_token_create
+from tests.approvals.conftest import user_with
 from tests.factories import ClassifiedWorkloadFactory, tier
 from workloads.models import CombinationRule, Entitlement, Tool
 
@@ -221,6 +223,30 @@ def test_the_list_is_scoped_to_what_the_user_may_see(owner, approver, outsider, 
     assert api(owner).get(f"/api/v1/requests/{theirs.pk}").status_code == 404
     awaiting = api(approver).get("/api/v1/requests?view=awaiting&status=pending").json()
     assert awaiting["count"] == 2
+
+
+def test_awaiting_lists_only_requests_the_user_could_decide_now(
+    owner, approver, approver2, reviewer, admin_user, boundary_workload
+):
+    """Not for someone who may not approve at all, and not once only the rule exception is
+    left for someone who may not give it."""
+    req = services.access_request_create(
+        by=owner,
+        workload=boundary_workload,
+        tools=list(Tool.objects.filter(slug__in=TRIFECTA)),
+        justification="For the review.",
+        duration_days=10,
+    )
+    url = "/api/v1/requests?view=awaiting"
+    assert api(reviewer).get(url).json()["count"] == 0
+    assert api(approver).get(url).json()["count"] == 1
+    services.access_request_approve(access_request=req, by=approver)
+    services.access_request_approve(access_request=req, by=approver2)
+    assert [s.kind for s in req.steps.filter(decision__isnull=True)] == ["exception"]
+    third = user_with("approver3", APPROVER)
+    assert api(third).get(url).json()["count"] == 0
+    iam = user_with("iam-approver", IAM_ADMIN, APPROVER)
+    assert [r["id"] for r in api(iam).get(url).json()["results"]] == [req.pk]
 
 
 @pytest.mark.parametrize("rows", [2, 10])
