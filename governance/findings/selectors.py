@@ -150,7 +150,8 @@ def session_list(*, user, filters=None) -> QuerySet[Session]:
 
     qs = (
         sessions_visible_to(user)
-        .select_related("workload")
+        # The tier and policy say whether each row may show its request.
+        .select_related("workload__tier", "workload__session_policy")
         .defer("evaluation_state")
         .order_by("-started_at", "-id")
         .annotate(
@@ -213,9 +214,14 @@ def session_summary(*, session: Session) -> dict:
 
 
 def session_logs_content(session: Session) -> bool:
-    """Whether the workload's logging level is full_trace: only then is event content shown.
-    The workload's policy override wins, else its tier's default; unclassified → metadata."""
-    workload = session.workload
+    return workload_logs_content(session.workload)
+
+
+def workload_logs_content(workload: Workload) -> bool:
+    """Whether the workload's logging level is full_trace: only then is what a session said
+    (its request, reasoning, tool output, final action) shown, in the console or the API.
+    The workload's policy override wins, else its tier's default; unclassified → metadata.
+    Select the workload with its tier and session policy, or this queries."""
     try:
         level = workload.session_policy.logging_level
     except Workload.session_policy.RelatedObjectDoesNotExist:

@@ -120,7 +120,10 @@ class SessionViewSet(
 
     def retrieve(self, request, pk=None):
         session = selectors.session_get(user=request.user, pk=pk)
-        context = {"summary": selectors.session_summary(session=session)}
+        context = {
+            "summary": selectors.session_summary(session=session),
+            "full_trace": selectors.session_logs_content(session),
+        }
         return Response(SessionDetailOutput(session, context=context).data)
 
 

@@ -55,6 +55,13 @@ class SessionDetailOutput(_SessionBase):
     )
     counts = serializers.SerializerMethodField()
     findings = serializers.SerializerMethodField(help_text="Ids of the findings it raised.")
+    original_request = serializers.SerializerMethodField(
+        help_text="What the session was asked. Null unless the workload's logging level is "
+        "full_trace, as for event content."
+    )
+    final_action = serializers.SerializerMethodField(
+        help_text="What it did in the end. Null unless the logging level is full_trace."
+    )
 
     class Meta:
         model = Session
@@ -74,6 +81,14 @@ class SessionDetailOutput(_SessionBase):
         if session.started_at is None or end is None:
             return None
         return round((end - session.started_at).total_seconds(), 3)
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_original_request(self, session: Session) -> str | None:
+        return session.original_request if self.context["full_trace"] else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_final_action(self, session: Session) -> str | None:
+        return session.final_action if self.context["full_trace"] else None
 
     @extend_schema_field(SessionCountsOutput)
     def get_counts(self, session: Session) -> dict:

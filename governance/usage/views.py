@@ -28,6 +28,8 @@ def sessions(request):
     page = Paginator(selectors.session_list(user=request.user, filters=filters), 25).get_page(
         request.GET.get("page")
     )
+    for session in page:
+        session.content_shown = selectors.workload_logs_content(session.workload)
     template = "usage/sessions.html"
     if is_fragment_request(request):
         template += "#table"
@@ -58,6 +60,8 @@ def timeline(request, pk):
     context = {
         "session": session,
         "content_kept": content_kept,
+        # Evaluation reads the text (loops, drift); people see it only at full trace.
+        "withheld_note": "Not shown: this workload's logging level is metadata only.",
         "gateway": session_decisions(user=request.user, session=session),
         **selectors.session_timeline(session=session, page=page, with_content=content_kept),
     }

@@ -112,6 +112,15 @@ def test_a_token_without_read_and_users_without_view_findings_are_refused(
             assert response.json()["error"]["code"] == "forbidden"
 
 
+def test_the_detail_withholds_the_request_and_action_below_full_trace(reviewer, user_api):
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    assert workload.tier.logging_level == "metadata"
+    session, _ = _full_session(workload)
+    body = user_api(reviewer).get(f"{LIST}/{session.pk}").json()
+    assert body["original_request"] is None and body["final_action"] is None
+    assert body["counts"]["events"] == 6
+
+
 def test_the_detail_has_the_request_the_action_times_counts_and_findings(reviewer, user_api):
     workload = ClassifiedWorkloadFactory()
     session, _ = _full_session(workload)

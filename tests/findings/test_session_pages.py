@@ -88,8 +88,24 @@ def test_a_metadata_level_timeline_withholds_event_content_as_the_api_does(clien
     client.force_login(reviewer)
     html = client.get(reverse("usage:timeline", args=[session.pk])).content.decode()
     assert "secret-reasoning" not in html and "secret-result" not in html
-    # One note per event that had text; the tool call had none.
-    assert html.count("Content not kept at the metadata logging level.") == 2
+    # One note per event that had text (the tool call had none), one for the request.
+    assert html.count("Not shown: this workload&#x27;s logging level is metadata only.") == 3
+
+
+def test_a_metadata_level_session_shows_neither_its_request_nor_its_final_action(client, reviewer):
+    hidden = make_session(ClassifiedWorkloadFactory(tier=tier(METADATA)), request="secret-ask")
+    shown = make_session(ClassifiedWorkloadFactory(tier=tier(FULL_TRACE)), request="plain-ask")
+    for session, action in ((hidden, "secret-act"), (shown, "plain-act")):
+        session.final_action = action
+        session.save(update_fields=["final_action"])
+    client.force_login(reviewer)
+    timeline = client.get(reverse("usage:timeline", args=[hidden.pk])).content.decode()
+    assert "secret-ask" not in timeline and "secret-act" not in timeline
+    assert "Final action" in timeline  # that there was one is metadata
+    listing = client.get(reverse("usage:sessions")).content.decode()
+    assert "secret-ask" not in listing and "plain-ask" in listing
+    full = client.get(reverse("usage:timeline", args=[shown.pk])).content.decode()
+    assert "plain-ask" in full and "plain-act" in full
 
 
 def test_a_workload_policy_override_to_full_trace_shows_the_content(client, reviewer):
@@ -101,7 +117,7 @@ def test_a_workload_policy_override_to_full_trace_shows_the_content(client, revi
     add_events(session, ("reasoning_step", 0, {"content": "visible-reasoning"}))
     client.force_login(reviewer)
     html = client.get(reverse("usage:timeline", args=[session.pk])).content.decode()
-    assert "visible-reasoning" in html and "Content not kept" not in html
+    assert "visible-reasoning" in html and "Not shown:" not in html
 
 
 def test_the_timeline_runs_the_same_queries_for_a_long_run_as_for_a_short_one(
