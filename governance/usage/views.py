@@ -28,8 +28,8 @@ def sessions(request):
     page = Paginator(selectors.session_list(user=request.user, filters=filters), 25).get_page(
         request.GET.get("page")
     )
-    for session in page:
-        session.content_shown = selectors.workload_logs_content(session.workload)
+    # Only sessions whose workload logs full traces show what they were asked.
+    content_shown = {s.pk for s in page if selectors.workload_logs_content(s.workload)}
     template = "usage/sessions.html"
     if is_fragment_request(request):
         template += "#table"
@@ -42,6 +42,7 @@ def sessions(request):
             "filters": filters,
             "filter_form": filter_form(SessionFilter, filters),
             "states": SessionState.choices,
+            "content_shown": content_shown,
         },
     )
 
