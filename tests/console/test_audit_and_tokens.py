@@ -88,6 +88,23 @@ def test_an_invalid_date_filter_matches_nothing_and_says_why(client, auditor):
     assert "Enter a valid date" in response.content.decode()
 
 
+@pytest.mark.parametrize(
+    ("filters", "error"),
+    [
+        ({"until": "9999-12-31"}, "less than or equal to 9998-12-31"),
+        ({"since": "0001-01-01"}, "greater than or equal to 1900-01-01"),
+        ({"since": "2026-05-02", "until": "2026-05-01"}, "To is before From"),
+    ],
+)
+def test_an_out_of_range_or_reversed_date_range_is_a_field_error_not_a_500(
+    client, auditor, filters, error
+):
+    client.force_login(auditor)
+    response = client.get(reverse("audit:log"), filters)
+    assert response.status_code == 200 and list(response.context["page"]) == []
+    assert error in response.content.decode()
+
+
 def test_a_token_secret_is_shown_once_and_only_its_hash_is_kept(admin_client):
     workload = ClassifiedWorkloadFactory(slug="bound-one")
     response = admin_client.post(
