@@ -20,7 +20,8 @@ def _day_start(day) -> datetime:
 
 class _AuditFilterForm(forms.Form):
     def clean(self):
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data  # what Form.clean returns (its stub allows None, for overrides)
         since, until = data.get("since"), data.get("until")
         if since and until and since > until:
             self.add_error("until", "To is before From: no event can match.")
