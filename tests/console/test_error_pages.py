@@ -118,3 +118,32 @@ def test_a_plain_request_after_the_session_ended_is_redirected_to_log_in(client)
 
     assert response.status_code == 302
     assert response["Location"] == "/login/?next=/audit/%3Faction%3Dgrant.create"
+
+
+@pytest.mark.parametrize(
+    ("referer", "back_to"),
+    [
+        ("http://testserver/findings/3/?tab=comments", "/findings/3/%3Ftab%3Dcomments"),
+        ("https://elsewhere.example/phish/", "/"),  # not ours: the dashboard
+        (None, "/"),
+    ],
+)
+def test_a_form_posted_after_the_session_ended_comes_back_to_its_page(client, referer, back_to):
+    """Not to the form's own address, which answers only POST: logging in landed on a 405."""
+    headers = {"Referer": referer} if referer else {}
+
+    response = client.post("/findings/3/comment/", {"body": "lost?"}, headers=headers)
+
+    assert response.status_code == 302
+    assert response["Location"] == f"/login/?next={back_to}"
+
+
+def test_opening_a_forms_address_is_a_console_page_not_a_blank_405(client, reviewer):
+    client.force_login(reviewer)
+
+    response = client.get("/findings/3/comment/")
+
+    assert response.status_code == 405 and response["Allow"] == "POST"
+    html = response.content.decode()
+    assert "This address is a form's, not a page" in html
+    assert 'class="mainnav"' in html
