@@ -2,6 +2,7 @@
 
 import django_filters
 from django import forms
+from django.utils import timezone
 
 
 class StableOrderingFilter(django_filters.OrderingFilter):
@@ -56,3 +57,16 @@ def filter_form(filterset_class: type[django_filters.FilterSet], filters: dict) 
     filterset = filterset_class(filters, queryset=filterset_class._meta.model.objects.none())
     filterset.form.is_valid()
     return filterset.form
+
+
+def datetime_local_shown(form: forms.Form, filters: dict, names=("since", "until")) -> dict:
+    """`filters` with each valid date-time written as a datetime-local input shows it, in the
+    viewer's zone. A browser leaves such an input empty for anything else (`…Z`, an offset,
+    a bare date), so a list filtered by a link showed no filter in its fields."""
+    shown = dict(filters)
+    cleaned = getattr(form, "cleaned_data", {})
+    for name in names:
+        value = cleaned.get(name)
+        if value is not None and name not in form.errors:
+            shown[name] = timezone.localtime(value).strftime("%Y-%m-%dT%H:%M:%S")
+    return shown

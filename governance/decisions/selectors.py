@@ -146,6 +146,7 @@ def decision_chart_series(*, user, hours: int = 24) -> dict:
             {"day": hour, "n": n, "label": timezone.localtime(hour).strftime("%H:%M")}
             for hour, n in denied.items()
         ],
+        "since": start,  # the chart's first hour, for a link to the same span of the log
         "allowed": totals[Decision.Answer.ALLOW],
         "denied": totals[Decision.Answer.DENY],
         "reasons": reasons.most_common(6),

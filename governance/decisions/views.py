@@ -12,7 +12,7 @@ from governance.decisions.selectors import (
     decision_log_losses,
     decisions_link_timelines,
 )
-from governance.filtering import filter_form
+from governance.filtering import datetime_local_shown, filter_form
 from governance.findings.charts import bar_chart as column_chart
 from governance.htmx import is_fragment_request
 from governance.keyset import keyset_page_from_request
@@ -29,12 +29,13 @@ def decision_log_view(request):
     visible = decision_list(user=request.user, filters=given)
     # Keyset pages: the hundredth page costs what the first does, and no COUNT(*) of the log.
     keyset = keyset_page_from_request(visible, request, fields=("decided_at", "id"), size=PAGE_SIZE)
+    form = filter_form(DecisionFilter, given)
     context = {
         # Each decision with a session links to its timeline when Mandate has its usage.
         "decisions": decisions_link_timelines(user=request.user, decisions=keyset.rows),
         "keyset": keyset,
-        "filters": filters,
-        "filter_form": filter_form(DecisionFilter, given),
+        "filters": datetime_local_shown(form, filters),
+        "filter_form": form,
         "query": urlencode({k: v for k, v in filters.items() if v}),
     }
     template = "decisions/log.html"

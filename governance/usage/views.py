@@ -1,13 +1,14 @@
 """Sessions per workload and a session's timeline."""
 
 import re
+from urllib.parse import urlencode
 
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import render
 
 from governance.decisions.selectors import session_decisions
-from governance.filtering import filter_form
+from governance.filtering import datetime_local_shown, filter_form
 from governance.findings import selectors
 from governance.htmx import is_fragment_request
 from governance.numbers import whole_number
@@ -30,6 +31,7 @@ def sessions(request):
     )
     # Only sessions whose workload logs full traces show what they were asked.
     content_shown = {s.pk for s in page if selectors.workload_logs_content(s.workload)}
+    form = filter_form(SessionFilter, filters)
     template = "usage/sessions.html"
     if is_fragment_request(request):
         template += "#table"
@@ -39,10 +41,12 @@ def sessions(request):
         {
             "page": page,
             "workload": workload,
-            "filters": filters,
-            "filter_form": filter_form(SessionFilter, filters),
+            "filters": datetime_local_shown(form, filters),
+            "filter_form": form,
             "states": SessionState.choices,
             "content_shown": content_shown,
+            # Paging keeps every filter, as typed.
+            "query": urlencode({k: v for k, v in filters.items() if v}),
         },
     )
 

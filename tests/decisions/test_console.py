@@ -255,3 +255,12 @@ def test_the_log_says_when_writers_lost_entries(client, reviewer, auditor):
     assert "?action=decision_log.entries_lost" not in html  # reviewers do not read the audit log
     client.force_login(auditor)
     assert "?action=decision_log.entries_lost" in client.get(page).content.decode()
+
+
+@pytest.mark.parametrize("since", ["2026-11-27T21:40:00Z", "2026-11-27T22:40:00+01:00"])
+def test_a_linked_time_filter_shows_in_its_field_as_the_browser_can(client, reviewer, since):
+    """A datetime-local input stays empty for a value with a zone; the field shows the
+    filter in the viewer's zone (UTC here) instead of hiding it."""
+    client.force_login(reviewer)
+    page = client.get(reverse("decisions:log"), {"since": since}).content.decode()
+    assert 'name="since" value="2026-11-27T21:40:00"' in page

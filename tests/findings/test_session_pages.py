@@ -1,8 +1,12 @@
 """The sessions list and a session's timeline stay cheap on long histories (bench/pages.py):
 finding counts per row of the page only, and long runs paged."""
 
+import re
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from governance.findings import selectors
 from governance.models import Finding
@@ -151,3 +155,20 @@ def test_the_timeline_runs_the_same_queries_for_a_long_run_as_for_a_short_one(
     with django_assert_num_queries(len(few)):
         page = client.get(reverse("usage:timeline", args=[long.pk]))
     assert len(page.context["rows"]) == 60 and len(page.context["gateway"]["decisions"]) == 20
+
+
+def test_the_sessions_list_filters_by_start_and_keeps_every_filter_when_paging(client, reviewer):
+    workload = ClassifiedWorkloadFactory(slug="paged")
+    start = timezone.now() - timedelta(hours=1)
+    for i in range(30):
+        make_session(workload, started_at=start + timedelta(seconds=i))
+    make_session(workload, started_at=start - timedelta(days=2))  # before the filter
+    client.force_login(reviewer)
+    since = (start - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    first = client.get(reverse("usage:sessions"), {"workload": "paged", "since": since})
+    html = first.content.decode()
+    assert f'name="since" value="{since}"' in html
+    assert first.context["page"].paginator.count == 30
+    link = re.search(r'href="\?([^"]*page=2)"', html).group(1).replace("&amp;", "&")
+    second = client.get(reverse("usage:sessions") + "?" + link)
+    assert second.context["page"].paginator.count == 30 and second.context["page"].number == 2
