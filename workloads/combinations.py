@@ -41,6 +41,11 @@ def rules_completed_by(
     return [r for r in rules if rule_tripped(r, combined) and not rule_tripped(r, before)]
 
 
+def tool_matches_every_group(groups: Iterable[Iterable[str]], slug: str, capability: str) -> bool:
+    labels = _labels(slug, capability)
+    return all(set(group) & labels for group in groups)
+
+
 def tripped_alone(groups: Iterable[Iterable[str]], tools: Mapping[str, str]) -> str | None:
     """A tool that alone matches every group (`tools`: slug → capability class), or a
     capability class any tool of which would: such a rule forbids a tool, not a combination,

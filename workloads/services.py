@@ -11,7 +11,12 @@ from governance.audit import audit_record, audit_snapshot
 from governance.errors import Conflict, DomainError, NotAllowed, RuleViolation
 from governance.models import ContainmentAction
 from governance.policy_version import policy_version_bump
-from workloads.combinations import RuleSpec, rules_completed_by, tripped_alone
+from workloads.combinations import (
+    RuleSpec,
+    rules_completed_by,
+    tool_matches_every_group,
+    tripped_alone,
+)
 from workloads.models import (
     CombinationRule,
     Entitlement,
@@ -543,6 +548,8 @@ def tool_save(*, by, tool: Tool | None = None, **fields) -> Tool:
     for name, value in fields.items():
         setattr(tool, name, value)
     tool.full_clean()
+    if creating or before is None or before["capability_class"] != tool.capability_class:
+        _refuse_one_tool_rules(tool)
     tool.save()
     audit_record(
         by=by,
@@ -553,6 +560,20 @@ def tool_save(*, by, tool: Tool | None = None, **fields) -> Tool:
     )
     policy_version_bump()
     return tool
+
+
+def _refuse_one_tool_rules(tool: Tool) -> None:
+    """A capability class that would let this tool alone match every group of an enabled
+    rule is refused, as the rule itself would be: the rule would then forbid the tool, and
+    every request and session that used it."""
+    for rule in CombinationRule.objects.filter(enabled=True).order_by("slug"):
+        if tool_matches_every_group(rule.groups, tool.slug, tool.capability_class):
+            raise DomainError(
+                f"As {tool.get_capability_class_display()}, {tool.slug} alone would match every "
+                f"group of rule {rule.name} ({rule.slug}): change the rule first.",
+                field="capability_class",
+                code="tripped_alone",
+            )
 
 
 @transaction.atomic

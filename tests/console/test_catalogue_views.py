@@ -77,6 +77,32 @@ def test_a_rule_one_tool_would_trip_alone_is_refused_in_place(admin_client, grou
     assert not CombinationRule.objects.filter(slug=RULE["slug"]).exists()
 
 
+def test_a_capability_change_that_would_let_one_tool_trip_a_rule_is_refused(admin_client):
+    """The rule-side check, from the tool's side: send-email turned into a data store would
+    alone match both groups of a rule that keeps it away from data stores."""
+    admin_client.post(
+        reverse("workloads:rule_create"), RULE | {"groups": "tool:send-email\ndata_store"}
+    )
+    tool = Tool.objects.get(slug="send-email")
+    url = reverse("workloads:tool_edit", args=[tool.slug])
+    form = {
+        "name": tool.name,
+        "capability_class": "data_store",
+        "risk": tool.risk,
+        "mcp_server": tool.mcp_server,
+        "description": tool.description,
+    }
+    response = admin_client.post(url, form)
+    assert response.status_code == 422
+    assert "send-email alone would match every group of rule No exfiltration" in (
+        response.content.decode()
+    )
+    tool.refresh_from_db()
+    assert tool.capability_class == "messaging"
+    CombinationRule.objects.filter(slug="no-exfil").update(enabled=False)
+    assert admin_client.post(url, form).status_code in (302, 303)  # a disabled rule: fine
+
+
 def test_a_new_grant_rule_names_the_workloads_that_already_hold_the_combination(admin_client):
     holder = ClassifiedWorkloadFactory(slug="holder")
     excepted = ClassifiedWorkloadFactory(slug="excepted")
