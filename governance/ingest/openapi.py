@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from governance.api_common import ScopeOrPermission, StrictInput
 from governance.ingest.native import MAX_EVENTS
 from governance.ingest.otlp_wire import MAX_SPANS
+from governance.ingest.records import MAX_INT, REJECTION_CODES
 from governance.ingest.views import MAX_BYTES
 
 EVENT_TYPES = [
@@ -24,16 +25,6 @@ EVENT_TYPES = [
     "tool_result",
     "final_action",
     "session_end",
-]
-REJECTION_CODES = [
-    "missing_field",
-    "unknown_field",
-    "invalid_field",
-    "invalid_event",
-    "unknown_type",
-    "bad_timestamp",
-    "unknown_workload",
-    "workload_not_bound",
 ]
 
 
@@ -49,10 +40,14 @@ class NativeEventDoc(StrictInput):
     occurred_at = serializers.DateTimeField(
         help_text="RFC 3339 with a timezone; after 2000-01-01, at most 1 hour in the future."
     )
+    # "" is accepted where a field is optional text (the decoder's default), so no minLength.
     tool = serializers.CharField(
-        max_length=80, required=False, help_text="Tool slug; required for tool_call/tool_result."
+        max_length=80,
+        required=False,
+        allow_blank=True,
+        help_text="Tool slug; required (non-empty) for tool_call/tool_result.",
     )
-    tool_call_id = serializers.CharField(max_length=200, required=False)
+    tool_call_id = serializers.CharField(max_length=200, required=False, allow_blank=True)
     arguments = serializers.JSONField(
         required=False,
         help_text="Tool arguments (any JSON, or a JSON string); only their SHA-256 over "
@@ -60,13 +55,17 @@ class NativeEventDoc(StrictInput):
     )
     content = serializers.CharField(
         required=False,
+        allow_blank=True,
         help_text="session_start: the original request; reasoning_step: the reasoning text; "
         "final_action: the action taken, described; tool_result: the result.",
     )
-    input_tokens = serializers.IntegerField(min_value=0, required=False)
-    output_tokens = serializers.IntegerField(min_value=0, required=False)
-    reasoning_tokens = serializers.IntegerField(min_value=0, required=False)
-    duration_ms = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    # Stored in PositiveIntegerFields: a larger count is rejected (invalid_field).
+    input_tokens = serializers.IntegerField(min_value=0, max_value=MAX_INT, required=False)
+    output_tokens = serializers.IntegerField(min_value=0, max_value=MAX_INT, required=False)
+    reasoning_tokens = serializers.IntegerField(min_value=0, max_value=MAX_INT, required=False)
+    duration_ms = serializers.IntegerField(
+        min_value=0, max_value=MAX_INT, required=False, allow_null=True
+    )
     attributes = serializers.DictField(
         required=False,
         help_text="Free attributes (an object): your own fields go here; any other field "

@@ -41,6 +41,23 @@ class EventRecord(NamedTuple):
 EventRow = tuple[int, str, str, str, datetime, str, str, str, str, int, int, int, int | None, str]
 
 
+# Every code a native event's rejection may carry (`Rejection.code`), in the order the API
+# documents them: the schema's enum is this list, and tests/ingest/test_rejection_codes.py
+# reads the ingest modules to prove no code is emitted that is missing here. Add a new code
+# here when you add it there.
+REJECTION_CODES = (
+    "missing_field",
+    "unknown_field",
+    "invalid_field",
+    "invalid_event",
+    "unknown_type",
+    "bad_timestamp",
+    "unknown_workload",
+    "workload_not_bound",
+    "duplicate_event_id",
+)
+
+
 @final  # never subclassed: lets `type(item) is Rejection` narrow both ways, as fast as it is
 class Rejection(NamedTuple):
     """Why one item (an event, or an OTLP span) was not stored."""
