@@ -161,3 +161,93 @@ def test_the_examples_name_the_demos_workloads_and_the_seeded_tools(client):
     named = list(_values_of(examples, set(known)))
     assert {key for key, _ in named} == set(known)
     assert [(key, slug) for key, slug in named if slug not in known[key]] == []
+
+
+@pytest.fixture
+def superuser_api():
+    from rest_framework.test import APIClient
+
+    from tests.factories import UserFactory
+
+    client = APIClient()
+    client.force_login(UserFactory(is_superuser=True))
+    return client
+
+
+@pytest.fixture
+def some_of_everything():
+    """A workload, a session of it and a finding on it, so every {id} in the schema names a
+    real object and an endpoint answers for what it does, not a 404 for the id."""
+    from django.utils import timezone
+
+    from governance.models import Finding
+    from tests.evaluation.rows import make_session
+    from tests.factories import ClassifiedWorkloadFactory
+
+    workload = ClassifiedWorkloadFactory()
+    session = make_session(workload)
+    finding = Finding.objects.create(
+        kind="reasoning_loop",
+        severity="high",
+        workload=workload,
+        session=session,
+        tool="web-search",
+        summary="Called web-search 9 times with the same arguments.",
+        dedupe_key="schema-test",
+        occurred_at=timezone.now(),
+    )
+    return {"workloads": workload.slug, "sessions": session.pk, "findings": finding.pk}
+
+
+def _url(path: str, ids: dict) -> str:
+    collection = path.split("/")[3]
+    return re.sub(r"\{[^}]+\}", str(ids.get(collection, 1)), path)
+
+
+def test_every_paginated_list_documents_and_answers_its_page_errors(
+    client, superuser_api, some_of_everything
+):
+    schema = _schema(client)
+    lists = [
+        path
+        for path, item in schema["paths"].items()
+        if any(p["name"] == "page" for p in item.get("get", {}).get("parameters", ()))
+    ]
+    assert {"/api/v1/tiers", "/api/v1/rules", "/api/v1/sessions/{id}/events"} <= set(lists)
+    for path in lists:
+        responses = schema["paths"][path]["get"]["responses"]
+        assert {"400", "404"} <= set(responses), path
+        assert "page" in responses["400"]["description"], path
+        assert "PastTheLastPage" in responses["404"]["content"]["application/json"]["examples"]
+        url = _url(path, some_of_everything)
+        assert superuser_api.get(url).status_code == 200, path
+        bad = superuser_api.get(url, {"page": 0})
+        assert bad.status_code == 400, path
+        assert bad.json()["error"]["fields"] == {"page": ["Give a whole number of 1 or more."]}
+        past = superuser_api.get(url, {"page": 999})
+        assert past.status_code == 404, path
+        assert past.json()["error"] == {"code": "not_found", "message": "Invalid page."}
+
+
+def test_every_write_that_reads_a_body_documents_and_answers_415(
+    client, superuser_api, some_of_everything
+):
+    schema = _schema(client)
+    writes = [
+        (method, path)
+        for path, item in schema["paths"].items()
+        for method, operation in item.items()
+        if "requestBody" in operation
+        and path.startswith("/api/v1/")
+        # the token-only hot paths have their own tests (tests/ingest, tests/decisions)
+        and path not in ("/api/v1/events", "/api/v1/decisions")
+    ]
+    assert len(writes) > 10
+    for method, path in writes:
+        responses = schema["paths"][path][method]["responses"]
+        assert "415" in responses, f"{method} {path}"
+        answer = getattr(superuser_api, method)(
+            _url(path, some_of_everything), data='{"a": 1}', content_type="text/plain"
+        )
+        assert answer.status_code == 415, f"{method} {path}: {answer.content}"
+        assert answer.json()["error"]["code"] == "unsupported_media_type"
