@@ -46,7 +46,8 @@ class BatchInput(StrictInput):
     checks = CheckInput(
         many=True,
         allow_empty=False,
-        help_text="Up to DECISIONS_BATCH_MAX (default 100) checks; more → 413.",
+        help_text="Up to DECISIONS_BATCH_MAX (default 100) checks; more → 413. A malformed "
+        "check gets an error result of its own (CheckErrorOutput); the others are answered.",
     )
 
 
@@ -78,17 +79,46 @@ class AnswerOutput(serializers.Serializer):
     id = serializers.CharField(required=False, help_text="Batch only: the correlation id.")
 
 
+class CheckErrorDetail(serializers.Serializer):
+    code = serializers.ChoiceField(choices=["invalid"])
+    message = serializers.CharField()
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Field name (of the check) → messages; `non_field_errors` for a check that "
+        "is not an object.",
+    )
+
+
+class CheckErrorOutput(serializers.Serializer):
+    """A malformed check's place in a batch's results: no decision is made or logged."""
+
+    id = serializers.CharField(
+        allow_null=True,
+        help_text="The check's correlation id, when it gave a usable one (else null).",
+    )
+    error = CheckErrorDetail()
+
+
 class SingleAnswerOutput(AnswerOutput):
     """The answer to a single check."""
 
     id = None  # only batch answers carry a correlation id
 
 
+# A batch result: an answer, or (for a malformed check) an error in its place.
+BatchResult = PolymorphicProxySerializer(
+    component_name="DecisionBatchResult",
+    serializers=[AnswerOutput, CheckErrorOutput],
+    resource_type_field_name=None,
+    many=True,
+)
+
+
 class BatchAnswerOutput(serializers.Serializer):
-    """The answers to a batch, in the order of its checks."""
+    """The results of a batch, one per check, in the order of its checks."""
 
     policy_version = serializers.IntegerField()
-    results = AnswerOutput(many=True)
+    results = BatchResult
 
 
 DecisionOutput = PolymorphicProxySerializer(
@@ -139,15 +169,28 @@ class DecisionSchemaStub(APIView):
             "session call is recorded atomically in the shared session state. Fails closed: "
             "503 with Retry-After when the policy or the session state cannot be confirmed, "
             "never allow. Every answer is logged (asynchronously). A token not bound to the "
-            "workload gets `deny` with `token_not_bound`.\n\nReason codes:\n" + _REASON_TABLE
+            "workload gets `deny` with `token_not_bound`.\n\n**Batch**: each check is judged "
+            'on its own. A malformed check gets `{"id", "error"}` in its place in '
+            "`results` (its correlation id if it gave a usable one, else null; the fields at "
+            "fault in `error.fields`), with no decision and no log entry; the other checks get "
+            "their answers. A malformed envelope (not an object, `checks` not a non-empty "
+            "list, a field beside `checks`) is a 400, as is a malformed single check; more "
+            "than DECISIONS_BATCH_MAX checks is a 413.\n\nReason codes:\n" + _REASON_TABLE
         ),
         request=DecisionInput,
         responses={
             200: DecisionOutput,
-            400: OpenApiResponse(ErrorOutput, description="Invalid JSON or fields"),
+            400: OpenApiResponse(
+                ErrorOutput,
+                description="Invalid JSON, a malformed single check, or a malformed batch envelope",
+            ),
             401: OpenApiResponse(ErrorOutput, description="Missing, unknown or revoked token"),
             403: OpenApiResponse(ErrorOutput, description="The token lacks the decide scope"),
             413: OpenApiResponse(ErrorOutput, description="Too many checks or body too large"),
+            415: OpenApiResponse(
+                ErrorOutput,
+                description="A Content-Type that is not JSON (application/json or +json)",
+            ),
             503: OpenApiResponse(ErrorOutput, description="Cannot confirm: fail closed"),
         },
         examples=[
@@ -192,6 +235,24 @@ class DecisionSchemaStub(APIView):
                                 "log_level": "full_trace",
                             },
                             "id": "c2",
+                        },
+                    ],
+                },
+            ),
+            OpenApiExample(
+                "Batch answer with a malformed check",
+                response_only=True,
+                value={
+                    "policy_version": 42,
+                    "results": [
+                        {**_ALLOW, "id": "c1"},
+                        {
+                            "id": "c2",
+                            "error": {
+                                "code": "invalid",
+                                "message": "The check has invalid fields.",
+                                "fields": {"context": ["Expected an object."]},
+                            },
                         },
                     ],
                 },

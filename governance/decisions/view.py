@@ -3,7 +3,9 @@
 
 Single: {"workload", "tool", "session"?, "context"?, "id"?} → one answer.
 Batch:  {"checks": [ ...up to DECISIONS_BATCH_MAX of the above... ]} → {"results": [...]},
-        each result carrying its check's `id` (or a generated one) as correlation id.
+        each result carrying its check's `id` (or a generated one) as correlation id. A
+        malformed check gets an `error` of its own in its place (no decision, not logged);
+        the others are answered. A malformed envelope is a 400, too many checks a 413.
 
 Auth: `Authorization: Bearer <token>` with the decide scope. The token is found in the
 snapshot by its SHA-256 (tokens are compiled in; issuing or revoking one bumps the policy
@@ -24,7 +26,7 @@ from django.conf import settings
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from governance.api_common import UNKNOWN_FIELD, error_response
+from governance.api_common import UNKNOWN_FIELD, error_body, error_response
 from governance.decisions.evaluator import (
     SessionPlan,
     Verdict,
@@ -69,9 +71,9 @@ def _unavailable(message: str) -> HttpResponse:
     return response
 
 
-def _parse_check(item, prefix: str = "") -> tuple:
+def _parse_check(item) -> tuple:
     """(workload, tool, session, id, context as JSON text) of a well-formed check, or
-    BadRequest."""
+    BadRequest naming the fields at fault."""
     # The common, valid case in one expression; anything else goes to the field-by-field
     # pass below, which says what is wrong with each field.
     if type(item) is dict:
@@ -87,11 +89,11 @@ def _parse_check(item, prefix: str = "") -> tuple:
             and (context is None or type(context) is dict)
             and item.keys() <= _CHECK_FIELDS
         ):
-            return workload, tool, session, check_id, _context_json(context, prefix)
-    return _invalid_check(item, prefix)
+            return workload, tool, session, check_id, _context_json(context)
+    return _invalid_check(item)
 
 
-def _context_json(context: dict | None, prefix: str) -> str:
+def _context_json(context: dict | None) -> str:
     """The context as the log stores it, within DECISIONS_CONTEXT_MAX bytes: every answer is
     logged with its context, and the log buffers entries in memory while the database is
     away, so an unbounded context would let one token fill a web process's memory."""
@@ -100,13 +102,13 @@ def _context_json(context: dict | None, prefix: str) -> str:
     encoded = _encode(context)
     limit = settings.DECISIONS_CONTEXT_MAX
     if len(encoded) > limit:
-        raise BadRequest({prefix + "context": [f"At most {limit} bytes of JSON."]})
+        raise BadRequest({"context": [f"At most {limit} bytes of JSON."]})
     return encoded.decode()
 
 
-def _invalid_check(item, prefix: str) -> tuple:
+def _invalid_check(item) -> tuple:
     if not isinstance(item, dict):
-        raise BadRequest({prefix or "non_field_errors": ["Expected an object."]})
+        raise BadRequest({"non_field_errors": ["Expected an object."]})
     fields = {}
     values: list[str | None] = []
     for name in ("workload", "tool", "session", "id"):
@@ -116,18 +118,44 @@ def _invalid_check(item, prefix: str) -> tuple:
             values.append(None)
             continue
         if not isinstance(value, str) or not value or len(value) > _FIELD_LIMITS[name]:
-            fields[prefix + name] = [
+            fields[name] = [
                 f"A non-empty string of at most {_FIELD_LIMITS[name]} characters is required."
             ]
         values.append(value)
     context = item.get("context")
     if context is not None and not isinstance(context, dict):
-        fields[prefix + "context"] = ["Expected an object."]
+        fields["context"] = ["Expected an object."]
     for name in sorted(item.keys() - _CHECK_FIELDS):
-        fields[prefix + str(name)] = [UNKNOWN_FIELD]
+        fields[str(name)] = [UNKNOWN_FIELD]
     if fields:
         raise BadRequest(fields)
-    return (*values, _context_json(context, prefix))
+    return (*values, _context_json(context))
+
+
+def _parse_each(items: list) -> tuple[list[tuple], dict[int, dict]]:
+    """The slow path of a batch with a malformed check: the well-formed checks, and the
+    result each malformed one gets in its place, by position."""
+    checks: list[tuple] = []
+    refused: dict[int, dict] = {}
+    for position, item in enumerate(items):
+        try:
+            checks.append(_parse_check(item))
+        except BadRequest as exc:
+            check_id = item.get("id") if isinstance(item, dict) else None
+            usable = isinstance(check_id, str) and 0 < len(check_id) <= _ID_MAX
+            refused[position] = {
+                "id": check_id if usable else None,
+                **error_body("invalid", "The check has invalid fields.", fields=exc.fields),
+            }
+    return checks, refused
+
+
+def _in_place(answers: list[dict], refused: dict[int, dict]) -> list[dict]:
+    """The answers to the well-formed checks with each refused check's result put back at
+    its position in the batch."""
+    remaining = iter(answers)
+    total = len(answers) + len(refused)
+    return [refused[n] if n in refused else next(remaining) for n in range(total)]
 
 
 def _decide(snapshot, token, checks, now: float, store):
@@ -176,6 +204,9 @@ def decide_view(request):
         return _not_authenticated()
     if "decide" not in token.scopes:
         return error_response(403, "forbidden", "This token lacks the decide scope.")
+    content_type = request.content_type  # parsed once by Django when the request was built
+    if content_type != "application/json" and content_type and not content_type.endswith("+json"):
+        return error_response(415, "unsupported_media_type", "Send application/json.")
     max_body = settings.DECISIONS_MAX_BODY
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -198,6 +229,7 @@ def decide_view(request):
     except RecursionError:
         return error_response(400, "invalid", "The body nests too deeply.")
     batch = isinstance(data, dict) and "checks" in data
+    refused: dict[int, dict] | None = None  # a batch's malformed checks, by position
     try:
         if batch:
             items = data["checks"]
@@ -212,7 +244,10 @@ def decide_view(request):
                     f"A batch takes at most {settings.DECISIONS_BATCH_MAX} checks.",
                     max_checks=settings.DECISIONS_BATCH_MAX,
                 )
-            checks = [_parse_check(item, f"checks[{n}].") for n, item in enumerate(items)]
+            try:
+                checks = [_parse_check(item) for item in items]
+            except BadRequest:
+                checks, refused = _parse_each(items)
         else:
             checks = [_parse_check(data)]
     except BadRequest as exc:
@@ -244,6 +279,8 @@ def decide_view(request):
             answer = _answer(verdict, version)
             answer["id"] = correlation_id
             results.append(answer)
+        if refused:
+            results = _in_place(results, refused)
         response = _json({"policy_version": version, "results": results})
     else:
         ids = (checks[0][3] or "",)

@@ -1,3 +1,4 @@
+import json
 import threading
 from datetime import timedelta
 
@@ -354,9 +355,6 @@ def test_batch_limits(client, decide_secret, triage, settings):
     assert too_many.status_code == 413
     assert too_many.json()["error"]["code"] == "too_large"
     assert post(client, decide_secret, {"checks": []}).status_code == 400
-    bad = post(client, decide_secret, {"checks": [check, {"workload": "triage"}]})
-    assert bad.status_code == 400
-    assert "checks[1].tool" in bad.json()["error"]["fields"]
     settings.DECISIONS_MAX_BODY = 100
     assert post(client, decide_secret, {"checks": [check] * 3}).status_code == 413
 
@@ -383,11 +381,12 @@ def test_a_field_it_does_not_know_is_refused_not_ignored(client, decide_secret, 
     assert list(single.json()["error"]["fields"]) == ["sesion"]
     check = {"workload": "triage", "tool": "web-search"}
     batch = post(client, decide_secret, {"checks": [check, {**check, "contxt": {}}]})
-    assert batch.status_code == 400
-    assert list(batch.json()["error"]["fields"]) == ["checks[1].contxt"]
+    assert batch.status_code == 200
+    assert list(batch.json()["results"][1]["error"]["fields"]) == ["contxt"]
+    assert flush_log() == 1  # the well-formed check's answer only
     extra = post(client, decide_secret, {"checks": [check], "dry_run": True})
     assert (extra.status_code, list(extra.json()["error"]["fields"])) == (400, ["dry_run"])
-    assert Decision.objects.count() == 0 and flush_log() == 0
+    assert flush_log() == 0
 
 
 def test_every_decision_is_logged(client, decide_secret, triage, state):
@@ -453,7 +452,8 @@ def test_a_context_over_its_limit_gets_400_and_a_fitting_one_is_logged(
         decide_secret,
         {"checks": [{"workload": "triage", "tool": "crm-api", "context": {"x": "y" * 64}}]},
     )
-    assert batch.json()["error"]["fields"] == {"checks[0].context": ["At most 64 bytes of JSON."]}
+    [refused] = batch.json()["results"]
+    assert refused["error"]["fields"] == {"context": ["At most 64 bytes of JSON."]}
     fits = post(
         client, decide_secret, {"workload": "triage", "tool": "crm-api", "context": {"step": 3}}
     )
@@ -483,3 +483,84 @@ def test_the_body_is_read_up_to_its_content_length(client, decide_secret, triage
     )
     assert response.status_code == 200
     assert response.json()["decision"] == "allow"
+
+
+def test_a_malformed_check_in_a_batch_gets_its_own_error_and_the_rest_their_answers(
+    client, decide_secret, triage
+):
+    check = {"workload": "triage", "tool": "web-search"}
+    response = post(
+        client,
+        decide_secret,
+        {
+            "checks": [
+                {**check, "id": "c1"},
+                {"id": "c2", "workload": "triage"},
+                "not a check",
+                {"id": "x" * 65, "workload": "triage", "tool": "crm-api"},
+                {**check, "tool": "send-email", "id": "c5"},
+            ]
+        },
+    )
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r.get("decision") for r in results] == ["allow", None, None, None, "deny"]
+    assert [r["id"] for r in results] == ["c1", "c2", None, None, "c5"]
+    assert results[1]["error"]["code"] == "invalid"
+    assert list(results[1]["error"]["fields"]) == ["tool"]
+    # A non-object check is reported under the usual key, not "checks[2]." (a stray dot).
+    assert results[2]["error"]["fields"] == {"non_field_errors": ["Expected an object."]}
+    assert list(results[3]["error"]["fields"]) == ["id"]
+    assert results[1].keys() == {"id", "error"}  # no decision for a check never judged
+    assert flush_log() == 2
+    assert sorted(Decision.objects.values_list("correlation_id", flat=True)) == ["c1", "c5"]
+
+
+def test_a_batch_of_only_malformed_checks_answers_each(client, decide_secret, triage):
+    response = post(client, decide_secret, {"checks": [{"workload": "triage"}, 7]})
+    assert response.status_code == 200
+    assert [r["error"]["code"] for r in response.json()["results"]] == ["invalid", "invalid"]
+    assert flush_log() == 0
+
+
+def test_a_malformed_envelope_or_single_check_is_still_a_400(client, decide_secret, triage):
+    for body in (
+        {"checks": "all of them"},
+        {"checks": {"workload": "triage"}},
+        {"checks": [{"workload": "triage"}], "id": "x"},
+        {"workload": "triage"},
+        ["not", "an", "object"],
+    ):
+        response = post(client, decide_secret, body)
+        assert response.status_code == 400, body
+        assert response.json()["error"]["code"] == "invalid"
+    single = post(client, decide_secret, 7)
+    assert single.json()["error"]["fields"] == {"non_field_errors": ["Expected an object."]}
+    assert flush_log() == 0
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_a_body_that_is_not_json_gets_415(client, decide_secret, triage, content_type):
+    response = client.post(
+        DECIDE_URL,
+        data=json.dumps({"workload": "triage", "tool": "web-search"}),
+        content_type=content_type,
+        HTTP_AUTHORIZATION=f"Bearer {decide_secret}",
+    )
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+    assert flush_log() == 0
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", "application/vnd.x+json", ""]
+)
+def test_json_or_an_unstated_type_is_answered(client, decide_secret, triage, content_type):
+    response = client.generic(
+        "POST",
+        DECIDE_URL,
+        json.dumps({"workload": "triage", "tool": "web-search"}),
+        content_type=content_type,
+        HTTP_AUTHORIZATION=f"Bearer {decide_secret}",
+    )
+    assert response.status_code == 200, response.content

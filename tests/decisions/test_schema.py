@@ -35,3 +35,17 @@ def test_the_request_is_one_of_a_single_check_or_a_batch_and_so_is_the_answer(cl
     one, many = (resolve(choice) for choice in answer["oneOf"])
     assert "id" not in one["properties"] and "decision" in one["required"]
     assert set(many["required"]) == {"policy_version", "results"}
+
+
+def test_a_batch_result_is_an_answer_or_a_malformed_checks_error_and_415_is_documented(client):
+    schema = client.get(reverse("schema"), HTTP_ACCEPT="application/json").json()
+    components = schema["components"]["schemas"]
+    results = components["BatchAnswerOutput"]["properties"]["results"]["items"]
+    choices = components[results["$ref"].rsplit("/", 1)[1]]["oneOf"]
+    assert [c["$ref"].rsplit("/", 1)[1] for c in choices] == ["AnswerOutput", "CheckErrorOutput"]
+    error = components["CheckErrorOutput"]
+    assert set(error["required"]) == {"id", "error"} and error["properties"]["id"]["nullable"]
+    operation = schema["paths"]["/api/v1/decisions"]["post"]
+    assert "415" in operation["responses"]
+    answers = operation["responses"]["200"]["content"]["application/json"]["examples"]
+    assert "error" in answers["BatchAnswerWithAMalformedCheck"]["value"]["results"][1]
