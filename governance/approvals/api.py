@@ -6,7 +6,6 @@ approver users signed in to the console (session auth), never for tokens.
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics, status
 from rest_framework.request import Request
@@ -61,6 +60,19 @@ BLOCKED = OpenApiExample(
     },
     response_only=True,
     status_codes=["422"],
+)
+ALREADY_PENDING = OpenApiExample(
+    "Already pending",
+    value={
+        "error": {
+            "code": "already_pending",
+            "message": "Request #42 already asks for this and is pending: approve, deny or "
+            "cancel it rather than filing it again.",
+            "request": 42,
+        }
+    },
+    response_only=True,
+    status_codes=["409"],
 )
 REQUEST_EXAMPLE = OpenApiExample(
     "Pending tools request",
@@ -187,14 +199,21 @@ class AccessRequestListCreateApi(_RequestApi, generics.ListAPIView):
         responses={
             201: AccessRequestOutput,
             **READ_ERRORS,
-            400: OpenApiResponse(ERROR, description="Invalid fields"),
             403: OpenApiResponse(ERROR, description="Not the workload's owner"),
             404: OpenApiResponse(ERROR, description="No such workload, or not visible to you"),
+            400: OpenApiResponse(
+                ERROR,
+                description="Invalid fields; for a token, `on_behalf_of` naming no active user "
+                "(`unknown_user`) or missing while the token acts for nobody",
+            ),
             409: OpenApiResponse(
                 ERROR,
                 description="The workload cannot take this request now: unclassified, "
                 "suspended or retired, or (session_run) its sessions need no approval, or the "
-                "session is already approved or awaiting approval",
+                "session is already approved; or `already_pending`: a pending request of the "
+                "workload already asks for the same (the same tool set, the same window limits, "
+                "or the same session, whatever its justification or duration), named in "
+                "`request`",
             ),
             422: OpenApiResponse(ERROR, description="A forbid rule blocks the combination"),
             **WRITE_LIMITS,
@@ -236,6 +255,7 @@ class AccessRequestListCreateApi(_RequestApi, generics.ListAPIView):
             ),
             REQUEST_EXAMPLE,
             BLOCKED,
+            ALREADY_PENDING,
         ],
     )
     def post(self, request):
@@ -249,15 +269,9 @@ class AccessRequestListCreateApi(_RequestApi, generics.ListAPIView):
         unknown = sorted(set(values["tools"]) - {t.slug for t in tools})
         if unknown:
             raise DomainError(f"Unknown tools: {', '.join(unknown)}", field="tools")
-        by, requested_by = request.user, None
-        if isinstance(request.user, ServicePrincipal):
-            by = request.user.token
-            name = values.get("on_behalf_of")
-            requested_by = (
-                get_user_model().objects.filter(username=name, is_active=True).first()
-                if name
-                else by.acts_for
-            )
+        by, requested_by = selectors.request_filer(
+            user=request.user, on_behalf_of=values.get("on_behalf_of")
+        )
         created = services.access_request_create(
             by=by,
             requested_by=requested_by,

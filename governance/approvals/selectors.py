@@ -6,11 +6,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
 from governance.approvals.impact import EXCEPTION, Impact, request_impact, session_run_impact
+from governance.errors import DomainError
 from governance.models import (
     AccessRequest,
     ApprovalDecision,
@@ -143,6 +145,30 @@ def request_get(*, user, pk) -> AccessRequest:
     if obj is None:
         raise Http404("No such request.")
     return obj
+
+
+def request_filer(*, user, on_behalf_of: str | None):
+    """Who files a request through the API, and for whom: (by, requested_by).
+
+    A person files for themselves; `on_behalf_of` naming anyone else is refused, not ignored.
+    A token files for the active user `on_behalf_of` names, else for the user it acts for
+    (None when it acts for nobody: access_request_create says to name one)."""
+    if not isinstance(user, ServicePrincipal):
+        if on_behalf_of and on_behalf_of != user.get_username():
+            raise DomainError(
+                "Only a service token files a request on behalf of someone.",
+                field="on_behalf_of",
+            )
+        return user, None
+    token = user.token
+    if not on_behalf_of:
+        return token, token.acts_for
+    owner = get_user_model().objects.filter(username=on_behalf_of, is_active=True).first()
+    if owner is None:
+        raise DomainError(
+            f"There is no active user {on_behalf_of!r}.", field="on_behalf_of", code="unknown_user"
+        )
+    return token, owner
 
 
 @dataclass(frozen=True)

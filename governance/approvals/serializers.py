@@ -111,7 +111,8 @@ class AccessRequestInput(StrictInput):
     on_behalf_of = serializers.CharField(
         required=False,
         max_length=150,
-        help_text="Service tokens only: the owner's username (defaults to the token's user).",
+        help_text="Service tokens: the owner's username (defaults to the user the token acts "
+        "for; a token acting for nobody must name one). A person files for themselves only.",
     )
 
 

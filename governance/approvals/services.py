@@ -16,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from governance.approvals import tasks
@@ -155,7 +156,13 @@ def access_request_create(
     requester = requested_by if via_token else by
     now = timezone.now()
     if requester is None or not getattr(requester, "pk", None):
-        raise DomainError("Name the owner the request is for.", field="requested_by")
+        # Only a token gets here (a person files for themselves): it acts for nobody and
+        # named nobody.
+        raise DomainError(
+            "Name the owner the request is for: this token acts for nobody.",
+            field="on_behalf_of",
+            code="required",
+        )
     if not requester.has_perm(REQUEST):
         raise NotAllowed(f"{requester.get_username()} may not request access.")
     if workload.owner_id != requester.pk:
@@ -240,6 +247,18 @@ def access_request_create(
 
 def _request_store(*, by, requester, via_token, impact, now, expires_at, limits, tools, **fields):
     with transaction.atomic():
+        # Filings for one workload take turns, so two identical ones sent at once cannot both
+        # pass the check below.
+        workload = fields["workload"]
+        Workload.objects.select_for_update().values_list("pk", flat=True).get(pk=workload.pk)
+        same = _identical_pending(workload, fields["kind"], tools, limits, fields["session"], now)
+        if same is not None:
+            raise Conflict(
+                f"Request #{same.pk} already asks for this and is pending: approve, deny or "
+                "cancel it rather than filing it again.",
+                code="already_pending",
+                detail={"request": same.pk},
+            )
         req = AccessRequest.objects.create(
             **fields,
             requested_by=requester,
@@ -263,6 +282,29 @@ def _request_store(*, by, requester, via_token, impact, now, expires_at, limits,
         audit_record(by=by, action="request.create", obj=req, after=_snapshot(req))
         _after_commit(tasks.request_filed_notify, req.pk)
     return req
+
+
+def _identical_pending(workload, kind, tools, limits: dict, session: str, now):
+    """A pending request of the workload asking for the same thing, or None: for tools the
+    same set of tools, for a session window the same limits, for a session run the same
+    session. Its justification and duration may differ: approving both would grant the one
+    thing twice (or restart a window), so the owner changes the pending one instead."""
+    pending = AccessRequest.objects.filter(
+        workload=workload, kind=kind, status=AccessRequest.Status.PENDING, expires_at__gt=now
+    ).order_by("created_at", "pk")
+    if kind == AccessRequest.Kind.SESSION_RUN:
+        return pending.filter(session=session).first()
+    if kind == AccessRequest.Kind.SESSION_WINDOW:
+        return pending.filter(**{name: limits.get(name) for name in WINDOW_FIELDS}).first()
+    wanted = [tool.pk for tool in tools]
+    return (
+        pending.annotate(
+            asked=Count("tools", distinct=True),
+            matching=Count("tools", filter=Q(tools__in=wanted), distinct=True),
+        )
+        .filter(asked=len(wanted), matching=len(wanted))
+        .first()
+    )
 
 
 def _check_session_run(workload: Workload, session: str, *, tools, limits: dict, now) -> None:
@@ -292,9 +334,13 @@ def _check_session_run(workload: Workload, session: str, *, tools, limits: dict,
         raise Conflict(f"Session {session} is already approved.", code="already_approved")
     pending = AccessRequest.objects.filter(
         workload=workload, kind=AccessRequest.Kind.SESSION_RUN, session=session, status="pending"
-    )
-    if pending.exists():
-        raise Conflict(f"Session {session} is already awaiting approval.", code="already_pending")
+    ).first()
+    if pending is not None:
+        raise Conflict(
+            f"Session {session} is already awaiting approval (request #{pending.pk}).",
+            code="already_pending",
+            detail={"request": pending.pk},
+        )
 
 
 def _check_window(workload: Workload, limits: dict, now) -> None:

@@ -328,3 +328,60 @@ def test_an_unknown_view_is_a_400_naming_it(owner):
     response = api(owner).get("/api/v1/requests?view=everything")
     assert response.status_code == 400
     assert response.json()["error"]["fields"] == {"view": ["Use awaiting or mine."]}
+
+
+def test_a_token_acting_for_nobody_is_told_to_name_the_owner_in_on_behalf_of(boundary_workload):
+    issued = service_token_create(name="ci", scopes=["write"], workloads=[boundary_workload])
+    body = {
+        "workload": boundary_workload.slug,
+        "tools": ["crm-api"],
+        "justification": "x",
+        "duration_days": 2,
+    }
+    response = api(token=issued.secret).post("/api/v1/requests", body, format="json")
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == ["on_behalf_of"]
+    assert not AccessRequest.objects.exists()
+
+
+def test_a_token_naming_no_such_user_is_told_there_is_none(owner, boundary_workload):
+    issued = service_token_create(name="ci", scopes=["write"], workloads=[boundary_workload])
+    body = {
+        "workload": boundary_workload.slug,
+        "tools": ["crm-api"],
+        "justification": "x",
+        "duration_days": 2,
+        "on_behalf_of": "ghost",
+    }
+    response = api(token=issued.secret).post("/api/v1/requests", body, format="json")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "unknown_user"
+    assert error["fields"] == {"on_behalf_of": ["There is no active user 'ghost'."]}
+
+
+def test_a_person_cannot_file_on_behalf_of_someone_else(owner, approver, boundary_workload):
+    body = {
+        "workload": boundary_workload.slug,
+        "tools": ["crm-api"],
+        "justification": "x",
+        "duration_days": 2,
+        "on_behalf_of": approver.username,
+    }
+    response = api(owner).post("/api/v1/requests", body, format="json")
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == ["on_behalf_of"]
+    # Naming oneself is what filing means anyway.
+    body["on_behalf_of"] = owner.username
+    assert api(owner).post("/api/v1/requests", body, format="json").status_code == 201
+
+
+def test_filing_the_same_pending_request_twice_is_a_409_naming_the_first(owner, read_workload):
+    body = {"workload": read_workload.slug, "tools": ["crm-api"], "justification": "x"}
+    first = api(owner).post("/api/v1/requests", body, format="json")
+    assert first.status_code == 201
+    again = api(owner).post("/api/v1/requests", {**body, "justification": "y"}, format="json")
+    assert again.status_code == 409
+    error = again.json()["error"]
+    assert (error["code"], error["request"]) == ("already_pending", first.json()["id"])
+    assert AccessRequest.objects.count() == 1

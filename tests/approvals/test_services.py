@@ -630,6 +630,7 @@ def test_an_exception_expires_and_the_rule_needs_one_again(boundary_workload, ow
     assert services.grants_expire() == 1
     exception.refresh_from_db()
     assert exception.status == "expired"
+    services.access_request_cancel(access_request=req, by=owner)  # else the same is pending
     again = file_request(boundary_workload, owner, TRIFECTA)
     assert [s.kind for s in again.steps.all()][-1] == "exception"
 
@@ -685,3 +686,63 @@ def test_a_window_past_its_end_not_yet_marked_is_left_alone_by_a_move(
     )
     (window,) = SessionExtension.objects.filter(request=req)
     assert window.valid_until < now and window.max_session_seconds == 5000
+
+
+# --- an identical pending request is a conflict --------------------------------------------
+
+
+def test_filing_what_a_pending_request_already_asks_for_is_a_conflict_naming_it(
+    read_workload, owner
+):
+    first = file_request(read_workload, owner, ["crm-api", "web-search"])
+    with pytest.raises(Conflict) as caught:
+        # The same tool set in another order, with another reason and length, is the same ask.
+        file_request(
+            read_workload,
+            owner,
+            ["web-search", "crm-api"],
+            justification="Asking again.",
+            duration_days=3,
+        )
+    assert caught.value.code == "already_pending"
+    assert caught.value.detail == {"request": first.pk}
+    assert f"#{first.pk}" in caught.value.message
+    assert AccessRequest.objects.count() == 1
+
+
+def test_a_different_tool_set_another_workload_or_a_closed_request_is_not_identical(
+    read_workload, owner
+):
+    first = file_request(read_workload, owner, ["crm-api", "web-search"])
+    file_request(read_workload, owner, ["crm-api"])  # a subset
+    file_request(read_workload, owner, ["crm-api", "web-search", "file-read"])  # a superset
+    other = ClassifiedWorkloadFactory(owner=owner, tier=tier("internal-read"))
+    file_request(other, owner, ["crm-api", "web-search"])
+    services.access_request_cancel(access_request=first, by=owner)
+    file_request(read_workload, owner, ["crm-api", "web-search"])
+    assert AccessRequest.objects.filter(status="pending").count() == 4
+
+
+def test_a_pending_request_past_its_expiry_does_not_block_a_new_one(read_workload, owner):
+    first = file_request(read_workload, owner)
+    AccessRequest.objects.filter(pk=first.pk).update(expires_at=timezone.now())
+    assert file_request(read_workload, owner).pk != first.pk
+
+
+def test_a_session_window_is_identical_when_it_asks_for_the_same_limits(read_workload, owner):
+    def window(**limits):
+        return services.access_request_create(
+            by=owner,
+            workload=read_workload,
+            kind="session_window",
+            justification="Longer runs.",
+            session_limits=limits,
+        )
+
+    first = window(max_tool_calls=400)
+    with pytest.raises(Conflict) as caught:
+        window(max_tool_calls=400)
+    assert caught.value.detail == {"request": first.pk}
+    window(max_tool_calls=450)
+    window(max_tool_calls=400, max_session_seconds=1200)
+    assert AccessRequest.objects.count() == 3

@@ -544,3 +544,21 @@ def test_an_approved_session_run_shows_the_session_approval_it_granted(
     assert "active" in granted
     assert timezone.localtime(approval.valid_from).strftime("%Y-%m-%d %H:%M") in granted
     assert timezone.localtime(approval.valid_until).strftime("%Y-%m-%d %H:%M") in granted
+
+
+def test_the_form_refuses_what_a_pending_request_already_asks_for(client, owner, read_workload):
+    first = file_request(read_workload, owner, ["crm-api"])
+    client.force_login(owner)
+    response = client.post(
+        reverse("approvals:new"),
+        {
+            "workload": read_workload.slug,
+            "kind": "tools",
+            "tools": ["crm-api"],
+            "justification": "Again.",
+        },
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 422
+    assert f"Request #{first.pk} already asks for this" in response.content.decode()
+    assert AccessRequest.objects.count() == 1
