@@ -6,7 +6,13 @@ Error body, everywhere:
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, RequestDataTooBig, ValidationError
+from django.conf import settings
+from django.core.exceptions import (
+    MiddlewareNotUsed,
+    PermissionDenied,
+    RequestDataTooBig,
+    ValidationError,
+)
 from django.http import Http404, HttpResponse, JsonResponse
 from django.views.defaults import page_not_found, server_error
 from redis.exceptions import RedisError
@@ -229,10 +235,30 @@ class WriteThrottle(AtomicRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
 
+# The paths services call: they get machine-readable errors, never an HTML page.
+API_PREFIXES = ("/api/", "/v1/")
+_GRPC_NOT_FOUND, _GRPC_INTERNAL = 5, 13
+
+
+def _otlp_status(status: int, grpc_code: int, message: str, *, as_json: bool) -> HttpResponse:
+    """An OTLP error answer: a google.rpc.Status, as JSON or protobuf."""
+    from governance.ingest.otlp_wire import status_body
+
+    body = status_body(grpc_code, message, as_json=as_json)
+    content_type = "application/json" if as_json else "application/x-protobuf"
+    return HttpResponse(body, status=status, content_type=content_type)
+
+
 def not_found(request, exception=None):
-    """handler404: the JSON error shape under /api/, Django's page elsewhere."""
+    """handler404: the JSON error shape under /api/, an OTLP Status under /v1/ (as protobuf
+    for a protobuf request, else JSON; an exporter pointed at `/v1/traces/` is a common
+    mistake, so it is told where to send), Django's page elsewhere."""
     if request.path.startswith("/api/"):
         return error_response(404, "not_found", "Not found.")
+    if request.path.startswith("/v1/"):
+        message = f"Nothing at {request.path}: OTLP traces go to /v1/traces (no trailing slash)."
+        as_json = request.content_type != "application/x-protobuf"
+        return _otlp_status(404, _GRPC_NOT_FOUND, message, as_json=as_json)
     return page_not_found(request, exception)
 
 
@@ -242,10 +268,30 @@ def server_failed(request):
     if request.path.startswith("/api/"):
         return error_response(500, "server_error", "Something went wrong on our side.")
     if request.path.startswith("/v1/"):
-        from governance.ingest.otlp_wire import status_body
-
         as_json = request.content_type == "application/json"
-        body = status_body(13, "Something went wrong on our side.", as_json=as_json)  # INTERNAL
-        content_type = "application/json" if as_json else "application/x-protobuf"
-        return HttpResponse(body, status=500, content_type=content_type)
+        message = "Something went wrong on our side."
+        return _otlp_status(500, _GRPC_INTERNAL, message, as_json=as_json)
     return server_error(request)
+
+
+class ApiNotFoundMiddleware:
+    """With DEBUG on, Django answers a 404 with its HTML technical page and never calls
+    handler404; a service calling the API (under `manage.py run`) would get HTML. This turns
+    such a page on an API path into not_found's machine-readable answer, and leaves the
+    console's debug pages alone. Unused with DEBUG off, where handler404 answers already.
+    Last in MIDDLEWARE, so the others still add their headers to what it answers."""
+
+    def __init__(self, get_response):
+        if not settings.DEBUG:
+            raise MiddlewareNotUsed
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            response.status_code == 404
+            and request.path.startswith(API_PREFIXES)
+            and response.get("Content-Type", "").startswith("text/html")
+        ):
+            return not_found(request)
+        return response

@@ -91,6 +91,8 @@ MIDDLEWARE = [
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "governance.htmx.vary_on_htmx",
+    # DEBUG only: API paths answer a machine-readable 404, not the HTML technical page.
+    "governance.api_common.ApiNotFoundMiddleware",
 ]
 
 ROOT_URLCONF = "governance.urls"
