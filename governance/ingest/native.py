@@ -22,6 +22,7 @@ from governance.ingest.records import (
     Rejection,
     arguments_hash,
     has_nul,
+    json_has_nul,
     timestamp_problem,
 )
 
@@ -125,7 +126,7 @@ def decode_native_batch(
     if len(items) > max_events:
         raise BatchTooLarge(len(items))
 
-    check_nul = b"\\u0000" in body
+    check_nul = b"\\u0000" in body  # a guard; also true for a backslash then "u0000"
     slugs = {item.workload for item in items if item.__class__ is NativeEvent}
     workload_ids = workload_ids_for(slugs)
     all_workloads, bound = token.all_workloads, token.workload_ids
@@ -190,7 +191,7 @@ def _has_nul_text(item: NativeEvent) -> bool:
         or has_nul(item.tool)
         or has_nul(item.tool_call_id)
         or has_nul(item.content)
-        or b"\\u0000" in bytes(item.attributes)
+        or json_has_nul(bytes(item.attributes))
     )
 
 

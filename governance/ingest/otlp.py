@@ -38,7 +38,7 @@ from governance.ingest.records import (
     EventRecord,
     Rejection,
     arguments_hash,
-    has_nul,
+    json_has_nul,
     timestamp_problem,
 )
 from governance.ingest.traces import trace_sessions_known
@@ -367,7 +367,9 @@ def _span_events(
             made.append(end._replace(event_id=key + ":final", type="final_action", content=output))
         if span.end_ns:
             made.append(end._replace(event_id=key + ":end", type="session_end"))
-    texts = (base.session_key, attributes, *(r.content for r in made), *(r.tool for r in made))
-    if any("\x00" in text or "\\u0000" in text for text in texts) or has_nul(made[0].tool_call_id):
+    # The texts are decoded: a real NUL counts, a backslash followed by "u0000" does not. The
+    # attributes are JSON text, where a NUL is an escape (`json_has_nul` tells them apart).
+    texts = (base.session_key, made[0].tool_call_id, *(r.content for r in made), made[0].tool)
+    if any("\x00" in text for text in texts) or json_has_nul(attributes):
         return "invalid_field", "Text may not contain NUL (U+0000) characters.", ""
     return made

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, final
 
@@ -108,3 +109,16 @@ def has_nul(value: Any) -> bool:
     if isinstance(value, list):
         return any(has_nul(v) for v in value)
     return False
+
+
+# `\u0000` as an escape in JSON text: preceded by an even number of backslashes (none counts),
+# so the escaped backslash of the text `\\u0000` (six characters, no NUL) does not match.
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+_NUL_ESCAPE_BYTES = re.compile(_NUL_ESCAPE.pattern.encode())
+
+
+def json_has_nul(text: str | bytes) -> bool:
+    """Whether JSON text holds a NUL, i.e. the escape `\\u0000`: jsonb cannot store one."""
+    if isinstance(text, bytes):
+        return _NUL_ESCAPE_BYTES.search(text) is not None
+    return _NUL_ESCAPE.search(text) is not None

@@ -191,6 +191,28 @@ def test_it_rejects_a_bad_item_with_a_reason_and_keeps_the_rest(post_events, ite
     assert set(UsageEvent.objects.values_list("event_id", flat=True)) == {"evt-100", "evt-101"}
 
 
+def test_the_text_backslash_u0000_is_stored_and_only_a_real_nul_is_refused(post_events):
+    """`\\u0000` in a JSON string is a backslash and "u0000", not a NUL: kept as sent."""
+    literal = "C:\\u0000 and \\\\u0000"  # no NUL: escaped backslashes before "u0000"
+    response = post_events(
+        [
+            event(1, content=literal, session=literal, tool_call_id=literal),
+            event(2, attributes={"path": literal, literal: [literal]}),
+            event(3, attributes={"k": "\\\u0000"}),  # a backslash, then a real NUL
+            event(4, attributes={literal: "\u0000"}),
+        ]
+    )
+    assert response.json()["accepted"] == 2
+    assert [(r["index"], r["code"]) for r in response.json()["rejected"]] == [
+        (2, "invalid_field"),
+        (3, "invalid_field"),
+    ]
+    stored = {e.event_id: e for e in UsageEvent.objects.all()}
+    assert (stored["evt-1"].content, stored["evt-1"].tool_call_id) == (literal, literal)
+    assert stored["evt-1"].session.external_id == literal
+    assert stored["evt-2"].attributes == {"path": literal, literal: [literal]}
+
+
 def test_a_batch_with_fields_beside_events_is_refused_whole(post_events):
     response = post_events(None, raw=b'{"events": [], "source": "gateway"}')
     assert response.status_code == 400

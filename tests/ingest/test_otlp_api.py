@@ -324,3 +324,24 @@ def test_a_bound_token_cannot_tell_which_workloads_exist(
     both = export(protobuf_request([probe, plain], {"service.name": name}), token=token)
     assert partial(response)[0] == 1 and partial(both)[0] == 2
     assert "workload_not_bound" in partial(response)[1]
+
+
+@pytest.mark.parametrize("content_type", [PROTOBUF, "application/json"])
+def test_only_a_real_nul_refuses_a_span_not_the_text_backslash_u0000(export, content_type):
+    literal = "C:\\u0000"  # a backslash, then "u0000": no NUL
+    tool = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "ticket-read"}
+    spans = [
+        span("00000000000000b1", "execute_tool", {**tool, "path": literal}),
+        span("00000000000000b2", "execute_tool", {**tool, "gen_ai.tool.call.result": literal}),
+        span("00000000000000b3", "execute_tool", {**tool, "path": "a\x00b"}),
+        span("00000000000000b4", "execute_tool", {**tool, "gen_ai.tool.call.id": "\x00"}),
+    ]
+    body = protobuf_request(spans) if content_type == PROTOBUF else json_request(spans)
+    response = export(body, content_type=content_type)
+    rejected, message = partial(response)
+    assert rejected == 2
+    assert "span 2" in message and "span 3" in message and "NUL" in message
+    events = {e.event_id.split(":", 1)[1]: e for e in UsageEvent.objects.all()}
+    assert events["00000000000000b1"].attributes["path"] == literal
+    assert events["00000000000000b2:result"].content == literal
+    assert not any(key.startswith(("00000000000000b3", "00000000000000b4")) for key in events)
