@@ -2,7 +2,10 @@
 
 A batch is `{"events": [ … ]}`. The whole batch is decoded against the typed structs first
 (the common, all-valid case costs one C-level pass); only when that fails is each item decoded
-on its own, so a bad item is rejected with a reason while the others are kept.
+on its own, so a bad item is rejected with a reason while the others are kept. msgspec refuses
+a whole body for one unpaired UTF-16 surrogate escape (`"\\ud83d"`, a string cut inside an
+emoji); only then is the body read again by the standard library, and the items holding one
+are rejected (`invalid_field`), as an item holding a NUL is.
 """
 
 from __future__ import annotations
@@ -22,8 +25,12 @@ from governance.ingest.records import (
     Rejection,
     arguments_hash,
     has_nul,
+    json_decode_keeping_surrogates,
     json_has_nul,
+    printable_id,
+    surrogate_message,
     timestamp_problem,
+    unpaired_surrogate,
 )
 
 MAX_EVENTS = 1000
@@ -74,6 +81,7 @@ class BatchTooLarge(Exception):
 _decode_batch = msgspec.json.Decoder(NativeBatch).decode
 _decode_raw_batch = msgspec.json.Decoder(RawBatch).decode
 _decode_event = msgspec.json.Decoder(NativeEvent).decode
+_encode_exact = msgspec.json.Encoder(decimal_format="number").encode  # Decimals as parsed
 _AT = re.compile(r" - at `\$\.?([^`]*)`$")
 _MISSING = re.compile(r"^Object missing required field `([^`]*)`")
 _UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`")
@@ -105,18 +113,14 @@ def decode_native_batch(
     try:
         items = list(_decode_batch(body).events)
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
-        try:
-            raw_items = _decode_raw_batch(body).events
-        except msgspec.ValidationError as error:
-            raise BatchInvalid(f'Expected {{"events": [ … ]}}: {error}') from None
-        except msgspec.DecodeError as error:
-            raise BatchInvalid(f"The body is not valid JSON: {error}") from None
-        except RecursionError:
-            raise BatchInvalid("The body nests too deeply.") from None
+        raw_items = _raw_items(body)
         if len(raw_items) > max_events:
             raise BatchTooLarge(len(raw_items)) from None
         items = []
         for index, raw in enumerate(raw_items):
+            if type(raw) is Rejection:
+                items.append(raw)
+                continue
             try:
                 items.append(_decode_event(raw))
             except msgspec.ValidationError as error:
@@ -182,6 +186,56 @@ def decode_native_batch(
             )
         )
     return records, rejected, len(items)
+
+
+def _raw_items(body: bytes) -> list[msgspec.Raw | Rejection]:
+    """The batch's items undecoded, for decoding one by one; an item holding an unpaired
+    surrogate escape is already rejected (msgspec refuses the whole body for one)."""
+    try:
+        return list(_decode_raw_batch(body).events)
+    except msgspec.ValidationError as error:
+        raise BatchInvalid(f'Expected {{"events": [ … ]}}: {error}') from None
+    except msgspec.DecodeError as error:
+        return _raw_items_around_surrogates(body, error)
+    except RecursionError:
+        raise BatchInvalid("The body nests too deeply.") from None
+
+
+def _raw_items_around_surrogates(
+    body: bytes, error: msgspec.DecodeError
+) -> list[msgspec.Raw | Rejection]:
+    """Only for a body msgspec cannot read: when that is because of unpaired surrogates in
+    some events, those events are rejected and the others encoded again to be read as usual.
+    Anything else stays a 400 with msgspec's reason."""
+    unreadable = BatchInvalid(f"The body is not valid JSON: {error}")
+    try:
+        document = json_decode_keeping_surrogates(body, exact_numbers=True)
+    except ValueError:
+        raise unreadable from None
+    except RecursionError:
+        raise BatchInvalid("The body nests too deeply.") from None
+    events = document.get("events") if isinstance(document, dict) else None
+    if not isinstance(events, list):
+        raise unreadable
+    rejected: dict[int, Rejection] = {}
+    for index, item in enumerate(events):
+        if found := unpaired_surrogate(item):
+            where = found[0]
+            field = where[2:].split(".", 1)[0].split("[", 1)[0]
+            event_id = item.get("event_id") if isinstance(item, dict) else None
+            event_id = printable_id(event_id)[:200] if isinstance(event_id, str) else ""
+            message = surrogate_message(found)
+            rejected[index] = Rejection(index, event_id, "invalid_field", message, field)
+            events[index] = None  # read as null below, then replaced by its rejection
+    if not rejected:  # a surrogate outside the events, or not the reason at all
+        raise unreadable
+    try:
+        raw_items = _decode_raw_batch(_encode_exact(document)).events
+    except UnicodeEncodeError:  # a surrogate outside the events (a key beside "events")
+        raise unreadable from None
+    except msgspec.ValidationError as invalid:
+        raise BatchInvalid(f'Expected {{"events": [ … ]}}: {invalid}') from None
+    return [rejected.get(index, raw) for index, raw in enumerate(raw_items)]
 
 
 def _has_nul_text(item: NativeEvent) -> bool:

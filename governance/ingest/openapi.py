@@ -205,8 +205,10 @@ class EventsIngestDoc(_IngestDoc):
             "items are kept, invalid ones are listed in `rejected` with a machine-readable "
             f"`code` ({', '.join(REJECTION_CODES)}). A token bound to some workloads gets "
             "`workload_not_bound` for any other slug, whether or not it exists; only a token "
-            "for every workload is told `unknown_workload`. A body that is not a batch at all "
-            "is a "
+            "for every workload is told `unknown_workload`. Text must be Unicode that "
+            "PostgreSQL can store: an event holding a NUL (U+0000) or an unpaired UTF-16 "
+            'surrogate escape (`"\\ud83d"`, a string cut inside an emoji) is rejected as '
+            "`invalid_field`, the others kept. A body that is not a batch at all is a "
             f"400.\n\n{_LIMITS}\n\nSessions are created from the events: the original request "
             "from session_start's `content`, the final action from final_action's."
         ),
@@ -336,7 +338,8 @@ class OtlpTracesDoc(_IngestDoc):
             "(trace id, span id) is the idempotency key.\n\n"
             f"Limits: {MAX_BYTES // (1024 * 1024)} MiB and {MAX_SPANS} spans a request. Spans "
             "that cannot be stored are counted in `partialSuccess.rejectedSpans` (not retried "
-            "by clients). Errors carry a `google.rpc.Status`."
+            "by clients), among them a span holding a NUL (U+0000) or, in JSON, an unpaired "
+            'UTF-16 surrogate escape (`"\\ud83d"`). Errors carry a `google.rpc.Status`.'
         ),
         request={
             "application/x-protobuf": OpenApiTypes.BINARY,

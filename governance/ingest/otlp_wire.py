@@ -20,7 +20,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from governance.ingest.records import Rejection
+from governance.ingest.records import (
+    Rejection,
+    json_decode_keeping_surrogates,
+    surrogate_message,
+    unpaired_surrogate,
+)
 
 MAX_SPANS = 4096
 
@@ -231,10 +236,11 @@ def _list(container: dict, key: str, where: str) -> list:
 
 
 def spans_from_json(body: bytes) -> tuple[list[OtlpSpan], list[Rejection]]:
+    damaged = False  # read past unpaired surrogates: spans holding one are rejected
     try:
         document = msgspec.json.decode(body)
     except msgspec.DecodeError as error:
-        raise OtlpInvalid(f"The body is not valid JSON: {error}") from None
+        document, damaged = _decode_around_surrogates(body, error), True
     except RecursionError:
         raise OtlpInvalid("The body nests too deeply.") from None
     if not isinstance(document, dict):
@@ -248,6 +254,9 @@ def spans_from_json(body: bytes) -> tuple[list[OtlpSpan], list[Rejection]]:
             resource_spans = _object(resource_spans, where)
             resource_part = _object(resource_spans.get("resource"), f"{where}.resource")
             resource = _json_attributes(resource_part, "attributes", f"{where}.resource")
+            resource_damage = (
+                unpaired_surrogate(resource_part, f"{where}.resource") if damaged else None
+            )
             scope_key = "scopeSpans"
             if "scopeSpans" not in resource_spans:  # the name before OTLP 0.19
                 scope_key = "instrumentationLibrarySpans"
@@ -256,6 +265,10 @@ def spans_from_json(body: bytes) -> tuple[list[OtlpSpan], list[Rejection]]:
                 for span in _list(_object(scope_spans, scope_where), "spans", scope_where):
                     if index >= MAX_SPANS:
                         raise OtlpTooLarge(index)
+                    if damaged and (found := resource_damage or unpaired_surrogate(span, "span")):
+                        rejected.append(_surrogate_rejection(index, span, found))
+                        index += 1
+                        continue
                     parsed = _json_span(index, span, resource)
                     if isinstance(parsed, str):
                         rejected.append(Rejection(index, "", "invalid_span", parsed))
@@ -267,6 +280,40 @@ def spans_from_json(body: bytes) -> tuple[list[OtlpSpan], list[Rejection]]:
     except RecursionError:
         raise OtlpInvalid("The body nests too deeply.") from None
     return spans, rejected
+
+
+def _decode_around_surrogates(body: bytes, error: msgspec.DecodeError) -> Any:
+    """Only for a body msgspec cannot read: msgspec refuses a whole body for one unpaired
+    UTF-16 surrogate escape (`"\\ud83d"`, a string cut inside an emoji), so it is read again
+    by the standard library and the spans holding one are rejected one by one. Anything else
+    stays a 400 with msgspec's reason."""
+    try:
+        document = json_decode_keeping_surrogates(body)
+    except ValueError:
+        raise OtlpInvalid(f"The body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise OtlpInvalid("The body nests too deeply.") from None
+    if not unpaired_surrogate(document):
+        raise OtlpInvalid(f"The body is not valid JSON: {error}")
+    return document
+
+
+_ATTRIBUTE_AT = re.compile(r"^span\.attributes\[([0-9]+)\]")
+
+
+def _surrogate_rejection(index: int, span: Any, found: tuple[str, str]) -> Rejection:
+    where, message = found[0], surrogate_message(found)
+    attribute = _ATTRIBUTE_AT.match(where)
+    if attribute and isinstance(span, dict):  # name the attribute, as the path counts them
+        kv = span["attributes"][int(attribute.group(1))]
+        key = kv.get("key") if isinstance(kv, dict) else None
+        if isinstance(key, str) and not unpaired_surrogate(key):
+            message += f" ({key})"
+    key = ""
+    if isinstance(span, dict):
+        trace_id, span_id = _hex_id(span.get("traceId"), 32), _hex_id(span.get("spanId"), 16)
+        key = f"{trace_id}:{span_id}" if trace_id and span_id else ""
+    return Rejection(index, key, "invalid_field", message)
 
 
 def _json_span(index: int, span: Any, resource: dict[str, Any]) -> OtlpSpan | str:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, NamedTuple, final
 
 import msgspec
@@ -122,3 +124,58 @@ def json_has_nul(text: str | bytes) -> bool:
     if isinstance(text, bytes):
         return _NUL_ESCAPE_BYTES.search(text) is not None
     return _NUL_ESCAPE.search(text) is not None
+
+
+# A decoder that meets a `\ud83d` escape with no low half after it (JavaScript's
+# JSON.stringify writes one for a string cut inside an emoji) yields a lone surrogate: no
+# Unicode character, so it can be neither encoded as UTF-8 nor stored.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unpaired_surrogate(value: Any, where: str = "$") -> tuple[str, str] | None:
+    """(where, `\\uXXXX`) for the first text in a decoded JSON value that holds an unpaired
+    UTF-16 surrogate, else None. A key holding one is reported at its object."""
+    if isinstance(value, str):
+        if surrogate := _SURROGATE.search(value):
+            return where, f"\\u{ord(surrogate.group()):04x}"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = unpaired_surrogate(key, where) or unpaired_surrogate(item, f"{where}.{key}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            if found := unpaired_surrogate(item, f"{where}[{n}]"):
+                return found
+    return None
+
+
+def json_decode_keeping_surrogates(body: bytes, *, exact_numbers: bool = False) -> Any:
+    """The body decoded by the standard library, which (unlike msgspec) reads an unpaired
+    surrogate escape into a lone surrogate instead of refusing the whole document. Only for a
+    body msgspec refused: callers reject the items that hold one (`unpaired_surrogate`).
+    NaN and Infinity stay refused, as msgspec refuses them. With `exact_numbers`, numbers
+    are Decimals, so encoding them again (msgspec's decimal_format="number") keeps their
+    text. Raises ValueError (not UTF-8, not JSON) or RecursionError."""
+    text = body.decode("utf-8")
+    if exact_numbers:
+        return json.loads(text, parse_constant=_refuse, parse_int=Decimal, parse_float=Decimal)
+    return json.loads(text, parse_constant=_refuse)
+
+
+def _refuse(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def surrogate_message(found: tuple[str, str]) -> str:
+    where, escape = found
+    return (
+        f"Text may not contain an unpaired UTF-16 surrogate ({escape}: half a character, as "
+        f"when a string is cut inside an emoji) - at `{where}`"
+    )
+
+
+def printable_id(text: str) -> str:
+    """An id as it can be answered: unpaired surrogates written as `\\uXXXX` escapes."""
+    return text.encode("utf-8", "backslashreplace").decode()

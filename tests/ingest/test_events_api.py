@@ -213,6 +213,60 @@ def test_the_text_backslash_u0000_is_stored_and_only_a_real_nul_is_refused(post_
     assert stored["evt-2"].attributes == {"path": literal, literal: [literal]}
 
 
+def _with_lone_surrogates(events: list[dict]) -> bytes:
+    """The batch as JavaScript's JSON.stringify writes a string cut inside an emoji: every
+    "<cut>" becomes the unpaired escape \\ud83d, which msgspec refuses for the whole body."""
+    return msgspec.json.encode({"events": events}).replace(b"<cut>", b"\\ud83d")
+
+
+def test_an_unpaired_surrogate_rejects_only_its_event(post_events):
+    exact = {"f": 1.50, "big": 2**53 + 1, "e": 1e-7, "pair": "\U0001f600"}
+    response = post_events(
+        None,
+        raw=_with_lone_surrogates(
+            [
+                event(0, attributes=exact),
+                event(1, content="truncated emoji <cut>"),
+                event(2, attributes={"nested": [{"k": "<cut>"}]}),
+                event(3, "tool_call", arguments={"<cut>": 1}),
+                event(4, event_id="evt-<cut>"),
+                event(5, content="\U0001f600 whole"),
+            ]
+        ),
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["accepted"] == 2
+    assert [(r["index"], r["event_id"], r["code"], r["field"]) for r in body["rejected"]] == [
+        (1, "evt-1", "invalid_field", "content"),
+        (2, "evt-2", "invalid_field", "attributes"),
+        (3, "evt-3", "invalid_field", "arguments"),
+        (4, "evt-\\ud83d", "invalid_field", "event_id"),
+    ]
+    assert "unpaired UTF-16 surrogate (\\ud83d" in body["rejected"][0]["message"]
+    assert "`$.attributes.nested[0].k`" in body["rejected"][1]["message"]
+    stored = {e.event_id: e for e in UsageEvent.objects.all()}
+    assert set(stored) == {"evt-0", "evt-5"}
+    assert stored["evt-0"].attributes == exact  # read again, the numbers are kept as sent
+    assert stored["evt-5"].content == "\U0001f600 whole"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"events": [], "x": "\\ud83d"}',
+        b'{"events": [{"content": "\\ud83d"}], "\\ud83d": 1}',
+        b'{"events": [{"content": "\\ud83d", "n": NaN}]}',
+        b'{"events": [{"content": "\\ud83d"}, 1,]}',
+        b'{"events": {"content": "\\ud83d"}}',
+    ],
+)
+def test_a_surrogate_does_not_make_an_unreadable_body_readable(post_events, raw):
+    response = post_events(None, raw=raw)
+    assert response.status_code == 400
+    assert UsageEvent.objects.count() == 0
+
+
 def test_a_batch_with_fields_beside_events_is_refused_whole(post_events):
     response = post_events(None, raw=b'{"events": [], "source": "gateway"}')
     assert response.status_code == 400

@@ -345,3 +345,36 @@ def test_only_a_real_nul_refuses_a_span_not_the_text_backslash_u0000(export, con
     assert events["00000000000000b1"].attributes["path"] == literal
     assert events["00000000000000b2:result"].content == literal
     assert not any(key.startswith(("00000000000000b3", "00000000000000b4")) for key in events)
+
+
+def test_an_unpaired_surrogate_in_json_rejects_only_its_spans(export):
+    """JavaScript's JSON.stringify writes a string cut inside an emoji as a lone \\ud83d."""
+    tool = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "ticket-read"}
+    body = json_request(
+        [
+            span("00000000000000c1", "execute_tool", tool),
+            span("00000000000000c2", "execute_tool", {**tool, "gen_ai.tool.call.result": "<cut>"}),
+            span("00000000000000c3", "execute_tool", tool),
+        ]
+    )
+    other = json_request([span("00000000000000c4", "execute_tool", tool)], {"team": "<cut>"})
+    body["resourceSpans"] += other["resourceSpans"]
+    raw = json.dumps(body).encode().replace(b"<cut>", b"\\ud83d")
+    response = export(raw, content_type="application/json")
+    assert response.status_code == 200
+    rejected, message = partial(response)
+    assert rejected == 2
+    assert f"span 1 ({TRACE}:00000000000000c2): invalid_field" in message
+    assert "(\\ud83d" in message and "(gen_ai.tool.call.result)" in message
+    assert "span 3" in message and "resourceSpans[1].resource" in message
+    stored = {e.event_id.split(":")[1] for e in UsageEvent.objects.all()}
+    assert stored == {"00000000000000c1", "00000000000000c3"}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"resourceSpans": [], "x": "\\ud83d", "y": NaN}', b'{"resourceSpans": ["\\ud83d",]}'],
+)
+def test_a_surrogate_does_not_make_an_unreadable_json_export_readable(export, raw):
+    response = export(raw, content_type="application/json")
+    assert response.status_code == 400
