@@ -11,7 +11,9 @@ are rejected (`invalid_field`), as an item holding a NUL is.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
+from operator import attrgetter
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -32,6 +34,7 @@ from governance.ingest.records import (
     timestamp_problem,
     unpaired_surrogate,
 )
+from governance.ingest.store import Repeat
 
 MAX_EVENTS = 1000
 EventTypeName = Literal[
@@ -236,6 +239,31 @@ def _raw_items_around_surrogates(
     except msgspec.ValidationError as invalid:
         raise BatchInvalid(f'Expected {{"events": [ … ]}}: {invalid}') from None
     return [rejected.get(index, raw) for index, raw in enumerate(raw_items)]
+
+
+def batch_answer(
+    *, total: int, rejected: list[Rejection], records: list[EventRow], repeats: Sequence[Repeat]
+) -> dict[str, Any]:
+    """The per-item answer. `accepted` counts the items stored now or before: a replay of a
+    stored event is accepted again, and listed in `duplicates` (not stored twice); an item
+    reusing a stored id for a different event is rejected (`event_id_reused`)."""
+    duplicates: list[dict[str, Any]] = []
+    if repeats:  # records follow the items in order, skipping the rejected ones
+        skipped = {rejection.position for rejection in rejected}
+        indexes = [index for index in range(total) if index not in skipped]
+        for position, problem in repeats:
+            index, event_id = indexes[position], records[position][2]
+            if problem:
+                rejection = Rejection(index, event_id, "event_id_reused", problem, "event_id")
+                rejected.append(rejection)
+            else:
+                duplicates.append({"index": index, "event_id": event_id})
+        rejected.sort(key=attrgetter("position"))
+    return {
+        "accepted": total - len(rejected),
+        "rejected": [rejection.as_dict() for rejection in rejected],
+        "duplicates": duplicates,
+    }
 
 
 def _has_nul_text(item: NativeEvent) -> bool:

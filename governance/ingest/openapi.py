@@ -85,11 +85,20 @@ class RejectionDoc(serializers.Serializer):
     message = serializers.CharField()
 
 
+class DuplicateDoc(serializers.Serializer):
+    index = serializers.IntegerField(help_text="Position of the item in `events`.")
+    event_id = serializers.CharField()
+
+
 class BatchResultDoc(serializers.Serializer):
     accepted = serializers.IntegerField(
-        help_text="Items stored now or earlier (duplicates of stored events count as accepted)."
+        help_text="Items stored now or before: those listed in `duplicates` count as accepted."
     )
     rejected = RejectionDoc(many=True, help_text="Every item not listed here was accepted.")
+    duplicates = DuplicateDoc(
+        many=True,
+        help_text="Accepted items whose event was stored before (a retry), so not stored again.",
+    )
 
 
 class ErrorDetailDoc(serializers.Serializer):
@@ -199,9 +208,14 @@ class EventsIngestDoc(_IngestDoc):
         description=(
             "Service token with the `ingest` scope. Events are stored before anything else "
             "happens; evaluation runs afterwards, in the background.\n\n"
-            "**Idempotent**: `event_id` is unique per workload; an event already stored is "
-            "not stored again and still counts as accepted, so replaying a batch gives the "
-            "same answer.\n\n**Partial success**: each item is validated on its own; valid "
+            "**Idempotent**: `event_id` is unique per workload. An event already stored is "
+            "not stored again: when the item is the same event (the same `session_id`, "
+            "`type`, `occurred_at` instant and `tool`) it is a retry, counts as accepted and "
+            "is listed in `duplicates` (the copy stored first is kept, whatever the retry's "
+            "content, counts, arguments or attributes); when any of those differ it is another "
+            "event reusing the id, rejected as `event_id_reused`. An id used twice in one "
+            "batch is `duplicate_event_id` for the later item.\n\n**Partial success**: each "
+            "item is validated on its own; valid "
             "items are kept, invalid ones are listed in `rejected` with a machine-readable "
             f"`code` ({', '.join(REJECTION_CODES)}). A token bound to some workloads gets "
             "`workload_not_bound` for any other slug, whether or not it exists; only a token "
@@ -218,7 +232,9 @@ class EventsIngestDoc(_IngestDoc):
                 BatchResultDoc,
                 description="Per-item result (also when some or all items were rejected).",
                 examples=[
-                    OpenApiExample("All accepted", value={"accepted": 5, "rejected": []}),
+                    OpenApiExample(
+                        "All accepted", value={"accepted": 5, "rejected": [], "duplicates": []}
+                    ),
                     OpenApiExample(
                         "Partly rejected",
                         value={
@@ -231,6 +247,27 @@ class EventsIngestDoc(_IngestDoc):
                                     "field": "workload",
                                     "message": "This token may not report for workload 'x'.",
                                 }
+                            ],
+                            "duplicates": [],
+                        },
+                    ),
+                    OpenApiExample(
+                        "A retry, one id reused",
+                        value={
+                            "accepted": 4,
+                            "rejected": [
+                                {
+                                    "index": 4,
+                                    "event_id": "run-42-4",
+                                    "code": "event_id_reused",
+                                    "field": "event_id",
+                                    "message": "The event id is already stored for a different "
+                                    "event (its session differs): a new event needs a new id, "
+                                    "and a retry repeats the event as first sent.",
+                                }
+                            ],
+                            "duplicates": [
+                                {"index": n, "event_id": f"run-42-{n}"} for n in range(4)
                             ],
                         },
                     ),
@@ -335,7 +372,11 @@ class OtlpTracesDoc(_IngestDoc):
             "that workload exists, and an agent or service name that is none of its "
             "workloads falls back to its only workload. A span's `mandate.workload` decides "
             "alone: no other name, nor its trace's workload, is used in its place. "
-            "(trace id, span id) is the idempotency key.\n\n"
+            "(trace id, span id) is the idempotency key: a span sent again is accepted and "
+            "stored once, with no `partialSuccess`; a span under the ids of a stored span "
+            "that is a different span (another start, kind of event, tool or session) is "
+            "rejected as `event_id_reused`, as is a second, different span under the same ids "
+            "in one export.\n\n"
             f"Limits: {MAX_BYTES // (1024 * 1024)} MiB and {MAX_SPANS} spans a request. Spans "
             "that cannot be stored are counted in `partialSuccess.rejectedSpans` (not retried "
             "by clients), among them a span holding a NUL (U+0000) or, in JSON, an unpaired "

@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgspec
@@ -21,11 +22,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from governance.ingest.records import (
+    EventRecord,
     Rejection,
     json_decode_keeping_surrogates,
     surrogate_message,
     unpaired_surrogate,
 )
+from governance.ingest.store import Repeat
 
 MAX_SPANS = 4096
 
@@ -117,7 +120,7 @@ def spans_from_protobuf(body: bytes) -> tuple[list[OtlpSpan], list[Rejection]]:
                         )
                     )
                 index += 1
-    return spans, rejected
+    return _first_copies(spans, rejected)
 
 
 # --- JSON (walked by hand: ids are hex, int64s are strings) ---------------------------------
@@ -279,7 +282,7 @@ def spans_from_json(body: bytes) -> tuple[list[OtlpSpan], list[Rejection]]:
         raise OtlpInvalid(f"The body is not an ExportTraceServiceRequest: {error}") from None
     except RecursionError:
         raise OtlpInvalid("The body nests too deeply.") from None
-    return spans, rejected
+    return _first_copies(spans, rejected)
 
 
 def _decode_around_surrogates(body: bytes, error: msgspec.DecodeError) -> Any:
@@ -354,7 +357,45 @@ def _json_span(index: int, span: Any, resource: dict[str, Any]) -> OtlpSpan | st
     )
 
 
+def _first_copies(
+    spans: list[OtlpSpan], rejected: list[Rejection]
+) -> tuple[list[OtlpSpan], list[Rejection]]:
+    """Each span once: (trace id, span id) is the idempotency key, so a second copy of a span
+    in one export is dropped as a re-sent span is (accepted, stored once), and a different
+    span under the same ids is rejected rather than dropped unsaid."""
+    first: dict[tuple[str, str], OtlpSpan] = {}
+    kept: list[OtlpSpan] = []
+    for span in spans:
+        earlier = first.setdefault((span.trace_id, span.span_id), span)
+        if earlier is span:
+            kept.append(span)
+        elif replace(span, index=earlier.index) != earlier:
+            message = f"Span {earlier.index} of this export has the same trace and span ids."
+            key = f"{span.trace_id}:{span.span_id}"
+            rejected.append(Rejection(span.index, key, "event_id_reused", message))
+    return kept, rejected
+
+
 # --- answers -------------------------------------------------------------------------------
+
+
+def reused_spans(
+    spans: list[OtlpSpan], records: Sequence[EventRecord], repeats: Sequence[Repeat]
+) -> list[Rejection]:
+    """The spans with an event whose id was already stored for a different event (see
+    `store`), one rejection each. A span stored before and sent again is no rejection: OTLP
+    expects re-sent spans."""
+    problems = [(records[position].event_id, problem) for position, problem in repeats if problem]
+    if not problems:
+        return []
+    index_of = {f"{span.trace_id}:{span.span_id}": span.index for span in spans}
+    rejected: dict[int, Rejection] = {}
+    for event_id, problem in problems:
+        key = ":".join(event_id.split(":", 2)[:2])  # `<trace>:<span>[:suffix]`
+        message = problem if event_id == key else f"{event_id}: {problem}"
+        index = index_of[key]
+        rejected.setdefault(index, Rejection(index, key, "event_id_reused", message))
+    return list(rejected.values())
 
 
 def export_response(rejected: list[Rejection], *, as_json: bool) -> bytes:

@@ -58,6 +58,7 @@ REJECTION_CODES = (
     "unknown_workload",
     "workload_not_bound",
     "duplicate_event_id",
+    "event_id_reused",
 )
 
 

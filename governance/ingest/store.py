@@ -10,12 +10,24 @@ with content, `final_action` from the latest final_action with content — each 
 by one that happened earlier (a request) or later (an action), so a replayed or late batch
 never overwrites newer with older — `started_at` the earliest event seen, `last_event_at` the
 latest, `ended_at` the latest session_end.
+
+An event id already stored (per workload) is not stored again, and the store says which
+records those were (`StoreResult.repeats`) and whether each is the same event: the same
+session, type, occurred_at and tool. That is a replay (a retry): accepted, the stored copy
+kept, its content, counts and attributes as first stored. Anything else is another event
+reusing the id, which the front door rejects rather than count as stored. (An OTLP span's
+session may move from its trace id to the session a later span names, see `traces`: for
+OTLP either side being the trace id counts as the same session.) The merge returns how many
+rows it inserted; only when that is fewer than the records are the stored rows compared, one
+query for the ids that conflicted, so a batch of new events pays nothing for it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
 
 import msgspec
 from django.db import connection, transaction
@@ -114,19 +126,66 @@ WITH batch_sessions AS (
 )
 SELECT min(id), max(id), count(*) FROM inserted
 """
+# The records whose id was stored before this merge: the rows the merge inserted bear its
+# `now` and an id in its range (a concurrent batch inserting the same key at the same
+# microsecond is not a case worth a column).
+_REPEATS = f"""
+SELECT st.workload_id, st.event_id, s.external_id, e.type, e.occurred_at, e.tool
+FROM {STAGE} st
+JOIN workloads_usageevent e ON e.workload_id = st.workload_id AND e.event_id = st.event_id
+JOIN workloads_session s ON s.id = e.session_id
+WHERE NOT (e.received_at = %(now)s AND e.id BETWEEN %(low)s AND %(high)s)
+"""
+# What makes a stored event the same as a record with its id: (session key, type, time, tool).
+StoredIdentity = tuple[str, str, datetime, str]
+
+
+class Repeat(NamedTuple):
+    """A record whose event id was already stored, so it was not stored again."""
+
+    position: int  # in the records given to the store
+    problem: str  # "" for the same event (a replay); else why it is another event
+
+
+def _repeat(position: int, record: EventRow, stored: StoredIdentity, source: str) -> Repeat:
+    session, type_, occurred_at, tool = stored
+    differ = []
+    if session != record[1] and not (
+        source == Session.Source.OTLP and record[2].split(":", 1)[0] in (session, record[1])
+    ):
+        differ.append("session")
+    if type_ != record[3]:
+        differ.append("type")
+    if occurred_at != record[4]:
+        differ.append("occurred_at")
+    if tool != record[5]:
+        differ.append("tool")
+    if not differ:
+        return Repeat(position, "")
+    fields = " and ".join([", ".join(differ[:-1]), differ[-1]] if len(differ) > 1 else differ)
+    return Repeat(
+        position,
+        f"The event id is already stored for a different event (its {fields} "
+        f"{'differ' if len(differ) > 1 else 'differs'}): a new event needs a new id, and a "
+        "retry repeats the event as first sent.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class StoreResult:
-    """New rows only: a replayed batch stores nothing (min_id/max_id None)."""
+    """New rows only: a replayed batch stores nothing (min_id/max_id None). `repeats`: the
+    records not stored because their id was, in record order."""
 
     stored: int
     min_id: int | None
     max_id: int | None
+    repeats: tuple[Repeat, ...] = ()
 
 
 def usage_events_store(*, records: Sequence[EventRow], source: str) -> StoreResult:
-    """Store the events (duplicates ignored) and upsert their sessions, in one transaction.
+    """Store the events and upsert their sessions, in one transaction; an event whose id is
+    stored already is not stored again, and comes back in `repeats`. The records' event ids
+    are unique per workload (the front doors see to it).
 
     After commit, one evaluation task is enqueued for the id range of the new events.
     """
@@ -149,24 +208,38 @@ def _store_postgresql(records: Sequence[EventRow], source: str) -> StoreResult:
             copy.set_types(_STAGE_TYPES)
             for record in records:
                 copy.write_row(record)
-        cursor.execute(_MERGE, {"source": source, "now": timezone.now()})
+        now = timezone.now()
+        cursor.execute(_MERGE, {"source": source, "now": now})
         min_id, max_id, stored = cursor.fetchone()
-    return StoreResult(stored, min_id, max_id)
+        if stored == len(records):
+            return StoreResult(stored, min_id, max_id)
+        ours = {"now": now, "low": min_id or 0, "high": -1 if max_id is None else max_id}
+        cursor.execute(_REPEATS, ours)
+        found = {(w, e): (s, t, at, tool) for w, e, s, t, at, tool in cursor.fetchall()}
+    repeats = tuple(
+        _repeat(position, record, found[stored_key], source)
+        for position, record in enumerate(records)
+        if (stored_key := (record[0], record[2])) in found
+    )
+    return StoreResult(stored, min_id, max_id, repeats)
 
 
 def _store_generic(rows: Sequence[EventRow], source: str) -> StoreResult:
     """SQLite (the embedded default): the same semantics with the ORM, no speed target."""
     now = timezone.now()
     wanted = {(r[0], r[2]) for r in rows}  # (workload_id, event_id)
-    existing: set[tuple[int, str]] = set()
+    existing: dict[tuple[int, str], StoredIdentity] = {}
     for workload_id in {w for w, _ in wanted}:
         ids = [e for w, e in wanted if w == workload_id]
-        existing.update(
-            (workload_id, e)
-            for e in UsageEvent.objects.filter(
-                workload_id=workload_id, event_id__in=ids
-            ).values_list("event_id", flat=True)
-        )
+        for event_id, *identity in UsageEvent.objects.filter(
+            workload_id=workload_id, event_id__in=ids
+        ).values_list("event_id", "session__external_id", "type", "occurred_at", "tool"):
+            existing[workload_id, event_id] = tuple(identity)  # type: ignore[assignment]
+    repeats = tuple(
+        _repeat(position, row, existing[stored_key], source)
+        for position, row in enumerate(rows)
+        if (stored_key := (row[0], row[2])) in existing
+    )
     # Only events not stored before (the first copy of each) shape their session, as on
     # PostgreSQL.
     fresh: list[EventRecord] = []
@@ -211,14 +284,14 @@ def _store_generic(rows: Sequence[EventRow], source: str) -> StoreResult:
             )
         )
     if not new:
-        return StoreResult(0, None, None)
+        return StoreResult(0, None, None, repeats)
     UsageEvent.objects.bulk_create(new, ignore_conflicts=True)
     span = UsageEvent.objects.filter(
         received_at=now,
         workload_id__in={e.workload_id for e in new},
         event_id__in=[e.event_id for e in new],
     ).aggregate(low=Min("pk"), high=Max("pk"))
-    return StoreResult(len(new), span["low"], span["high"])
+    return StoreResult(len(new), span["low"], span["high"], repeats)
 
 
 def _session_merge(session: Session, events: list[EventRecord]) -> None:

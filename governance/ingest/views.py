@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from operator import attrgetter
 
 import msgspec
 from django.db import DataError, IntegrityError, InterfaceError, OperationalError
@@ -122,14 +123,16 @@ def events_ingest(request):
         except native.BatchTooLarge as error:
             message = f"{error.args[0]} events; a batch holds at most {native.MAX_EVENTS}."
             raise _Refused(413, "too_large", message) from None
-        usage_events_store(records=records, source=Session.Source.NATIVE)
+        stored = usage_events_store(records=records, source=Session.Source.NATIVE)
     except _Refused as refused:
         return _json_error(refused)
     except DataError as error:
         return _json_error(_unstorable(error))
     except (OperationalError, InterfaceError, IntegrityError) as error:
         return _json_error(_unavailable(error))
-    payload = {"accepted": total - len(rejected), "rejected": [r.as_dict() for r in rejected]}
+    payload = native.batch_answer(
+        total=total, rejected=rejected, records=records, repeats=stored.repeats
+    )
     return HttpResponse(msgspec.json.encode(payload), content_type="application/json")
 
 
@@ -157,7 +160,11 @@ def otlp_traces(request):
         except wire.OtlpTooLarge:
             raise _Refused(413, "too_large", f"At most {wire.MAX_SPANS} spans a request.") from None
         records, unmapped = otlp.spans_to_records(spans, token=token, now=timezone.now())
-        usage_events_store(records=records, source=Session.Source.OTLP)
+        stored = usage_events_store(records=records, source=Session.Source.OTLP)
+        reused = wire.reused_spans(spans, records, stored.repeats)
+        if reused:  # their events name no session: link only what was stored
+            refused = {position for position, problem in stored.repeats if problem}
+            records = [record for n, record in enumerate(records) if n not in refused]
         traces_link(trace_links(records))  # after the commit: see governance/ingest/traces
     except _Refused as refused:
         return _otlp_error(refused, as_json=as_json, content_type=content_type)
@@ -165,7 +172,8 @@ def otlp_traces(request):
         return _otlp_error(_unstorable(error), as_json=as_json, content_type=content_type)
     except (OperationalError, InterfaceError, IntegrityError) as error:
         return _otlp_error(_unavailable(error), as_json=as_json, content_type=content_type)
-    body = wire.export_response(rejected + unmapped, as_json=as_json)
+    answer = sorted(rejected + unmapped + reused, key=attrgetter("position"))
+    body = wire.export_response(answer, as_json=as_json)
     return HttpResponse(body, content_type=content_type)
 
 

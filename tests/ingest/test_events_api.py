@@ -36,7 +36,7 @@ def test_it_stores_a_batch_and_builds_the_session(post_events, workload):
     ]
     response = post_events(events)
     assert response.status_code == 200
-    assert response.json() == {"accepted": 5, "rejected": []}
+    assert response.json() == {"accepted": 5, "rejected": [], "duplicates": []}
     session = Session.objects.get(workload=workload, external_id="run-1")
     assert session.original_request == "Summarise ticket 1234"
     assert session.final_action == "Drafted a reply"
@@ -89,13 +89,103 @@ def test_it_hashes_arguments_canonically(post_events):
 
 
 def test_it_stores_the_same_event_once_and_answers_a_replay_alike(post_events):
+    """A retry is accepted again, and told which events were stored already."""
     batch = [event(n) for n in range(3)] + [event(9, "nonsense")]
     first = post_events(batch)
     second = post_events(batch)
     assert first.status_code == second.status_code == 200
-    assert first.json() == second.json()
-    assert first.json()["accepted"] == 3
+    assert first.json()["rejected"] == second.json()["rejected"]
+    assert first.json()["accepted"] == second.json()["accepted"] == 3
+    assert first.json()["duplicates"] == []
+    assert second.json()["duplicates"] == [{"index": n, "event_id": f"evt-{n}"} for n in range(3)]
     assert UsageEvent.objects.count() == 3
+
+
+def test_an_event_id_stored_for_another_event_is_rejected_not_reported_stored(
+    post_events, workload
+):
+    """The black-box case: ids reused for another session's tool calls were answered as
+    accepted while nothing was stored, so those calls were never evaluated."""
+    post_events([event(1, session="A"), event(2, session="A")])
+    response = post_events(
+        [
+            event(1, "tool_call", session="B", tool="web-search"),
+            event(2, "tool_call", session="B", tool="code-exec"),
+        ]
+    )
+    body = response.json()
+    assert (body["accepted"], body["duplicates"]) == (0, [])
+    assert [(r["index"], r["event_id"], r["code"], r["field"]) for r in body["rejected"]] == [
+        (0, "evt-1", "event_id_reused", "event_id"),
+        (1, "evt-2", "event_id_reused", "event_id"),
+    ]
+    assert "its session, type and tool differ" in body["rejected"][0]["message"]
+    assert not Session.objects.filter(external_id="B").exists()
+    assert set(UsageEvent.objects.values_list("session__external_id", "tool")) == {("A", "")}
+
+
+@pytest.mark.parametrize(
+    ("change", "differs"),
+    [
+        ({"session": "run-2"}, "session"),
+        ({"type_": "tool_result"}, "type"),
+        ({"occurred_at": "2025-03-01T12:00:01.000001Z"}, "occurred_at"),
+        ({"tool": "web-search"}, "tool"),
+    ],
+)
+def test_an_event_is_its_session_type_time_and_tool(post_events, change, differs):
+    post_events([event(1, "tool_call", occurred_at="2025-03-01T12:00:01Z")])
+    changed = {"type_": "tool_call", "occurred_at": "2025-03-01T12:00:01Z", **change}
+    response = post_events([event(1, **changed)]).json()
+    [rejected] = response["rejected"]
+    assert (rejected["code"], response["accepted"]) == ("event_id_reused", 0)
+    assert f"(its {differs} differs)" in rejected["message"]
+
+
+def test_a_retry_may_differ_in_what_it_says_about_the_event(post_events):
+    """Content, counts, arguments and attributes do not make another event: the retry is a
+    duplicate, and the copy stored first stays."""
+    post_events([event(1, "tool_call", content="first", arguments={"q": 1})])
+    retry = event(
+        1,
+        "tool_call",
+        occurred_at="2025-03-01T13:00:01+01:00",  # the same instant, written otherwise
+        content="second",
+        arguments={"q": 2},
+        input_tokens=5,
+        attributes={"attempt": 2},
+    )
+    response = post_events([retry]).json()
+    assert response == {
+        "accepted": 1,
+        "rejected": [],
+        "duplicates": [{"index": 0, "event_id": "evt-1"}],
+    }
+    assert UsageEvent.objects.get().content == "first"
+
+
+def test_duplicates_and_reused_ids_are_reported_at_their_items(post_events):
+    post_events([event(1), event(2)])
+    response = post_events(
+        [
+            event(9, "nonsense"),  # rejected before storing
+            event(2),  # a duplicate
+            event(3),  # new
+            event(1, session="other"),  # a reused id
+            event(4, occurred_at="yesterday"),
+            event(5),
+        ]
+    ).json()
+    assert response["accepted"] == 3
+    assert [(r["index"], r["code"]) for r in response["rejected"]] == [
+        (0, "unknown_type"),
+        (3, "event_id_reused"),
+        (4, "bad_timestamp"),
+    ]
+    assert response["duplicates"] == [{"index": 1, "event_id": "evt-2"}]
+    assert set(UsageEvent.objects.values_list("event_id", flat=True)) == {
+        f"evt-{n}" for n in (1, 2, 3, 5)
+    }
 
 
 def test_it_refuses_an_event_id_repeated_within_a_batch_by_name(post_events):
@@ -119,6 +209,7 @@ def test_it_refuses_an_event_id_repeated_within_a_batch_by_name(post_events):
                 "message": "The event id is used by item 0 of this batch.",
             }
         ],
+        "duplicates": [],
     }
     assert UsageEvent.objects.get(event_id="evt-1").content == "stored"
     assert Session.objects.get().original_request == ""
@@ -130,7 +221,11 @@ def test_a_replayed_event_id_does_not_reshape_the_session(post_events):
     response = post_events(
         [event(0, "session_start", content="Rewritten"), event(1, "final_action", content="Done")]
     )
-    assert response.json() == {"accepted": 2, "rejected": []}
+    assert response.json() == {
+        "accepted": 2,
+        "rejected": [],
+        "duplicates": [{"index": 0, "event_id": "evt-0"}],
+    }
     session = Session.objects.get()
     assert session.original_request == "The real request"
     assert session.final_action == "Done"
@@ -283,7 +378,7 @@ def test_it_rejects_events_for_workloads_the_token_is_not_bound_to(post_events, 
 def test_an_unbound_token_reports_for_every_workload(post_events, make_token, other_workload):
     token = make_token(all_workloads=True)
     response = post_events([event(1), event(2, workload=other_workload.slug)], token=token)
-    assert response.json() == {"accepted": 2, "rejected": []}
+    assert response.json() == {"accepted": 2, "rejected": [], "duplicates": []}
 
 
 @pytest.mark.parametrize(
@@ -339,7 +434,7 @@ def test_it_answers_413_to_a_gzip_bomb(post_events):
 def test_it_accepts_gzip(post_events):
     body = gzip.compress(msgspec.json.encode({"events": [event(1)]}))
     response = post_events(None, raw=body, **{"Content-Encoding": "gzip"})
-    assert response.json() == {"accepted": 1, "rejected": []}
+    assert response.json() == {"accepted": 1, "rejected": [], "duplicates": []}
 
 
 def test_it_answers_401_without_a_valid_token(client, post_events):
@@ -440,6 +535,8 @@ def test_the_query_count_does_not_grow_with_the_batch(post_events, django_assert
         post_events([event(n) for n in range(1, 3)])
     with django_assert_max_num_queries(6):
         post_events([event(n, session=f"s-{n % 40}") for n in range(3, MAX_EVENTS)])
+    with django_assert_max_num_queries(7):  # one more to compare ids stored before
+        post_events([event(n, session=f"s-{n % 40}") for n in range(1, MAX_EVENTS)])
 
 
 def test_the_evaluation_message_reaches_a_real_broker(

@@ -11,7 +11,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from governance.ingest import views
 from tests.factories import ClassifiedWorkloadFactory
 from tests.ingest.otlp_builders import TRACE, agent_trace, json_request, protobuf_request, span
-from workloads.models import Session, UsageEvent
+from workloads.models import Session, SessionTrace, UsageEvent
 
 pytestmark = pytest.mark.django_db
 PROTOBUF = "application/x-protobuf"
@@ -101,8 +101,45 @@ def test_it_accepts_gzip_in_both_encodings(export, workload):
 def test_it_stores_a_resent_span_once(export):
     body = protobuf_request(agent_trace())
     export(body)
-    export(body)
+    assert partial(export(body)) == (0, "")  # OTLP expects re-sent spans: no rejection
     assert UsageEvent.objects.count() == 6
+
+
+@pytest.mark.parametrize("content_type", [PROTOBUF, "application/json"])
+def test_a_span_reusing_stored_ids_for_another_span_is_rejected(export, content_type):
+    """Stored once, a span's ids cannot be answered as accepted for a different span."""
+    encode = protobuf_request if content_type == PROTOBUF else json_request
+    first = agent_trace()
+    export(encode(first), content_type=content_type)
+    later = [{**item, "start": item["start"] + 60 * 10**9} for item in first[1:]]
+    tool = span("00000000000000b1", "execute_tool crm-api", {"gen_ai.tool.name": "crm-api"})
+    response = export(encode([*later, tool]), content_type=content_type)
+    rejected, message = partial(response)
+    assert rejected == 2
+    assert f"span 0 ({TRACE}:00000000000000a2): event_id_reused" in message
+    assert f"span 1 ({TRACE}:00000000000000a3): event_id_reused" in message
+    assert "its occurred_at differs" in message
+    assert UsageEvent.objects.count() == 7  # the six first stored, and the new tool span
+
+
+def test_a_span_twice_in_one_export_is_stored_once_and_a_different_one_rejected(export):
+    root, chat, tool = agent_trace()
+    other = {**tool, "start": tool["start"] + 1}  # another span under the tool span's ids
+    response = export(protobuf_request([root, chat, chat, tool, other]))
+    rejected, message = partial(response)
+    assert rejected == 1
+    assert message.startswith(f"span 4 ({TRACE}:00000000000000a3): event_id_reused: Span 3 ")
+    assert UsageEvent.objects.count() == 6
+
+
+def test_a_span_resent_after_its_session_was_named_is_no_reuse(export, workload):
+    """Children exported first sit under the trace id until the root names the session: a
+    child sent again then maps to the named session and is still the same span."""
+    root, *children = agent_trace()
+    export(protobuf_request(children))
+    assert partial(export(protobuf_request([root, *children]))) == (0, "")
+    assert partial(export(protobuf_request(children))) == (0, "")  # after the fold
+    assert_agent_trace_stored(workload)
 
 
 def test_it_takes_the_session_from_another_span_of_the_trace_or_the_trace(export, workload):
@@ -378,3 +415,19 @@ def test_an_unpaired_surrogate_in_json_rejects_only_its_spans(export):
 def test_a_surrogate_does_not_make_an_unreadable_json_export_readable(export, raw):
     response = export(raw, content_type="application/json")
     assert response.status_code == 400
+
+
+def test_a_span_rejected_for_reusing_ids_does_not_link_its_trace(export, workload):
+    """Its session is the client's claim for events that were not stored: the trace stays
+    where its stored spans put it."""
+    named = span("00000000000000d1", "chat o1", {"gen_ai.conversation.id": "conv-9"})
+    export(protobuf_request([{**named, "trace_id": "ab" * 16}]))
+    _, chat, _ = agent_trace()  # stored under the trace id: no span names its session yet
+    export(protobuf_request([chat]))
+    claim = {**chat, "start": chat["start"] + 10**6, "attributes": {**chat["attributes"]}}
+    claim["attributes"]["gen_ai.conversation.id"] = "conv-9"
+    assert partial(export(protobuf_request([claim])))[0] == 1
+    assert UsageEvent.objects.get(event_id=f"{TRACE}:{chat['span_id']}").session.external_id == (
+        TRACE
+    )
+    assert not SessionTrace.objects.filter(trace_id=TRACE).exists()

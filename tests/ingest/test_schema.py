@@ -122,3 +122,13 @@ def test_the_events_endpoint_takes_what_the_schema_allows_and_refuses_past_it(
     assert post_events([event(3, "tool_call", tool="")]).json()["rejected"][0]["code"] == (
         "missing_field"
     )
+
+
+def test_the_events_answer_documents_duplicates_and_reused_ids(schema):
+    components = schema["components"]["schemas"]
+    result = components["BatchResultDoc"]
+    assert set(result["properties"]) == {"accepted", "rejected", "duplicates"}
+    assert set(result["required"]) == {"accepted", "rejected", "duplicates"}
+    codes = components["RejectionDoc"]["properties"]["code"]
+    codes = components[codes["$ref"].rsplit("/", 1)[1]]["enum"] if "$ref" in codes else codes
+    assert {"event_id_reused", "duplicate_event_id"} <= set(codes)
