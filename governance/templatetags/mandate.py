@@ -39,14 +39,36 @@ def _short(value, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# Detail keys whose name alone reads badly: their label for a reviewer.
+DETAIL_LABELS = {
+    "dated_ahead_seconds": "Dated ahead of arrival",
+    "reported_late_seconds": "Reported late",
+    "elapsed_seconds": "Session ran",
+    "idle_seconds": "Idle for",
+    "limit_seconds": "Limit",
+}
+# A key's unit suffix, and the unit written after its value.
+DETAIL_UNITS = (("_seconds", "s"), ("_ms", "ms"))
+
+
 @register.filter
 def detail_rows(details) -> list[tuple[str, str]]:
     """A finding's details (detector output, JSON) as label and text for a reviewer:
-    "In catalogue: Yes", not "In_catalogue: True"."""
-    return [
-        (str(key).replace("_", " ").capitalize(), _readable(value))
-        for key, value in (details or {}).items()
-    ]
+    "In catalogue: Yes", not "In_catalogue: True"; "Dated ahead of arrival: 3 s", not
+    "Dated ahead seconds: 3"."""
+    return [_detail_row(str(key), value) for key, value in (details or {}).items()]
+
+
+def _detail_row(key: str, value) -> tuple[str, str]:
+    stem, unit = key, ""
+    for suffix, symbol in DETAIL_UNITS:
+        if key.endswith(suffix):
+            stem, unit = key.removesuffix(suffix), symbol
+    label = DETAIL_LABELS.get(key) or stem.replace("_", " ").capitalize()
+    text = _readable(value)
+    if unit and isinstance(value, int | float) and not isinstance(value, bool):
+        text = f"{text} {unit}"
+    return label, text
 
 
 def _readable(value) -> str:

@@ -198,3 +198,16 @@ def test_the_token_list_warns_of_tokens_about_to_expire(admin_client, settings):
         )
     page = admin_client.get(reverse("tokens:list")).content.decode()
     assert page.count("Expires in") == 1 and "Expires in 3\xa0days" in page
+
+
+def test_the_audit_log_names_a_finding_and_its_choices_by_their_labels(client, auditor, reviewer):
+    from governance.findings import services as finding_services
+    from tests.findings.api_rows import make_finding
+
+    finding = make_finding(ClassifiedWorkloadFactory(), kind="forbidden_combination")
+    finding_services.finding_set_status(finding=finding, status="acknowledged", by=reviewer)
+    client.force_login(auditor)
+    html = client.get(reverse("audit:log"), {"action": "finding.acknowledged"}).content.decode()
+    assert f"<td>Forbidden tool combination #{finding.pk}<div" in html
+    assert "forbidden_combination #" not in html
+    assert "Acknowledged" in html.split('class="audit"')[1]

@@ -33,6 +33,18 @@ def test_details_read_as_words_not_json():
     ]
 
 
+def test_details_with_a_unit_in_their_key_read_as_a_label_and_a_unit():
+    assert detail_rows({"dated_ahead_seconds": 3, "reported_late_seconds": 40}) == [
+        ("Dated ahead of arrival", "3 s"),
+        ("Reported late", "40 s"),
+    ]
+    assert detail_rows({"idle_seconds": 700, "limit_seconds": None, "lag_ms": 12}) == [
+        ("Idle for", "700 s"),
+        ("Limit", "—"),
+        ("Lag", "12 ms"),
+    ]
+
+
 @pytest.mark.django_db
 def test_the_detail_page_shows_details_readably_and_labels_the_comment_box(client, reviewer):
     finding = make_finding(
@@ -141,3 +153,4 @@ def test_a_reversal_without_a_reason_changes_nothing(client, admin_user):
     workload.refresh_from_db()
     action.refresh_from_db()
     assert workload.status == "suspended" and action.reversed_at is None
+
