@@ -41,6 +41,42 @@ document.addEventListener("htmx:afterRequest", (event) => {
   if (banner && event.detail.successful) banner.hidden = true;
 });
 
+// A form's buttons are disabled while its request is in flight, so a double click sends one
+// request, not two (htmx queues the second click's request and sends it after the first).
+// When the answer moves the page on (HX-Redirect and the like), they stay disabled: the
+// page is going away, and a click meanwhile would act a second time.
+const MOVES_ON = ["HX-Redirect", "HX-Location", "HX-Refresh"];
+
+// The buttons a request from `elt` stands for: a form's submit buttons, or a button that
+// asks by itself (hx-post on the button).
+function requestButtons(elt) {
+  if (elt instanceof HTMLFormElement) {
+    return [...elt.querySelectorAll("button, input[type=submit]")].filter(
+      (button) => button.type === "submit",
+    );
+  }
+  return elt instanceof HTMLButtonElement ? [elt] : [];
+}
+
+document.addEventListener("htmx:beforeRequest", (event) => {
+  for (const button of requestButtons(event.detail.elt)) {
+    if (button.disabled) continue;
+    button.disabled = true;
+    button.dataset.inFlight = "";
+  }
+});
+
+document.addEventListener("htmx:afterRequest", (event) => {
+  const xhr = event.detail.xhr;
+  // (htmx leaves `successful` unset on an answer that moves the page on.)
+  if (xhr && MOVES_ON.some((name) => xhr.getResponseHeader(name))) return;
+  for (const button of requestButtons(event.detail.elt)) {
+    if (!("inFlight" in button.dataset)) continue;
+    button.disabled = false;
+    delete button.dataset.inFlight;
+  }
+});
+
 // A confirmation is asked only of a form that can go through: one missing a required answer
 // is sent without it, and the server's field error shows in place (nothing changes), rather
 // than asking "Revoke this?" and then refusing for want of a reason.

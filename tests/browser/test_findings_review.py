@@ -4,9 +4,10 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from governance.evaluation.services import events_evaluate
-from governance.models import Finding
+from governance.models import ContainmentAction, Finding
 from tests.evaluation.rows import add_events, id_range, make_session
 from tests.factories import ClassifiedWorkloadFactory, tier
+from tests.findings.api_rows import make_finding
 
 pytestmark = [
     pytest.mark.browser,
@@ -71,3 +72,63 @@ def test_a_reviewer_follows_a_finding_to_its_timeline_and_acknowledges_it(
     assert not [e for e in errors if "Content Security Policy" in e]
     finding.refresh_from_db()
     assert finding.status == "acknowledged"
+
+
+def _signed_in(p, live_server, username: str, path: str):
+    browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+    page = browser.new_page()
+    page.goto(f"{live_server.url}/login/?next={path}")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", "pw-for-tests-only")
+    page.click("button[type=submit]")
+    return browser, page
+
+
+def test_a_double_click_on_contain_contains_once(live_server, reviewer, monkeypatch):
+    finding = make_finding(ClassifiedWorkloadFactory(tier=tier("internal-read")))
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as p:
+        browser, page = _signed_in(p, live_server, "reviewer", f"/findings/{finding.pk}/")
+        posts = []
+        page.on(
+            "request",
+            lambda r: posts.append(r.url) if r.method == "POST" and "/contain/" in r.url else None,
+        )
+        page.on("dialog", lambda dialog: dialog.accept())
+        contain = page.locator("#contain-form")
+        contain.locator("select[name=action]").select_option("suspend_workload")
+        contain.locator("input[name=reason]").fill("Looping on prod")
+        contain.get_by_role("button", name="Contain").dblclick()
+        expect(page.locator(".messages")).to_contain_text("Contained.")
+        page.wait_for_load_state("networkidle")
+        expect(page.locator(".messages")).not_to_contain_text("already does that")
+        browser.close()
+    assert len(posts) == 1
+    assert ContainmentAction.objects.filter(finding=finding).count() == 1
+
+
+def test_contain_stays_disabled_while_the_page_moves_on(live_server, reviewer, monkeypatch):
+    """The answer's HX-Redirect leaves the old page up until the new one arrives: a click
+    meanwhile must not contain a second time."""
+    finding = make_finding(ClassifiedWorkloadFactory(tier=tier("internal-read")))
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as p:
+        browser, page = _signed_in(p, live_server, "reviewer", f"/findings/{finding.pk}/")
+        # The redirect's page answers 204: the browser keeps the old page up, as it does
+        # while a slow page loads.
+        page.route(f"**/findings/{finding.pk}/", lambda route: route.fulfill(status=204))
+        posts = []
+        page.on("request", lambda r: posts.append(r) if r.method == "POST" else None)
+        page.on("dialog", lambda dialog: dialog.accept())
+        contain = page.locator("#contain-form")
+        contain.locator("input[name=reason]").fill("Looping on prod")
+        button = contain.get_by_role("button", name="Contain")
+        with page.expect_response(lambda r: "/contain/" in r.url):
+            button.click()
+        page.wait_for_timeout(300)
+        expect(button).to_be_disabled()
+        button.click(force=True)
+        page.wait_for_timeout(300)
+        browser.close()
+    assert len(posts) == 1
+    assert ContainmentAction.objects.filter(finding=finding).count() == 1
