@@ -83,7 +83,7 @@ _DETAIL_EXAMPLE: dict[str, Any] = _FINDING_EXAMPLE | {
     ],
     "next_statuses": ["false_positive", "open", "resolved"],
 }
-_ILLEGAL = "A resolved finding cannot become acknowledged."
+_ILLEGAL = "This finding is resolved: it cannot be marked acknowledged. Reopen it first."
 ERROR_409_TRANSITION = OpenApiResponse(
     ErrorBody,
     description="The finding cannot make this move from its current status.",
@@ -158,7 +158,8 @@ class FindingViewSet(
     description="Acknowledge, resolve or mark a false positive (or reopen), with an optional "
     "comment kept on the finding; audited. Signed-in users with governance.triage_finding "
     "only (session auth, CSRF token required); service tokens are refused. Setting the "
-    "status it already has changes nothing. 409 for a move the workflow does not allow "
+    "status it already has changes nothing but keeps the comment, as a comment. 409 for a "
+    "move the workflow does not allow "
     "(open → acknowledged → resolved | false_positive; a closed finding only reopens).",
     parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)],
     request=FindingStatusInput,

@@ -2,11 +2,12 @@
 
 import django_filters
 from django import forms
+from django.db.models import Exists, OuterRef
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
 from governance.filtering import StableOrderingFilter
-from governance.models import Finding, FindingKind, Severity
+from governance.models import ContainmentAction, Finding, FindingKind, Severity
 from workloads.models import SensitivityTier
 
 
@@ -22,6 +23,18 @@ class IdFilter(django_filters.NumberFilter):
         super().__init__(*args, **kwargs)
 
 
+# Closed or not, the finding holds a containment measure nobody reversed yet.
+IN_FORCE = "in_force"
+
+
+def containment_in_force_q():
+    """Findings with a containment record not reversed (the partial index
+    containment_in_force serves it)."""
+    return Exists(
+        ContainmentAction.objects.filter(finding_id=OuterRef("pk"), reversed_at__isnull=True)
+    )
+
+
 # Still needing work: the dashboard counts these, and links to the queue filtered on them.
 UNRESOLVED = "unresolved"
 
@@ -33,6 +46,11 @@ class FindingFilter(django_filters.FilterSet):
         choices=[*Finding.Status.choices, (UNRESOLVED, "Unresolved (open or acknowledged)")],
         method="with_status",
         label="Status, or `unresolved` for open and acknowledged together",
+    )
+    containment = django_filters.ChoiceFilter(
+        choices=[(IN_FORCE, "In force")],
+        method="with_containment",
+        label="`in_force`: findings (closed ones too) whose containment still holds",
     )
     workload = django_filters.CharFilter(field_name="workload__slug", label="Workload slug")
     tier = django_filters.ModelChoiceFilter(
@@ -55,9 +73,21 @@ class FindingFilter(django_filters.FilterSet):
 
     class Meta:
         model = Finding
-        fields = ["kind", "severity", "status", "workload", "tier", "session", "assignee"]
+        fields = [
+            "kind",
+            "severity",
+            "status",
+            "containment",
+            "workload",
+            "tier",
+            "session",
+            "assignee",
+        ]
 
     def with_status(self, queryset, name, value: str):
         if value == UNRESOLVED:
             return queryset.filter(status__in=(Finding.Status.OPEN, Finding.Status.ACKNOWLEDGED))
         return queryset.filter(status=value)
+
+    def with_containment(self, queryset, name, value: str):
+        return queryset.filter(containment_in_force_q()) if value == IN_FORCE else queryset

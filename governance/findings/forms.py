@@ -4,6 +4,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from governance.findings.narrowing import DECIDED, HIGHEST, LIMIT_LABELS, LIMITS, LOWEST
+from governance.findings.services import COMMENT_MAX
 from governance.models import ContainmentAction, Finding
 
 
@@ -21,8 +22,19 @@ class BulkTriageForm(forms.Form):
 
 
 class StatusForm(forms.Form):
+    """A move of one finding. `seen_status` is the status the page showed: the service
+    refuses the move when the finding has moved since (someone else acted first)."""
+
     status = forms.ChoiceField(choices=Finding.Status.choices)
-    comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    comment = forms.CharField(
+        required=False,
+        max_length=COMMENT_MAX,
+        label="Comment (optional)",
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+    seen_status = forms.ChoiceField(
+        choices=Finding.Status.choices, required=False, widget=forms.HiddenInput
+    )
 
 
 class AssignForm(forms.Form):
@@ -42,7 +54,7 @@ class AssignForm(forms.Form):
 
 
 class CommentForm(forms.Form):
-    body = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=5000)
+    body = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=COMMENT_MAX)
 
 
 class ContainmentApplyForm(forms.Form):
@@ -87,7 +99,11 @@ class ContainmentLiftForm(forms.Form):
 
 
 class ContainmentReverseForm(forms.Form):
-    reason = forms.CharField(max_length=500, label="Reason for reversing")
+    reason = forms.CharField(
+        max_length=500,
+        label="Reason for reversing",
+        error_messages={"required": "Say why the containment is reversed."},
+    )
 
 
 class ReevaluationForm(forms.Form):

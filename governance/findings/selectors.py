@@ -55,12 +55,13 @@ def findings_visible_to(user) -> QuerySet[Finding]:
 
 
 def finding_list(*, user, filters=None) -> QuerySet[Finding]:
-    from governance.findings.filters import FindingFilter
+    from governance.findings.filters import FindingFilter, containment_in_force_q
 
     qs = (
         findings_visible_to(user)
         .select_related("workload__tier", "assignee", "session")
         .defer("session__evaluation_state")  # the evaluator's scratch state, never shown
+        .annotate(has_containment_in_force=containment_in_force_q())
     )
     if not filters:
         return qs
@@ -98,6 +99,21 @@ def finding_detail_get(*, user, pk: int) -> Finding:
     if finding is None:
         raise Http404("No such finding.")
     return finding
+
+
+def containment_in_force(finding: Finding) -> list[ContainmentAction]:
+    """The finding's containment records not reversed: measures it still holds in force."""
+    return list(finding.containment.filter(reversed_at=None).select_related("grant__tool"))
+
+
+def findings_with_containment_in_force(finding_ids: list[int]) -> list[int]:
+    """Of these findings, those holding a containment record not reversed (one query)."""
+    return list(
+        ContainmentAction.objects.filter(finding_id__in=finding_ids, reversed_at__isnull=True)
+        .order_by("finding_id")
+        .values_list("finding_id", flat=True)
+        .distinct()
+    )
 
 
 def finding_counts(*, user) -> dict:

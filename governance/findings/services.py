@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
+from django.utils.formats import date_format
 
 from governance.approvals.services import session_run_requests_cancel
 from governance.audit import audit_record, audit_snapshot
 from governance.errors import Conflict, DomainError, NotAllowed
 from governance.findings import narrowing
-from governance.models import AccessRequest, ContainmentAction, Finding, FindingComment
+from governance.models import (
+    AccessRequest,
+    AuditEvent,
+    ContainmentAction,
+    Finding,
+    FindingComment,
+)
 from governance.policy_version import policy_version_bump
 from workloads import services as workload_services
 from workloads.models import Entitlement, RuleException, SessionApproval, Workload
@@ -61,54 +68,144 @@ def may_reverse(by, workload: Workload) -> bool:
     return by.has_perm(REVERSE) and not workload_services.owns(by, workload)
 
 
-def _set_status(finding: Finding, status: str, by, comment: str) -> Finding:
-    if status == finding.status:
-        return finding
-    if status not in ALLOWED_TRANSITIONS[finding.status]:
-        raise Conflict(
-            f"A {finding.status} finding cannot become {status}.",
-            field="status",
-            code="illegal_transition",
+COMMENT_MAX = 5000  # the comment form's cap, for a comment left with a status change too
+CLOSED = (Finding.Status.RESOLVED, Finding.Status.FALSE_POSITIVE)
+
+
+def status_label(status: str) -> str:
+    """A status as the console names it: "False positive", not "false_positive"."""
+    return str(Finding.Status(status).label)
+
+
+def _comment_checked(comment: str) -> str:
+    comment = comment.strip()
+    if len(comment) > COMMENT_MAX:
+        raise DomainError(
+            f"Keep the comment to {COMMENT_MAX} characters (it has {len(comment)}).",
+            field="comment",
+            code="max_length",
         )
+    return comment
+
+
+def _illegal(finding: Finding, status: str) -> Conflict:
+    now = status_label(finding.status).lower()
+    hint = " Reopen it first." if finding.status in CLOSED else ""
+    return Conflict(
+        f"This finding is {now}: it cannot be marked {status_label(status).lower()}.{hint}",
+        field="status",
+        code="illegal_transition",
+    )
+
+
+def _last_status_change(finding: Finding) -> tuple[str, datetime] | None:
+    """Who last set the finding's status and when (its newest status audit event): one
+    query on the audit log's object index."""
+    return (
+        AuditEvent.objects.filter(
+            object_type=Finding._meta.label_lower,
+            object_id=str(finding.pk),
+            action__in=[f"finding.{status}" for status in Finding.Status.values],
+        )
+        .order_by("-id")
+        .values_list("actor_label", "created_at")
+        .first()
+    )
+
+
+def _changed_meanwhile(finding: Finding) -> Conflict:
+    """The page the person acted from showed another status: say who moved it, and when."""
+    status = status_label(finding.status).lower()
+    change = _last_status_change(finding)
+    if change is None:
+        who = f"Someone else marked this finding {status}"
+    else:
+        actor, at = change
+        when = date_format(timezone.localtime(at), "Y-m-d H:i")
+        who = f"{actor} marked this finding {status} at {when}"
+    return Conflict(
+        f"{who}, after you opened the page. Nothing was changed.",
+        field="status",
+        code="changed_meanwhile",
+    )
+
+
+def _set_status(finding: Finding, status: str, by, comment: str) -> Finding:
+    if status not in ALLOWED_TRANSITIONS[finding.status]:
+        raise _illegal(finding, status)
     before = audit_snapshot(finding, FINDING_AUDIT_FIELDS)
     finding.status = status
-    closed = status in (Finding.Status.RESOLVED, Finding.Status.FALSE_POSITIVE)
-    finding.resolved_at = timezone.now() if closed else None
+    finding.resolved_at = timezone.now() if status in CLOSED else None
     finding.save(update_fields=["status", "resolved_at", "updated_at"])
-    if comment.strip():
-        FindingComment.objects.create(finding=finding, author=by, body=comment.strip())
+    if comment:
+        FindingComment.objects.create(finding=finding, author=by, body=comment)
     audit_record(
         by=by,
         action=f"finding.{status}",
         obj=finding,
         before=before,
-        after=audit_snapshot(finding, FINDING_AUDIT_FIELDS) | {"comment": comment.strip()},
+        after=audit_snapshot(finding, FINDING_AUDIT_FIELDS) | {"comment": comment},
     )
     return finding
 
 
 @transaction.atomic
-def finding_set_status(*, finding: Finding, status: str, by, comment: str = "") -> Finding:
-    """open → acknowledged → resolved | false_positive (and reopen)."""
+def finding_set_status(
+    *, finding: Finding, status: str, by, comment: str = "", seen_status: str | None = None
+) -> Finding:
+    """open → acknowledged → resolved | false_positive (and reopen).
+
+    `seen_status` is the status the person's page showed: when the finding has moved since,
+    nothing is changed (Conflict, code `changed_meanwhile`, naming who moved it), so a
+    decision taken on a stale page never lands, and never passes for a success. Without it
+    (the API), asking for the status the finding has changes nothing but keeps the comment.
+    """
     _require(by, TRIAGE)
     if status not in Finding.Status.values:
         raise DomainError("Unknown status.", field="status")
+    comment = _comment_checked(comment)
     finding = Finding.objects.select_for_update().get(pk=finding.pk)
+    if seen_status is not None and seen_status != finding.status:
+        raise _changed_meanwhile(finding)
+    if status == finding.status:
+        if seen_status is not None:  # the page offers no such button: a replayed form
+            raise Conflict(
+                f"This finding is {status_label(status).lower()} already. Nothing was changed.",
+                field="status",
+                code="unchanged",
+            )
+        if comment:
+            _comment_save(finding, comment, by)
+        return finding
     return _set_status(finding, status, by, comment)
 
 
+@dataclass(frozen=True)
+class BulkTriage:
+    changed: list[int]
+    # Findings left as they were, by the status that kept them from the move.
+    skipped: dict[str, list[int]]
+
+
 @transaction.atomic
-def findings_bulk_set_status(*, finding_ids: list[int], status: str, by, comment: str = "") -> int:
-    """Triage many at once; findings that cannot make the move are left as they are."""
+def findings_bulk_set_status(
+    *, finding_ids: list[int], status: str, by, comment: str = ""
+) -> BulkTriage:
+    """Triage many at once; findings that cannot make the move are left as they are, and
+    named in the result with the status that kept them."""
     _require(by, TRIAGE)
     if status not in Finding.Status.values:
         raise DomainError("Unknown status.", field="status")
-    changed = 0
+    comment = _comment_checked(comment)
+    changed: list[int] = []
+    skipped: dict[str, list[int]] = {}
     for finding in Finding.objects.select_for_update().filter(pk__in=finding_ids).order_by("pk"):
         if status in ALLOWED_TRANSITIONS[finding.status]:
             _set_status(finding, status, by, comment)
-            changed += 1
-    return changed
+            changed.append(finding.pk)
+        else:
+            skipped.setdefault(finding.status, []).append(finding.pk)
+    return BulkTriage(changed, skipped)
 
 
 @transaction.atomic
@@ -135,7 +232,11 @@ def finding_comment_add(*, finding: Finding, body: str, by) -> FindingComment:
     _require(by, TRIAGE)
     if not body.strip():
         raise DomainError("Write something.", field="body", code="required")
-    comment = FindingComment.objects.create(finding=finding, author=by, body=body.strip()[:5000])
+    return _comment_save(finding, body.strip()[:COMMENT_MAX], by)
+
+
+def _comment_save(finding: Finding, body: str, by) -> FindingComment:
+    comment = FindingComment.objects.create(finding=finding, author=by, body=body)
     audit_record(by=by, action="finding.comment", obj=finding, after={"comment": comment.body})
     return comment
 

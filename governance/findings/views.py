@@ -14,7 +14,7 @@ from governance.errors import DomainError
 from governance.filtering import filter_form
 from governance.findings import narrowing, selectors, services
 from governance.findings.charts import bar_chart
-from governance.findings.filters import UNRESOLVED, FindingFilter
+from governance.findings.filters import IN_FORCE, UNRESOLVED, FindingFilter
 from governance.findings.forms import (
     AssignForm,
     BulkTriageForm,
@@ -35,7 +35,7 @@ from workloads.selectors import effective_session_limits, workload_get
 
 VIEW = "governance.view_findings"
 TRIAGE = "governance.triage_finding"
-FILTER_KEYS = ("kind", "severity", "status", "workload", "tier", "assignee")
+FILTER_KEYS = ("kind", "severity", "status", "containment", "workload", "tier", "assignee")
 PAGE_SIZE = 25
 BULK_INVALID = "Nothing updated: choose findings and a status for them."
 
@@ -66,6 +66,7 @@ def _queue_context(request, filters: dict[str, str], page_number=None) -> dict:
         "severities": Severity.choices,
         "statuses": Finding.Status.choices,
         "status_filters": [*Finding.Status.choices, (UNRESOLVED, "Unresolved")],
+        "containment_filters": [(IN_FORCE, "In force")],
         "tiers": SensitivityTier.objects.order_by("rank"),
         "counts": selectors.finding_counts(user=request.user),
         "query": _filter_query(filters),
@@ -94,29 +95,68 @@ def bulk_triage(request):
     ids = [int(i) for i in request.POST.getlist("ids") if i.isdigit()]
     allowed = list(visible.filter(pk__in=ids).values_list("pk", flat=True))
     form = BulkTriageForm(request.POST, finding_ids=allowed)
-    changed = 0
+    outcome: list[str] = []
     if form.is_valid():
-        changed = services.findings_bulk_set_status(
+        status = form.cleaned_data["new_status"]
+        result = services.findings_bulk_set_status(
             finding_ids=form.cleaned_data["ids"],
-            status=form.cleaned_data["new_status"],
+            status=status,
             comment=form.cleaned_data["comment"],
             by=request.user,
         )
+        outcome = _bulk_outcome(result, status)
     filters = _queue_filters(request.POST)
     if request.htmx:
-        # The table is refreshed with the queue's own filters; counters swap out of band.
-        context = _queue_context(request, filters) | {
-            "changed": changed,
+        # The table is refreshed with the queue's own filters, on the page it was posted
+        # from; counters swap out of band.
+        context = _queue_context(request, filters, request.POST.get("page")) | {
+            "bulk_outcome": outcome,
             "bulk_error": "" if form.is_valid() else BULK_INVALID,
             "oob": True,
         }
         status = 200 if form.is_valid() else 422
-        return render(request, "findings/queue.html#bulk_result", context, status=status)
+        response = render(request, "findings/queue.html#bulk_result", context, status=status)
+        # The page shown may be an earlier one (the last emptied): the address says which.
+        response["HX-Replace-Url"] = _queue_url(filters, context["page"].number)
+        return response
     if form.is_valid():
-        messages.success(request, f"{changed} finding(s) updated.")
+        messages.success(request, " ".join(outcome))
     else:
         messages.error(request, BULK_INVALID)
-    return redirect(f"{reverse('findings:queue')}?{_filter_query(filters)}")
+    return redirect(_queue_url(filters, request.POST.get("page")))
+
+
+def _queue_url(filters: dict[str, str], page) -> str:
+    url = f"{reverse('findings:queue')}?{_filter_query(filters)}"
+    return f"{url}&page={page}" if str(page or "").isdigit() and int(page) > 1 else url
+
+
+def _ids(ids: list[int]) -> str:
+    return ", ".join(f"#{pk}" for pk in ids)
+
+
+def _bulk_outcome(result: services.BulkTriage, status: str) -> list[str]:
+    """What a bulk move did, sentence by sentence: how many moved, which were left as they
+    were and why, and which closed with containment still in force."""
+    target = services.status_label(status).lower()
+    lines = [f"{len(result.changed)} updated."]
+    for current, ids in result.skipped.items():
+        label = services.status_label(current).lower()
+        if current == status:
+            why = f"already {label}"
+        elif current in services.CLOSED:
+            why = f"{label}: a closed finding can only be reopened"
+        else:
+            why = f"{label}: cannot be marked {target}"
+        lines.append(f"Skipped {_ids(ids)} ({why}).")
+    if status in services.CLOSED:
+        held = selectors.findings_with_containment_in_force(result.changed)
+        if held:
+            lines.append(
+                f"The containment of {_ids(held)} is still in force: an IAM admin reverses it "
+                "on each finding's page (filter Containment: in force to find them)."
+            )
+    return lines
 
 
 def _detail_context(
@@ -124,6 +164,7 @@ def _detail_context(
     finding: Finding,
     narrow_form: NarrowSessionsForm | None = None,
     assign_form: AssignForm | None = None,
+    status_form: StatusForm | None = None,
 ):
     may_contain = request.user.has_perm(services.CONTAIN)
     if narrow_form is None and may_contain and services.narrowing_offered(finding):
@@ -133,24 +174,40 @@ def _detail_context(
         )
     # Other findings holding the same workload-wide measure: reversing this one leaves it.
     holders = services.other_holders(finding)
+    containment = [
+        (action, narrowing.caps_label(action.limits), holders.get(action.action, []))
+        for action in finding.containment.select_related("grant__tool", "reversed_by", "created_by")
+    ]
     return {
         "finding": finding,
         "comments": finding.comments.select_related("author"),
-        "containment": [
-            (action, narrowing.caps_label(action.limits), holders.get(action.action, []))
-            for action in finding.containment.select_related(
-                "grant__tool", "reversed_by", "created_by"
-            )
-        ],
+        "containment": containment,
+        # A closed finding whose measures still hold: the page says so, above them.
+        "closed_in_force": [
+            _measure_label(action)
+            for action, _caps, _others in containment
+            if action.reversed_at is None
+        ]
+        if finding.status in services.CLOSED
+        else [],
         "contain_options": services.containment_options(finding) if may_contain else [],
         "narrow_form": narrow_form,
         "may_reverse": services.may_reverse(request.user, finding.workload),
-        "status_form": StatusForm(initial={"status": finding.status}),
+        "status_form": status_form or StatusForm(),
         "comment_form": CommentForm(),
         "assign_form": assign_form or AssignForm(),
         "triagers": services.triagers(),
         "next_statuses": sorted(services.ALLOWED_TRANSITIONS[finding.status]),
     }
+
+
+def _measure_label(action: ContainmentAction) -> str:
+    label = action.get_action_display().lower()
+    if action.grant is not None:
+        return f"{label} ({action.grant.tool.slug})"
+    if action.limits:
+        return f"{label} ({narrowing.caps_label(action.limits)})"
+    return label
 
 
 def _limits_in_force(finding: Finding) -> dict:
@@ -172,23 +229,43 @@ def _done(request, finding, message=""):
 @requires(TRIAGE)
 @require_POST
 def set_status(request, pk):
+    """Move a finding on, from the status the page showed (`seen_status`). Refused, the form
+    comes back with the reason and the comment as typed (422); nothing is claimed done."""
     finding = selectors.finding_get(user=request.user, pk=pk)
     form = StatusForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Choose a status.")
-        return _done(request, finding)
-    try:
-        services.finding_set_status(
-            finding=finding,
-            status=form.cleaned_data["status"],
-            comment=form.cleaned_data["comment"],
-            by=request.user,
-        )
-    except DomainError as exc:
-        messages.error(request, exc.message)
-        return _done(request, finding)
-    return _done(
-        request, finding, f"Finding marked {form.cleaned_data['status'].replace('_', ' ')}."
+    if form.is_valid():
+        status = form.cleaned_data["status"]
+        try:
+            services.finding_set_status(
+                finding=finding,
+                status=status,
+                comment=form.cleaned_data["comment"],
+                seen_status=form.cleaned_data["seen_status"] or None,
+                by=request.user,
+            )
+        except DomainError as exc:
+            form_add_service_error(form, exc)
+            # Re-read: the form offers the moves from the status the finding has now.
+            finding = selectors.finding_get(user=request.user, pk=pk)
+        else:
+            messages.success(request, f"Finding marked {services.status_label(status).lower()}.")
+            if status in services.CLOSED:
+                held = [_measure_label(a) for a in selectors.containment_in_force(finding)]
+                if held:
+                    messages.warning(
+                        request,
+                        f"Its containment is still in force: {'; '.join(held)}. Closing a "
+                        "finding does not lift it: an IAM admin reverses each measure on this "
+                        "page.",
+                    )
+            return redirect_after_post(request, reverse("findings:detail", args=[finding.pk]))
+    return render_invalid(
+        request,
+        "findings/detail.html",
+        # The fragment brings the status badge along: the finding may have moved meanwhile.
+        _detail_context(request, finding, status_form=form) | {"oob": is_fragment_request(request)},
+        partial="status_form",
+        target="#status-form",
     )
 
 
@@ -327,7 +404,7 @@ def reverse_containment(request, pk):
     action = get_object_or_404(ContainmentAction, pk=pk)
     finding = selectors.finding_get(user=request.user, pk=action.finding_id)
     form = ContainmentReverseForm(request.POST)
-    error = "Say why the containment is reversed."
+    error = "" if form.is_valid() else " ".join(str(e) for e in form.errors.get("reason", []))
     still_held: list[int] = []
     already_held = False
     if form.is_valid():

@@ -145,6 +145,12 @@ class ContainmentAction(models.Model):
         ordering = ["created_at", "id"]
         indexes = [
             models.Index(fields=["finding"]),
+            # The findings queue's "containment in force" filter, and each row's marker.
+            models.Index(
+                fields=["finding"],
+                name="containment_in_force",
+                condition=Q(reversed_at__isnull=True),
+            ),
             # The caps in force, read with every policy compile.
             models.Index(
                 fields=["workload"],

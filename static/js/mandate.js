@@ -77,6 +77,28 @@ document.addEventListener("htmx:afterRequest", (event) => {
   }
 });
 
+// "Select all" for a list of checkboxes: a box with data-select-all="ids" ticks or clears
+// every enabled box named ids in its form, and shows whether all, some or none are ticked.
+document.addEventListener("change", (event) => {
+  const box = event.target;
+  if (!(box instanceof HTMLInputElement) || box.type !== "checkbox" || !box.form) return;
+  const name = box.dataset.selectAll || box.name;
+  if (!name) return;
+  const boxes = [...box.form.querySelectorAll("input[type=checkbox]")].filter(
+    (other) => other.name === name && !other.disabled,
+  );
+  const all = [...box.form.querySelectorAll("input[data-select-all]")].find(
+    (other) => other.dataset.selectAll === name,
+  );
+  if (box === all) {
+    for (const other of boxes) other.checked = box.checked;
+  } else if (all) {
+    const ticked = boxes.filter((other) => other.checked).length;
+    all.checked = ticked > 0 && ticked === boxes.length;
+    all.indeterminate = ticked > 0 && ticked < boxes.length;
+  }
+});
+
 // A confirmation is asked only of a form that can go through: one missing a required answer
 // is sent without it, and the server's field error shows in place (nothing changes), rather
 // than asking "Revoke this?" and then refusing for want of a reason.

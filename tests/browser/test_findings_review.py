@@ -4,6 +4,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from governance.evaluation.services import events_evaluate
+from governance.findings import services
 from governance.models import ContainmentAction, Finding
 from tests.evaluation.rows import add_events, id_range, make_session
 from tests.factories import ClassifiedWorkloadFactory, tier
@@ -105,6 +106,50 @@ def test_a_double_click_on_contain_contains_once(live_server, reviewer, monkeypa
         browser.close()
     assert len(posts) == 1
     assert ContainmentAction.objects.filter(finding=finding).count() == 1
+
+
+def test_select_all_applies_a_status_to_every_finding_on_the_page(
+    live_server, reviewer, monkeypatch
+):
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    findings = [make_finding(workload) for _ in range(3)]
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as p:
+        browser, page = _signed_in(p, live_server, "reviewer", "/findings/")
+        select_all = page.get_by_label("Select every finding on this page")
+        select_all.check()
+        for finding in findings:
+            expect(page.get_by_label(f"Select finding {finding.pk}")).to_be_checked()
+        page.get_by_label(f"Select finding {findings[0].pk}").uncheck()
+        expect(select_all).not_to_be_checked()
+        assert select_all.evaluate("box => box.indeterminate")
+        select_all.check()
+        page.select_option("select[name=new_status]", "acknowledged")
+        page.get_by_role("button", name="Apply to selected").click()
+        expect(page.get_by_test_id("bulk-outcome")).to_have_text("3 updated.")
+        browser.close()
+    assert set(Finding.objects.values_list("status", flat=True)) == {"acknowledged"}
+
+
+def test_a_stale_page_keeps_the_comment_and_says_who_acted_first(
+    live_server, reviewer, admin_user, monkeypatch
+):
+    finding = make_finding(ClassifiedWorkloadFactory(tier=tier("internal-read")))
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as p:
+        browser, page = _signed_in(p, live_server, "reviewer", f"/findings/{finding.pk}/")
+        expect(page.get_by_test_id("finding-status")).to_have_text("Open")
+        services.finding_set_status(finding=finding, status="acknowledged", by=admin_user)
+        page.get_by_label("Comment (optional)").fill("Owner says: a drill")
+        page.get_by_role("button", name="Acknowledge").click()
+        expect(page.locator("#status-form [role=alert]")).to_contain_text(
+            "admin marked this finding acknowledged at"
+        )
+        expect(page.get_by_label("Comment (optional)")).to_have_value("Owner says: a drill")
+        expect(page.get_by_test_id("finding-status")).to_have_text("Acknowledged")
+        expect(page.locator(".messages")).to_have_count(0)
+        browser.close()
+    assert not finding.comments.exists()
 
 
 def test_contain_stays_disabled_while_the_page_moves_on(live_server, reviewer, monkeypatch):

@@ -154,3 +154,16 @@ def test_a_reversal_without_a_reason_changes_nothing(client, admin_user):
     action.refresh_from_db()
     assert workload.status == "suspended" and action.reversed_at is None
 
+
+@pytest.mark.django_db
+def test_a_reason_too_long_to_keep_is_refused_with_the_forms_own_error(client, admin_user):
+    workload, _finding, action = _suspension()
+    client.force_login(admin_user)
+    url = reverse("findings:reverse_containment", args=[action.pk])
+    response = client.post(url, {"reason": "x" * 501}, headers={"HX-Request": "true"})
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert "Ensure this value has at most 500 characters (it has 501)." in html
+    assert "Say why the containment is reversed." not in html
+    workload.refresh_from_db()
+    assert workload.status == "suspended"

@@ -57,10 +57,80 @@ def test_bulk_triage_moves_only_the_findings_that_can_move(reviewer):
     workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
     first, second = _finding(workload), _finding(workload, tool="code-exec")
     services.finding_set_status(finding=second, status="resolved", by=reviewer)
-    changed = services.findings_bulk_set_status(
+    result = services.findings_bulk_set_status(
         finding_ids=[first.pk, second.pk], status="acknowledged", by=reviewer
     )
-    assert changed == 1
+    assert result.changed == [first.pk]
+    assert result.skipped == {"resolved": [second.pk]}
+
+
+def _status_events(finding):
+    return list(
+        AuditEvent.objects.filter(object_id=str(finding.pk), action__startswith="finding.")
+        .order_by("id")
+        .values_list("action", flat=True)
+    )
+
+
+def test_a_move_from_a_stale_page_is_refused_naming_who_moved_it(finding, reviewer, admin_user):
+    services.finding_set_status(finding=finding, status="acknowledged", by=admin_user)
+    with pytest.raises(Conflict) as refused:
+        services.finding_set_status(
+            finding=finding,
+            status="acknowledged",
+            seen_status="open",
+            comment="Looked at it",
+            by=reviewer,
+        )
+    assert refused.value.code == "changed_meanwhile"
+    assert refused.value.message.startswith("admin marked this finding acknowledged at ")
+    assert "Nothing was changed." in refused.value.message
+    # A move still allowed from the new status is refused too: it was decided on a stale page.
+    with pytest.raises(Conflict, match="admin marked this finding acknowledged"):
+        services.finding_set_status(
+            finding=finding, status="resolved", seen_status="open", by=reviewer
+        )
+    finding.refresh_from_db()
+    assert finding.status == "acknowledged"
+    assert not finding.comments.exists()
+    assert _status_events(finding) == ["finding.acknowledged"]
+
+
+def test_a_move_to_the_status_the_page_shows_is_refused_not_claimed(finding, reviewer):
+    with pytest.raises(Conflict, match=r"^This finding is open already\. Nothing was changed\.$"):
+        services.finding_set_status(
+            finding=finding, status="open", seen_status="open", comment="hm", by=reviewer
+        )
+    assert not finding.comments.exists() and _status_events(finding) == []
+
+
+def test_the_api_asking_for_the_status_it_has_keeps_the_comment(finding, reviewer):
+    services.finding_set_status(finding=finding, status="open", comment="Still open", by=reviewer)
+    finding.refresh_from_db()
+    assert finding.status == "open"
+    assert finding.comments.get().body == "Still open"
+    assert _status_events(finding) == ["finding.comment"]
+
+
+def test_a_refused_move_names_both_statuses_by_their_labels(finding, reviewer):
+    services.finding_set_status(finding=finding, status="resolved", by=reviewer)
+    with pytest.raises(Conflict) as refused:
+        services.finding_set_status(
+            finding=finding, status="false_positive", seen_status="resolved", by=reviewer
+        )
+    assert refused.value.message == (
+        "This finding is resolved: it cannot be marked false positive. Reopen it first."
+    )
+
+
+def test_a_status_comment_is_capped_like_any_comment(finding, reviewer):
+    with pytest.raises(DomainError) as refused:
+        services.finding_set_status(
+            finding=finding, status="acknowledged", comment="x" * 5001, by=reviewer
+        )
+    assert refused.value.field == "comment"
+    finding.refresh_from_db()
+    assert finding.status == "open" and _status_events(finding) == []
 
 
 def test_a_finding_is_assigned_only_to_someone_who_can_triage(finding, reviewer, auditor):

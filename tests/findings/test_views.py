@@ -199,7 +199,7 @@ def test_a_reviewer_acknowledges_from_the_detail_page(client, reviewer):
     response = client.post(
         reverse("findings:status", args=[finding.pk]), {"status": "acknowledged"}
     )
-    assert response.status_code == 302
+    assert response.status_code == 303
     finding.refresh_from_db()
     assert finding.status == "acknowledged"
 
@@ -346,3 +346,195 @@ def test_assigning_to_a_triager_or_nobody_is_done_and_audited(client, reviewer):
     finding.refresh_from_db()
     assert finding.assignee is None
     assert AuditEvent.objects.filter(action="finding.assign").count() == 2
+
+
+def _containment(finding, action="suspend_workload"):
+    from governance.models import ContainmentAction
+
+    return ContainmentAction.objects.create(
+        finding=finding, action=action, workload=finding.workload, reason="Contained."
+    )
+
+
+def test_a_stale_page_is_told_who_moved_the_finding_and_keeps_the_comment(
+    client, reviewer, admin_user
+):
+    from governance.findings import services
+    from governance.models import AuditEvent
+
+    finding = make_finding(ClassifiedWorkloadFactory(tier=tier("internal-read")))
+    client.force_login(reviewer)
+    html = client.get(reverse("findings:detail", args=[finding.pk])).content.decode()
+    assert '<input type="hidden" name="seen_status" value="open">' in html
+    services.finding_set_status(finding=finding, status="acknowledged", by=admin_user)
+    audited = AuditEvent.objects.count()
+
+    url = reverse("findings:status", args=[finding.pk])
+    stale = {"status": "acknowledged", "seen_status": "open", "comment": "Owner says: a drill"}
+    response = client.post(url, stale, headers={"HX-Request": "true"})
+    assert response.status_code == 422
+    assert response.headers["HX-Retarget"] == "#status-form"
+    html = response.content.decode()
+    assert "admin marked this finding acknowledged at " in html
+    assert "Your comment was not saved: it is still below" in html
+    assert "Owner says: a drill</textarea>" in html
+    # The form now acts from the finding's status, and the page's badge says it.
+    assert '<input type="hidden" name="seen_status" value="acknowledged">' in html
+    assert 'id="finding-status" class="badge" data-testid="finding-status" hx-swap-oob' in html
+    assert "Finding marked" not in html
+    assert AuditEvent.objects.count() == audited and not finding.comments.exists()
+
+    plain = client.post(url, stale)
+    assert plain.status_code == 422
+    assert "admin marked this finding acknowledged" in plain.content.decode()
+    assert not [m for m in plain.context["messages"] if "marked" in str(m)]
+
+
+def test_a_stale_false_positive_after_a_resolve_keeps_the_comment_and_reads_as_words(
+    client, reviewer, admin_user
+):
+    from governance.findings import services
+
+    finding = make_finding(ClassifiedWorkloadFactory(tier=tier("internal-read")))
+    services.finding_set_status(finding=finding, status="resolved", by=admin_user)
+    client.force_login(reviewer)
+    response = client.post(
+        reverse("findings:status", args=[finding.pk]),
+        {"status": "false_positive", "seen_status": "open", "comment": "Test traffic"},
+        headers={"HX-Request": "true"},
+    )
+    html = response.content.decode()
+    assert response.status_code == 422
+    assert "admin marked this finding resolved at " in html
+    error = html.split('<div class="form-error" role="alert">')[1].split("</div>")[0]
+    assert "false_positive" not in error and "_" not in error
+    assert "Test traffic</textarea>" in html
+    assert ">Reopen</button>" in html
+
+
+def test_a_status_comment_longer_than_a_comment_is_a_field_error(client, reviewer):
+    from governance.models import AuditEvent
+
+    finding = make_finding(ClassifiedWorkloadFactory(tier=tier("internal-read")))
+    client.force_login(reviewer)
+    response = client.post(
+        reverse("findings:status", args=[finding.pk]),
+        {"status": "acknowledged", "seen_status": "open", "comment": "x" * 5001},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 422
+    assert "at most 5000 characters" in response.content.decode()
+    finding.refresh_from_db()
+    assert finding.status == "open" and not AuditEvent.objects.exists()
+
+
+def test_closing_a_finding_whose_containment_holds_says_it_still_holds(client, reviewer):
+    finding = make_finding(ClassifiedWorkloadFactory(tier=tier("internal-read")))
+    _containment(finding)
+    client.force_login(reviewer)
+    response = client.post(
+        reverse("findings:status", args=[finding.pk]),
+        {"status": "resolved", "seen_status": "open"},
+        follow=True,
+    )
+    said = [str(m) for m in response.context["messages"]]
+    assert said[0] == "Finding marked resolved."
+    assert said[1].startswith("Its containment is still in force: suspended the workload.")
+    assert "an IAM admin reverses each measure on this page" in said[1]
+    notice = response.content.decode().split('data-testid="closed-in-force">')[1].split("</p>")[0]
+    assert notice.startswith("This finding is resolved, but its containment is still in force:")
+
+
+def test_closing_a_finding_without_containment_in_force_says_nothing_more(client, reviewer):
+    finding = make_finding(ClassifiedWorkloadFactory(tier=tier("internal-read")))
+    _containment(finding).__class__.objects.update(reversed_at="2020-01-01T00:00Z")
+    client.force_login(reviewer)
+    response = client.post(
+        reverse("findings:status", args=[finding.pk]), {"status": "resolved"}, follow=True
+    )
+    assert [str(m) for m in response.context["messages"]] == ["Finding marked resolved."]
+    assert 'data-testid="closed-in-force"' not in response.content.decode()
+
+
+def test_the_queue_finds_closed_findings_whose_containment_holds(
+    client, reviewer, django_assert_max_num_queries
+):
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    held = make_finding(workload, status="resolved")
+    _containment(held)
+    lifted = make_finding(workload, status="false_positive")
+    _containment(lifted).__class__.objects.filter(finding=lifted).update(
+        reversed_at="2020-01-01T00:00Z"
+    )
+    make_finding(workload, status="resolved")
+    client.force_login(reviewer)
+    url = reverse("findings:queue")
+    with django_assert_max_num_queries(14) as small:
+        response = client.get(url, {"status": "", "containment": "in_force"})
+    assert [f.pk for f in response.context["page"]] == [held.pk]
+    assert "Containment in force" in response.content.decode()
+    assert '<option value="in_force" selected>In force</option>' in response.content.decode()
+    for _ in range(10):
+        _containment(make_finding(workload, status="resolved"))
+    with django_assert_max_num_queries(len(small.captured_queries)):
+        response = client.get(url, {"status": "", "containment": "in_force"})
+    assert len(response.context["page"]) == 11
+
+
+def test_a_bulk_action_redraws_the_page_it_was_posted_from(client, reviewer):
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    findings = [make_finding(workload, severity="medium") for _ in range(60)]
+    client.force_login(reviewer)
+    html = client.get(reverse("findings:queue"), {"severity": "medium", "page": "2"})
+    assert '<input type="hidden" name="page" value="2">' in html.content.decode()
+    response = client.post(
+        reverse("findings:bulk"),
+        _queue_form(findings[:1], status="open", severity="medium", page="2")
+        | {"new_status": "acknowledged"},
+        headers={"HX-Request": "true"},
+    )
+    assert response.context["page"].number == 2
+    assert response.headers["HX-Replace-Url"] == (
+        reverse("findings:queue") + "?severity=medium&status=open&page=2"
+    )
+    plain = client.post(
+        reverse("findings:bulk"),
+        _queue_form(findings[1:2], status="open", severity="medium", page="2")
+        | {"new_status": "acknowledged"},
+    )
+    assert plain["Location"].endswith("?severity=medium&status=open&page=2")
+
+
+def test_a_bulk_action_names_the_findings_it_skipped_and_why(client, reviewer):
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    resolved = make_finding(workload, status="resolved")
+    acknowledged = make_finding(workload, status="acknowledged")
+    open_ = make_finding(workload)
+    _containment(open_)
+    client.force_login(reviewer)
+    response = client.post(
+        reverse("findings:bulk"),
+        _queue_form([resolved, acknowledged, open_], status="", new_status="acknowledged"),
+        headers={"HX-Request": "true"},
+    )
+    outcome = response.content.decode().split('data-testid="bulk-outcome">')[1].split("<")[0]
+    assert outcome == (
+        f"1 updated. Skipped #{resolved.pk} (resolved: a closed finding can only be reopened). "
+        f"Skipped #{acknowledged.pk} (already acknowledged)."
+    )
+    closing = client.post(
+        reverse("findings:bulk"),
+        _queue_form([open_], status="", new_status="resolved"),
+        headers={"HX-Request": "true"},
+    ).content.decode()
+    assert f"The containment of #{open_.pk} is still in force" in closing
+
+
+def test_the_queue_offers_to_select_every_finding_on_the_page(client, reviewer):
+    make_finding(ClassifiedWorkloadFactory(tier=tier("internal-read")))
+    client.force_login(reviewer)
+    html = client.get(reverse("findings:queue")).content.decode()
+    assert (
+        '<input type="checkbox" data-select-all="ids" '
+        'aria-label="Select every finding on this page">' in html
+    )
