@@ -41,7 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DATA_VERSION = 2
+DATA_VERSION = 3
 TARGET_MS = 150.0
 
 N_WORKLOADS = 10_000
@@ -218,7 +218,7 @@ def build(cursor) -> None:
         f"""
         INSERT INTO workloads_workload (slug, name, purpose, owner_id, model_family, environment,
             data_categories, status, tier_id, classification_rationale, classified_by_id,
-            classified_at, created_at, updated_at)
+            classified_at, created_at, updated_at, sessions_need_approval)
         SELECT format('wl-%s', lpad(i::text, 5, '0')),
                format('%s %s %s', (ARRAY['Ticket','Invoice','Research','Code','Sales','Support',
                       'Claims','Payroll'])[1 + i % 8],
@@ -238,7 +238,8 @@ def build(cursor) -> None:
                CASE WHEN i % 20 = 8 THEN NULL ELSE {admin} END,
                CASE WHEN i % 20 = 8 THEN NULL ELSE now() - (i % 300) * interval '1 hour' END,
                now() - ({N_WORKLOADS} - i) * interval '5 minutes',
-               now()
+               now(),
+               false
         FROM generate_series(1, {N_WORKLOADS}) i
         """,
     )
@@ -397,6 +398,21 @@ def build(cursor) -> None:
     )
     _step(
         cursor,
+        "containment actions",
+        f"""
+        INSERT INTO governance_containmentaction (action, created_at, reversed_at, workload_id,
+            finding_id, created_by_id, reversed_by_id, limits, reason, reverse_reason)
+        SELECT 'suspend_workload', f.created_at + interval '10 minutes',
+               CASE WHEN f.id % 3 = 0 THEN f.created_at + interval '2 hours' END,
+               f.workload_id, f.id, {reviewer},
+               CASE WHEN f.id % 3 = 0 THEN {admin} END, '{{}}'::jsonb,
+               'Contained by the bench.',
+               CASE WHEN f.id % 3 = 0 THEN 'Reversed by the bench.' ELSE '' END
+        FROM governance_finding f WHERE f.id % 20 = 0
+        """,
+    )
+    _step(
+        cursor,
         "decision log",
         f"""
         INSERT INTO governance_decision (decided_at, workload, tool, session, decision,
@@ -422,14 +438,15 @@ def build(cursor) -> None:
         f"""
         INSERT INTO governance_accessrequest (workload_id, kind, justification, duration_days,
             max_tool_calls, status, requested_by_id, impact, created_at, expires_at,
-            decided_at, decision_reason)
+            decided_at, decision_reason, session)
         SELECT w.id, CASE WHEN r % 10 = 9 THEN 'session_window' ELSE 'tools' END,
                format('Needed for the quarter-end run %s.', r), 30,
                CASE WHEN r % 10 = 9 THEN 500 END, st.status, w.owner_id, '{{}}'::jsonb, c.t,
                CASE WHEN st.status = 'pending' THEN now() + interval '7 days'
                     ELSE c.t + interval '7 days' END,
                CASE WHEN st.status <> 'pending' THEN c.t + interval '1 hour' END,
-               CASE WHEN st.status = 'denied' THEN 'Not justified.' ELSE '' END
+               CASE WHEN st.status = 'denied' THEN 'Not justified.' ELSE '' END,
+               ''
         FROM generate_series(0, {N_REQUESTS - 1}) r
         JOIN workloads_workload w ON w.id = ({_array(live)})[1 + (r * 104729) % {len(live)}],
         LATERAL (SELECT CASE WHEN r % 20 = 0 THEN 'pending' WHEN r % 20 < 13 THEN 'approved'
@@ -603,6 +620,7 @@ def cases(ids: dict) -> list[tuple[str, str, str, dict]]:
         (admin, "findings (open)", "/findings/", {}),
         (admin, "findings ?severity&kind", "/findings/?severity=high&kind=reasoning_loop", {}),
         (admin, "findings ?tier&status=", "/findings/?tier=boundary-crossing&status=", {}),
+        (admin, "findings ?containment", "/findings/?containment=in_force&status=", {}),
         (admin, "finding detail", f"/findings/{ids['finding']}/", {}),
         (admin, "sessions", "/sessions/", {}),
         (admin, "sessions ?workload", f"/sessions/?workload={ids['busy_workload']}", {}),
