@@ -86,11 +86,12 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "governance.timezones.ViewerTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "governance.method_not_allowed.ConsoleMethodNotAllowedMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "governance.htmx.vary_on_htmx",
+    # Innermost, so the page it renders gets the CSP, frame and Vary headers on the way out.
+    "governance.method_not_allowed.ConsoleMethodNotAllowedMiddleware",
     # DEBUG only: API paths answer a machine-readable 404, not the HTML technical page.
     "governance.api_common.ApiNotFoundMiddleware",
 ]

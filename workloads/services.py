@@ -181,12 +181,14 @@ def workload_classify(*, workload: Workload, tier: SensitivityTier, by, rational
         )
         .order_by("id")
     )
-    _clamp_grants_to_tier(workload, tier, by=by)
-    _clamp_windows_to_tier(windows, tier, by=by)
+    # Then its pending requests, still before any audit record (the clamps below write
+    # some): a denial or an expiry holds a request, then takes the audit chain.
     # The approvals flow sits on top of the catalogue; it is asked, not imported at load.
     from governance.approvals.services import pending_requests_lock, pending_requests_top_up
 
     pending = pending_requests_lock(workload)
+    _clamp_grants_to_tier(workload, tier, by=by)
+    _clamp_windows_to_tier(windows, tier, by=by)
     audit_record(
         by=by,
         action="workload.classify",

@@ -144,6 +144,9 @@ def test_opening_a_forms_address_is_a_console_page_not_a_blank_405(client, revie
     response = client.get("/findings/3/comment/")
 
     assert response.status_code == 405 and response["Allow"] == "POST"
+    # Rendered where the security middleware still sees it on the way out.
+    assert "default-src" in response["Content-Security-Policy"]
+    assert response["X-Frame-Options"] == "DENY"
     html = response.content.decode()
     assert "This address is a form's, not a page" in html
     assert 'class="mainnav"' in html
