@@ -1,9 +1,21 @@
 """Form helpers shared by every console form."""
 
+from datetime import UTC, datetime
+
 from django import forms
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 
 from governance.errors import DomainError
+
+# Instants every zone can convert and the database can store and read back: read in the
+# viewer's zone, 9999-12-31 23:00 typed west of UTC is in year 10000 (an OverflowError on
+# SQLite; a row PostgreSQL stores and psycopg then cannot read), and 0001-01-01 east of UTC
+# is before year 1. Every typed date-time, in forms and list filters, is held to these.
+DATETIME_BOUNDS = [
+    MinValueValidator(datetime(1900, 1, 1, tzinfo=UTC)),
+    MaxValueValidator(datetime(9998, 12, 31, tzinfo=UTC)),
+]
 
 
 def form_add_service_error(form: forms.Form, error: DomainError | ValidationError) -> forms.Form:

@@ -3,7 +3,7 @@
 from django import forms
 from django.contrib.auth import get_user_model
 
-from governance.forms import DateTimeLocalInput, comma_list
+from governance.forms import DATETIME_BOUNDS, DateTimeLocalInput, comma_list
 from workloads.combinations import parse_groups
 from workloads.models import (
     CapabilityClass,
@@ -103,7 +103,9 @@ class SessionPolicyForm(forms.Form):
 
 class GrantForm(forms.Form):
     tool = forms.ModelChoiceField(queryset=Tool.objects.order_by("name"), to_field_name="slug")
-    valid_until = forms.DateTimeField(required=False, widget=DateTimeLocalInput())
+    valid_until = forms.DateTimeField(
+        required=False, widget=DateTimeLocalInput(), validators=DATETIME_BOUNDS
+    )
     reason = forms.CharField(
         max_length=2000,
         label="Why it needs the tool",

@@ -7,6 +7,7 @@ from typing import cast
 
 from django import forms
 
+from governance.forms import DATETIME_BOUNDS
 from governance.models import AccessRequest
 from workloads.models import SESSION_ID_MAX, Tool, Workload
 
@@ -34,6 +35,7 @@ class RequestForm(forms.Form):
         required=False,
         label="Or end at",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        validators=DATETIME_BOUNDS,
     )
     max_session_seconds = forms.IntegerField(required=False, min_value=1)
     max_tool_calls = forms.IntegerField(required=False, min_value=1)

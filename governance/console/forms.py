@@ -4,7 +4,7 @@ from django import forms
 from django.conf import settings
 from django.utils import timezone
 
-from governance.forms import DateTimeLocalInput, comma_list
+from governance.forms import DATETIME_BOUNDS, DateTimeLocalInput, comma_list
 from governance.models.tokens import TokenScope
 from workloads.models import Workload
 
@@ -31,6 +31,7 @@ class ServiceTokenCreateForm(forms.Form):
     expires_at = forms.DateTimeField(
         required=False,
         widget=DateTimeLocalInput(),
+        validators=DATETIME_BOUNDS,
         label="Expires",
         initial=_default_expiry,
         help_text="A token that never expires needs this field emptied: rotate tokens instead.",

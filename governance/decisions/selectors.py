@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from governance.decisions.log import LOSSES_ACTION
+from governance.forms import DATETIME_BOUNDS
 from governance.models import AuditEvent, Decision, DecisionCount
 
 
@@ -19,8 +20,12 @@ class DecisionFilter(django_filters.FilterSet):
     tool = django_filters.CharFilter()
     decision = django_filters.ChoiceFilter(choices=Decision.Answer.choices)
     session = django_filters.CharFilter()
-    since = django_filters.IsoDateTimeFilter(field_name="decided_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="decided_at", lookup_expr="lt")
+    since = django_filters.IsoDateTimeFilter(
+        field_name="decided_at", lookup_expr="gte", validators=DATETIME_BOUNDS
+    )
+    until = django_filters.IsoDateTimeFilter(
+        field_name="decided_at", lookup_expr="lt", validators=DATETIME_BOUNDS
+    )
 
     class Meta:
         model = Decision

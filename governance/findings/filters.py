@@ -7,6 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
 from governance.filtering import StableOrderingFilter
+from governance.forms import DATETIME_BOUNDS
 from governance.models import ContainmentAction, Finding, FindingKind, Severity
 from workloads.models import SensitivityTier
 
@@ -59,10 +60,16 @@ class FindingFilter(django_filters.FilterSet):
     session = IdFilter(field_name="session_id", label="Session id")
     assignee = django_filters.CharFilter(field_name="assignee__username", label="Assignee username")
     since = django_filters.IsoDateTimeFilter(
-        field_name="created_at", lookup_expr="gte", label="Raised at or after (ISO 8601)"
+        field_name="created_at",
+        lookup_expr="gte",
+        label="Raised at or after (ISO 8601)",
+        validators=DATETIME_BOUNDS,
     )
     until = django_filters.IsoDateTimeFilter(
-        field_name="created_at", lookup_expr="lt", label="Raised before (ISO 8601)"
+        field_name="created_at",
+        lookup_expr="lt",
+        label="Raised before (ISO 8601)",
+        validators=DATETIME_BOUNDS,
     )
     ordering = StableOrderingFilter(
         fields=(("created_at", "created"), ("severity_rank", "severity")),

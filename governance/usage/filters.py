@@ -3,6 +3,7 @@
 import django_filters
 from django.db import models
 
+from governance.forms import DATETIME_BOUNDS
 from workloads.models import Session
 
 
@@ -17,10 +18,16 @@ class SessionFilter(django_filters.FilterSet):
         choices=SessionState.choices, method="with_state", label="open or ended"
     )
     since = django_filters.IsoDateTimeFilter(
-        field_name="started_at", lookup_expr="gte", label="Started at or after (ISO 8601)"
+        field_name="started_at",
+        lookup_expr="gte",
+        label="Started at or after (ISO 8601)",
+        validators=DATETIME_BOUNDS,
     )
     until = django_filters.IsoDateTimeFilter(
-        field_name="started_at", lookup_expr="lt", label="Started before (ISO 8601)"
+        field_name="started_at",
+        lookup_expr="lt",
+        label="Started before (ISO 8601)",
+        validators=DATETIME_BOUNDS,
     )
 
     class Meta:

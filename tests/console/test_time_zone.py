@@ -77,3 +77,26 @@ def test_the_api_answers_in_utc_whatever_the_cookie(admin_client):
     admin_client.cookies[COOKIE] = "Asia/Kolkata"
     body = admin_client.get(f"/api/v1/workloads/{workload.slug}").json()
     assert body["created_at"].endswith(("Z", "+00:00"))
+
+
+def test_a_time_past_what_the_database_holds_is_a_field_error_in_any_zone(admin_client):
+    """9999-12-31 23:00 in Los Angeles is in year 10000 UTC: refused on its field, never a
+    500 nor a stored row that cannot be read back."""
+    ClassifiedWorkloadFactory(slug="bound-one")
+    admin_client.cookies[COOKIE] = "America/Los_Angeles"
+    response = admin_client.post(
+        reverse("tokens:create"),
+        {
+            "name": "forever-ish",
+            "scopes": ["decide"],
+            "workloads": "bound-one",
+            "expires_at": "9999-12-31T23:00",
+        },
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 422
+    assert not ServiceToken.objects.filter(name="forever-ish").exists()
+    for url in ("decisions:log", "usage:sessions"):
+        page = admin_client.get(reverse(url), {"until": "9999-12-31T23:00"})
+        assert page.status_code == 200, url
+        assert "less than or equal to" in page.content.decode(), url
