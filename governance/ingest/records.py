@@ -135,20 +135,21 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def unpaired_surrogate(value: Any, where: str = "$") -> tuple[str, str] | None:
     """(where, `\\uXXXX`) for the first text in a decoded JSON value that holds an unpaired
-    UTF-16 surrogate, else None. A key holding one is reported at its object."""
-    if isinstance(value, str):
-        if surrogate := _SURROGATE.search(value):
-            return where, f"\\u{ord(surrogate.group()):04x}"
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found = unpaired_surrogate(key, where) or unpaired_surrogate(item, f"{where}.{key}")
-            if found:
-                return found
-    elif isinstance(value, list):
-        for n, item in enumerate(value):
-            if found := unpaired_surrogate(item, f"{where}[{n}]"):
-                return found
+    UTF-16 surrogate, else None. A key holding one is reported at its object. Walked with a
+    stack, not recursion: the standard library decodes nesting deeper than Python recurses."""
+    pending: list[tuple[Any, str]] = [(value, where)]
+    while pending:
+        item, at = pending.pop()
+        if isinstance(item, str):
+            if surrogate := _SURROGATE.search(item):
+                return at, f"\\u{ord(surrogate.group()):04x}"
+        elif isinstance(item, dict):
+            children: list[tuple[Any, str]] = []
+            for key, child in item.items():
+                children += [(key, at), (child, f"{at}.{key}")]
+            pending.extend(reversed(children))  # first key first, as a recursive walk reads
+        elif isinstance(item, list):
+            pending.extend((item[n], f"{at}[{n}]") for n in range(len(item) - 1, -1, -1))
     return None
 
 

@@ -635,3 +635,17 @@ def test_only_a_token_for_every_workload_learns_that_a_slug_does_not_exist(
     everywhere = make_token(all_workloads=True)
     unknown = post_events([event(3, workload="no-such-workload")], token=everywhere).json()
     assert unknown["rejected"][0]["code"] == "unknown_workload"
+
+
+def test_a_surrogate_deep_in_nested_attributes_is_an_answer_not_a_500(post_events):
+    """The lenient decoder reads nesting deeper than Python recurses: the search for the
+    surrogate must not be a recursive walk."""
+    deep = "<cut>"
+    for _ in range(1200):
+        deep = [deep]
+    response = post_events(
+        None, raw=_with_lone_surrogates([event(0), event(1, attributes={"a": deep})])
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["accepted"] == 1 and body["rejected"][0]["index"] == 1
