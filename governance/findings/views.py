@@ -29,6 +29,7 @@ from governance.findings.forms import (
 from governance.forms import form_add_service_error
 from governance.htmx import is_fragment_request, redirect_after_post, render_invalid
 from governance.models import ContainmentAction, Finding, FindingKind, ReevaluationJob, Severity
+from governance.numbers import whole_number
 from governance.permissions import requires
 from workloads.models import SensitivityTier
 from workloads.selectors import effective_session_limits, workload_get
@@ -92,7 +93,7 @@ def counts(request):
 @require_POST
 def bulk_triage(request):
     visible = selectors.findings_visible_to(request.user)
-    ids = [int(i) for i in request.POST.getlist("ids") if i.isdigit()]
+    ids = [n for i in request.POST.getlist("ids") if (n := whole_number(i)) is not None]
     allowed = list(visible.filter(pk__in=ids).values_list("pk", flat=True))
     form = BulkTriageForm(request.POST, finding_ids=allowed)
     outcome: list[str] = []
@@ -128,7 +129,8 @@ def bulk_triage(request):
 
 def _queue_url(filters: dict[str, str], page) -> str:
     url = f"{reverse('findings:queue')}?{_filter_query(filters)}"
-    return f"{url}&page={page}" if str(page or "").isdigit() and int(page) > 1 else url
+    number = whole_number(None if page is None else str(page))  # "²".isdigit(), int("²") fails
+    return f"{url}&page={number}" if number is not None and number > 1 else url
 
 
 def _ids(ids: list[int]) -> str:

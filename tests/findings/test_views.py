@@ -129,6 +129,18 @@ def test_a_plain_bulk_post_goes_back_to_the_queue_with_its_filters(client, revie
     assert finding.status == "resolved"
 
 
+@pytest.mark.parametrize("odd", ["²", "٣"])  # digits to str.isdigit, not to int()
+def test_a_bulk_post_with_non_ascii_digits_is_handled_not_a_500(client, reviewer, odd):
+    workload = ClassifiedWorkloadFactory(tier=tier("internal-read"))
+    finding = make_finding(workload)
+    client.force_login(reviewer)
+    form = _queue_form([finding], status="open", new_status="resolved") | {"page": odd}
+    response = client.post(reverse("findings:bulk"), form)
+    assert response.status_code == 302 and "page=" not in response["Location"]
+    form = _queue_form([finding], status="open", new_status="resolved") | {"ids": [odd]}
+    assert client.post(reverse("findings:bulk"), form).status_code == 302
+
+
 def _page_links(html: str) -> list[str]:
     nav = html.split('aria-label="Pages"')[1].split("</nav>")[0]
     return [part.split('"')[0] for part in nav.split('href="')[1:]]
