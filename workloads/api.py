@@ -279,15 +279,16 @@ class WorkloadViewSet(
             )
         acting = token.acts_for
         if acting is not None:
-            if not username or username == acting.get_username():
-                return acting
-            if not acting.has_perm(REGISTER_FOR_OTHERS):
+            if not username:
+                username = acting.get_username()
+            elif username != acting.get_username() and not acting.has_perm(REGISTER_FOR_OTHERS):
                 raise NotAllowed(
                     f"This token acts for {acting.get_username()}, who may not register a "
                     "workload for someone else."
                 )
         elif not username:
             raise DomainError("Name the owner of the workload.", field="owner", code="required")
+        # The same check for the user it acts for: deactivated, or no owner, they own nothing.
         owner = self._active_user(username)
         if not owner.has_perm(OWN_WORKLOADS):
             raise DomainError(

@@ -66,6 +66,16 @@ def test_a_token_registers_as_the_user_it_acts_for_would(token_api, owner, appro
     assert response.status_code == 201 and response.json()["owner"] == "owner"
 
 
+def test_a_token_acting_for_a_deactivated_user_registers_nothing_for_them(token_api, owner):
+    client = token_api(scopes=["write"], acts_for=owner, all_workloads=True)
+    owner.is_active = False
+    owner.save(update_fields=["is_active"])
+    response = client.post("/api/v1/workloads", NEW, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["owner"]
+    assert not Workload.objects.exists()
+
+
 def test_a_token_may_name_as_owner_only_someone_who_may_own_workloads(token_api, approver):
     client = token_api(scopes=["write"], all_workloads=True)
     response = client.post("/api/v1/workloads", NEW | {"owner": "approver"}, format="json")
