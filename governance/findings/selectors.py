@@ -85,7 +85,7 @@ def finding_detail_get(*, user, pk: int) -> Finding:
     """A finding with its comments and containment actions (three queries in all)."""
     finding = (
         findings_visible_to(user)
-        .select_related("workload__tier", "assignee")
+        .select_related("workload__tier", "workload__session_policy", "assignee")
         .prefetch_related(
             Prefetch("comments", FindingComment.objects.select_related("author")),
             Prefetch(
@@ -227,6 +227,24 @@ def session_summary(*, session: Session) -> dict:
             session.findings.order_by("created_at", "id").values_list("id", flat=True)
         ),
     }
+
+
+# Detector details quoted from what a session said (a drift finding's URLs, paths and
+# addresses from the final action): shown only where the session's content is.
+CONTENT_DETAILS = ("targets_outside_request",)
+
+
+def finding_details_shown(finding: Finding) -> dict:
+    """The finding's details as a reader may see them: below full trace, what was quoted
+    from the session is counted, not shown. Select the finding with its workload's tier and
+    session policy, or this queries."""
+    details = dict(finding.details or {})
+    if workload_logs_content(finding.workload):
+        return details
+    for key in CONTENT_DETAILS:
+        if isinstance(quoted := details.get(key), list):
+            details[key] = f"{len(quoted)} not shown (the workload logs metadata only)"
+    return details
 
 
 def session_logs_content(session: Session) -> bool:

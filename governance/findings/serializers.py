@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from governance.api_common import StrictInput
+from governance.findings.selectors import finding_details_shown
 from governance.findings.services import ALLOWED_TRANSITIONS
 from governance.models import ContainmentAction, Finding, FindingComment
 
@@ -88,8 +89,10 @@ class ContainmentOutput(serializers.ModelSerializer):
 
 
 class FindingDetailOutput(FindingOutput):
-    details = serializers.DictField(
-        read_only=True, help_text="Which signal fired and the values it saw (per kind)."
+    details = serializers.SerializerMethodField(
+        help_text="Which signal fired and the values it saw (per kind). Below the full_trace "
+        "logging level, values quoted from the session (a drift finding's "
+        "`targets_outside_request`) are replaced by how many there were."
     )
     comments = FindingCommentOutput(many=True, read_only=True)
     containment = ContainmentOutput(many=True, read_only=True)
@@ -100,6 +103,10 @@ class FindingDetailOutput(FindingOutput):
     class Meta(FindingOutput.Meta):
         fields = [*FindingOutput.Meta.fields, "details", "comments", "containment", "next_statuses"]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.DictField())
+    def get_details(self, finding) -> dict:
+        return finding_details_shown(finding)
 
     @extend_schema_field(
         serializers.ListField(child=serializers.ChoiceField(choices=Finding.Status.choices))

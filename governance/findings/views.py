@@ -182,6 +182,7 @@ def _detail_context(
     ]
     return {
         "finding": finding,
+        "details": selectors.finding_details_shown(finding),
         "comments": finding.comments.select_related("author"),
         "containment": containment,
         # A closed finding whose measures still hold: the page says so, above them.

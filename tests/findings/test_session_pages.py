@@ -172,3 +172,28 @@ def test_the_sessions_list_filters_by_start_and_keeps_every_filter_when_paging(c
     link = re.search(r'href="\?([^"]*page=2)"', html).group(1).replace("&amp;", "&")
     second = client.get(reverse("usage:sessions") + "?" + link)
     assert second.context["page"].paginator.count == 30 and second.context["page"].number == 2
+
+
+def test_a_drift_findings_quoted_targets_follow_the_logging_level(client, reviewer):
+    """What the final action named (URLs, paths) is session content: counted, not shown,
+    below full trace, on the finding page and in the API."""
+    from rest_framework.test import APIClient
+
+    from tests.findings.api_rows import make_finding
+
+    details = {"signals": ["targets"], "targets_outside_request": ["https://exfil.example/x"]}
+    hidden = make_finding(
+        ClassifiedWorkloadFactory(tier=tier(METADATA)), kind="intent_drift", details=details
+    )
+    shown = make_finding(
+        ClassifiedWorkloadFactory(tier=tier(FULL_TRACE)), kind="intent_drift", details=details
+    )
+    client.force_login(reviewer)
+    page = client.get(reverse("findings:detail", args=[hidden.pk])).content.decode()
+    assert "exfil.example" not in page and "1 not shown" in page
+    api = APIClient()
+    api.force_authenticate(reviewer)
+    body = api.get(f"/api/v1/findings/{hidden.pk}").json()
+    assert body["details"]["targets_outside_request"].startswith("1 not shown")
+    full = client.get(reverse("findings:detail", args=[shown.pk])).content.decode()
+    assert "exfil.example" in full
