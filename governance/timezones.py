@@ -36,7 +36,7 @@ class ViewerTimeZoneMiddleware:
 
     def __call__(self, request):
         zone = None
-        if not request.path_info.startswith("/api/"):
+        if not request.path_info.startswith(("/api/", "/v1/")):
             zone = zone_named(request.COOKIES.get(COOKIE, ""))
         if zone is None:
             timezone.deactivate()

@@ -69,6 +69,7 @@ def may_reverse(by, workload: Workload) -> bool:
 
 
 COMMENT_MAX = 5000  # the comment form's cap, for a comment left with a status change too
+REASON_MAX = 500  # a containment's reason, and a reversal's (their columns' size)
 CLOSED = (Finding.Status.RESOLVED, Finding.Status.FALSE_POSITIVE)
 
 
@@ -77,12 +78,13 @@ def status_label(status: str) -> str:
     return str(Finding.Status(status).label)
 
 
-def _comment_checked(comment: str) -> str:
+def _comment_checked(comment: str, field: str = "comment", limit: int = COMMENT_MAX) -> str:
+    """The text as kept, or a refusal: never cut short without a word."""
     comment = comment.strip()
-    if len(comment) > COMMENT_MAX:
+    if len(comment) > limit:
         raise DomainError(
-            f"Keep the comment to {COMMENT_MAX} characters (it has {len(comment)}).",
-            field="comment",
+            f"Keep it to {limit} characters (it has {len(comment)}).",
+            field=field,
             code="max_length",
         )
     return comment
@@ -232,7 +234,7 @@ def finding_comment_add(*, finding: Finding, body: str, by) -> FindingComment:
     _require(by, TRIAGE)
     if not body.strip():
         raise DomainError("Write something.", field="body", code="required")
-    return _comment_save(finding, body.strip()[:COMMENT_MAX], by)
+    return _comment_save(finding, _comment_checked(body, "body"), by)
 
 
 def _comment_save(finding: Finding, body: str, by) -> FindingComment:
@@ -601,6 +603,7 @@ def containment_apply(
     _require(by, CONTAIN)
     if not reason.strip():
         raise DomainError("Say why.", field="reason", code="required")
+    reason = _comment_checked(reason, "reason", REASON_MAX)
     finding = Finding.objects.select_for_update().select_related("workload").get(pk=finding.pk)
     if finding.status not in CONTAINABLE:
         raise Conflict(f"The finding is {finding.status}: reopen it to contain over it.")
@@ -639,7 +642,7 @@ def containment_apply(
         grant=grant,
         limits=caps,
         created_by=by,
-        reason=reason.strip()[:500],
+        reason=reason,
     )
     audit_record(
         by=by,
@@ -719,7 +722,7 @@ def containment_reverse(*, action: ContainmentAction, by, reason: str) -> Revers
     # unreversed containment record still holds.
     action.reversed_at = timezone.now()
     action.reversed_by = by
-    action.reverse_reason = reason[:500]
+    action.reverse_reason = _comment_checked(reason, "reason", REASON_MAX)
     action.save(update_fields=["reversed_at", "reversed_by", "reverse_reason"])
     still_held: list[int] = []
     held = False

@@ -133,6 +133,17 @@ def test_a_status_comment_is_capped_like_any_comment(finding, reviewer):
     assert finding.status == "open" and _status_events(finding) == []
 
 
+def test_an_overlong_comment_or_reason_is_refused_not_cut_short(finding, reviewer):
+    with pytest.raises(DomainError) as refused:
+        services.finding_comment_add(finding=finding, body="x" * 5001, by=reviewer)
+    assert refused.value.field == "body" and not finding.comments.exists()
+    with pytest.raises(DomainError) as refused:
+        services.containment_apply(
+            finding=finding, action="suspend_workload", by=reviewer, reason="y" * 501
+        )
+    assert refused.value.field == "reason" and not ContainmentAction.objects.exists()
+
+
 def test_a_finding_is_assigned_only_to_someone_who_can_triage(finding, reviewer, auditor):
     services.finding_assign(finding=finding, assignee=reviewer, by=reviewer)
     assert Finding.objects.get(pk=finding.pk).assignee == reviewer
