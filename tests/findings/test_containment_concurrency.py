@@ -828,3 +828,50 @@ def test_a_containment_during_a_merge_is_seen_by_it(reviewer, monkeypatch):
     assert [type(e).__name__ for e in errors] == ["Conflict"]
     in_force = ContainmentAction.objects.filter(finding=into, reversed_at=None)
     assert [a.action for a in in_force] == ["gate_sessions"]
+
+
+def test_reclassifying_while_a_pending_request_is_denied_does_not_deadlock(
+    owner, approver, admin_user
+):
+    """A reclassification locks the workload's pending requests (to add the steps a stricter
+    tier needs) before it writes any audit event, such as a shortened grant's: a denial holds
+    its request, then takes the audit chain. With the requests locked after the grants were
+    shortened and audited, the two waited for each other."""
+    from governance.approvals import services as approvals
+    from governance.models import AccessRequest
+    from tests.factories import EntitlementFactory, tier
+    from workloads import services as workload_services
+    from workloads.models import Tool
+
+    workload = ClassifiedWorkloadFactory(owner=owner, tier=tier("internal-read"))
+    EntitlementFactory(  # longer than boundary-crossing grants: the move shortens it
+        workload=workload,
+        tool=Tool.objects.get(slug="crm-api"),
+        valid_until=timezone.now() + timedelta(days=150),
+    )
+    req = approvals.access_request_create(
+        by=owner,
+        workload=workload,
+        tools=[Tool.objects.get(slug="web-search")],
+        justification="Look things up.",
+        duration_days=7,
+    )
+    holding = threading.Event()
+
+    def deny():
+        with transaction.atomic():
+            AccessRequest.objects.select_for_update().get(pk=req.pk)
+            holding.set()
+            time.sleep(0.5)  # the reclassification starts while the request is held
+            approvals.access_request_deny(access_request=req, by=approver, comment="Not now.")
+
+    def reclassify():
+        holding.wait(timeout=10)
+        workload_services.workload_classify(
+            workload=workload, tier=tier("boundary-crossing"), by=admin_user, rationale="Web"
+        )
+
+    errors = _together(deny, reclassify)
+    assert errors == []
+    assert AccessRequest.objects.get(pk=req.pk).status == "denied"
+    assert Workload.objects.get(pk=workload.pk).tier.slug == "boundary-crossing"
