@@ -76,7 +76,7 @@ def test_ids_of_deleted_objects_unknown_types_and_plain_fields_stay_as_stored(ad
 
     changes = _changes(grant_event)
     assert changes["tool"] == (str(tool_pk), "—")
-    assert changes["status"] == ("active", "revoked")
+    assert changes["status"] == ("Active", "Revoked")  # a choice reads as its label
     assert changes["workload"] == ("not-an-id", "—")
     assert _changes(other_event)["tool"] == (None, str(tool_pk))
 
