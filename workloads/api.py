@@ -48,7 +48,6 @@ from workloads.serializers import (
 SLUG_IN_URL = "[A-Za-z0-9._~-]+"
 # Only an IAM admin may register a workload on someone else's behalf.
 REGISTER_FOR_OTHERS = "workloads.classify_workload"
-OWN_WORKLOADS = "governance.request_entitlement"  # what makes a user an owner
 
 _WORKLOAD_EXAMPLE = {
     "slug": "support-triage",
@@ -288,15 +287,8 @@ class WorkloadViewSet(
                 )
         elif not username:
             raise DomainError("Name the owner of the workload.", field="owner", code="required")
-        # The same check for the user it acts for: deactivated, or no owner, they own nothing.
-        owner = self._active_user(username)
-        if not owner.has_perm(OWN_WORKLOADS):
-            raise DomainError(
-                f"{username} may not own workloads (they cannot request tools for them).",
-                field="owner",
-                code="not_an_owner",
-            )
-        return owner
+        # Whether they may own workloads, the service checks for every caller.
+        return self._active_user(username)
 
     @staticmethod
     def _active_user(username: str):

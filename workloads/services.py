@@ -64,6 +64,7 @@ EXTENSION_AUDIT_FIELDS = (
 )
 POLICY_AUDIT_FIELDS = (*SessionPolicy.LIMIT_FIELDS, "logging_level", "retention_days")
 RULE_AUDIT_FIELDS = ("slug", "name", "description", "groups", "scope", "effect", "enabled")
+OWN_WORKLOADS = "governance.request_entitlement"  # what makes a user an owner
 TOOL_AUDIT_FIELDS = ("slug", "name", "capability_class", "risk", "mcp_server", "description")
 GRANT_AUDIT_FIELDS = (
     "workload",
@@ -102,6 +103,12 @@ def workload_register(
     data_categories: list[str] | None = None,
 ) -> Workload:
     """Register a draft workload; it does nothing until an IAM admin classifies it."""
+    if not owner.is_active or not owner.has_perm(OWN_WORKLOADS):
+        raise DomainError(
+            f"{owner.get_username()} may not own workloads: an owner requests their tools.",
+            field="owner",
+            code="not_an_owner",
+        )
     if Workload.objects.filter(slug=slug).exists():
         raise Conflict(f"A workload with slug {slug!r} exists.", field="slug", code="duplicate")
     workload = Workload(

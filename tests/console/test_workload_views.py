@@ -104,6 +104,17 @@ def test_an_iam_admin_may_register_for_an_owner(admin_client, owner):
     assert Workload.objects.get(slug="ticket-triage").owner == owner
 
 
+def test_an_iam_admin_may_not_make_an_approver_an_owner(admin_client, approver):
+    """Whoever registers, the owner must be someone who may own workloads (request their
+    tools): the same rule a token meets."""
+    response = admin_client.post(
+        reverse("workloads:register"), {**REGISTRATION, "owner": approver.username}
+    )
+    assert response.status_code == 422
+    assert "may not own workloads" in str(response.context["form"].errors["owner"])
+    assert not Workload.objects.filter(slug="ticket-triage").exists()
+
+
 def test_a_bad_slug_gets_one_message_that_says_what_is_allowed(owner_client):
     for slug in ("Bad Slug!", "billing.bot", "double--dash"):
         bad = owner_client.post(reverse("workloads:register"), {**REGISTRATION, "slug": slug})
