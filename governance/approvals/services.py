@@ -308,8 +308,7 @@ def _identical_pending(workload, kind, tools, limits: dict, session: str, now):
 
 
 def _check_session_run(workload: Workload, session: str, *, tools, limits: dict, now) -> None:
-    """A session-run request: for a gated workload, one session not already approved or
-    asked for."""
+    """A session-run request: for a gated workload, one session not already approved."""
     if tools or limits:
         raise DomainError("A session-run request asks for no tools or limits.", field="kind")
     if not session.strip():
@@ -332,15 +331,8 @@ def _check_session_run(workload: Workload, session: str, *, tools, limits: dict,
     )
     if approved.exists():
         raise Conflict(f"Session {session} is already approved.", code="already_approved")
-    pending = AccessRequest.objects.filter(
-        workload=workload, kind=AccessRequest.Kind.SESSION_RUN, session=session, status="pending"
-    ).first()
-    if pending is not None:
-        raise Conflict(
-            f"Session {session} is already awaiting approval (request #{pending.pk}).",
-            code="already_pending",
-            detail={"request": pending.pk},
-        )
+    # One already asked for is refused with the other identical requests, under the
+    # workload's lock (_request_store).
 
 
 def _check_window(workload: Workload, limits: dict, now) -> None:
